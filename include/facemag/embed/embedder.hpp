@@ -1,0 +1,79 @@
+// Face embeddings from aligned crops, with the preprocessing that is part of each model.
+#pragma once
+
+#include <torch/types.h>
+#include <opencv2/core/mat.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace facemag {
+
+enum class ColorOrder { kBGR, kRGB };
+
+// Everything needed to feed a model correctly and to interpret its output.
+struct ModelManifest {
+  std::string name;          // e.g. "magface-iresnet100"
+  std::string architecture;  // e.g. "iresnet100"
+  int input_height = 112;
+  int input_width = 112;
+  ColorOrder color_order = ColorOrder::kBGR;
+  // Pixel p in [0, 255] becomes (p - pixel_offset) / pixel_scale.
+  float pixel_offset = 0.0f;
+  float pixel_scale = 255.0f;
+  std::string alignment_template = "arcface-112x112";
+  int embedding_size = 512;
+  // True only for MagFace-trained models, where the raw feature norm is a calibrated quality.
+  bool magnitude_is_quality = true;
+  std::string sha256;  // of the weight file, when known
+  std::string source;
+  std::string licence;
+};
+
+// Manifests of the architectures facemag knows: iresnet18, iresnet34, iresnet50, iresnet100
+// (MagFace: BGR, x / 255, 112x112 ArcFace-aligned, 512-d). Throws InvalidInput for others.
+ModelManifest builtin_manifest(const std::string& architecture);
+std::vector<std::string> builtin_architectures();
+
+// One face's embedding. `raw` is the network output as is; `magnitude` its L2 norm, computed
+// before any normalisation (MagFace's quality).
+struct Embedding {
+  std::vector<float> raw;
+  float magnitude = 0.0f;
+
+  // A unit-length copy of `raw` (raw itself is never changed).
+  std::vector<float> normalized() const;
+};
+
+// A loaded model: immutable after load and safe to share between threads; every method is const.
+class Embedder {
+ public:
+  // Loads weights from a checkpoint (a MagFace training checkpoint with `state_dict` and
+  // `features.module.`/`module.features.` prefixes, a DataParallel `module.` state dict or a
+  // bare one). Strict: a missing, unexpected or mis-shaped backbone tensor is a ModelLoadError.
+  static Embedder load(const ModelManifest& manifest, const std::filesystem::path& weights);
+  // A network with the deterministic formula weights of the goldens (tests, benchmarks).
+  static Embedder with_formula_weights(const ModelManifest& manifest);
+
+  // Faces: 8-bit BGR cv::Mat of exactly input_width x input_height (aligned crops).
+  std::vector<Embedding> embed(const std::vector<cv::Mat>& faces) const;
+  // The model's input tensor for faces: N x 3 x H x W float32, in the manifest's colour order
+  // and normalisation.
+  torch::Tensor preprocess(const std::vector<cv::Mat>& faces) const;
+  // Raw features (N x embedding_size) of a preprocessed batch.
+  torch::Tensor forward(const torch::Tensor& batch) const;
+
+  const ModelManifest& manifest() const;
+  // What loading noticed but accepted (e.g. an ignored classifier tensor).
+  const std::vector<std::string>& load_notes() const;
+
+  struct Impl;
+
+ private:
+  explicit Embedder(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace facemag

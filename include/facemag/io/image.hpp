@@ -1,0 +1,33 @@
+// Image decoding and input discovery.
+#pragma once
+
+#include <opencv2/core/mat.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace facemag::io {
+
+struct ImageReadOptions {
+  // Images with more pixels than this are refused before decoding (decompression bombs).
+  std::int64_t max_pixels = 100'000'000;
+};
+
+// Decodes an image file into an 8-bit, 3-channel **BGR** cv::Mat (OpenCV's order), whatever the
+// file holds (grayscale, alpha, 16-bit are converted). Throws facemag::InvalidInput naming the
+// file for a missing, empty, truncated or undecodable file.
+cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions& options = {});
+
+// True for file names with an image extension facemag decodes (jpg, jpeg, png, bmp, webp, tif,
+// tiff).
+bool has_image_extension(const std::filesystem::path& path);
+
+// Expands command-line inputs into files, in a stable order: a file is taken as it is; a
+// directory is searched recursively for image files (sorted); `@list.txt` names one path per
+// line (blank lines and lines starting with '#' are skipped; relative paths are relative to
+// the list's folder). A path that does not exist is an InvalidInput error.
+std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& inputs);
+
+}  // namespace facemag::io

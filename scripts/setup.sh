@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of facemag from Debian packages.
+# Idempotent; run as root (or through sudo) on Debian 12 (bookworm).
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtorch-dev         # tensor engine for every network (LibTorch 1.13, oneDNN enabled)
+  libopenblas0 libopenblas-dev  # without it LibTorch falls back to the reference BLAS (2-5x slower)
+  libopencv-dev        # image decoding, geometry, drawing
+  libzip-dev           # reading PyTorch zip checkpoints with bounded allocations
+  libcli11-dev nlohmann-json3-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "facemag: dependencies present"

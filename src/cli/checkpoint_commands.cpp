@@ -1,0 +1,91 @@
+// `facemag inspect` (what a checkpoint holds) and `facemag formula-weights` (a checkpoint of
+// deterministic, untrained weights for trying the tools and benchmarking without downloads).
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "facemag/embed/embedder.hpp"  // builtin_architectures
+#include "facemag/io/checkpoint.hpp"
+#include "facemag/nn/iresnet.hpp"
+#include "facemag/nn/module_utils.hpp"
+
+namespace facemag::cli {
+namespace {
+
+struct InspectOptions {
+  std::string file;
+};
+
+struct FormulaOptions {
+  std::string arch = "iresnet18";
+  std::string out;
+};
+
+int run_inspect(const InspectOptions& opt) {
+  const io::Checkpoint c = io::load_checkpoint(opt.file);
+  nlohmann::json summary{{"path", opt.file},
+                         {"format", c.format == io::CheckpointFormat::kZip ? "zip" : "legacy"},
+                         {"type", c.root->type_name()}};
+  if (c.root->is<pickle::Dict>()) {
+    nlohmann::json entries = nlohmann::json::object();
+    for (const auto& [key, value] : c.root->as_dict().items) {
+      const std::string name = key->is<std::string>() ? key->as_string() : key->type_name();
+      if (value->is<std::string>()) {
+        entries[name] = value->as_string();
+      } else if (value->is<std::int64_t>()) {
+        entries[name] = value->as_int();
+      } else {
+        entries[name] = value->type_name();
+      }
+    }
+    summary["entries"] = entries;
+  }
+  std::cout << summary << "\n";
+  std::int64_t parameters = 0;
+  for (const auto& [name, t] : io::find_state_dict(c)) {
+    std::cout << nlohmann::json{{"tensor", name},
+                                {"dtype", io::dtype_name(t.scalar_type())},
+                                {"shape", t.sizes().vec()}}
+              << "\n";
+    parameters += t.numel();
+  }
+  std::cerr << "facemag: " << parameters << " values in the state dict\n";
+  return kExitOk;
+}
+
+int run_formula(const FormulaOptions& opt) {
+  nn::IResNet net(*nn::iresnet_depth_from_name(opt.arch));  // the CLI checked the name
+  nn::fill_formula_weights(*net);
+  io::save_checkpoint(opt.out, *io::make_state_dict_value(nn::state_dict(*net)));
+  std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch
+            << " with deterministic formula weights: untrained, for trying the tools only)\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner add_checkpoint_commands(CLI::App& app) {
+  auto inspect_opt = std::make_shared<InspectOptions>();
+  auto formula_opt = std::make_shared<FormulaOptions>();
+  auto* inspect = app.add_subcommand(
+      "inspect", "List what a PyTorch checkpoint holds (entries, tensors, shapes)");
+  inspect->add_option("file", inspect_opt->file, "Checkpoint (.pth/.pt, zip or legacy format)")
+      ->required();
+  auto* formula = app.add_subcommand(
+      "formula-weights",
+      "Write a checkpoint of deterministic untrained weights (testing, benchmarks)");
+  formula->add_option("--arch", formula_opt->arch, "Architecture")
+      ->check(CLI::IsMember(builtin_architectures()))
+      ->capture_default_str();
+  formula->add_option("--out", formula_opt->out, "Output .pth file")->required();
+  return [inspect, formula, inspect_opt, formula_opt]() -> int {
+    if (inspect->parsed()) return run_inspect(*inspect_opt);
+    if (formula->parsed()) return run_formula(*formula_opt);
+    return -1;
+  };
+}
+
+}  // namespace facemag::cli

@@ -1,0 +1,18 @@
+// Subcommand registration: each adds itself to the CLI11 app and runs when selected.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace facemag::cli {
+
+// Runs a selected subcommand and returns the process exit code.
+using Runner = std::function<int()>;
+
+// `facemag embed` and `facemag quality`.
+Runner add_embed_commands(CLI::App& app);
+// `facemag inspect` and `facemag formula-weights`.
+Runner add_checkpoint_commands(CLI::App& app);
+
+}  // namespace facemag::cli

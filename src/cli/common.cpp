@@ -1,0 +1,73 @@
+#include "common.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "facemag/error.hpp"
+
+namespace facemag::cli {
+
+ProgressBar::ProgressBar(std::size_t total, std::string label)
+    : total_(total), label_(std::move(label)), enabled_(isatty(STDERR_FILENO) && total > 1) {
+  start_ = last_draw_ = std::chrono::steady_clock::now();
+}
+
+ProgressBar::~ProgressBar() {
+  if (enabled_) draw(true);
+}
+
+void ProgressBar::advance(std::size_t n) {
+  done_ += n;
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_draw_ > std::chrono::milliseconds(100) || done_ == total_) {
+    last_draw_ = now;
+    draw(false);
+  }
+}
+
+void ProgressBar::draw(bool final) {
+  constexpr int kWidth = 30;
+  const double fraction = total_ ? static_cast<double>(done_) / total_ : 1.0;
+  const int filled = static_cast<int>(fraction * kWidth);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::string bar(filled, '=');
+  if (filled < kWidth) bar += '>' + std::string(kWidth - filled - 1, ' ');
+  std::fprintf(stderr, "\r%s [%s] %zu/%zu  %.1f/s", label_.c_str(), bar.c_str(), done_, total_,
+               seconds > 0 ? done_ / seconds : 0.0);
+  if (final) std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+OutputStream::OutputStream(const std::string& path) : stdout_(&std::cout) {
+  if (!path.empty() && path != "-") {
+    file_ = std::make_unique<std::ofstream>(path);
+    if (!*file_) throw InvalidInput(path + ": cannot open for writing");
+  }
+}
+
+void report_skipped(const std::string& path, const std::string& reason) {
+  // Messages of facemag errors already start with the path.
+  if (reason.rfind(path, 0) == 0) {
+    std::cerr << "facemag: skipped " << reason << "\n";
+  } else {
+    std::cerr << "facemag: skipped " << path << ": " << reason << "\n";
+  }
+}
+
+std::filesystem::path resolve_weights(const std::string& explicit_path,
+                                      const std::string& model_name) {
+  if (!explicit_path.empty()) return explicit_path;
+  if (const char* home = std::getenv("FACEMAG_HOME"); home && *home) {
+    const auto candidate = std::filesystem::path(home) / (model_name + ".pth");
+    if (std::filesystem::exists(candidate)) return candidate;
+    throw InvalidInput("no --weights given and " + candidate.string() + " does not exist");
+  }
+  throw InvalidInput("no --weights given (and FACEMAG_HOME is not set to look up " + model_name +
+                     ".pth)");
+}
+
+}  // namespace facemag::cli

@@ -1,0 +1,53 @@
+// Helpers shared by the CLI subcommands.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <ostream>
+#include <string>
+
+namespace facemag::cli {
+
+// Exit codes of every subcommand.
+constexpr int kExitOk = 0;
+constexpr int kExitSomeInputsFailed = 1;  // the others were processed and written
+constexpr int kExitError = 2;             // nothing useful was done
+
+// A progress bar on stderr when it is a terminal; silent in pipes and files.
+class ProgressBar {
+ public:
+  ProgressBar(std::size_t total, std::string label);
+  ~ProgressBar();
+  void advance(std::size_t n = 1);
+
+ private:
+  void draw(bool final);
+  std::size_t total_;
+  std::size_t done_ = 0;
+  std::string label_;
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+// Where records go: a file (created, truncated) or stdout.
+class OutputStream {
+ public:
+  explicit OutputStream(const std::string& path);
+  std::ostream& stream() { return file_ ? *file_ : *stdout_; }
+
+ private:
+  std::unique_ptr<std::ofstream> file_;
+  std::ostream* stdout_;
+};
+
+// Reports one input that was skipped, on stderr, as one line.
+void report_skipped(const std::string& path, const std::string& reason);
+
+// The default weight file of a model name: $FACEMAG_HOME/<name>.pth, if FACEMAG_HOME is set.
+std::filesystem::path resolve_weights(const std::string& explicit_path,
+                                      const std::string& model_name);
+
+}  // namespace facemag::cli

@@ -1,0 +1,167 @@
+// `facemag embed` / `facemag quality`: embeddings and MagFace quality of aligned faces.
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "facemag/embed/embedder.hpp"
+#include "facemag/error.hpp"
+#include "facemag/io/image.hpp"
+#include "facemag/io/npy.hpp"
+#include "facemag/runtime.hpp"
+
+namespace facemag::cli {
+namespace {
+
+struct EmbedOptions {
+  std::vector<std::string> inputs;
+  std::string arch = "iresnet100";
+  std::string weights;
+  bool aligned = false;
+  int batch = 16;
+  int threads = 0;
+  std::string out;
+  std::string npy;
+  bool embeddings = false;
+  bool sort = false;
+};
+
+struct Record {
+  std::string path;
+  Embedding embedding;
+};
+
+nlohmann::json to_json(const Record& r, const std::string& model, bool with_vector) {
+  nlohmann::json j{{"path", r.path}, {"model", model}, {"quality", r.embedding.magnitude}};
+  if (with_vector) j["embedding"] = r.embedding.raw;
+  return j;
+}
+
+int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
+  if (!opt.aligned) {
+    throw InvalidInput(
+        "photos need the detection pipeline, which is not built yet: pass --aligned for "
+        "112x112 aligned faces");
+  }
+  if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
+  const int threads = configure_runtime(opt.threads);
+  const auto files = io::expand_inputs(opt.inputs);
+  if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+
+  const ModelManifest manifest = builtin_manifest(opt.arch);
+  const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
+  for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
+  spdlog::debug("{} threads", threads);
+
+  const bool with_vector = vectors_by_default || opt.embeddings;
+  OutputStream out(opt.out);
+  std::unique_ptr<std::ofstream> index;
+  if (!opt.npy.empty()) {
+    auto index_path = std::filesystem::path(opt.npy).replace_extension(".jsonl");
+    index = std::make_unique<std::ofstream>(index_path);
+    if (!*index) throw InvalidInput(index_path.string() + ": cannot open for writing");
+  }
+
+  std::vector<Record> kept;  // for --sort and --npy
+  std::vector<float> matrix;
+  std::size_t failures = 0;
+  ProgressBar progress(files.size(), opt.npy.empty() ? "embed" : "embed -> " + opt.npy);
+  for (std::size_t start = 0; start < files.size(); start += opt.batch) {
+    const std::size_t end = std::min(files.size(), start + static_cast<std::size_t>(opt.batch));
+    std::vector<cv::Mat> faces;
+    std::vector<std::string> paths;
+    for (std::size_t i = start; i < end; ++i) {
+      const std::string path = files[i].string();
+      try {
+        cv::Mat face = io::read_image_bgr(files[i]);
+        if (face.rows != manifest.input_height || face.cols != manifest.input_width) {
+          throw InvalidInput(path + ": image is " + std::to_string(face.cols) + "x" +
+                             std::to_string(face.rows) + ", an aligned face for " + manifest.name +
+                             " is " + std::to_string(manifest.input_width) + "x" +
+                             std::to_string(manifest.input_height));
+        }
+        faces.push_back(std::move(face));
+        paths.push_back(path);
+      } catch (const Error& e) {
+        report_skipped(path, e.what());
+        ++failures;
+      }
+    }
+    const auto embeddings = embedder.embed(faces);
+    for (std::size_t i = 0; i < embeddings.size(); ++i) {
+      Record record{paths[i], embeddings[i]};
+      if (index) {
+        *index << nlohmann::json{{"row", matrix.size() / manifest.embedding_size},
+                                 {"path", record.path},
+                                 {"quality", record.embedding.magnitude}}
+               << "\n";
+        matrix.insert(matrix.end(), record.embedding.raw.begin(), record.embedding.raw.end());
+      }
+      if (opt.sort) {
+        kept.push_back(std::move(record));
+      } else {
+        out.stream() << to_json(record, manifest.name, with_vector) << "\n";
+      }
+    }
+    out.stream().flush();
+    progress.advance(end - start);
+  }
+  if (opt.sort) {
+    // Best quality first, as MagFace's quality listings.
+    std::stable_sort(kept.begin(), kept.end(), [](const Record& a, const Record& b) {
+      return a.embedding.magnitude > b.embedding.magnitude;
+    });
+    for (const auto& r : kept) out.stream() << to_json(r, manifest.name, with_vector) << "\n";
+  }
+  if (!opt.npy.empty()) {
+    const auto rows = static_cast<std::int64_t>(matrix.size() / manifest.embedding_size);
+    io::write_npy(
+        opt.npy, torch::from_blob(matrix.data(), {rows, manifest.embedding_size}, torch::kFloat32));
+  }
+  if (failures) {
+    std::cerr << "facemag: " << failures << " of " << files.size() << " input(s) failed\n";
+    return kExitSomeInputsFailed;
+  }
+  return kExitOk;
+}
+
+void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
+  cmd.add_option("inputs", opt.inputs, "Image files, folders (recursive) or @list.txt")->required();
+  cmd.add_option("--arch", opt.arch, "Network architecture")
+      ->check(CLI::IsMember(builtin_architectures()))
+      ->capture_default_str();
+  cmd.add_option("--weights", opt.weights,
+                 "Checkpoint file (MagFace .pth); default $FACEMAG_HOME/magface-<arch>.pth");
+  cmd.add_flag("--aligned", opt.aligned,
+               "Inputs are already aligned 112x112 faces (BGR as decoded)");
+  cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
+  cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");
+  cmd.add_option("--npy", opt.npy,
+                 "Also write the N x 512 float32 matrix (.npy) and an index (.jsonl) beside it");
+  cmd.add_flag("--sort", opt.sort, "List faces by quality, best first");
+}
+
+}  // namespace
+
+Runner add_embed_commands(CLI::App& app) {
+  auto embed_opt = std::make_shared<EmbedOptions>();
+  auto quality_opt = std::make_shared<EmbedOptions>();
+  auto* embed = app.add_subcommand("embed", "Embeddings (raw vector and its magnitude) of faces");
+  add_common_options(*embed, *embed_opt);
+  auto* quality = app.add_subcommand("quality", "MagFace quality (feature magnitude) of faces");
+  add_common_options(*quality, *quality_opt);
+  quality->add_flag("--embeddings", quality_opt->embeddings,
+                    "Include the raw vectors in the records");
+  return [&app, embed, quality, embed_opt, quality_opt]() -> int {
+    if (embed->parsed()) return run_embed(*embed_opt, true);
+    if (quality->parsed()) return run_embed(*quality_opt, false);
+    return -1;
+  };
+}
+
+}  // namespace facemag::cli

@@ -1,0 +1,176 @@
+#include "facemag/embed/embedder.hpp"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "facemag/error.hpp"
+#include "facemag/io/checkpoint.hpp"
+#include "facemag/nn/iresnet.hpp"
+#include "facemag/nn/module_utils.hpp"
+
+namespace facemag {
+
+struct Embedder::Impl {
+  ModelManifest manifest;
+  std::shared_ptr<torch::nn::Module> module;  // never mutated after load
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  std::vector<std::string> notes;
+};
+
+namespace {
+
+constexpr const char* kArchitectures[] = {"iresnet18", "iresnet34", "iresnet50", "iresnet100"};
+
+std::shared_ptr<Embedder::Impl> build(const ModelManifest& manifest) {
+  const auto depth = nn::iresnet_depth_from_name(manifest.architecture);
+  if (!depth) throw InvalidInput("unknown architecture '" + manifest.architecture + "'");
+  auto net = std::make_shared<nn::IResNetImpl>(*depth, manifest.embedding_size);
+  net->eval();
+  auto impl = std::make_shared<Embedder::Impl>();
+  impl->manifest = manifest;
+  impl->module = net;
+  impl->forward = [net](const torch::Tensor& x) { return net->forward(x); };
+  return impl;
+}
+
+// MagFace checkpoints name the backbone `features.module.*` (or `module.features.*` from other
+// wrappers) and keep the classifier beside it; DataParallel state dicts use `module.*`. Pick
+// the prefix under which the most backbone tensors are found.
+io::NamedTensors select_backbone(const io::NamedTensors& all, const torch::nn::Module& model,
+                                 const std::string& source, std::vector<std::string>& notes) {
+  std::set<std::string> expected;
+  for (const auto& [name, t] : nn::state_dict(model)) expected.insert(name);
+  static const char* kPrefixes[] = {"features.module.", "module.features.", "module.", "features.",
+                                    ""};
+  std::string best;
+  std::size_t best_count = 0;
+  for (const char* prefix : kPrefixes) {
+    const std::string p = prefix;
+    std::size_t count = 0;
+    for (const auto& [name, t] : all) {
+      count += name.rfind(p, 0) == 0 && expected.count(name.substr(p.size()));
+    }
+    if (count > best_count) {
+      best = p;
+      best_count = count;
+    }
+  }
+  io::NamedTensors backbone;
+  for (const auto& [name, t] : all) {
+    if (name.rfind(best, 0) == 0) {
+      backbone.emplace_back(name.substr(best.size()), t);
+    } else if (name == "fc.weight" || name == "module.fc.weight" || name == "fc.bias" ||
+               name == "module.fc.bias") {
+      notes.push_back("ignored the training classifier '" + name + "' " + c10::str(t.sizes()) +
+                      " (not part of the embedding network)");
+    } else {
+      throw ModelLoadError(source + ": unexpected tensor '" + name +
+                           "' outside the backbone prefix '" + best + "'");
+    }
+  }
+  return backbone;
+}
+
+}  // namespace
+
+std::vector<std::string> builtin_architectures() {
+  return {std::begin(kArchitectures), std::end(kArchitectures)};
+}
+
+ModelManifest builtin_manifest(const std::string& architecture) {
+  for (const char* arch : kArchitectures) {
+    if (architecture == arch) {
+      ModelManifest m;
+      m.name = "magface-" + architecture;
+      m.architecture = architecture;
+      m.source = "MagFace (IrvingMeng/MagFace), models/iresnet.py";
+      m.licence = "Apache-2.0 (code); weights: see their source";
+      return m;
+    }
+  }
+  std::string known;
+  for (const auto& a : builtin_architectures()) known += (known.empty() ? "" : ", ") + a;
+  throw InvalidInput("unknown architecture '" + architecture + "' (known: " + known + ")");
+}
+
+std::vector<float> Embedding::normalized() const {
+  std::vector<float> out(raw);
+  if (magnitude > 0) {
+    for (auto& v : out) v /= magnitude;
+  }
+  return out;
+}
+
+Embedder Embedder::load(const ModelManifest& manifest, const std::filesystem::path& weights) {
+  auto impl = build(manifest);
+  const io::Checkpoint checkpoint = io::load_checkpoint(weights);
+  if (checkpoint.root->is<pickle::Dict>()) {
+    if (auto arch = pickle::dict_get(checkpoint.root->as_dict(), "arch");
+        arch && arch->is<std::string>() && arch->as_string() != manifest.architecture) {
+      throw ModelLoadError(checkpoint.source + ": checkpoint was trained as '" + arch->as_string() +
+                           "', not '" + manifest.architecture + "'");
+    }
+  }
+  const io::NamedTensors backbone = select_backbone(io::find_state_dict(checkpoint), *impl->module,
+                                                    checkpoint.source, impl->notes);
+  nn::load_state_dict_strict(*impl->module, backbone, checkpoint.source);
+  impl->module->eval();
+  return Embedder(impl);
+}
+
+Embedder Embedder::with_formula_weights(const ModelManifest& manifest) {
+  auto impl = build(manifest);
+  nn::fill_formula_weights(*impl->module);
+  impl->notes.push_back("formula weights (deterministic, untrained)");
+  return Embedder(impl);
+}
+
+torch::Tensor Embedder::preprocess(const std::vector<cv::Mat>& faces) const {
+  const auto& m = impl_->manifest;
+  auto batch =
+      torch::empty({static_cast<std::int64_t>(faces.size()), 3, m.input_height, m.input_width});
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    const cv::Mat& face = faces[i];
+    if (face.type() != CV_8UC3 || face.rows != m.input_height || face.cols != m.input_width) {
+      throw InvalidInput("face " + std::to_string(i) + " is " + std::to_string(face.cols) + "x" +
+                         std::to_string(face.rows) + " with " + std::to_string(face.channels()) +
+                         " channel(s); " + m.name + " expects an aligned " +
+                         std::to_string(m.input_width) + "x" + std::to_string(m.input_height) +
+                         " 8-bit BGR image");
+    }
+    const cv::Mat continuous = face.isContinuous() ? face : face.clone();
+    auto hwc = torch::from_blob(continuous.data, {m.input_height, m.input_width, 3}, torch::kUInt8);
+    auto chw = hwc.permute({2, 0, 1}).to(torch::kFloat32);
+    if (m.color_order == ColorOrder::kRGB) chw = chw.flip(0);  // OpenCV gives BGR
+    batch[static_cast<std::int64_t>(i)].copy_((chw - m.pixel_offset) / m.pixel_scale);
+  }
+  return batch;
+}
+
+torch::Tensor Embedder::forward(const torch::Tensor& batch) const {
+  c10::InferenceMode guard;
+  return impl_->forward(batch);
+}
+
+std::vector<Embedding> Embedder::embed(const std::vector<cv::Mat>& faces) const {
+  if (faces.empty()) return {};
+  const torch::Tensor features = forward(preprocess(faces)).contiguous();
+  std::vector<Embedding> out(faces.size());
+  const auto dim = features.size(1);
+  const float* data = features.data_ptr<float>();
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    out[i].raw.assign(data + i * dim, data + (i + 1) * dim);
+    double sum = 0;
+    for (float v : out[i].raw) sum += static_cast<double>(v) * v;
+    out[i].magnitude = static_cast<float>(std::sqrt(sum));
+  }
+  return out;
+}
+
+const ModelManifest& Embedder::manifest() const { return impl_->manifest; }
+const std::vector<std::string>& Embedder::load_notes() const { return impl_->notes; }
+
+}  // namespace facemag

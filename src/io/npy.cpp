@@ -1,0 +1,132 @@
+#include "facemag/io/npy.hpp"
+
+#include <torch/torch.h>
+
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <regex>
+
+#include "facemag/error.hpp"
+
+namespace facemag::io {
+namespace {
+
+struct NpyType {
+  const char* descr;
+  torch::ScalarType dtype;
+};
+constexpr NpyType kTypes[] = {
+    {"<f4", torch::kFloat32}, {"<f8", torch::kFloat64}, {"<f2", torch::kFloat16},
+    {"<i8", torch::kInt64},   {"<i4", torch::kInt32},   {"<i2", torch::kInt16},
+    {"|i1", torch::kInt8},    {"|u1", torch::kUInt8},   {"|b1", torch::kBool},
+};
+
+[[noreturn]] void fail(const std::string& source, const std::string& message) {
+  throw InvalidInput(source + ": " + message);
+}
+
+}  // namespace
+
+torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source) {
+  if (bytes.size() < 10 || bytes.substr(0, 6) != "\x93NUMPY") fail(source, "not a .npy file");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_len = 0, header_start = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) fail(source, "truncated .npy header");
+    std::uint32_t n;
+    std::memcpy(&n, bytes.data() + 8, 4);
+    header_len = n;
+    header_start = 12;
+  } else {
+    throw VersionMismatch(source + ": .npy format version " + std::to_string(major) +
+                          " is not supported");
+  }
+  if (header_len > bytes.size() - header_start) fail(source, "truncated .npy header");
+  const std::string header(bytes.substr(header_start, header_len));
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']*)')")))
+    fail(source, "no descr in .npy header");
+  const std::string descr = m[1];
+  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))"))) {
+    fail(source, "no fortran_order in .npy header");
+  }
+  const bool fortran = m[1] == "True";
+  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
+    fail(source, "no shape in .npy header");
+  std::vector<std::int64_t> shape;
+  const std::string dims = m[1];
+  std::int64_t numel = 1;
+  static const std::regex kDigits(R"(\d+)");
+  for (std::sregex_iterator it(dims.begin(), dims.end(), kDigits), end; it != end; ++it) {
+    const std::int64_t d = std::stoll(it->str());
+    if (__builtin_mul_overflow(numel, d, &numel)) fail(source, "shape overflows");
+    shape.push_back(d);
+  }
+  std::optional<torch::ScalarType> dtype;
+  for (const auto& t : kTypes) {
+    if (descr == t.descr || (descr.size() == 3 && descr[0] == '=' &&
+                             descr.substr(1) == std::string(t.descr).substr(1))) {
+      dtype = t.dtype;
+    }
+  }
+  if (!dtype) fail(source, "unsupported .npy dtype '" + descr + "' (big-endian or object arrays?)");
+  const std::size_t data_start = header_start + header_len;
+  std::int64_t nbytes = 0;
+  if (__builtin_mul_overflow(numel, static_cast<std::int64_t>(c10::elementSize(*dtype)), &nbytes) ||
+      static_cast<std::uint64_t>(nbytes) != bytes.size() - data_start) {
+    fail(source, "data holds " + std::to_string(bytes.size() - data_start) +
+                     " bytes, the header's shape needs " + std::to_string(nbytes));
+  }
+  std::vector<std::int64_t> storage_shape = shape;
+  if (fortran) std::reverse(storage_shape.begin(), storage_shape.end());
+  torch::Tensor t = torch::empty(storage_shape, torch::TensorOptions().dtype(*dtype));
+  std::memcpy(t.data_ptr(), bytes.data() + data_start, static_cast<std::size_t>(nbytes));
+  if (fortran && shape.size() > 1) {
+    std::vector<std::int64_t> perm(shape.size());
+    for (std::size_t i = 0; i < perm.size(); ++i)
+      perm[i] = static_cast<std::int64_t>(perm.size() - 1 - i);
+    t = t.permute(perm).contiguous();
+  }
+  return t;
+}
+
+torch::Tensor read_npy(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InvalidInput(path.string() + ": cannot open");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return read_npy_bytes(bytes, path.string());
+}
+
+void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor) {
+  const torch::Tensor t = tensor.contiguous().cpu();
+  const char* descr = nullptr;
+  for (const auto& type : kTypes) {
+    if (type.dtype == t.scalar_type()) descr = type.descr;
+  }
+  if (!descr)
+    throw InvalidInput(path.string() + ": cannot write dtype " +
+                       std::string(c10::toString(t.scalar_type())) + " to .npy");
+  std::string shape;  // Python tuple syntax: "()", "(3,)", "(3, 4)"
+  for (std::int64_t i = 0; i < t.dim(); ++i) shape += (i ? ", " : "") + std::to_string(t.size(i));
+  if (t.dim() == 1) shape += ",";
+  std::string header =
+      "{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': (" + shape + "), }";
+  const std::size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw InvalidInput(path.string() + ": cannot open for writing");
+  out.write("\x93NUMPY\x01\x00", 8);
+  const auto len = static_cast<std::uint16_t>(header.size());
+  out.put(static_cast<char>(len & 0xFF));
+  out.put(static_cast<char>(len >> 8));
+  out << header;
+  out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  if (!out) throw InvalidInput(path.string() + ": write failed");
+}
+
+}  // namespace facemag::io

@@ -1,0 +1,225 @@
+// The `facemag` command line end to end: checkpoints written by facemag's own writer in the
+// layout of a MagFace training checkpoint, run through the CLI and compared with the goldens.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "facemag/io/checkpoint.hpp"
+#include "facemag/io/npy.hpp"
+#include "facemag/nn/iresnet.hpp"
+#include "facemag/nn/module_utils.hpp"
+#include "test_support.hpp"
+
+namespace facemag {
+namespace {
+
+using nlohmann::json;
+using pickle::Value;
+
+struct RunResult {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+RunResult run_cli(const std::string& args, const test::TempDir& tmp) {
+  const auto err_path = tmp / "stderr.txt";
+  const std::string cmd = std::string(FACEMAG_CLI_PATH) + " " + args + " 2>" + err_path.string();
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out, test::read_file(err_path)};
+}
+
+std::vector<json> parse_lines(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(json::parse(line));
+  }
+  return out;
+}
+
+// {'epoch', 'arch', 'state_dict': OrderedDict('features.module.*' backbone + 'fc.weight'
+// classifier), 'optimizer'}: what MagFace's trainer saves.
+void write_magface_checkpoint(const std::filesystem::path& path, const std::string& arch,
+                              nn::IResNetDepth depth) {
+  nn::IResNet net(depth);
+  nn::fill_formula_weights(*net);
+  io::NamedTensors sd;
+  for (const auto& [name, t] : nn::state_dict(*net)) sd.emplace_back("features.module." + name, t);
+  sd.emplace_back("fc.weight",
+                  torch::zeros({512, 10}));  // MagLinear classifier, ignored at inference
+  pickle::Dict root;
+  pickle::dict_set(root, Value::make(std::string("epoch")), Value::make(std::int64_t{25}));
+  pickle::dict_set(root, Value::make(std::string("arch")), Value::make(arch));
+  pickle::dict_set(root, Value::make(std::string("state_dict")), io::make_state_dict_value(sd));
+  pickle::dict_set(root, Value::make(std::string("optimizer")), Value::make(pickle::Dict{}));
+  io::save_checkpoint(path, Value(std::move(root)));
+}
+
+TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");
+  const auto golden = test::read_json(dir / "iresnet18.json");
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "magface_epoch_00025.pth", "iresnet18", nn::IResNetDepth::k18);
+
+  const auto r = run_cli("quality --aligned --arch iresnet18 --weights " +
+                             (tmp / "magface_epoch_00025.pth").string() + " --npy " +
+                             (tmp / "feats.npy").string() + " " + (dir / "inputs").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("ignored the training classifier 'fc.weight'"), std::string::npos) << r.err;
+  const auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), golden["inputs"].size());
+  std::map<std::string, double> expected;
+  for (std::size_t i = 0; i < golden["inputs"].size(); ++i) {
+    const std::string file =
+        std::filesystem::path(golden["inputs"][i].get<std::string>()).filename();
+    expected[file] = golden["norms"][i];
+  }
+  for (const auto& rec : records) {
+    const std::string file = std::filesystem::path(rec["path"].get<std::string>()).filename();
+    ASSERT_TRUE(expected.count(file)) << file;
+    EXPECT_NEAR(rec["quality"].get<double>(), expected[file], 1e-4 * expected[file]) << file;
+    EXPECT_EQ(rec["model"], "magface-iresnet18");
+    EXPECT_FALSE(rec.contains("embedding"));
+  }
+  // The matrix and its index agree with the records.
+  const auto matrix = io::read_npy(tmp / "feats.npy");
+  EXPECT_EQ(matrix.sizes().vec(), (std::vector<std::int64_t>{10, 512}));
+  const auto index = parse_lines(test::read_file(tmp / "feats.jsonl"));
+  ASSERT_EQ(index.size(), 10u);
+  for (const auto& row : index) {
+    const double norm = matrix[row["row"].get<std::int64_t>()].norm().item<double>();
+    EXPECT_NEAR(norm, row["quality"].get<double>(), 1e-4 * norm);
+  }
+}
+
+TEST(CliGolden, SortListsBestQualityFirstAndEmbedPrintsVectors) {
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const auto sorted =
+      parse_lines(run_cli("quality --aligned --sort --arch iresnet18 --weights " +
+                              (tmp / "m.pth").string() + " " + (dir / "inputs").string(),
+                          tmp)
+                      .out);
+  ASSERT_EQ(sorted.size(), 10u);
+  for (std::size_t i = 1; i < sorted.size(); ++i) {
+    EXPECT_GE(sorted[i - 1]["quality"].get<double>(), sorted[i]["quality"].get<double>());
+  }
+  EXPECT_EQ(std::filesystem::path(sorted[0]["path"].get<std::string>()).filename(),
+            "8.png");  // norm 12.64
+
+  const auto embedded =
+      parse_lines(run_cli("embed --aligned --arch iresnet18 --weights " + (tmp / "m.pth").string() +
+                              " " + (dir / "inputs" / "0.png").string(),
+                          tmp)
+                      .out);
+  ASSERT_EQ(embedded.size(), 1u);
+  const auto golden = io::read_npy(dir / "iresnet18.npy");
+  ASSERT_EQ(embedded[0]["embedding"].size(), 512u);
+  for (int k = 0; k < 8; ++k) {
+    EXPECT_NEAR(embedded[0]["embedding"][k].get<double>(), golden[0][k].item<double>(), 1e-4);
+  }
+}
+
+TEST(CliGolden, BadImagesAreSkippedAndTheRestFinish) {
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / "inputs" / "0.png");
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const auto faces = tmp / "faces";
+  std::filesystem::create_directories(faces);
+  std::filesystem::copy_file(dir / "inputs" / "0.png", faces / "a_good.png");
+  const std::string jpeg = test::read_file(test::shared_dir() / "data" / "magface-toy" / "0.jpg");
+  test::write_file(faces / "b_truncated.jpg", jpeg.substr(0, jpeg.size() / 2));
+  test::write_file(faces / "c_empty.jpg", "");
+  test::write_file(faces / "d_text.png", "this is not an image\n");
+  const std::string png = test::read_file(dir / "inputs" / "1.png");
+  test::write_file(faces / "e_cut.png", png.substr(0, 200));
+  std::filesystem::copy_file(test::shared_dir() / "data" / "facenet-test-images" / "multiface.jpg",
+                             faces / "f_big.jpg");
+  std::filesystem::copy_file(dir / "inputs" / "2.png", faces / "g_good.png");
+
+  const auto r =
+      run_cli("quality --aligned --batch 2 --arch iresnet18 --weights " + (tmp / "m.pth").string() +
+                  " " + faces.string() + " --out " + (tmp / "q.jsonl").string(),
+              tmp);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto records = parse_lines(test::read_file(tmp / "q.jsonl"));
+  ASSERT_EQ(records.size(), 2u) << r.err;
+  EXPECT_NE(r.err.find("b_truncated.jpg: truncated JPEG"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("c_empty.jpg: empty file"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("d_text.png: not a decodable image"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("e_cut.png: not a decodable image"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("f_big.jpg: image is"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("5 of 7 input(s) failed"), std::string::npos) << r.err;
+}
+
+TEST(CliGolden, ModelErrorsAreOneClearLine) {
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / "inputs" / "0.png");
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "r18.pth", "iresnet18", nn::IResNetDepth::k18);
+  const std::string input = (dir / "inputs").string();
+
+  auto r = run_cli(
+      "quality --aligned --arch iresnet50 --weights " + (tmp / "r18.pth").string() + " " + input,
+      tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("trained as 'iresnet18', not 'iresnet50'"), std::string::npos) << r.err;
+
+  // The same weights without the 'arch' entry: the strict loader names what does not fit.
+  io::save_checkpoint(
+      tmp / "bare.pth",
+      *io::make_state_dict_value(io::find_state_dict(io::load_checkpoint(tmp / "r18.pth"))));
+  r = run_cli(
+      "quality --aligned --arch iresnet34 --weights " + (tmp / "bare.pth").string() + " " + input,
+      tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("checkpoint does not fit the architecture: missing"), std::string::npos)
+      << r.err;
+
+  const std::string full = test::read_file(tmp / "r18.pth");
+  test::write_file(tmp / "cut.pth", full.substr(0, full.size() / 2));
+  r = run_cli(
+      "quality --aligned --arch iresnet18 --weights " + (tmp / "cut.pth").string() + " " + input,
+      tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cut.pth"), std::string::npos) << r.err;
+
+  r = run_cli(
+      "quality --aligned --arch iresnet18 --weights " + (tmp / "none.pth").string() + " " + input,
+      tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("none.pth: no such file"), std::string::npos) << r.err;
+
+  r = run_cli("quality --aligned --arch iresnet18 --weights " + (tmp / "r18.pth").string() +
+                  " /nonexistent/dir",
+              tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("/nonexistent/dir: no such file or directory"), std::string::npos) << r.err;
+
+  std::filesystem::create_directories(tmp / "docs");
+  test::write_file(tmp / "docs" / "readme.txt", "text");
+  r = run_cli("quality --aligned --arch iresnet18 --weights " + (tmp / "r18.pth").string() + " " +
+                  (tmp / "docs").string(),
+              tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no image files found"), std::string::npos) << r.err;
+  for (const auto* text : {"error:"})
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << text << r.err;
+}
+
+}  // namespace
+}  // namespace facemag

@@ -1,0 +1,171 @@
+// iResNet against the outputs of MagFace's own models/iresnet.py (../shared/golden/iresnet).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <opencv2/imgcodecs.hpp>
+
+#include <cmath>
+#include <iostream>
+
+#include "facemag/embed/embedder.hpp"
+#include "facemag/error.hpp"
+#include "facemag/io/npy.hpp"
+#include "facemag/nn/iresnet.hpp"
+#include "facemag/nn/module_utils.hpp"
+#include "test_support.hpp"
+
+namespace facemag {
+namespace {
+
+TEST(FormulaWeightsGolden, MatchFormulaCheck) {
+  const auto path = test::golden_dir() / "formula_check.json";
+  FACEMAG_REQUIRE_FILE(path);
+  const auto golden = test::read_json(path);
+  for (const auto& e : golden["entries"]) {
+    const std::string name = e["name"];
+    const std::uint64_t index = e["index"];
+    if (!e.contains("u")) continue;  // num_batches_tracked: constant 0
+    EXPECT_EQ(nn::formula_uniform(name, index), e["u"].get<double>())
+        << name << "[" << index << "]";
+  }
+}
+
+TEST(FormulaWeightsGolden, IResNet100TensorsHaveTheCheckedValues) {
+  const auto path = test::golden_dir() / "formula_check.json";
+  FACEMAG_REQUIRE_FILE(path);
+  nn::IResNet net(nn::IResNetDepth::k100);
+  nn::fill_formula_weights(*net);
+  std::map<std::string, torch::Tensor> sd;
+  for (const auto& [name, t] : nn::state_dict(*net)) sd[name] = t;
+  int checked = 0;
+  const auto golden = test::read_json(path);
+  for (const auto& e : golden["entries"]) {
+    if (e["model"].get<std::string>().rfind("iresnet100", 0) != 0) continue;
+    const torch::Tensor t = sd.at(e["name"]).flatten();
+    const std::int64_t index = e["index"];
+    if (e["kind"] == "bn_num_batches_tracked") {
+      EXPECT_EQ(t[index].item<std::int64_t>(), 0);
+    } else {
+      const float v = t[index].item<float>();
+      std::uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      EXPECT_EQ(bits, std::stoul(e["value_bits"].get<std::string>(), nullptr, 16)) << e["name"];
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 10);
+}
+
+struct ArchCase {
+  const char* arch;
+  nn::IResNetDepth depth;
+};
+
+class IResNetGolden : public ::testing::TestWithParam<ArchCase> {};
+
+TEST_P(IResNetGolden, StateDictMatchesReference) {
+  const auto json_path = test::golden_dir() / "iresnet" / (std::string(GetParam().arch) + ".json");
+  FACEMAG_REQUIRE_FILE(json_path);
+  const auto golden = test::read_json(json_path);
+  nn::IResNet net(GetParam().depth);
+  const auto sd = nn::state_dict(*net);
+  EXPECT_EQ(sd.size(), golden["state_dict_entries"].get<std::size_t>());
+  std::int64_t params = 0;
+  for (const auto& p : net->parameters()) params += p.numel();
+  EXPECT_EQ(params, golden["parameters"].get<std::int64_t>());
+  EXPECT_EQ(sd.front().first, "conv1.weight");
+  EXPECT_EQ(sd.back().first, "features.num_batches_tracked");
+}
+
+TEST_P(IResNetGolden, EmbeddingsMatchMagFace) {
+  const std::string arch = GetParam().arch;
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / (arch + ".npy"));
+  const auto golden = test::read_json(dir / (arch + ".json"));
+  const torch::Tensor expected = io::read_npy(dir / (arch + ".npy")).to(torch::kFloat64);
+
+  std::vector<cv::Mat> faces;
+  for (const auto& input : golden["inputs"]) {
+    const auto path = test::golden_dir() / input.get<std::string>();
+    FACEMAG_REQUIRE_FILE(path);
+    faces.push_back(cv::imread(path.string(), cv::IMREAD_COLOR));  // BGR, as MagFace reads
+  }
+  const Embedder embedder = Embedder::with_formula_weights(builtin_manifest(arch));
+  const auto embeddings = embedder.embed(faces);
+  ASSERT_EQ(embeddings.size(), faces.size());
+
+  double min_cos = 1, max_rel_norm = 0;
+  for (std::size_t i = 0; i < embeddings.size(); ++i) {
+    const auto ours = torch::tensor(embeddings[i].raw, torch::kFloat32).to(torch::kFloat64);
+    const auto ref = expected[static_cast<std::int64_t>(i)];
+    const double cos = (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>();
+    const double ref_norm = golden["norms"][i].get<double>();
+    const double rel = std::abs(embeddings[i].magnitude - ref_norm) / ref_norm;
+    min_cos = std::min(min_cos, cos);
+    max_rel_norm = std::max(max_rel_norm, rel);
+  }
+  std::cout << "[ parity ] " << arch << ": 1 - min cosine " << std::setprecision(3) << 1 - min_cos
+            << ", max relative norm error " << max_rel_norm << "\n";
+  RecordProperty("min_cosine", std::to_string(min_cos));
+  RecordProperty("max_relative_norm_error", std::to_string(max_rel_norm));
+  EXPECT_GE(min_cos, 0.99999);
+  EXPECT_LE(max_rel_norm, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, IResNetGolden,
+                         ::testing::Values(ArchCase{"iresnet18", nn::IResNetDepth::k18},
+                                           ArchCase{"iresnet34", nn::IResNetDepth::k34},
+                                           ArchCase{"iresnet50", nn::IResNetDepth::k50},
+                                           ArchCase{"iresnet100", nn::IResNetDepth::k100}),
+                         [](const auto& info) { return std::string(info.param.arch); });
+
+TEST(IResNet, StrictLoadingNamesTheOffendingTensor) {
+  nn::IResNet net(nn::IResNetDepth::k18);
+  io::NamedTensors sd = nn::state_dict(*net);
+  {
+    auto missing = sd;
+    missing.erase(missing.begin() + 3);
+    try {
+      nn::load_state_dict_strict(*net, missing, "m.pth");
+      FAIL();
+    } catch (const ModelLoadError& e) {
+      EXPECT_NE(std::string(e.what()).find("missing 1 tensor(s) 'bn1.running_mean'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  {
+    auto shaped = sd;
+    shaped[0].second = torch::zeros({64, 3, 5, 5});
+    try {
+      nn::load_state_dict_strict(*net, shaped, "m.pth");
+      FAIL();
+    } catch (const ModelLoadError& e) {
+      EXPECT_NE(
+          std::string(e.what()).find(
+              "'conv1.weight' has shape [64, 3, 5, 5], the architecture expects [64, 3, 3, 3]"),
+          std::string::npos)
+          << e.what();
+    }
+  }
+  {
+    auto extra = sd;
+    extra.emplace_back("layer5.0.conv1.weight", torch::zeros({1}));
+    EXPECT_THROW(nn::load_state_dict_strict(*net, extra, "m.pth"), ModelLoadError);
+  }
+}
+
+TEST(Embedder, RejectsFacesOfTheWrongSize) {
+  const Embedder e = Embedder::with_formula_weights(builtin_manifest("iresnet18"));
+  EXPECT_THROW(e.embed({cv::Mat(100, 100, CV_8UC3)}), InvalidInput);
+  EXPECT_THROW(builtin_manifest("resnet9"), InvalidInput);
+}
+
+TEST(Embedder, MagnitudeIsTheNormOfTheUntouchedRawVector) {
+  Embedding e{{3.0f, 4.0f}, 5.0f};
+  const auto n = e.normalized();
+  EXPECT_FLOAT_EQ(n[0], 0.6f);
+  EXPECT_FLOAT_EQ(e.raw[0], 3.0f);
+}
+
+}  // namespace
+}  // namespace facemag

@@ -1,0 +1,58 @@
+// Helpers for tests that read the reference data in ../shared.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace facemag::test {
+
+inline std::filesystem::path shared_dir() { return FACEMAG_SHARED_DIR; }
+inline std::filesystem::path golden_dir() { return shared_dir() / "golden"; }
+
+// Skips the calling test (with the reason) when a reference file is genuinely absent.
+#define FACEMAG_REQUIRE_FILE(file)                                                       \
+  do {                                                                                   \
+    if (!std::filesystem::exists(file)) {                                                \
+      GTEST_SKIP() << "reference file absent: " << std::filesystem::path(file).string(); \
+    }                                                                                    \
+  } while (0)
+
+inline nlohmann::json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+// A fresh, empty temporary folder for one test, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() /
+            ("facemag-" + std::string(info->test_suite_name()) + "-" + info->name() + "-" +
+             std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace facemag::test
