@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <array>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -17,6 +16,16 @@ namespace facemag::pickle {
 namespace {
 
 [[noreturn]] void fail(const std::string& message) { throw Error(message); }
+
+// std::bit_cast, spelled so that this file also builds as C++17: clang 14 cannot compile
+// LibTorch's headers as C++20, and the libFuzzer build of this reader needs clang.
+template <class To, class From>
+To bits_to(const From& from) {
+  static_assert(sizeof(To) == sizeof(From));
+  To to;
+  std::memcpy(&to, &from, sizeof to);
+  return to;
+}
 
 // Hash key of a dict key, for the values Python can hash that state dicts and configs use.
 std::optional<std::string> hash_key(const Value& key) {
@@ -164,7 +173,7 @@ class Unpickler {
     auto s = read_bytes(sizeof(T));
     T v;
     std::memcpy(&v, s.data(), sizeof(T));
-    static_assert(std::endian::native == std::endian::little,
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                   "pickle reader assumes a little-endian host");
     return v;
   }
@@ -593,7 +602,7 @@ class Unpickler {
         auto s = read_bytes(8);
         std::uint64_t bits = 0;
         for (int i = 0; i < 8; ++i) bits = (bits << 8) | static_cast<unsigned char>(s[i]);
-        push(Value::make(std::bit_cast<double>(bits)));
+        push(Value::make(bits_to<double>(bits)));
         break;
       }
       case 'X':
@@ -971,7 +980,7 @@ class Pickler {
             out_ += x.le_bytes;
           } else if constexpr (std::is_same_v<T, double>) {
             out_ += 'G';
-            const auto bits = std::bit_cast<std::uint64_t>(x);
+            const auto bits = bits_to<std::uint64_t>(x);
             for (int i = 7; i >= 0; --i) out_ += static_cast<char>((bits >> (8 * i)) & 0xFF);
           } else if constexpr (std::is_same_v<T, std::string>) {
             write_str(x);
