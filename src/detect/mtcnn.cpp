@@ -1,0 +1,309 @@
+// MTCNN as facenet-pytorch's detect_face: the tensor arithmetic is done with the same LibTorch
+// operations in the same order, so that floating-point results (and ties) agree with the
+// reference; the suppression loops are written out as torchvision's CPU kernel and
+// facenet-pytorch's numpy "Min" NMS do them.
+#include "facemag/detect/mtcnn.hpp"
+
+#include <torch/torch.h>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <numeric>
+
+#include "facemag/error.hpp"
+#include "facemag/io/checkpoint.hpp"
+#include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/mtcnn_nets.hpp"
+
+namespace facemag {
+
+struct MtcnnDetector::Nets {
+  nn::PNet pnet;
+  nn::RNet rnet;
+  nn::ONet onet;
+};
+
+namespace {
+
+using torch::indexing::Slice;
+
+// torchvision.ops.nms (CPU kernel): kept indices in descending score order; a box is suppressed
+// when its IoU with a kept box exceeds `threshold` (compared in double, as there).
+std::vector<std::int64_t> nms(const torch::Tensor& boxes, const torch::Tensor& scores,
+                              double threshold) {
+  const std::int64_t n = boxes.size(0);
+  if (n == 0) return {};
+  const auto order =
+      std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true)).contiguous();
+  const auto b = boxes.contiguous();
+  const auto areas =
+      ((b.select(1, 2) - b.select(1, 0)) * (b.select(1, 3) - b.select(1, 1))).contiguous();
+  const auto bx = b.accessor<float, 2>();
+  const auto area = areas.accessor<float, 1>();
+  const auto ord = order.accessor<std::int64_t, 1>();
+  std::vector<char> suppressed(static_cast<std::size_t>(n), 0);
+  std::vector<std::int64_t> keep;
+  for (std::int64_t oi = 0; oi < n; ++oi) {
+    const std::int64_t i = ord[oi];
+    if (suppressed[i]) continue;
+    keep.push_back(i);
+    for (std::int64_t oj = oi + 1; oj < n; ++oj) {
+      const std::int64_t j = ord[oj];
+      if (suppressed[j]) continue;
+      const float w = std::max(0.0f, std::min(bx[i][2], bx[j][2]) - std::max(bx[i][0], bx[j][0]));
+      const float h = std::max(0.0f, std::min(bx[i][3], bx[j][3]) - std::max(bx[i][1], bx[j][1]));
+      const float inter = w * h;
+      const float overlap = inter / (area[i] + area[j] - inter);
+      if (static_cast<double>(overlap) > threshold) suppressed[j] = 1;
+    }
+  }
+  return keep;
+}
+
+torch::Tensor as_index(const std::vector<std::int64_t>& v) {
+  return torch::tensor(v, torch::kInt64);
+}
+
+// torchvision.ops.batched_nms: NMS within each group. Like torchvision 0.14 it offsets the
+// groups apart for up to 1000 boxes and runs one NMS per group above that.
+torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& scores,
+                          const torch::Tensor& groups, double threshold) {
+  if (boxes.numel() == 0) return torch::empty({0}, torch::kInt64);
+  if (boxes.numel() <= 4000) {
+    const auto offsets = groups.to(boxes.scalar_type()) * (boxes.max() + 1);
+    return as_index(nms(boxes + offsets.unsqueeze(1), scores, threshold));
+  }
+  auto keep_mask = torch::zeros_like(scores, torch::kBool);
+  for (const auto id : std::get<0>(torch::_unique(groups)).unbind()) {
+    const auto members = torch::where(groups == id)[0];
+    keep_mask.index_put_({members.index({as_index(
+                             nms(boxes.index({members}), scores.index({members}), threshold))})},
+                         true);
+  }
+  const auto kept = torch::where(keep_mask)[0];
+  return kept.index({std::get<1>(scores.index({kept}).sort(/*dim=*/0, /*descending=*/true))});
+}
+
+// facenet-pytorch's nms_numpy with method "Min" (the final O-Net step): overlap is the
+// intersection over the smaller box, with +1 pixel areas, compared in float32.
+torch::Tensor nms_min(const torch::Tensor& boxes, const torch::Tensor& scores, float threshold) {
+  const std::int64_t n = boxes.size(0);
+  const auto b = boxes.contiguous();
+  const auto bx = b.accessor<float, 2>();
+  const auto s = scores.contiguous();
+  const float* score = s.data_ptr<float>();
+  std::vector<float> area(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i)
+    area[i] = (bx[i][2] - bx[i][0] + 1) * (bx[i][3] - bx[i][1] + 1);
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto c) { return score[a] < score[c]; });
+  std::vector<std::int64_t> pick;
+  while (!order.empty()) {
+    const std::int64_t i = order.back();
+    order.pop_back();
+    pick.push_back(i);
+    std::vector<std::int64_t> rest;
+    for (const auto j : order) {
+      const float w =
+          std::max(0.0f, std::min(bx[i][2], bx[j][2]) - std::max(bx[i][0], bx[j][0]) + 1);
+      const float h =
+          std::max(0.0f, std::min(bx[i][3], bx[j][3]) - std::max(bx[i][1], bx[j][1]) + 1);
+      const float overlap = (w * h) / std::min(area[i], area[j]);
+      if (overlap <= threshold) rest.push_back(j);
+    }
+    order.swap(rest);
+  }
+  return as_index(pick);
+}
+
+// Makes boxes square around their centre (rerec).
+torch::Tensor make_square(torch::Tensor boxes) {
+  const auto h = boxes.select(1, 3) - boxes.select(1, 1);
+  const auto w = boxes.select(1, 2) - boxes.select(1, 0);
+  const auto l = torch::max(w, h);
+  boxes.select(1, 0).copy_(boxes.select(1, 0) + w * 0.5 - l * 0.5);
+  boxes.select(1, 1).copy_(boxes.select(1, 1) + h * 0.5 - l * 0.5);
+  boxes.index_put_({Slice(), Slice(2, 4)}, boxes.index({Slice(), Slice(0, 2)}) + l.unsqueeze(1));
+  return boxes;
+}
+
+// Applies R-Net/O-Net box regression (bbreg), in place.
+torch::Tensor regress(torch::Tensor boxes, const torch::Tensor& reg) {
+  const auto w = boxes.select(1, 2) - boxes.select(1, 0) + 1;
+  const auto h = boxes.select(1, 3) - boxes.select(1, 1) + 1;
+  const auto b1 = boxes.select(1, 0) + reg.select(1, 0) * w;
+  const auto b2 = boxes.select(1, 1) + reg.select(1, 1) * h;
+  const auto b3 = boxes.select(1, 2) + reg.select(1, 2) * w;
+  const auto b4 = boxes.select(1, 3) + reg.select(1, 3) * h;
+  boxes.index_put_({Slice(), Slice(0, 4)}, torch::stack({b1, b2, b3, b4}, 1));
+  return boxes;
+}
+
+// Crops each box (clipped to the image, 1-based like the reference's pad()) and area-resamples
+// it to size x size; boxes whose clipped crop is empty are dropped from `keep`.
+torch::Tensor crop_boxes(const torch::Tensor& image, const torch::Tensor& boxes, std::int64_t size,
+                         std::vector<std::int64_t>& keep) {
+  const std::int64_t h = image.size(2), w = image.size(3);
+  const auto ints = boxes.index({Slice(), Slice(0, 4)}).trunc().to(torch::kInt32).contiguous();
+  const auto a = ints.accessor<std::int32_t, 2>();
+  std::vector<torch::Tensor> crops;
+  for (std::int64_t k = 0; k < boxes.size(0); ++k) {
+    const std::int64_t x = std::max<std::int64_t>(a[k][0], 1),
+                       y = std::max<std::int64_t>(a[k][1], 1);
+    const std::int64_t ex = std::min<std::int64_t>(a[k][2], w),
+                       ey = std::min<std::int64_t>(a[k][3], h);
+    if (ey > y - 1 && ex > x - 1) {
+      const auto crop = image.index({Slice(), Slice(), Slice(y - 1, ey), Slice(x - 1, ex)});
+      crops.push_back(torch::adaptive_avg_pool2d(crop, {size, size}));
+      keep.push_back(k);
+    }
+  }
+  if (crops.empty()) return torch::empty({0, 3, size, size});
+  return (torch::cat(crops, 0) - 127.5) * 0.0078125;
+}
+
+}  // namespace
+
+MtcnnDetector MtcnnDetector::load(const std::filesystem::path& weights_dir) {
+  auto nets = std::make_shared<Nets>();
+  const auto load_one = [&](torch::nn::Module& net, const char* file) {
+    const io::Checkpoint checkpoint = io::load_checkpoint(weights_dir / file);
+    nn::load_state_dict_strict(net, io::find_state_dict(checkpoint), checkpoint.source);
+    net.eval();
+  };
+  load_one(*nets->pnet, "pnet.pt");
+  load_one(*nets->rnet, "rnet.pt");
+  load_one(*nets->onet, "onet.pt");
+  return MtcnnDetector(nets);
+}
+
+std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
+                                             const MtcnnOptions& options) const {
+  if (bgr.empty() || bgr.type() != CV_8UC3) {
+    throw InvalidInput("MTCNN expects a non-empty 8-bit 3-channel BGR image");
+  }
+  if (options.min_face_size < 1 || options.factor <= 0 || options.factor >= 1) {
+    throw InvalidInput("MTCNN options: min_face_size must be >= 1 and factor in (0, 1)");
+  }
+  c10::InferenceMode guard;
+  auto& pnet = const_cast<nn::PNetImpl&>(*nets_->pnet);  // forward does not mutate in eval mode
+  auto& rnet = const_cast<nn::RNetImpl&>(*nets_->rnet);
+  auto& onet = const_cast<nn::ONetImpl&>(*nets_->onet);
+
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  const std::int64_t h = rgb.rows, w = rgb.cols;
+  const torch::Tensor image = torch::from_blob(rgb.data, {1, h, w, 3}, torch::kUInt8)
+                                  .permute({0, 3, 1, 2})
+                                  .to(torch::kFloat32)
+                                  .contiguous();
+
+  // Scale pyramid, in Python's double arithmetic.
+  std::vector<double> scales;
+  const double m = 12.0 / options.min_face_size;
+  double minl = static_cast<double>(std::min(h, w)) * m;
+  for (double scale = m; minl >= 12; scale *= options.factor, minl *= options.factor)
+    scales.push_back(scale);
+
+  // Stage 1: P-Net over the pyramid.
+  std::vector<torch::Tensor> proposals, groups;
+  for (std::size_t si = 0; si < scales.size(); ++si) {
+    const double scale = scales[si];
+    const auto hs = static_cast<std::int64_t>(static_cast<double>(h) * scale + 1);
+    const auto ws = static_cast<std::int64_t>(static_cast<double>(w) * scale + 1);
+    const auto input = (torch::adaptive_avg_pool2d(image, {hs, ws}) - 127.5) * 0.0078125;
+    const auto [reg, probs] = pnet.forward(input);
+    const auto face = probs.select(1, 1);
+    const auto mask = face >= options.thresholds[0];
+    const auto cells = mask.nonzero();
+    if (cells.size(0) == 0) continue;
+    const auto score = face.index({mask});
+    const auto offsets = reg.permute({1, 0, 2, 3}).index({Slice(), mask}).permute({1, 0});
+    const auto xy = cells.index({Slice(), Slice(1, 3)}).to(torch::kFloat32).flip(1);
+    const auto q1 = ((2 * xy + 1) / scale).floor();
+    const auto q2 = ((2 * xy + 12 - 1 + 1) / scale).floor();
+    proposals.push_back(torch::cat({q1, q2, score.unsqueeze(1), offsets}, 1));
+    groups.push_back(torch::full({cells.size(0)}, static_cast<std::int64_t>(si), torch::kInt64));
+  }
+  if (proposals.empty()) return {};
+  auto boxes = torch::cat(proposals, 0);
+  const auto group = torch::cat(groups, 0);
+  auto pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4), group, 0.5);
+  boxes = boxes.index({pick});
+  pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4),
+                     torch::zeros({boxes.size(0)}, torch::kInt64), 0.7);
+  boxes = boxes.index({pick});
+  {
+    const auto regw = boxes.select(1, 2) - boxes.select(1, 0);
+    const auto regh = boxes.select(1, 3) - boxes.select(1, 1);
+    boxes = torch::stack({boxes.select(1, 0) + boxes.select(1, 5) * regw,
+                          boxes.select(1, 1) + boxes.select(1, 6) * regh,
+                          boxes.select(1, 2) + boxes.select(1, 7) * regw,
+                          boxes.select(1, 3) + boxes.select(1, 8) * regh, boxes.select(1, 4)},
+                         1);
+    boxes = make_square(boxes);
+  }
+
+  // Stage 2: R-Net on 24x24 crops.
+  {
+    std::vector<std::int64_t> kept;
+    const auto crops = crop_boxes(image, boxes, 24, kept);
+    if (kept.empty()) return {};
+    boxes = boxes.index({as_index(kept)});
+    const auto [reg, probs] = rnet.forward(crops);
+    const auto score = probs.select(1, 1);
+    const auto pass = score > options.thresholds[1];
+    boxes = torch::cat(
+        {boxes.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
+    auto mv = reg.index({pass});
+    pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4),
+                       torch::zeros({boxes.size(0)}, torch::kInt64), 0.7);
+    boxes = make_square(regress(boxes.index({pick}), mv.index({pick})));
+  }
+  if (boxes.size(0) == 0) return {};
+
+  // Stage 3: O-Net on 48x48 crops, with landmarks.
+  std::vector<std::int64_t> kept;
+  const auto crops = crop_boxes(image, boxes, 48, kept);
+  if (kept.empty()) return {};
+  boxes = boxes.index({as_index(kept)});
+  const auto [reg, marks, probs] = onet.forward(crops);
+  const auto score = probs.select(1, 1);
+  const auto pass = score > options.thresholds[2];
+  auto points = marks.index({pass});
+  boxes = torch::cat(
+      {boxes.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
+  const auto mv = reg.index({pass});
+  const auto w_i = (boxes.select(1, 2) - boxes.select(1, 0) + 1).unsqueeze(1);
+  const auto h_i = (boxes.select(1, 3) - boxes.select(1, 1) + 1).unsqueeze(1);
+  const auto points_x =
+      w_i * points.index({Slice(), Slice(0, 5)}) + boxes.select(1, 0).unsqueeze(1) - 1;
+  const auto points_y =
+      h_i * points.index({Slice(), Slice(5, 10)}) + boxes.select(1, 1).unsqueeze(1) - 1;
+  boxes = regress(boxes, mv);
+  pick = nms_min(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4), 0.7f);
+
+  const auto b = boxes.index({pick}).contiguous();
+  const auto px = points_x.index({pick}).contiguous();
+  const auto py = points_y.index({pick}).contiguous();
+  std::vector<Detection> faces(static_cast<std::size_t>(b.size(0)));
+  const auto ba = b.accessor<float, 2>();
+  const auto pxa = px.accessor<float, 2>();
+  const auto pya = py.accessor<float, 2>();
+  for (std::size_t k = 0; k < faces.size(); ++k) {
+    faces[k].box = {ba[k][0], ba[k][1], ba[k][2], ba[k][3]};
+    faces[k].score = ba[k][4];
+    for (int p = 0; p < 5; ++p) faces[k].landmarks[p] = {pxa[k][p], pya[k][p]};
+  }
+  // select_largest=True: largest box first (np.argsort(area)[::-1]).
+  std::vector<std::size_t> order(faces.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](auto a, auto c) { return faces[a].box.area() < faces[c].box.area(); });
+  std::vector<Detection> sorted;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) sorted.push_back(faces[*it]);
+  return sorted;
+}
+
+}  // namespace facemag
