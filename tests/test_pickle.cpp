@@ -159,6 +159,18 @@ TEST(Pickle, RejectsDeepNestingWithoutOverflowingTheStack) {
   }
 }
 
+TEST(Pickle, DeepValuesOutsideTheResultAreReleasedWithoutRecursion) {
+  // Found by fuzz/fuzz_checkpoint: a deep list memoized (BINPUT), popped, then None returned.
+  const int depth = 200000;
+  const std::string pickle =
+      "\x80\x02" + std::string(depth, ']') + std::string(depth - 1, 'a') + std::string("q\0", 2) + "0" + "N.";
+  EXPECT_TRUE(load(pickle)->is_none());
+  // The fuzzer's input, reduced: a deep TUPLE1 chain popped by an opcode that then fails
+  // (SETITEM with no key below it), so the only reference is dropped during unwinding.
+  const std::string crash = "\x80\x02N" + std::string(depth, '\x85') + "s.";
+  EXPECT_THROW(load(crash), Error);
+}
+
 TEST(Pickle, TruncatedLengthsFailBeforeAllocating) {
   // BINUNICODE claiming 2 GiB, BINBYTES8 claiming 2^60 bytes.
   EXPECT_THROW(load(std::string("\x80\x02X\xff\xff\xff\x7f", 7)), Error);

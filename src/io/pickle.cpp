@@ -124,14 +124,10 @@ class Unpickler {
       : in_(bytes), options_(options) {}
 
   ~Unpickler() {
-    // Break any reference cycles a hostile pickle made, and empty every container while all of
-    // them are still owned here, so that destroying a deeply nested value does not recurse.
-    std::vector<ValuePtr> alive;
-    alive.reserve(containers_.size());
-    for (auto& weak : containers_) {
-      if (auto c = weak.lock()) alive.push_back(std::move(c));
-    }
-    for (auto& c : alive) clear_container(*c);
+    // Every container made here is still owned by containers_ (values popped by a failing
+    // opcode included): empty them all first, so that releasing them never recurses and
+    // reference cycles a hostile pickle made are broken.
+    for (auto& c : containers_) clear_container(*c);
   }
 
   ValuePtr run(std::size_t* consumed) {
@@ -145,9 +141,14 @@ class Unpickler {
            " values on the stack, expected 1");
     }
     ValuePtr result = stack_.back();
-    check_shape(result);
+    const auto reachable = check_shape(result);
     if (consumed) *consumed = pos_;
-    containers_.clear();  // the result is well formed: keep it intact
+    // The result is well formed: keep it intact, but flatten everything else the pickle built
+    // (memoized or popped values may nest arbitrarily deep) before the memo is released.
+    for (auto& c : containers_) {
+      if (!reachable.count(c.get())) clear_container(*c);
+    }
+    containers_.clear();
     return result;
   }
 
@@ -392,7 +393,7 @@ class Unpickler {
     const auto& args = tuple_items(args_value, "REDUCE");
     const auto* g = std::get_if<Global>(&callable->data);
     if (!g) {
-      return Value::make(
+      return make_container(
           Object{"<" + callable->type_name() + ">", "__call__", args_value, nullptr});
     }
     const std::string& m = g->module;
@@ -829,7 +830,8 @@ class Unpickler {
   }
 
   // Rejects cycles and nesting deeper than max_depth, with an explicit stack (no recursion).
-  void check_shape(const ValuePtr& root) const {
+  // Returns every value reachable from `root`.
+  std::unordered_set<const Value*> check_shape(const ValuePtr& root) const {
     std::unordered_set<const Value*> on_path, done;
     struct Frame {
       const Value* v;
@@ -877,6 +879,7 @@ class Unpickler {
       on_path.insert(child);
       path.push_back({child, children_of(*child)});
     }
+    return done;
   }
 
   static constexpr std::size_t kMaxStack = 1u << 24;
@@ -888,7 +891,7 @@ class Unpickler {
   std::vector<ValuePtr> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, ValuePtr> memo_;
-  std::vector<std::weak_ptr<Value>> containers_;
+  std::vector<ValuePtr> containers_;  // owned until the end of the run (see ~Unpickler)
 };
 
 // ---------------------------------------------------------------------------------------
