@@ -12,6 +12,8 @@ using Runner = std::function<int()>;
 
 // `facemag embed` and `facemag quality`.
 Runner add_embed_commands(CLI::App& app);
+// `facemag detect` and `facemag align`.
+Runner add_detect_commands(CLI::App& app);
 // `facemag inspect` and `facemag formula-weights`.
 Runner add_checkpoint_commands(CLI::App& app);
 

@@ -58,6 +58,38 @@ void report_skipped(const std::string& path, const std::string& reason) {
   }
 }
 
+void add_detector_options(CLI::App& cmd, DetectorOptions& opt) {
+  cmd.add_option("--mtcnn", opt.weights_dir,
+                 "Folder with pnet.pt, rnet.pt, onet.pt (default $FACEMAG_HOME/mtcnn)");
+  cmd.add_option("--min-face-size", opt.min_face_size, "Smallest face to find, in pixels")
+      ->capture_default_str();
+  cmd.add_option("--thresholds", opt.thresholds, "P-Net, R-Net, O-Net probability thresholds")
+      ->delimiter(',')
+      ->expected(3)
+      ->capture_default_str();
+  cmd.add_option("--factor", opt.factor, "Image pyramid scale step")->capture_default_str();
+}
+
+MtcnnOptions to_mtcnn_options(const DetectorOptions& opt) {
+  MtcnnOptions m;
+  m.min_face_size = opt.min_face_size;
+  for (int i = 0; i < 3; ++i) m.thresholds[i] = opt.thresholds.at(i);
+  m.factor = opt.factor;
+  return m;
+}
+
+MtcnnDetector load_detector(const DetectorOptions& opt) {
+  std::filesystem::path dir = opt.weights_dir;
+  if (dir.empty()) {
+    const char* home = std::getenv("FACEMAG_HOME");
+    if (!home || !*home)
+      throw InvalidInput(
+          "no --mtcnn folder given (and FACEMAG_HOME is not set to look in $FACEMAG_HOME/mtcnn)");
+    dir = std::filesystem::path(home) / "mtcnn";
+  }
+  return MtcnnDetector::load(dir);
+}
+
 std::filesystem::path resolve_weights(const std::string& explicit_path,
                                       const std::string& model_name) {
   if (!explicit_path.empty()) return explicit_path;

@@ -8,6 +8,11 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "facemag/detect/mtcnn.hpp"
 
 namespace facemag::cli {
 
@@ -45,6 +50,17 @@ class OutputStream {
 
 // Reports one input that was skipped, on stderr, as one line.
 void report_skipped(const std::string& path, const std::string& reason);
+
+// Options of the MTCNN detector as every photo command takes them.
+struct DetectorOptions {
+  std::string weights_dir;  // default $FACEMAG_HOME/mtcnn
+  int min_face_size = 20;
+  std::vector<float> thresholds{0.6f, 0.7f, 0.7f};
+  double factor = 0.709;
+};
+void add_detector_options(CLI::App& cmd, DetectorOptions& opt);
+MtcnnOptions to_mtcnn_options(const DetectorOptions& opt);
+MtcnnDetector load_detector(const DetectorOptions& opt);
 
 // The default weight file of a model name: $FACEMAG_HOME/<name>.pth, if FACEMAG_HOME is set.
 std::filesystem::path resolve_weights(const std::string& explicit_path,

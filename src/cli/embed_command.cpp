@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -12,6 +13,7 @@
 #include "facemag/error.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/io/npy.hpp"
+#include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
 
 namespace facemag::cli {
@@ -28,25 +30,38 @@ struct EmbedOptions {
   std::string npy;
   bool embeddings = false;
   bool sort = false;
+  std::string keep = "all";
+  DetectorOptions detector;
 };
 
+// One embedded face: an aligned input file, or a face found in a photo.
 struct Record {
   std::string path;
   Embedding embedding;
+  std::optional<FaceRecord> face;  // set for photos
 };
 
 nlohmann::json to_json(const Record& r, const std::string& model, bool with_vector) {
-  nlohmann::json j{{"path", r.path}, {"model", model}, {"quality", r.embedding.magnitude}};
+  nlohmann::json j{{"path", r.path}};
+  if (r.face) {
+    const auto& d = r.face->detection;
+    j["face"] = r.face->index;
+    j["box"] = {d.box.x1, d.box.y1, d.box.x2, d.box.y2};
+    j["score"] = d.score;
+  }
+  j["model"] = model;
+  j["quality"] = r.embedding.magnitude;
   if (with_vector) j["embedding"] = r.embedding.raw;
   return j;
 }
 
+KeepFaces parse_keep(const std::string& keep) {
+  if (keep == "largest") return KeepFaces::kLargest;
+  if (keep == "best") return KeepFaces::kBest;
+  return KeepFaces::kAll;
+}
+
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
-  if (!opt.aligned) {
-    throw InvalidInput(
-        "photos need the detection pipeline, which is not built yet: pass --aligned for "
-        "112x112 aligned faces");
-  }
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
   const int threads = configure_runtime(opt.threads);
   const auto files = io::expand_inputs(opt.inputs);
@@ -56,6 +71,8 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
   spdlog::debug("{} threads", threads);
+  std::optional<MtcnnDetector> detector;
+  if (!opt.aligned) detector = load_detector(opt.detector);
 
   const bool with_vector = vectors_by_default || opt.embeddings;
   OutputStream out(opt.out);
@@ -66,47 +83,60 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
     if (!*index) throw InvalidInput(index_path.string() + ": cannot open for writing");
   }
 
-  std::vector<Record> kept;  // for --sort and --npy
+  std::vector<Record> kept;  // for --sort
   std::vector<float> matrix;
-  std::size_t failures = 0;
+  std::size_t failures = 0, faceless = 0;
+  const auto emit = [&](Record record) {
+    if (index) {
+      nlohmann::json row{{"row", matrix.size() / manifest.embedding_size}, {"path", record.path}};
+      if (record.face) row["face"] = record.face->index;
+      row["quality"] = record.embedding.magnitude;
+      *index << row << "\n";
+      matrix.insert(matrix.end(), record.embedding.raw.begin(), record.embedding.raw.end());
+    }
+    if (opt.sort) {
+      kept.push_back(std::move(record));
+    } else {
+      out.stream() << to_json(record, manifest.name, with_vector) << "\n";
+    }
+  };
+
   ProgressBar progress(files.size(), opt.npy.empty() ? "embed" : "embed -> " + opt.npy);
   for (std::size_t start = 0; start < files.size(); start += opt.batch) {
     const std::size_t end = std::min(files.size(), start + static_cast<std::size_t>(opt.batch));
     std::vector<cv::Mat> faces;
     std::vector<std::string> paths;
     for (std::size_t i = start; i < end; ++i) {
-      const std::string path = files[i].string();
+      const std::string path = files[i].path.string();
       try {
-        cv::Mat face = io::read_image_bgr(files[i]);
-        if (face.rows != manifest.input_height || face.cols != manifest.input_width) {
-          throw InvalidInput(path + ": image is " + std::to_string(face.cols) + "x" +
-                             std::to_string(face.rows) + ", an aligned face for " + manifest.name +
-                             " is " + std::to_string(manifest.input_width) + "x" +
-                             std::to_string(manifest.input_height));
+        cv::Mat image = io::read_image_bgr(files[i].path);
+        if (detector) {
+          const FacePipeline pipeline(*detector, embedder, to_mtcnn_options(opt.detector));
+          const auto records = pipeline.process(image, parse_keep(opt.keep));
+          if (records.empty()) {
+            spdlog::info("no face in {}", path);
+            ++faceless;
+          }
+          for (const auto& r : records) emit(Record{path, r.embedding, r});
+          continue;
         }
-        faces.push_back(std::move(face));
+        if (image.rows != manifest.input_height || image.cols != manifest.input_width) {
+          throw InvalidInput(path + ": image is " + std::to_string(image.cols) + "x" +
+                             std::to_string(image.rows) + ", an aligned face for " + manifest.name +
+                             " is " + std::to_string(manifest.input_width) + "x" +
+                             std::to_string(manifest.input_height) +
+                             " (leave out --aligned to detect and align faces in photos)");
+        }
+        faces.push_back(std::move(image));
         paths.push_back(path);
-      } catch (const Error& e) {
+      } catch (const InvalidInput& e) {
         report_skipped(path, e.what());
         ++failures;
       }
     }
     const auto embeddings = embedder.embed(faces);
-    for (std::size_t i = 0; i < embeddings.size(); ++i) {
-      Record record{paths[i], embeddings[i]};
-      if (index) {
-        *index << nlohmann::json{{"row", matrix.size() / manifest.embedding_size},
-                                 {"path", record.path},
-                                 {"quality", record.embedding.magnitude}}
-               << "\n";
-        matrix.insert(matrix.end(), record.embedding.raw.begin(), record.embedding.raw.end());
-      }
-      if (opt.sort) {
-        kept.push_back(std::move(record));
-      } else {
-        out.stream() << to_json(record, manifest.name, with_vector) << "\n";
-      }
-    }
+    for (std::size_t i = 0; i < embeddings.size(); ++i)
+      emit(Record{paths[i], embeddings[i], std::nullopt});
     out.stream().flush();
     progress.advance(end - start);
   }
@@ -122,6 +152,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
     io::write_npy(
         opt.npy, torch::from_blob(matrix.data(), {rows, manifest.embedding_size}, torch::kFloat32));
   }
+  if (faceless) spdlog::info("{} of {} photo(s) had no face", faceless, files.size());
   if (failures) {
     std::cerr << "facemag: " << failures << " of " << files.size() << " input(s) failed\n";
     return kExitSomeInputsFailed;
@@ -137,7 +168,11 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("--weights", opt.weights,
                  "Checkpoint file (MagFace .pth); default $FACEMAG_HOME/magface-<arch>.pth");
   cmd.add_flag("--aligned", opt.aligned,
-               "Inputs are already aligned 112x112 faces (BGR as decoded)");
+               "Inputs are already aligned 112x112 faces (else: detect and align faces in photos)");
+  cmd.add_option("--keep", opt.keep, "Faces per photo: all, largest, or best (highest quality)")
+      ->check(CLI::IsMember({"all", "largest", "best"}))
+      ->capture_default_str();
+  add_detector_options(cmd, opt.detector);
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
   cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");

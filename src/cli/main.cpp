@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "More messages on stderr");
-  std::vector<Runner> runners{add_embed_commands(app), add_checkpoint_commands(app)};
+  std::vector<Runner> runners{add_embed_commands(app), add_detect_commands(app),
+                              add_checkpoint_commands(app)};
 
   try {
     app.parse(argc, argv);

@@ -140,27 +140,95 @@ torch::Tensor regress(torch::Tensor boxes, const torch::Tensor& reg) {
   return boxes;
 }
 
+// Bins of adaptive average pooling: [floor(i*in/out), ceil((i+1)*in/out)), as LibTorch's.
+std::vector<std::pair<std::int64_t, std::int64_t>> pool_bins(std::int64_t in, std::int64_t out) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> bins(static_cast<std::size_t>(out));
+  for (std::int64_t i = 0; i < out; ++i) bins[i] = {i * in / out, ((i + 1) * in + out - 1) / out};
+  return bins;
+}
+
+// Summed-area table of an 8-bit RGB image: table[(y * (w + 1) + x) * 3 + c] is the sum of
+// channel c over rows [0, y) and columns [0, x). Integer sums are exact, so every box sum
+// taken from it equals the one LibTorch's pooling kernel accumulates in float (< 2^24).
+class SummedArea {
+ public:
+  explicit SummedArea(const cv::Mat& rgb) : w_(rgb.cols), h_(rgb.rows) {
+    table_.assign(static_cast<std::size_t>((h_ + 1) * (w_ + 1) * 3), 0);
+    for (std::int64_t y = 0; y < h_; ++y) {
+      const auto* px = rgb.ptr<std::uint8_t>(static_cast<int>(y));
+      std::uint64_t row[3] = {0, 0, 0};
+      std::uint64_t* dst = &table_[((y + 1) * (w_ + 1) + 1) * 3];
+      const std::uint64_t* above = &table_[(y * (w_ + 1) + 1) * 3];
+      for (std::int64_t x = 0; x < w_; ++x) {
+        for (int c = 0; c < 3; ++c) {
+          row[c] += px[3 * x + c];
+          dst[3 * x + c] = above[3 * x + c] + row[c];
+        }
+      }
+    }
+  }
+
+  // Sum of channel c over rows [y0, y1) and columns [x0, x1).
+  std::uint64_t sum(std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1,
+                    int c) const {
+    const auto at = [&](std::int64_t y, std::int64_t x) {
+      return table_[(y * (w_ + 1) + x) * 3 + c];
+    };
+    return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0);
+  }
+
+ private:
+  std::int64_t w_, h_;
+  std::vector<std::uint64_t> table_;
+};
+
+// facenet-pytorch's imresample (interpolate mode="area", i.e. adaptive_avg_pool2d) of a region
+// of the image, followed by its (x - 127.5) * 0.0078125 normalisation, into a 3 x oh x ow
+// slot of `out`. Bit-identical to LibTorch: exact sums, then sum / kh / kw in float.
+void area_resample(const SummedArea& image, const cv::Rect& roi, torch::Tensor out) {
+  const std::int64_t oh = out.size(1), ow = out.size(2);
+  const auto rows = pool_bins(roi.height, oh), cols = pool_bins(roi.width, ow);
+  auto o = out.accessor<float, 3>();
+  at::parallel_for(0, oh, 8, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const std::int64_t y0 = roi.y + rows[i].first, y1 = roi.y + rows[i].second;
+      const auto kh = static_cast<float>(rows[i].second - rows[i].first);
+      for (std::int64_t j = 0; j < ow; ++j) {
+        const std::int64_t x0 = roi.x + cols[j].first, x1 = roi.x + cols[j].second;
+        const auto kw = static_cast<float>(cols[j].second - cols[j].first);
+        for (int c = 0; c < 3; ++c) {
+          const float mean = static_cast<float>(image.sum(y0, y1, x0, x1, c)) / kh / kw;
+          o[c][i][j] = (mean - 127.5f) * 0.0078125f;
+        }
+      }
+    }
+  });
+}
+
 // Crops each box (clipped to the image, 1-based like the reference's pad()) and area-resamples
 // it to size x size; boxes whose clipped crop is empty are dropped from `keep`.
-torch::Tensor crop_boxes(const torch::Tensor& image, const torch::Tensor& boxes, std::int64_t size,
+torch::Tensor crop_boxes(const SummedArea& image, std::int64_t h, std::int64_t w,
+                         const torch::Tensor& boxes, std::int64_t size,
                          std::vector<std::int64_t>& keep) {
-  const std::int64_t h = image.size(2), w = image.size(3);
   const auto ints = boxes.index({Slice(), Slice(0, 4)}).trunc().to(torch::kInt32).contiguous();
   const auto a = ints.accessor<std::int32_t, 2>();
-  std::vector<torch::Tensor> crops;
   for (std::int64_t k = 0; k < boxes.size(0); ++k) {
     const std::int64_t x = std::max<std::int64_t>(a[k][0], 1),
                        y = std::max<std::int64_t>(a[k][1], 1);
     const std::int64_t ex = std::min<std::int64_t>(a[k][2], w),
                        ey = std::min<std::int64_t>(a[k][3], h);
-    if (ey > y - 1 && ex > x - 1) {
-      const auto crop = image.index({Slice(), Slice(), Slice(y - 1, ey), Slice(x - 1, ex)});
-      crops.push_back(torch::adaptive_avg_pool2d(crop, {size, size}));
-      keep.push_back(k);
-    }
+    if (ey > y - 1 && ex > x - 1) keep.push_back(k);
   }
-  if (crops.empty()) return torch::empty({0, 3, size, size});
-  return (torch::cat(crops, 0) - 127.5) * 0.0078125;
+  auto crops = torch::empty({static_cast<std::int64_t>(keep.size()), 3, size, size});
+  for (std::size_t n = 0; n < keep.size(); ++n) {
+    const auto k = keep[n];
+    const int x = std::max(a[k][0], 1), y = std::max(a[k][1], 1);
+    const int ex = std::min<int>(a[k][2], static_cast<int>(w)),
+              ey = std::min<int>(a[k][3], static_cast<int>(h));
+    area_resample(image, cv::Rect(x - 1, y - 1, ex - x + 1, ey - y + 1),
+                  crops[static_cast<std::int64_t>(n)]);
+  }
+  return crops;
 }
 
 }  // namespace
@@ -194,10 +262,7 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   const std::int64_t h = rgb.rows, w = rgb.cols;
-  const torch::Tensor image = torch::from_blob(rgb.data, {1, h, w, 3}, torch::kUInt8)
-                                  .permute({0, 3, 1, 2})
-                                  .to(torch::kFloat32)
-                                  .contiguous();
+  const SummedArea image(rgb);
 
   // Scale pyramid, in Python's double arithmetic.
   std::vector<double> scales;
@@ -212,7 +277,8 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
     const double scale = scales[si];
     const auto hs = static_cast<std::int64_t>(static_cast<double>(h) * scale + 1);
     const auto ws = static_cast<std::int64_t>(static_cast<double>(w) * scale + 1);
-    const auto input = (torch::adaptive_avg_pool2d(image, {hs, ws}) - 127.5) * 0.0078125;
+    auto input = torch::empty({1, 3, hs, ws});
+    area_resample(image, cv::Rect(0, 0, rgb.cols, rgb.rows), input[0]);
     const auto [reg, probs] = pnet.forward(input);
     const auto face = probs.select(1, 1);
     const auto mask = face >= options.thresholds[0];
@@ -248,7 +314,7 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
   // Stage 2: R-Net on 24x24 crops.
   {
     std::vector<std::int64_t> kept;
-    const auto crops = crop_boxes(image, boxes, 24, kept);
+    const auto crops = crop_boxes(image, h, w, boxes, 24, kept);
     if (kept.empty()) return {};
     boxes = boxes.index({as_index(kept)});
     const auto [reg, probs] = rnet.forward(crops);
@@ -265,7 +331,7 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
 
   // Stage 3: O-Net on 48x48 crops, with landmarks.
   std::vector<std::int64_t> kept;
-  const auto crops = crop_boxes(image, boxes, 48, kept);
+  const auto crops = crop_boxes(image, h, w, boxes, 48, kept);
   if (kept.empty()) return {};
   boxes = boxes.index({as_index(kept)});
   const auto [reg, marks, probs] = onet.forward(crops);

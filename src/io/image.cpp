@@ -4,7 +4,9 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 
 #include "facemag/error.hpp"
 
@@ -35,6 +37,38 @@ bool jpeg_has_end_marker(const std::string& b) {
          static_cast<unsigned char>(b[end - 1]) == 0xD9;
 }
 
+// Width and height from the header of the formats decompression bombs usually come in.
+std::optional<std::pair<std::int64_t, std::int64_t>> header_size(const std::string& b) {
+  auto u8 = [&](std::size_t i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(b[i]));
+  };
+  auto be16 = [&](std::size_t i) { return (u8(i) << 8) | u8(i + 1); };
+  auto be32 = [&](std::size_t i) { return (be16(i) << 16) | be16(i + 2); };
+  auto le32 = [&](std::size_t i) {
+    return u8(i) | (u8(i + 1) << 8) | (u8(i + 2) << 16) | (u8(i + 3) << 24);
+  };
+  if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0) return {{be32(16), be32(20)}};
+  if (b.size() >= 26 && b.compare(0, 2, "BM") == 0) {
+    return {{static_cast<std::int32_t>(le32(18)), std::abs(static_cast<std::int32_t>(le32(22)))}};
+  }
+  if (b.size() >= 30 && b.compare(0, 4, "RIFF") == 0 && b.compare(8, 4, "WEBP") == 0) {
+    if (b.compare(12, 4, "VP8X") == 0)
+      return {{1 + (le32(24) & 0xFFFFFF), 1 + (le32(27) & 0xFFFFFF)}};
+    if (b.compare(12, 4, "VP8 ") == 0) return {{be16(26) & 0x3FFF, be16(28) & 0x3FFF}};
+  }
+  if (is_jpeg(b)) {  // walk the markers to the first start-of-frame
+    std::size_t i = 2;
+    while (i + 9 < b.size() && u8(i) == 0xFF) {
+      const std::uint32_t marker = u8(i + 1);
+      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+        return {{be16(i + 7), be16(i + 5)}};
+      }
+      i += 2 + be16(i + 2);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool has_image_extension(const std::filesystem::path& path) {
@@ -48,22 +82,30 @@ bool has_image_extension(const std::filesystem::path& path) {
 cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions& options) {
   const std::string bytes = read_bytes(path);
   if (bytes.empty()) throw InvalidInput(path.string() + ": empty file (0 bytes), not an image");
+  const auto too_large = [&](std::int64_t w, std::int64_t h) {
+    return InvalidInput(path.string() + ": " + std::to_string(w) + "x" + std::to_string(h) +
+                        " pixels exceed the limit of " + std::to_string(options.max_pixels) +
+                        " (a decompression bomb?)");
+  };
+  if (const auto size = header_size(bytes);
+      size && size->first * size->second > options.max_pixels) {
+    throw too_large(size->first, size->second);
+  }
   if (is_jpeg(bytes) && !jpeg_has_end_marker(bytes)) {
     throw InvalidInput(path.string() + ": truncated JPEG (no end-of-image marker)");
   }
   const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   cv::Mat img;
   try {
-    img = cv::imdecode(raw, cv::IMREAD_UNCHANGED);
+    // ANYDEPTH|ANYCOLOR keeps 16-bit and grayscale as they are and, unlike IMREAD_UNCHANGED,
+    // applies the EXIF orientation.
+    img = cv::imdecode(raw, cv::IMREAD_ANYDEPTH | cv::IMREAD_ANYCOLOR);
   } catch (const cv::Exception& e) {
     throw InvalidInput(path.string() + ": cannot decode image: " + e.err);
   }
   if (img.empty()) throw InvalidInput(path.string() + ": not a decodable image");
-  if (static_cast<std::int64_t>(img.rows) * img.cols > options.max_pixels) {
-    throw InvalidInput(path.string() + ": " + std::to_string(img.cols) + "x" +
-                       std::to_string(img.rows) + " pixels exceed the limit of " +
-                       std::to_string(options.max_pixels));
-  }
+  if (static_cast<std::int64_t>(img.rows) * img.cols > options.max_pixels)
+    throw too_large(img.cols, img.rows);
   if (img.depth() == CV_16U) img.convertTo(img, CV_8U, 1.0 / 257.0);
   if (img.depth() != CV_8U) img.convertTo(img, CV_8U);
   if (img.channels() == 1) cv::cvtColor(img, img, cv::COLOR_GRAY2BGR);
@@ -71,9 +113,9 @@ cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions
   return img;
 }
 
-std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& inputs) {
+std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
-  std::vector<fs::path> out;
+  std::vector<InputFile> out;
   for (const auto& input : inputs) {
     if (!input.empty() && input[0] == '@') {
       const fs::path list = input.substr(1);
@@ -83,8 +125,8 @@ std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>&
       while (std::getline(in, line)) {
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
         if (line.empty() || line[0] == '#') continue;
-        fs::path p = line;
-        out.push_back(p.is_relative() ? list.parent_path() / p : p);
+        const fs::path p = line;
+        out.push_back({p.is_relative() ? list.parent_path() / p : p, p.relative_path()});
       }
       continue;
     }
@@ -99,9 +141,9 @@ std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>&
         if (it->is_regular_file(ec) && has_image_extension(it->path())) found.push_back(it->path());
       }
       std::sort(found.begin(), found.end());
-      out.insert(out.end(), found.begin(), found.end());
+      for (auto& f : found) out.push_back({f, f.lexically_relative(p)});
     } else if (fs::exists(p, ec)) {
-      out.push_back(p);
+      out.push_back({p, p.filename()});
     } else {
       throw InvalidInput(input + ": no such file or directory");
     }

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "facemag/nn/module_utils.hpp"
+
 namespace facemag::nn {
 namespace {
 
@@ -36,7 +38,7 @@ IBasicBlockImpl::IBasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std
 }
 
 torch::Tensor IBasicBlockImpl::forward(const torch::Tensor& x) {
-  auto out = bn3(conv2(prelu(bn2(conv1(bn1(x))))));
+  auto out = bn3(conv2(nn::prelu(bn2(conv1(bn1(x))), prelu->weight)));
   out += downsample ? downsample->forward(x) : x;
   return out;
 }
@@ -86,7 +88,7 @@ IResNetImpl::IResNetImpl(IResNetDepth depth, std::int64_t embedding_size) {
 }
 
 torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
-  auto y = prelu(bn1(conv1(x)));
+  auto y = nn::prelu(bn1(conv1(x)), prelu->weight);
   for (auto& layer : layers) y = layer->forward(y);
   y = bn2(y);  // Dropout2d(p=0.4) of the reference is the identity at inference
   return features(fc(y.flatten(1)));

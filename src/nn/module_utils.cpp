@@ -53,6 +53,13 @@ void fill(torch::Tensor& t, const std::string& name, F f) {
 
 }  // namespace
 
+torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight) {
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
+  shape[1] = weight.numel();
+  auto negative = x.clamp_max(0).mul_(weight.view(shape));
+  return x.clamp_min_(0).add_(negative);
+}
+
 double formula_uniform(const std::string& name, std::uint64_t index) {
   const std::uint64_t x = fnv1a64(name) + (index + 1) * 0x9e3779b97f4a7c15ull;
   return static_cast<double>(mix(x) >> 11) * 0x1p-53 * 2.0 - 1.0;

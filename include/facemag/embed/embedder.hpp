@@ -23,6 +23,9 @@ struct ModelManifest {
   // Pixel p in [0, 255] becomes (p - pixel_offset) / pixel_scale.
   float pixel_offset = 0.0f;
   float pixel_scale = 255.0f;
+  // How a detected face becomes the input crop: "arcface-112x112" or "sphereface-96x112"
+  // (5-point similarity alignment), or "facenet-margin-<m>" (facenet-pytorch's box crop
+  // resized to input_width, with a margin of m pixels).
   std::string alignment_template = "arcface-112x112";
   int embedding_size = 512;
   // True only for MagFace-trained models, where the raw feature norm is a calibrated quality.

@@ -11,23 +11,33 @@
 namespace facemag::io {
 
 struct ImageReadOptions {
-  // Images with more pixels than this are refused before decoding (decompression bombs).
+  // Images with more pixels than this are refused, before decoding where the header tells the
+  // size (JPEG, PNG, BMP, WebP), so that a decompression bomb never allocates its pixels.
   std::int64_t max_pixels = 100'000'000;
 };
 
 // Decodes an image file into an 8-bit, 3-channel **BGR** cv::Mat (OpenCV's order), whatever the
-// file holds (grayscale, alpha, 16-bit are converted). Throws facemag::InvalidInput naming the
-// file for a missing, empty, truncated or undecodable file.
+// file holds: grayscale is replicated, alpha dropped, 16-bit scaled to 8, and the EXIF
+// orientation applied. Throws facemag::InvalidInput naming the file for a missing, empty,
+// truncated, undecodable or too large file.
 cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions& options = {});
 
 // True for file names with an image extension facemag decodes (jpg, jpeg, png, bmp, webp, tif,
 // tiff).
 bool has_image_extension(const std::filesystem::path& path);
 
+// One input file and the name outputs derived from it should use: its path relative to the
+// folder argument it was found in (so that bruce/001.jpg and neil/001.jpg stay apart), or its
+// file name when it was named directly.
+struct InputFile {
+  std::filesystem::path path;
+  std::filesystem::path name;
+};
+
 // Expands command-line inputs into files, in a stable order: a file is taken as it is; a
 // directory is searched recursively for image files (sorted); `@list.txt` names one path per
 // line (blank lines and lines starting with '#' are skipped; relative paths are relative to
 // the list's folder). A path that does not exist is an InvalidInput error.
-std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& inputs);
+std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs);
 
 }  // namespace facemag::io

@@ -26,6 +26,13 @@ void load_state_dict_strict(torch::nn::Module& module, const io::NamedTensors& t
 // and PReLU leaves; any other module holding tensors is an error.
 void fill_formula_weights(torch::nn::Module& module);
 
+// PReLU with per-channel weights on an N x C x ... tensor: x for x > 0, weight * x otherwise.
+// Computed as clamp_min(x, 0) + w * clamp_max(x, 0), which gives the same values as
+// torch::prelu (up to the sign of zero) but runs on LibTorch's vectorised elementwise kernels;
+// its own per-channel PReLU kernel is 5-10x slower on CPU. Works in place on `x` (pass a
+// temporary, or a copy).
+torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight);
+
 // u(name, i) of the formula: a double in [-1, 1).
 double formula_uniform(const std::string& name, std::uint64_t index);
 

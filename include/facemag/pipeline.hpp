@@ -1,0 +1,42 @@
+// Photo to embeddings: detect faces, align each as the embedding model expects, embed them.
+#pragma once
+
+#include <opencv2/core/mat.hpp>
+
+#include <vector>
+
+#include "facemag/detect/mtcnn.hpp"
+#include "facemag/embed/embedder.hpp"
+
+namespace facemag {
+
+struct FaceRecord {
+  std::size_t index = 0;  // position in the detector's order (largest face first)
+  Detection detection;
+  Embedding embedding;
+};
+
+// Which faces of a photo to keep.
+enum class KeepFaces { kAll, kLargest, kBest /* highest embedding magnitude */ };
+
+// The crop a model expects for a detected face, following its manifest's alignment_template:
+// a similarity-aligned crop for "arcface-112x112"/"sphereface-96x112", facenet-pytorch's margin
+// crop for "facenet-margin-<size>". BGR in, BGR out.
+cv::Mat crop_for_model(const cv::Mat& bgr, const Detection& face, const ModelManifest& manifest);
+
+// Borrows a detector and an embedder (both immutable, shareable); holds no per-call state.
+class FacePipeline {
+ public:
+  FacePipeline(const MtcnnDetector& detector, const Embedder& embedder, MtcnnOptions options = {})
+      : detector_(detector), embedder_(embedder), options_(options) {}
+
+  // All faces of an 8-bit BGR photo, then filtered by `keep`. No face: an empty vector.
+  std::vector<FaceRecord> process(const cv::Mat& bgr, KeepFaces keep = KeepFaces::kAll) const;
+
+ private:
+  const MtcnnDetector& detector_;
+  const Embedder& embedder_;
+  MtcnnOptions options_;
+};
+
+}  // namespace facemag
