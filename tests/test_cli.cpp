@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <opencv2/imgcodecs.hpp>
+
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -219,6 +221,142 @@ TEST(CliGolden, ModelErrorsAreOneClearLine) {
   EXPECT_NE(r.err.find("no image files found"), std::string::npos) << r.err;
   for (const auto* text : {"error:"})
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << text << r.err;
+}
+
+}  // namespace
+}  // namespace facemag
+
+namespace facemag {
+namespace {
+
+std::string mtcnn_dir() { return (test::shared_dir() / "weights" / "mtcnn").string(); }
+
+TEST(CliGolden, DetectPrintsTheGoldenFacesAndDraws) {
+  const auto golden_path = test::golden_dir() / "mtcnn" / "detections.json";
+  FACEMAG_REQUIRE_FILE(golden_path);
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
+  const auto golden = test::read_json(golden_path);
+  test::TempDir tmp;
+  const auto r = run_cli("detect --mtcnn " + mtcnn_dir() + " --draw " + (tmp / "drawn").string() +
+                             " " + (test::shared_dir() / "data" / "faces-casia" / "neil").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), 15u);
+  std::size_t compared = 0;
+  for (const auto& g : golden["images"]) {
+    for (const auto& rec : records) {
+      if (!std::string(rec["path"]).ends_with(g["image"].get<std::string>())) continue;
+      EXPECT_EQ(rec["width"], g["size_wh"][0]);
+      EXPECT_EQ(rec["height"], g["size_wh"][1]);
+      ASSERT_EQ(rec["faces"].size(), g["faces"].size()) << rec["path"];
+      for (std::size_t k = 0; k < g["faces"].size(); ++k) {
+        for (int c = 0; c < 4; ++c) {
+          EXPECT_NEAR(rec["faces"][k]["box"][c].get<double>(),
+                      g["faces"][k]["box"][c].get<double>(), 1.0);
+        }
+        EXPECT_NEAR(rec["faces"][k]["score"].get<double>(), g["faces"][k]["prob"].get<double>(),
+                    1e-4);
+        EXPECT_NEAR(rec["faces"][k]["landmarks"][2][1].get<double>(),
+                    g["faces"][k]["landmarks"][2][1].get<double>(), 1.0);
+      }
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 15u);
+  EXPECT_TRUE(std::filesystem::exists(tmp / "drawn" / "010.jpg"));
+  EXPECT_FALSE(cv::imread((tmp / "drawn" / "010.jpg").string()).empty());
+}
+
+TEST(CliGolden, AlignWritesTheGoldenCrops) {
+  FACEMAG_REQUIRE_FILE(test::golden_dir() / "align" / "faces-casia__neil__010__face1.png");
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
+  test::TempDir tmp;
+  const auto r =
+      run_cli("align --mtcnn " + mtcnn_dir() + " --out " + (tmp / "crops").string() + " " +
+                  (test::shared_dir() / "data" / "faces-casia" / "neil" / "010.jpg").string(),
+              tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(parse_lines(r.out).size(), 2u);
+  for (int k = 0; k < 2; ++k) {
+    const cv::Mat ours =
+        cv::imread((tmp / "crops" / ("010_face" + std::to_string(k) + ".png")).string());
+    const cv::Mat golden =
+        cv::imread((test::golden_dir() / "align" /
+                    ("faces-casia__neil__010__face" + std::to_string(k) + ".png"))
+                       .string());
+    ASSERT_EQ(ours.size(), cv::Size(112, 112));
+    cv::Mat diff;
+    cv::absdiff(ours, golden, diff);
+    const cv::Scalar mean = cv::mean(diff);
+    EXPECT_LE((mean[0] + mean[1] + mean[2]) / 3, 1.0) << "face " << k;
+  }
+  // facenet-style margin crops.
+  const auto f = run_cli(
+      "align --facenet --margin 20 --mtcnn " + mtcnn_dir() + " --out " + (tmp / "fn").string() +
+          " " + (test::shared_dir() / "data" / "faces-casia" / "neil" / "010.jpg").string(),
+      tmp);
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  EXPECT_EQ(cv::imread((tmp / "fn" / "010_face0.png").string()).size(), cv::Size(160, 160));
+}
+
+TEST(CliGolden, QualityOfPhotosDetectsAlignsAndEmbeds) {
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "data" / "faces-casia" / "neil" / "010.jpg");
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const std::string base = "quality --arch iresnet18 --weights " + (tmp / "m.pth").string() +
+                           " --mtcnn " + mtcnn_dir() + " ";
+  const std::string photo =
+      (test::shared_dir() / "data" / "faces-casia" / "neil" / "010.jpg").string();
+  auto all = parse_lines(run_cli(base + photo, tmp).out);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0]["face"], 0);
+  EXPECT_EQ(all[1]["face"], 1);
+  EXPECT_EQ(all[0]["box"].size(), 4u);
+  EXPECT_GT(all[0]["score"].get<double>(), 0.99);
+  const auto largest = parse_lines(run_cli(base + "--keep largest " + photo, tmp).out);
+  ASSERT_EQ(largest.size(), 1u);
+  EXPECT_EQ(largest[0]["face"], 0);
+  const auto best = parse_lines(run_cli(base + "--keep best " + photo, tmp).out);
+  ASSERT_EQ(best.size(), 1u);
+  EXPECT_EQ(best[0]["quality"],
+            std::max(all[0]["quality"].get<double>(), all[1]["quality"].get<double>()));
+
+  // The magnitude of a detected, aligned face equals that of the golden crop run with --aligned.
+  const auto crop = test::golden_dir() / "align" / "faces-casia__neil__010__face0.png";
+  const auto aligned = parse_lines(run_cli("quality --aligned --arch iresnet18 --weights " +
+                                               (tmp / "m.pth").string() + " " + crop.string(),
+                                           tmp)
+                                       .out);
+  ASSERT_EQ(aligned.size(), 1u);
+  EXPECT_NEAR(aligned[0]["quality"].get<double>(), all[0]["quality"].get<double>(),
+              1e-3 * aligned[0]["quality"].get<double>());
+}
+
+TEST(CliGolden, DetectSkipsBadImagesAndRefusesDecompressionBombs) {
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
+  test::TempDir tmp;
+  const auto dir = tmp / "photos";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(test::shared_dir() / "data" / "faces-casia" / "pam" / "001.jpg",
+                             dir / "a.jpg");
+  test::write_file(dir / "b_empty.png", "");
+  // A PNG header that declares 100000 x 100000 pixels.
+  std::string bomb = "\x89PNG\r\n\x1a\n" + std::string("\0\0\0\x0dIHDR", 8) +
+                     std::string("\x00\x01\x86\xa0\x00\x01\x86\xa0", 8) +
+                     std::string("\x08\x02\0\0\0", 5);
+  test::write_file(dir / "c_bomb.png", bomb);
+  cv::imwrite((dir / "d_blank.png").string(), cv::Mat(100, 100, CV_8UC3, cv::Scalar::all(127)));
+  const auto r = run_cli("detect --mtcnn " + mtcnn_dir() + " " + dir.string(), tmp);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["faces"].size(), 1u);
+  EXPECT_EQ(records[1]["faces"].size(), 0u);  // no face: a normal, empty result
+  EXPECT_NE(r.err.find("b_empty.png: empty file"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("c_bomb.png: 100000x100000 pixels exceed the limit"), std::string::npos)
+      << r.err;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <mutex>
 #include <numeric>
 
 #include "facemag/error.hpp"
@@ -370,6 +371,37 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
   std::vector<Detection> sorted;
   for (auto it = order.rbegin(); it != order.rend(); ++it) sorted.push_back(faces[*it]);
   return sorted;
+}
+
+std::vector<std::vector<Detection>> MtcnnDetector::detect_batch(
+    const std::vector<cv::Mat>& bgr_images, const MtcnnOptions& options) const {
+  // Below this size the per-operation overhead dominates and one core per image is faster.
+  constexpr std::int64_t kLargeImagePixels = 1'000'000;
+  std::vector<std::vector<Detection>> results(bgr_images.size());
+  std::vector<std::size_t> small;
+  for (std::size_t i = 0; i < bgr_images.size(); ++i) {
+    if (static_cast<std::int64_t>(bgr_images[i].total()) >= kLargeImagePixels) {
+      results[i] = detect(bgr_images[i], options);
+    } else {
+      small.push_back(i);
+    }
+  }
+  // Inside at::parallel_for, LibTorch (and oneDNN) run nested work single-threaded.
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  at::parallel_for(0, static_cast<std::int64_t>(small.size()), 1,
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t k = begin; k < end; ++k) {
+                       try {
+                         results[small[k]] = detect(bgr_images[small[k]], options);
+                       } catch (...) {
+                         std::lock_guard<std::mutex> lock(error_mutex);
+                         if (!error) error = std::current_exception();
+                       }
+                     }
+                   });
+  if (error) std::rethrow_exception(error);
+  return results;
 }
 
 }  // namespace facemag

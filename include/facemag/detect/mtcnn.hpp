@@ -30,6 +30,12 @@ class MtcnnDetector {
   // feeds PIL images), any size. No face gives an empty vector.
   std::vector<Detection> detect(const cv::Mat& bgr, const MtcnnOptions& options = {}) const;
 
+  // Faces in several images of any sizes; result i belongs to images[i]. Small images are
+  // spread over the cores one image per core (MTCNN's many small operations do not scale
+  // within one image); large ones use all cores each.
+  std::vector<std::vector<Detection>> detect_batch(const std::vector<cv::Mat>& bgr_images,
+                                                   const MtcnnOptions& options = {}) const;
+
   struct Nets;
 
  private:

@@ -1,0 +1,157 @@
+// `facemag bench`: throughput of detection, the photo pipeline and embedding on this machine,
+// with warm-up and the median of repetitions; one JSON object per measurement on stdout.
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <sys/resource.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "facemag/embed/embedder.hpp"
+#include "facemag/error.hpp"
+#include "facemag/io/image.hpp"
+#include "facemag/pipeline.hpp"
+#include "facemag/runtime.hpp"
+
+namespace facemag::cli {
+namespace {
+
+struct BenchOptions {
+  std::string workload;  // detect | pipeline | embed
+  std::vector<std::string> inputs;
+  DetectorOptions detector;
+  std::string arch = "iresnet18";
+  std::string weights;  // empty: formula weights
+  std::vector<int> batches{1, 16};
+  int repeat = 3;
+  int threads = 0;
+};
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+// Median wall time in seconds of `repeat` runs of `work`, after one warm-up run.
+template <class F>
+double median_seconds(int repeat, F work) {
+  work();
+  std::vector<double> times;
+  for (int r = 0; r < repeat; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    work();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+std::vector<cv::Mat> load_images(const std::vector<std::string>& inputs) {
+  std::vector<cv::Mat> images;
+  for (const auto& file : io::expand_inputs(inputs))
+    images.push_back(io::read_image_bgr(file.path));
+  if (images.empty()) throw InvalidInput("bench: no images in the given inputs");
+  return images;
+}
+
+Embedder load_embedder(const BenchOptions& opt) {
+  const ModelManifest manifest = builtin_manifest(opt.arch);
+  return opt.weights.empty() ? Embedder::with_formula_weights(manifest)
+                             : Embedder::load(manifest, opt.weights);
+}
+
+int run_bench(const BenchOptions& opt) {
+  const int threads = configure_runtime(opt.threads);
+  std::cout << nlohmann::json{{"cpu", cpu_model()},
+                              {"threads", threads},
+                              {"libtorch", TORCH_VERSION},
+                              {"repeat", opt.repeat}}
+            << "\n";
+  if (opt.workload == "detect" || opt.workload == "pipeline") {
+    const auto images = load_images(opt.inputs);
+    const MtcnnDetector detector = load_detector(opt.detector);
+    const MtcnnOptions options = to_mtcnn_options(opt.detector);
+    std::optional<Embedder> embedder;
+    if (opt.workload == "pipeline") embedder = load_embedder(opt);
+    std::size_t faces = 0;
+    const double seconds = median_seconds(opt.repeat, [&] {
+      faces = 0;
+      if (embedder) {
+        for (const auto& image : images)
+          faces += FacePipeline(detector, *embedder, options).process(image).size();
+      } else {
+        for (const auto& found : detector.detect_batch(images, options)) faces += found.size();
+      }
+    });
+    nlohmann::json result{{"workload", opt.workload},
+                          {"images", images.size()},
+                          {"faces", faces},
+                          {"seconds", seconds},
+                          {"images_per_s", images.size() / seconds},
+                          {"faces_per_s", faces / seconds},
+                          {"peak_rss_mb", peak_rss_mb()}};
+    if (embedder) result["model"] = embedder->manifest().name;
+    std::cout << result << "\n";
+    return kExitOk;
+  }
+  // embed: synthetic aligned faces, so that no data is needed.
+  const Embedder embedder = load_embedder(opt);
+  const auto& m = embedder.manifest();
+  for (const int batch : opt.batches) {
+    const auto input = torch::rand({batch, 3, m.input_height, m.input_width});
+    const double seconds = median_seconds(opt.repeat, [&] { embedder.forward(input); });
+    std::cout << nlohmann::json{{"workload", "embed"},
+                                {"model", m.name},
+                                {"batch", batch},
+                                {"seconds", seconds},
+                                {"images_per_s", batch / seconds},
+                                {"peak_rss_mb", peak_rss_mb()}}
+              << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner add_bench_command(CLI::App& app) {
+  auto opt = std::make_shared<BenchOptions>();
+  auto* bench =
+      app.add_subcommand("bench", "Measure images/s and peak memory (detect, pipeline, embed)");
+  bench->add_option("workload", opt->workload, "detect, pipeline or embed")
+      ->required()
+      ->check(CLI::IsMember({"detect", "pipeline", "embed"}));
+  bench->add_option("inputs", opt->inputs,
+                    "Photos for detect/pipeline (files, folders, @list.txt)");
+  add_detector_options(*bench, opt->detector);
+  bench->add_option("--arch", opt->arch, "Embedding architecture")
+      ->check(CLI::IsMember(builtin_architectures()))
+      ->capture_default_str();
+  bench->add_option("--weights", opt->weights,
+                    "Checkpoint (default: deterministic formula weights)");
+  bench->add_option("--batch", opt->batches, "Batch sizes for embed")
+      ->delimiter(',')
+      ->capture_default_str();
+  bench->add_option("--repeat", opt->repeat, "Timed repetitions (median reported)")
+      ->capture_default_str();
+  bench->add_option("--threads", opt->threads, "CPU threads (0 = all cores)")
+      ->capture_default_str();
+  return [bench, opt]() -> int { return bench->parsed() ? run_bench(*opt) : -1; };
+}
+
+}  // namespace facemag::cli
