@@ -31,6 +31,7 @@ struct EmbedOptions {
   bool embeddings = false;
   bool sort = false;
   std::string keep = "all";
+  bool flip = false;
   DetectorOptions detector;
 };
 
@@ -67,8 +68,12 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   const auto files = io::expand_inputs(opt.inputs);
   if (files.empty()) throw InvalidInput("no image files found in the given inputs");
 
-  const ModelManifest manifest = builtin_manifest(opt.arch);
+  ModelManifest manifest = builtin_manifest(opt.arch);
+  manifest.concat_flipped = opt.flip;
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
+  if (!manifest.magnitude_is_quality) {
+    spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality", manifest.name);
+  }
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
   spdlog::debug("{} threads", threads);
   std::optional<MtcnnDetector> detector;
@@ -88,7 +93,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   std::size_t failures = 0, faceless = 0;
   const auto emit = [&](Record record) {
     if (index) {
-      nlohmann::json row{{"row", matrix.size() / manifest.embedding_size}, {"path", record.path}};
+      nlohmann::json row{{"row", matrix.size() / embedder.output_size()}, {"path", record.path}};
       if (record.face) row["face"] = record.face->index;
       row["quality"] = record.embedding.magnitude;
       *index << row << "\n";
@@ -148,9 +153,9 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
     for (const auto& r : kept) out.stream() << to_json(r, manifest.name, with_vector) << "\n";
   }
   if (!opt.npy.empty()) {
-    const auto rows = static_cast<std::int64_t>(matrix.size() / manifest.embedding_size);
+    const auto rows = static_cast<std::int64_t>(matrix.size() / embedder.output_size());
     io::write_npy(
-        opt.npy, torch::from_blob(matrix.data(), {rows, manifest.embedding_size}, torch::kFloat32));
+        opt.npy, torch::from_blob(matrix.data(), {rows, embedder.output_size()}, torch::kFloat32));
   }
   if (faceless) spdlog::info("{} of {} photo(s) had no face", faceless, files.size());
   if (failures) {
@@ -172,12 +177,13 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("--keep", opt.keep, "Faces per photo: all, largest, or best (highest quality)")
       ->check(CLI::IsMember({"all", "largest", "best"}))
       ->capture_default_str();
+  cmd.add_flag("--flip", opt.flip, "Concatenate the embedding of the mirrored face (MobileFaceNet's protocol)");
   add_detector_options(cmd, opt.detector);
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
   cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");
   cmd.add_option("--npy", opt.npy,
-                 "Also write the N x 512 float32 matrix (.npy) and an index (.jsonl) beside it");
+                 "Also write the N x D float32 embedding matrix (.npy) and its row index (.jsonl) beside it");
   cmd.add_flag("--sort", opt.sort, "List faces by quality, best first");
 }
 

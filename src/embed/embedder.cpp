@@ -9,6 +9,7 @@
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/nn/iresnet.hpp"
+#include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag {
@@ -22,18 +23,24 @@ struct Embedder::Impl {
 
 namespace {
 
-constexpr const char* kArchitectures[] = {"iresnet18", "iresnet34", "iresnet50", "iresnet100"};
+constexpr const char* kArchitectures[] = {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "mobilefacenet"};
 
-std::shared_ptr<Embedder::Impl> build(const ModelManifest& manifest) {
-  const auto depth = nn::iresnet_depth_from_name(manifest.architecture);
-  if (!depth) throw InvalidInput("unknown architecture '" + manifest.architecture + "'");
-  auto net = std::make_shared<nn::IResNetImpl>(*depth, manifest.embedding_size);
+template <class Net>
+std::shared_ptr<Embedder::Impl> wrap(const ModelManifest& manifest, std::shared_ptr<Net> net) {
   net->eval();
   auto impl = std::make_shared<Embedder::Impl>();
   impl->manifest = manifest;
   impl->module = net;
   impl->forward = [net](const torch::Tensor& x) { return net->forward(x); };
   return impl;
+}
+
+std::shared_ptr<Embedder::Impl> build(const ModelManifest& manifest) {
+  if (const auto depth = nn::iresnet_depth_from_name(manifest.architecture)) {
+    return wrap(manifest, std::make_shared<nn::IResNetImpl>(*depth, manifest.embedding_size));
+  }
+  if (manifest.architecture == "mobilefacenet") return wrap(manifest, std::make_shared<nn::MobileFaceNetImpl>());
+  throw InvalidInput("unknown architecture '" + manifest.architecture + "'");
 }
 
 // MagFace checkpoints name the backbone `features.module.*` (or `module.features.*` from other
@@ -81,15 +88,27 @@ std::vector<std::string> builtin_architectures() {
 }
 
 ModelManifest builtin_manifest(const std::string& architecture) {
-  for (const char* arch : kArchitectures) {
-    if (architecture == arch) {
-      ModelManifest m;
-      m.name = "magface-" + architecture;
-      m.architecture = architecture;
-      m.source = "MagFace (IrvingMeng/MagFace), models/iresnet.py";
-      m.licence = "Apache-2.0 (code); weights: see their source";
-      return m;
-    }
+  ModelManifest m;
+  m.architecture = architecture;
+  if (nn::iresnet_depth_from_name(architecture)) {
+    m.name = "magface-" + architecture;
+    m.source = "MagFace (IrvingMeng/MagFace), models/iresnet.py";
+    m.licence = "Apache-2.0 (code); weights: see their source";
+    return m;
+  }
+  if (architecture == "mobilefacenet") {
+    m.name = "mobilefacenet-casia";
+    m.input_height = 112;
+    m.input_width = 96;
+    m.color_order = ColorOrder::kRGB;
+    m.pixel_offset = 127.5f;
+    m.pixel_scale = 128.0f;
+    m.alignment_template = "sphereface-96x112";
+    m.embedding_size = 128;
+    m.magnitude_is_quality = false;
+    m.source = "Xiaoccer/MobileFaceNet_Pytorch, model/best/068.ckpt (CASIA-WebFace, LFW 99.30%)";
+    m.licence = "see the source repository";
+    return m;
   }
   std::string known;
   for (const auto& a : builtin_architectures()) known += (known.empty() ? "" : ", ") + a;
@@ -157,7 +176,10 @@ torch::Tensor Embedder::forward(const torch::Tensor& batch) const {
 
 std::vector<Embedding> Embedder::embed(const std::vector<cv::Mat>& faces) const {
   if (faces.empty()) return {};
-  const torch::Tensor features = forward(preprocess(faces)).contiguous();
+  const torch::Tensor batch = preprocess(faces);
+  torch::Tensor features = forward(batch);
+  if (impl_->manifest.concat_flipped) features = torch::cat({features, forward(batch.flip(3))}, 1);
+  features = features.contiguous();
   std::vector<Embedding> out(faces.size());
   const auto dim = features.size(1);
   const float* data = features.data_ptr<float>();
@@ -168,6 +190,10 @@ std::vector<Embedding> Embedder::embed(const std::vector<cv::Mat>& faces) const 
     out[i].magnitude = static_cast<float>(std::sqrt(sum));
   }
   return out;
+}
+
+int Embedder::output_size() const {
+  return impl_->manifest.embedding_size * (impl_->manifest.concat_flipped ? 2 : 1);
 }
 
 const ModelManifest& Embedder::manifest() const { return impl_->manifest; }

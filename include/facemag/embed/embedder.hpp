@@ -30,13 +30,19 @@ struct ModelManifest {
   int embedding_size = 512;
   // True only for MagFace-trained models, where the raw feature norm is a calibrated quality.
   bool magnitude_is_quality = true;
+  // Embed each face and its mirror image and concatenate the two (MobileFaceNet's LFW
+  // protocol): the embedding then has 2 x embedding_size values.
+  bool concat_flipped = false;
   std::string sha256;  // of the weight file, when known
   std::string source;
   std::string licence;
 };
 
-// Manifests of the architectures facemag knows: iresnet18, iresnet34, iresnet50, iresnet100
-// (MagFace: BGR, x / 255, 112x112 ArcFace-aligned, 512-d). Throws InvalidInput for others.
+// Manifests of the architectures facemag knows. Throws InvalidInput for others.
+//   iresnet18, iresnet34, iresnet50, iresnet100 (MagFace): 112x112 ArcFace-aligned, BGR, x / 255,
+//     512-d; the magnitude is the quality.
+//   mobilefacenet (CASIA-WebFace, 068.ckpt): 112x96 (h x w) SphereFace-aligned, RGB,
+//     (x - 127.5) / 128, 128-d; the magnitude is *not* a calibrated quality.
 ModelManifest builtin_manifest(const std::string& architecture);
 std::vector<std::string> builtin_architectures();
 
@@ -69,6 +75,8 @@ class Embedder {
   torch::Tensor forward(const torch::Tensor& batch) const;
 
   const ModelManifest& manifest() const;
+  // Values per embedding: embedding_size, doubled when concat_flipped.
+  int output_size() const;
   // What loading noticed but accepted (e.g. an ignored classifier tensor).
   const std::vector<std::string>& load_notes() const;
 
