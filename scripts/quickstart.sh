@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# README command (1): installs dependencies, builds, and runs the main job: MagFace quality of
-# the aligned faces in ../shared/data/magface-toy (or the folder given as $1), best first.
+# README command (1): installs dependencies, builds, and runs the main job: finds the faces in
+# photos, embeds them with a real trained recognizer and groups them by person, saying how sure
+# each assignment is.
 #
-# Weights: $FACEMAG_HOME/magface-iresnet100.pth when present (MagFace's magface_epoch_00025.pth
-# renamed); otherwise an iresnet18 of deterministic *untrained* formula weights is written and
-# used, so the numbers then only show that the pipeline runs.
+#   bash scripts/quickstart.sh [PHOTOS...]     default: ../shared/data/faces-casia
+#
+# Weights: MTCNN from $FACEMAG_HOME/mtcnn or ../shared/weights/mtcnn; MobileFaceNet from
+# $FACEMAG_HOME/mobilefacenet-casia.pth or ../shared/weights/mobilefacenet/068.ckpt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-faces=${1:-../shared/data/magface-toy}
-if [ -n "${FACEMAG_HOME:-}" ] && [ -f "$FACEMAG_HOME/magface-iresnet100.pth" ]; then
-  ./build/facemag quality --aligned --sort --arch iresnet100 --weights "$FACEMAG_HOME/magface-iresnet100.pth" "$faces"
-else
-  echo "facemag: no \$FACEMAG_HOME/magface-iresnet100.pth; using untrained formula weights (numbers show the pipeline only)" >&2
-  ./build/facemag formula-weights --arch iresnet18 --out build/formula-iresnet18.pth
-  ./build/facemag quality --aligned --sort --arch iresnet18 --weights build/formula-iresnet18.pth "$faces"
-fi
+photos=("$@")
+[ ${#photos[@]} -gt 0 ] || photos=(../shared/data/faces-casia)
+pick() { for f in "$@"; do [ -e "$f" ] && { echo "$f"; return; }; done; echo "facemag: none of $* exists" >&2; exit 2; }
+home=${FACEMAG_HOME:-/nonexistent}
+mtcnn=$(pick "$home/mtcnn" ../shared/weights/mtcnn)
+weights=$(pick "$home/mobilefacenet-casia.pth" ../shared/weights/mobilefacenet/068.ckpt)
+./build/facemag cluster --arch mobilefacenet --weights "$weights" --mtcnn "$mtcnn" "${photos[@]}"

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "facemag/io/checkpoint.hpp"
@@ -357,6 +358,40 @@ TEST(CliGolden, DetectSkipsBadImagesAndRefusesDecompressionBombs) {
   EXPECT_NE(r.err.find("b_empty.png: empty file"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("c_bomb.png: 100000x100000 pixels exceed the limit"), std::string::npos)
       << r.err;
+}
+
+}  // namespace
+}  // namespace facemag
+
+namespace facemag {
+namespace {
+
+TEST(CliGolden, ClusterFindsThePeopleInRealPhotos) {
+  const auto weights = test::shared_dir() / "weights" / "mobilefacenet" / "068.ckpt";
+  FACEMAG_REQUIRE_FILE(weights);
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
+  test::TempDir tmp;
+  const auto r = run_cli("cluster --weights " + weights.string() + " --mtcnn " + mtcnn_dir() +
+                             " --out " + (tmp / "groups.jsonl").string() + " " +
+                             (test::shared_dir() / "data" / "faces-casia").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("model: mobilefacenet-casia"), std::string::npos) << r.out;
+  const auto records = parse_lines(test::read_file(tmp / "groups.jsonl"));
+  ASSERT_EQ(records.size(), 46u);
+  // The three largest groups are each one person (the photo folder), with at least 12 faces.
+  for (int g = 1; g <= 3; ++g) {
+    std::set<std::string> people;
+    int members = 0;
+    for (const auto& rec : records) {
+      if (rec["group"] != g) continue;
+      ++members;
+      people.insert(
+          std::filesystem::path(rec["path"].get<std::string>()).parent_path().filename().string());
+    }
+    EXPECT_EQ(people.size(), 1u) << "group " << g;
+    EXPECT_GE(members, 12) << "group " << g;
+  }
 }
 
 }  // namespace

@@ -14,6 +14,8 @@ using Runner = std::function<int()>;
 Runner add_embed_commands(CLI::App& app);
 // `facemag detect` and `facemag align`.
 Runner add_detect_commands(CLI::App& app);
+// `facemag cluster`.
+Runner add_cluster_command(CLI::App& app);
 // `facemag bench`.
 Runner add_bench_command(CLI::App& app);
 // `facemag inspect` and `facemag formula-weights`.

@@ -23,7 +23,8 @@ struct Embedder::Impl {
 
 namespace {
 
-constexpr const char* kArchitectures[] = {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "mobilefacenet"};
+constexpr const char* kArchitectures[] = {"iresnet18", "iresnet34", "iresnet50", "iresnet100",
+                                          "mobilefacenet"};
 
 template <class Net>
 std::shared_ptr<Embedder::Impl> wrap(const ModelManifest& manifest, std::shared_ptr<Net> net) {
@@ -39,7 +40,8 @@ std::shared_ptr<Embedder::Impl> build(const ModelManifest& manifest) {
   if (const auto depth = nn::iresnet_depth_from_name(manifest.architecture)) {
     return wrap(manifest, std::make_shared<nn::IResNetImpl>(*depth, manifest.embedding_size));
   }
-  if (manifest.architecture == "mobilefacenet") return wrap(manifest, std::make_shared<nn::MobileFaceNetImpl>());
+  if (manifest.architecture == "mobilefacenet")
+    return wrap(manifest, std::make_shared<nn::MobileFaceNetImpl>());
   throw InvalidInput("unknown architecture '" + manifest.architecture + "'");
 }
 
@@ -106,6 +108,10 @@ ModelManifest builtin_manifest(const std::string& architecture) {
     m.alignment_template = "sphereface-96x112";
     m.embedding_size = 128;
     m.magnitude_is_quality = false;
+    m.same_person_threshold = 0.2;
+    m.threshold_calibration =
+        "pure groups of the 46 faces (3 people) in ../shared/data/faces-casia; not calibrated on "
+        "LFW";
     m.source = "Xiaoccer/MobileFaceNet_Pytorch, model/best/068.ckpt (CASIA-WebFace, LFW 99.30%)";
     m.licence = "see the source repository";
     return m;

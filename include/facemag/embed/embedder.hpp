@@ -33,6 +33,10 @@ struct ModelManifest {
   // Embed each face and its mirror image and concatenate the two (MobileFaceNet's LFW
   // protocol): the embedding then has 2 x embedding_size values.
   bool concat_flipped = false;
+  // Cosine similarity above which two faces are taken for the same person, and what it was
+  // calibrated on.
+  double same_person_threshold = 0.3;
+  std::string threshold_calibration = "not calibrated (a generic value)";
   std::string sha256;  // of the weight file, when known
   std::string source;
   std::string licence;
