@@ -36,8 +36,7 @@ struct Face {
 
 int run_cluster(const ClusterOptions& opt) {
   configure_runtime(opt.threads);
-  const auto files = io::expand_inputs(opt.inputs);
-  if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+  const auto files = input_files(opt.inputs);
   ModelManifest manifest = builtin_manifest(opt.arch);
   manifest.concat_flipped = manifest.architecture == "mobilefacenet";  // its own protocol
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
@@ -121,11 +120,7 @@ int run_cluster(const ClusterOptions& opt) {
       records.stream() << rec << "\n";
     }
   }
-  if (failures) {
-    std::cerr << "facemag: " << failures << " of " << files.size() << " input(s) failed\n";
-    return kExitSomeInputsFailed;
-  }
-  return kExitOk;
+  return finish_batch(failures, files.size());
 }
 
 }  // namespace

@@ -49,6 +49,18 @@ OutputStream::OutputStream(const std::string& path) : stdout_(&std::cout) {
   }
 }
 
+std::vector<io::InputFile> input_files(const std::vector<std::string>& inputs) {
+  auto files = io::expand_inputs(inputs);
+  if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+  return files;
+}
+
+int finish_batch(std::size_t failures, std::size_t total) {
+  if (failures == 0) return kExitOk;
+  std::cerr << "facemag: " << failures << " of " << total << " input(s) failed\n";
+  return kExitSomeInputsFailed;
+}
+
 void report_skipped(const std::string& path, const std::string& reason) {
   // Messages of facemag errors already start with the path.
   if (reason.rfind(path, 0) == 0) {

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "facemag/detect/mtcnn.hpp"
+#include "facemag/io/image.hpp"
 
 namespace facemag::cli {
 
@@ -47,6 +48,12 @@ class OutputStream {
   std::unique_ptr<std::ofstream> file_;
   std::ostream* stdout_;
 };
+
+// The files named by command-line inputs (see io::expand_inputs); none at all is an error.
+std::vector<io::InputFile> input_files(const std::vector<std::string>& inputs);
+
+// The exit code after a batch: reports how many inputs failed (if any) on stderr.
+int finish_batch(std::size_t failures, std::size_t total);
 
 // Reports one input that was skipped, on stderr, as one line.
 void report_skipped(const std::string& path, const std::string& reason);

@@ -77,17 +77,12 @@ int for_each_image(const std::vector<io::InputFile>& files, const char* label, F
     }
     progress.advance();
   }
-  if (failures) {
-    std::cerr << "facemag: " << failures << " of " << files.size() << " input(s) failed\n";
-    return kExitSomeInputsFailed;
-  }
-  return kExitOk;
+  return finish_batch(failures, files.size());
 }
 
 int run_detect(const DetectCliOptions& opt) {
   configure_runtime(opt.threads);
-  const auto files = io::expand_inputs(opt.inputs);
-  if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+  const auto files = input_files(opt.inputs);
   const MtcnnDetector detector = load_detector(opt.detector);
   const MtcnnOptions options = to_mtcnn_options(opt.detector);
   OutputStream out(opt.out);
@@ -107,8 +102,7 @@ int run_detect(const DetectCliOptions& opt) {
 
 int run_align(const AlignCliOptions& opt) {
   configure_runtime(opt.threads);
-  const auto files = io::expand_inputs(opt.inputs);
-  if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+  const auto files = input_files(opt.inputs);
   const MtcnnDetector detector = load_detector(opt.detector);
   const MtcnnOptions options = to_mtcnn_options(opt.detector);
   return for_each_image(files, "align", [&](const io::InputFile& file, const cv::Mat& image) {

@@ -65,14 +65,14 @@ KeepFaces parse_keep(const std::string& keep) {
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
   const int threads = configure_runtime(opt.threads);
-  const auto files = io::expand_inputs(opt.inputs);
-  if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+  const auto files = input_files(opt.inputs);
 
   ModelManifest manifest = builtin_manifest(opt.arch);
   manifest.concat_flipped = opt.flip;
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
   if (!manifest.magnitude_is_quality) {
-    spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality", manifest.name);
+    spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
+                 manifest.name);
   }
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
   spdlog::debug("{} threads", threads);
@@ -154,15 +154,11 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   }
   if (!opt.npy.empty()) {
     const auto rows = static_cast<std::int64_t>(matrix.size() / embedder.output_size());
-    io::write_npy(
-        opt.npy, torch::from_blob(matrix.data(), {rows, embedder.output_size()}, torch::kFloat32));
+    io::write_npy(opt.npy,
+                  torch::from_blob(matrix.data(), {rows, embedder.output_size()}, torch::kFloat32));
   }
   if (faceless) spdlog::info("{} of {} photo(s) had no face", faceless, files.size());
-  if (failures) {
-    std::cerr << "facemag: " << failures << " of " << files.size() << " input(s) failed\n";
-    return kExitSomeInputsFailed;
-  }
-  return kExitOk;
+  return finish_batch(failures, files.size());
 }
 
 void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
@@ -177,13 +173,15 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("--keep", opt.keep, "Faces per photo: all, largest, or best (highest quality)")
       ->check(CLI::IsMember({"all", "largest", "best"}))
       ->capture_default_str();
-  cmd.add_flag("--flip", opt.flip, "Concatenate the embedding of the mirrored face (MobileFaceNet's protocol)");
+  cmd.add_flag("--flip", opt.flip,
+               "Concatenate the embedding of the mirrored face (MobileFaceNet's protocol)");
   add_detector_options(cmd, opt.detector);
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
   cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");
-  cmd.add_option("--npy", opt.npy,
-                 "Also write the N x D float32 embedding matrix (.npy) and its row index (.jsonl) beside it");
+  cmd.add_option(
+      "--npy", opt.npy,
+      "Also write the N x D float32 embedding matrix (.npy) and its row index (.jsonl) beside it");
   cmd.add_flag("--sort", opt.sort, "List faces by quality, best first");
 }
 

@@ -387,8 +387,8 @@ void save_checkpoint(const std::filesystem::path& path, const pickle::Value& roo
 NamedTensors find_state_dict(const Checkpoint& checkpoint) {
   const Value* dict_value = checkpoint.root.get();
   if (!dict_value->is<pickle::Dict>()) {
-    fail(checkpoint.source,
-         "holds a " + dict_value->type_name() + ", expected a dict or state dict");
+    fail(checkpoint.source, "the saved value is a '" + dict_value->type_name() +
+                                "', expected a dict (a state dict, or a checkpoint holding one)");
   }
   for (const char* entry : {"state_dict", "net_state_dict", "model"}) {
     if (auto v = pickle::dict_get(dict_value->as_dict(), entry); v && v->is<pickle::Dict>()) {
