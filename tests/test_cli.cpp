@@ -396,3 +396,68 @@ TEST(CliGolden, ClusterFindsThePeopleInRealPhotos) {
 
 }  // namespace
 }  // namespace facemag
+
+namespace facemag {
+namespace {
+
+TEST(CliGolden, FacenetEmbedsCropsAndPhotosAndClassifies) {
+  const auto dir = test::golden_dir() / "inception_resnet_v1";
+  FACEMAG_REQUIRE_FILE(dir / "embeddings.npy");
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
+  test::TempDir tmp;
+  const auto weights = (tmp / "irv1.pth").string();
+  ASSERT_EQ(
+      run_cli("formula-weights --arch inception_resnet_v1 --classes 8631 --out " + weights, tmp)
+          .exit_code,
+      0);
+  test::write_file(
+      tmp / "labels.csv", "name\n" + [] {
+        std::string s;
+        for (int i = 0; i < 8631; ++i)
+          s += "n" + std::to_string(i) + ",person " + std::to_string(i) + "\n";
+        return s;
+      }());
+  // Aligned 160x160 crops: facenet-pytorch's embedding (after its L2 normalisation) and argmax.
+  const auto r = run_cli("embed --aligned --arch inception_resnet_v1 --weights " + weights +
+                             " --classify 1 --labels " + (tmp / "labels.csv").string() + " " +
+                             (dir / "inputs").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), 6u);
+  const auto golden = test::read_json(dir / "inception_resnet_v1.json");
+  const auto expected = io::read_npy(dir / "embeddings.npy");
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const std::string file =
+        std::filesystem::path(golden["inputs"][i]["file"].get<std::string>()).filename();
+    ASSERT_TRUE(std::string(records[i]["path"]).ends_with(file));
+    const auto v = torch::tensor(records[i]["embedding"].get<std::vector<float>>());
+    const double cos = (v.dot(expected[static_cast<std::int64_t>(i)]) / v.norm()).item<double>();
+    EXPECT_GE(cos, 0.9999999) << file;
+    EXPECT_EQ(records[i]["classes"][0]["class"], golden["logits_argmax"][i]);
+    EXPECT_EQ(records[i]["classes"][0]["name"], "person 7003");
+  }
+  // Photos: MTCNN + facenet margin crop, end to end over faces-casia.
+  const auto photos =
+      run_cli("embed --arch inception_resnet_v1 --weights " + weights + " --mtcnn " + mtcnn_dir() +
+                  " " + (test::shared_dir() / "data" / "faces-casia").string(),
+              tmp);
+  ASSERT_EQ(photos.exit_code, 0) << photos.err;
+  const auto faces = parse_lines(photos.out);
+  ASSERT_EQ(faces.size(), 46u);
+  for (const auto& f : faces) EXPECT_EQ(f["embedding"].size(), 512u);
+  // A model without a classifier head cannot --classify.
+  ASSERT_EQ(
+      run_cli("formula-weights --arch inception_resnet_v1 --out " + (tmp / "plain.pth").string(),
+              tmp)
+          .exit_code,
+      0);
+  const auto bad = run_cli("embed --aligned --arch inception_resnet_v1 --classify 1 --weights " +
+                               (tmp / "plain.pth").string() + " " + (dir / "inputs").string(),
+                           tmp);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("no classifier layer"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace facemag

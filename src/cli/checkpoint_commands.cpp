@@ -9,7 +9,9 @@
 #include "common.hpp"
 #include "facemag/embed/embedder.hpp"  // builtin_architectures
 #include "facemag/io/checkpoint.hpp"
+#include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/iresnet.hpp"
+#include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag::cli {
@@ -21,8 +23,17 @@ struct InspectOptions {
 
 struct FormulaOptions {
   std::string arch = "iresnet18";
+  int classes = 0;  // inception_resnet_v1 classifier head
   std::string out;
 };
+
+// The network of a built-in architecture, for writing its state dict.
+std::shared_ptr<torch::nn::Module> make_network(const std::string& arch, int classes) {
+  if (const auto depth = nn::iresnet_depth_from_name(arch))
+    return std::make_shared<nn::IResNetImpl>(*depth);
+  if (arch == "mobilefacenet") return std::make_shared<nn::MobileFaceNetImpl>();
+  return std::make_shared<nn::InceptionResnetV1Impl>(classes);
+}
 
 int run_inspect(const InspectOptions& opt) {
   const io::Checkpoint c = io::load_checkpoint(opt.file);
@@ -57,7 +68,7 @@ int run_inspect(const InspectOptions& opt) {
 }
 
 int run_formula(const FormulaOptions& opt) {
-  nn::IResNet net(*nn::iresnet_depth_from_name(opt.arch));  // the CLI checked the name
+  const auto net = make_network(opt.arch, opt.classes);  // the CLI checked the name
   nn::fill_formula_weights(*net);
   io::save_checkpoint(opt.out, *io::make_state_dict_value(nn::state_dict(*net)));
   std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch
@@ -79,6 +90,10 @@ Runner add_checkpoint_commands(CLI::App& app) {
       "Write a checkpoint of deterministic untrained weights (testing, benchmarks)");
   formula->add_option("--arch", formula_opt->arch, "Architecture")
       ->check(CLI::IsMember(builtin_architectures()))
+      ->capture_default_str();
+  formula
+      ->add_option("--classes", formula_opt->classes,
+                   "Classifier classes (inception_resnet_v1; 0 = none)")
       ->capture_default_str();
   formula->add_option("--out", formula_opt->out, "Output .pth file")->required();
   return [inspect, formula, inspect_opt, formula_opt]() -> int {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -32,6 +33,8 @@ struct EmbedOptions {
   bool sort = false;
   std::string keep = "all";
   bool flip = false;
+  int classify = 0;  // top-k classes to print (0: no classification)
+  std::string labels;
   DetectorOptions detector;
 };
 
@@ -40,7 +43,25 @@ struct Record {
   std::string path;
   Embedding embedding;
   std::optional<FaceRecord> face;  // set for photos
+  nlohmann::json classes;          // --classify: top-k {class, probability[, name]}
 };
+
+// Class names for --classify: one per line in class order; for CSV lines the last field; a
+// first line naming a column ("name", "Name", "label") is a header and skipped.
+std::vector<std::string> read_labels(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InvalidInput(path + ": cannot open labels file");
+  std::vector<std::string> labels;
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    const auto comma = line.rfind(',');
+    labels.push_back(comma == std::string::npos ? line : line.substr(comma + 1));
+  }
+  if (!labels.empty() && (labels[0] == "name" || labels[0] == "Name" || labels[0] == "label")) {
+    labels.erase(labels.begin());
+  }
+  return labels;
+}
 
 nlohmann::json to_json(const Record& r, const std::string& model, bool with_vector) {
   nlohmann::json j{{"path", r.path}};
@@ -53,6 +74,7 @@ nlohmann::json to_json(const Record& r, const std::string& model, bool with_vect
   j["model"] = model;
   j["quality"] = r.embedding.magnitude;
   if (with_vector) j["embedding"] = r.embedding.raw;
+  if (!r.classes.is_null()) j["classes"] = r.classes;
   return j;
 }
 
@@ -106,6 +128,32 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
     }
   };
 
+  // --classify: the top-k classes of each face (probabilities from the softmax of the logits).
+  const std::vector<std::string> labels =
+      opt.labels.empty() ? std::vector<std::string>{} : read_labels(opt.labels);
+  const auto top_classes = [&](const std::vector<cv::Mat>& crops) {
+    const auto probs = torch::softmax(embedder.logits(embedder.preprocess(crops)), 1);
+    const auto [values, indices] =
+        probs.topk(std::min<std::int64_t>(opt.classify, probs.size(1)), 1);
+    nlohmann::json out = nlohmann::json::array();
+    for (std::int64_t i = 0; i < values.size(0); ++i) {
+      nlohmann::json top = nlohmann::json::array();
+      for (std::int64_t k = 0; k < values.size(1); ++k) {
+        const auto c = indices[i][k].item<std::int64_t>();
+        nlohmann::json entry{{"class", c}, {"probability", values[i][k].item<float>()}};
+        if (c < static_cast<std::int64_t>(labels.size()))
+          entry["name"] = labels[static_cast<std::size_t>(c)];
+        top.push_back(entry);
+      }
+      out.push_back(top);
+    }
+    return out;
+  };
+  if (opt.classify > 0 && embedder.manifest().num_classes == 0) {
+    throw InvalidInput(manifest.name +
+                       ": the checkpoint has no classifier layer (logits.*) for --classify");
+  }
+
   ProgressBar progress(files.size(), opt.npy.empty() ? "embed" : "embed -> " + opt.npy);
   for (std::size_t start = 0; start < files.size(); start += opt.batch) {
     const std::size_t end = std::min(files.size(), start + static_cast<std::size_t>(opt.batch));
@@ -122,7 +170,13 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
             spdlog::info("no face in {}", path);
             ++faceless;
           }
-          for (const auto& r : records) emit(Record{path, r.embedding, r});
+          for (const auto& r : records) {
+            Record record{path, r.embedding, r, {}};
+            if (opt.classify > 0) {
+              record.classes = top_classes({crop_for_model(image, r.detection, manifest)})[0];
+            }
+            emit(std::move(record));
+          }
           continue;
         }
         if (image.rows != manifest.input_height || image.cols != manifest.input_width) {
@@ -140,8 +194,12 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
       }
     }
     const auto embeddings = embedder.embed(faces);
-    for (std::size_t i = 0; i < embeddings.size(); ++i)
-      emit(Record{paths[i], embeddings[i], std::nullopt});
+    const auto classes =
+        opt.classify > 0 && !faces.empty() ? top_classes(faces) : nlohmann::json::array();
+    for (std::size_t i = 0; i < embeddings.size(); ++i) {
+      emit(Record{paths[i], embeddings[i], std::nullopt,
+                  opt.classify > 0 ? classes[i] : nlohmann::json()});
+    }
     out.stream().flush();
     progress.advance(end - start);
   }
@@ -173,6 +231,11 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("--keep", opt.keep, "Faces per photo: all, largest, or best (highest quality)")
       ->check(CLI::IsMember({"all", "largest", "best"}))
       ->capture_default_str();
+  cmd.add_option("--classify", opt.classify,
+                 "Also print the top-k classes of a model with a classifier head")
+      ->capture_default_str();
+  cmd.add_option("--labels", opt.labels,
+                 "Class names for --classify (one per line, or CSV with the name last)");
   cmd.add_flag("--flip", opt.flip,
                "Concatenate the embedding of the mirrored face (MobileFaceNet's protocol)");
   add_detector_options(cmd, opt.detector);

@@ -8,6 +8,7 @@
 
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
+#include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
@@ -18,13 +19,14 @@ struct Embedder::Impl {
   ModelManifest manifest;
   std::shared_ptr<torch::nn::Module> module;  // never mutated after load
   std::function<torch::Tensor(const torch::Tensor&)> forward;
+  std::function<torch::Tensor(const torch::Tensor&)> logits;  // empty without a classifier
   std::vector<std::string> notes;
 };
 
 namespace {
 
-constexpr const char* kArchitectures[] = {"iresnet18", "iresnet34", "iresnet50", "iresnet100",
-                                          "mobilefacenet"};
+constexpr const char* kArchitectures[] = {"iresnet18",  "iresnet34",     "iresnet50",
+                                          "iresnet100", "mobilefacenet", "inception_resnet_v1"};
 
 template <class Net>
 std::shared_ptr<Embedder::Impl> wrap(const ModelManifest& manifest, std::shared_ptr<Net> net) {
@@ -40,8 +42,16 @@ std::shared_ptr<Embedder::Impl> build(const ModelManifest& manifest) {
   if (const auto depth = nn::iresnet_depth_from_name(manifest.architecture)) {
     return wrap(manifest, std::make_shared<nn::IResNetImpl>(*depth, manifest.embedding_size));
   }
-  if (manifest.architecture == "mobilefacenet")
+  if (manifest.architecture == "mobilefacenet") {
     return wrap(manifest, std::make_shared<nn::MobileFaceNetImpl>());
+  }
+  if (manifest.architecture == "inception_resnet_v1") {
+    auto net = std::make_shared<nn::InceptionResnetV1Impl>(manifest.num_classes);
+    auto impl = wrap(manifest, net);
+    if (manifest.num_classes > 0)
+      impl->logits = [net](const torch::Tensor& x) { return net->logits(x); };
+    return impl;
+  }
   throw InvalidInput("unknown architecture '" + manifest.architecture + "'");
 }
 
@@ -116,6 +126,23 @@ ModelManifest builtin_manifest(const std::string& architecture) {
     m.licence = "see the source repository";
     return m;
   }
+  if (architecture == "inception_resnet_v1") {
+    m.name = "facenet-inception-resnet-v1";
+    m.input_height = 160;
+    m.input_width = 160;
+    m.color_order = ColorOrder::kRGB;
+    m.pixel_offset = 127.5f;
+    m.pixel_scale = 128.0f;
+    m.alignment_template = "facenet-margin-0";  // facenet-pytorch MTCNN defaults: 160 px, margin 0
+    m.embedding_size = 512;
+    m.magnitude_is_quality = false;
+    m.same_person_threshold = 0.4;
+    m.source =
+        "facenet-pytorch InceptionResnetV1 (20180402-114759-vggface2.pt, "
+        "20180408-102900-casia-webface.pt)";
+    m.licence = "MIT (facenet-pytorch); weights: see their source";
+    return m;
+  }
   std::string known;
   for (const auto& a : builtin_architectures()) known += (known.empty() ? "" : ", ") + a;
   throw InvalidInput("unknown architecture '" + architecture + "' (known: " + known + ")");
@@ -129,9 +156,17 @@ std::vector<float> Embedding::normalized() const {
   return out;
 }
 
-Embedder Embedder::load(const ModelManifest& manifest, const std::filesystem::path& weights) {
-  auto impl = build(manifest);
+Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights) {
   const io::Checkpoint checkpoint = io::load_checkpoint(weights);
+  ModelManifest manifest = requested;
+  if (manifest.architecture == "inception_resnet_v1") {  // the classifier is optional
+    manifest.num_classes = 0;
+    for (const auto& [name, t] : io::find_state_dict(checkpoint)) {
+      if (name == "logits.weight" && t.dim() == 2)
+        manifest.num_classes = static_cast<int>(t.size(0));
+    }
+  }
+  auto impl = build(manifest);
   if (checkpoint.root->is<pickle::Dict>()) {
     if (auto arch = pickle::dict_get(checkpoint.root->as_dict(), "arch");
         arch && arch->is<std::string>() && arch->as_string() != manifest.architecture) {
@@ -200,6 +235,12 @@ std::vector<Embedding> Embedder::embed(const std::vector<cv::Mat>& faces) const 
 
 int Embedder::output_size() const {
   return impl_->manifest.embedding_size * (impl_->manifest.concat_flipped ? 2 : 1);
+}
+
+torch::Tensor Embedder::logits(const torch::Tensor& batch) const {
+  if (!impl_->logits) throw InvalidInput(impl_->manifest.name + " has no classifier head");
+  c10::InferenceMode guard;
+  return impl_->logits(batch);
 }
 
 const ModelManifest& Embedder::manifest() const { return impl_->manifest; }

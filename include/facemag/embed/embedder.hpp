@@ -28,6 +28,9 @@ struct ModelManifest {
   // resized to input_width, with a margin of m pixels).
   std::string alignment_template = "arcface-112x112";
   int embedding_size = 512;
+  // Classes of an optional classifier head (FaceNet: 8631 VGGFace2, 10575 CASIA-WebFace);
+  // 0 = none. Loading takes it from the checkpoint.
+  int num_classes = 0;
   // True only for MagFace-trained models, where the raw feature norm is a calibrated quality.
   bool magnitude_is_quality = true;
   // Embed each face and its mirror image and concatenate the two (MobileFaceNet's LFW
@@ -47,6 +50,9 @@ struct ModelManifest {
 //     512-d; the magnitude is the quality.
 //   mobilefacenet (CASIA-WebFace, 068.ckpt): 112x96 (h x w) SphereFace-aligned, RGB,
 //     (x - 127.5) / 128, 128-d; the magnitude is *not* a calibrated quality.
+//   inception_resnet_v1 (FaceNet, facenet-pytorch): 160x160 MTCNN margin crop, RGB,
+//     (x - 127.5) / 128, 512-d. The raw vector is the network before facenet-pytorch's final L2
+//     normalisation: Embedding::normalized() is facenet-pytorch's embedding.
 ModelManifest builtin_manifest(const std::string& architecture);
 std::vector<std::string> builtin_architectures();
 
@@ -77,6 +83,9 @@ class Embedder {
   torch::Tensor preprocess(const std::vector<cv::Mat>& faces) const;
   // Raw features (N x embedding_size) of a preprocessed batch.
   torch::Tensor forward(const torch::Tensor& batch) const;
+  // Classifier logits (N x num_classes) of a preprocessed batch; InvalidInput for a model
+  // without a classifier head.
+  torch::Tensor logits(const torch::Tensor& batch) const;
 
   const ModelManifest& manifest() const;
   // Values per embedding: embedding_size, doubled when concat_flipped.

@@ -1,0 +1,81 @@
+// FaceNet's InceptionResnetV1 with facenet-pytorch's parameter names (BatchNorm eps 0.001).
+//
+// Input: N x 3 x 160 x 160 float32, RGB, (x - 127.5) / 128 (facenet-pytorch's
+// fixed_image_standardization), a margin crop from MTCNN.
+// forward(): N x 512, the last_bn output *before* facenet-pytorch's L2 normalisation (so that
+// the magnitude stays visible; normalising it gives facenet-pytorch's embedding).
+// logits(): N x num_classes from the optional classifier layer (VGGFace2: 8631, CASIA: 10575).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+
+#include <array>
+#include <functional>
+#include <vector>
+
+namespace facemag::nn {
+
+// conv (no bias) - BatchNorm(eps 0.001) - ReLU.
+class BasicConv2dImpl : public torch::nn::Module {
+ public:
+  BasicConv2dImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
+                  std::int64_t stride, std::array<std::int64_t, 2> padding = {0, 0});
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+};
+TORCH_MODULE(BasicConv2d);
+
+// Inception-ResNet block: branches concatenated, 1x1 conv2d (with bias), scaled, added to the
+// input, ReLU unless `relu` is false. Block35 (3 branches), Block17 and Block8 (2 branches).
+class InceptionResidualImpl : public torch::nn::Module {
+ public:
+  enum class Kind { kBlock35, kBlock17, kBlock8 };
+  InceptionResidualImpl(Kind kind, double scale, bool relu = true);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  double scale_;
+  bool relu_;
+  std::vector<std::function<torch::Tensor(const torch::Tensor&)>> branches_;
+  torch::nn::Conv2d conv2d_{nullptr};
+};
+TORCH_MODULE(InceptionResidual);
+
+// Reduction blocks: stride-2 branches and a 3x3/2 max-pool, concatenated.
+class InceptionReductionImpl : public torch::nn::Module {
+ public:
+  enum class Kind { kMixed6a, kMixed7a };
+  explicit InceptionReductionImpl(Kind kind);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  std::vector<std::function<torch::Tensor(const torch::Tensor&)>> branches_;
+};
+TORCH_MODULE(InceptionReduction);
+
+class InceptionResnetV1Impl : public torch::nn::Module {
+ public:
+  // num_classes = 0: no classifier layer.
+  explicit InceptionResnetV1Impl(std::int64_t num_classes = 0);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor logits(const torch::Tensor& x);
+  std::int64_t num_classes() const { return num_classes_; }
+
+ private:
+  std::int64_t num_classes_;
+  BasicConv2d conv2d_1a_{nullptr}, conv2d_2a_{nullptr}, conv2d_2b_{nullptr}, conv2d_3b_{nullptr},
+      conv2d_4a_{nullptr}, conv2d_4b_{nullptr};
+  torch::nn::Sequential repeat_1_{nullptr}, repeat_2_{nullptr}, repeat_3_{nullptr};
+  InceptionReduction mixed_6a_{nullptr}, mixed_7a_{nullptr};
+  InceptionResidual block8_{nullptr};
+  torch::nn::Linear last_linear_{nullptr}, logits_{nullptr};
+  torch::nn::BatchNorm1d last_bn_{nullptr};
+};
+TORCH_MODULE(InceptionResnetV1);
+
+}  // namespace facemag::nn

@@ -1,0 +1,154 @@
+#include "facemag/nn/inception_resnet_v1.hpp"
+
+#include <torch/torch.h>
+
+namespace facemag::nn {
+namespace {
+
+using Pair = std::array<std::int64_t, 2>;
+
+torch::Tensor max_pool_3x3_s2(const torch::Tensor& x) {
+  return torch::max_pool2d(x, {3, 3}, {2, 2});
+}
+
+// A Sequential of BasicConv2d given as (in, out, kernel, stride, padding) rows.
+struct ConvSpec {
+  std::int64_t in, out;
+  Pair kernel;
+  std::int64_t stride;
+  Pair padding;
+};
+torch::nn::Sequential convs(std::initializer_list<ConvSpec> specs) {
+  torch::nn::Sequential seq;
+  for (const auto& s : specs)
+    seq->push_back(BasicConv2d(s.in, s.out, s.kernel, s.stride, s.padding));
+  return seq;
+}
+
+}  // namespace
+
+BasicConv2dImpl::BasicConv2dImpl(std::int64_t in, std::int64_t out, Pair kernel,
+                                 std::int64_t stride, Pair padding) {
+  conv = register_module("conv",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, {kernel[0], kernel[1]})
+                                               .stride(stride)
+                                               .padding({padding[0], padding[1]})
+                                               .bias(false)));
+  bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).eps(0.001)));
+}
+
+torch::Tensor BasicConv2dImpl::forward(const torch::Tensor& x) { return torch::relu(bn(conv(x))); }
+
+InceptionResidualImpl::InceptionResidualImpl(Kind kind, double scale, bool relu)
+    : scale_(scale), relu_(relu) {
+  std::int64_t channels = 0, concat = 0;
+  const auto add = [&](const char* name, auto module) {
+    auto registered = register_module(name, module);
+    branches_.emplace_back([registered](const torch::Tensor& x) { return registered->forward(x); });
+  };
+  switch (kind) {
+    case Kind::kBlock35:
+      channels = 256;
+      concat = 96;
+      add("branch0", BasicConv2d(256, 32, Pair{1, 1}, 1));
+      add("branch1", convs({{256, 32, {1, 1}, 1, {0, 0}}, {32, 32, {3, 3}, 1, {1, 1}}}));
+      add("branch2", convs({{256, 32, {1, 1}, 1, {0, 0}},
+                            {32, 32, {3, 3}, 1, {1, 1}},
+                            {32, 32, {3, 3}, 1, {1, 1}}}));
+      break;
+    case Kind::kBlock17:
+      channels = 896;
+      concat = 256;
+      add("branch0", BasicConv2d(896, 128, Pair{1, 1}, 1));
+      add("branch1", convs({{896, 128, {1, 1}, 1, {0, 0}},
+                            {128, 128, {1, 7}, 1, {0, 3}},
+                            {128, 128, {7, 1}, 1, {3, 0}}}));
+      break;
+    case Kind::kBlock8:
+      channels = 1792;
+      concat = 384;
+      add("branch0", BasicConv2d(1792, 192, Pair{1, 1}, 1));
+      add("branch1", convs({{1792, 192, {1, 1}, 1, {0, 0}},
+                            {192, 192, {1, 3}, 1, {0, 1}},
+                            {192, 192, {3, 1}, 1, {1, 0}}}));
+      break;
+  }
+  conv2d_ =
+      register_module("conv2d", torch::nn::Conv2d(torch::nn::Conv2dOptions(concat, channels, 1)));
+}
+
+torch::Tensor InceptionResidualImpl::forward(const torch::Tensor& x) {
+  std::vector<torch::Tensor> outs;
+  for (const auto& branch : branches_) outs.push_back(branch(x));
+  auto out = conv2d_(torch::cat(outs, 1)) * scale_ + x;
+  return relu_ ? torch::relu(out) : out;
+}
+
+InceptionReductionImpl::InceptionReductionImpl(Kind kind) {
+  const auto add = [&](const char* name, auto module) {
+    auto registered = register_module(name, module);
+    branches_.emplace_back([registered](const torch::Tensor& x) { return registered->forward(x); });
+  };
+  if (kind == Kind::kMixed6a) {
+    add("branch0", BasicConv2d(256, 384, Pair{3, 3}, 2));
+    add("branch1", convs({{256, 192, {1, 1}, 1, {0, 0}},
+                          {192, 192, {3, 3}, 1, {1, 1}},
+                          {192, 256, {3, 3}, 2, {0, 0}}}));
+  } else {
+    add("branch0", convs({{896, 256, {1, 1}, 1, {0, 0}}, {256, 384, {3, 3}, 2, {0, 0}}}));
+    add("branch1", convs({{896, 256, {1, 1}, 1, {0, 0}}, {256, 256, {3, 3}, 2, {0, 0}}}));
+    add("branch2", convs({{896, 256, {1, 1}, 1, {0, 0}},
+                          {256, 256, {3, 3}, 1, {1, 1}},
+                          {256, 256, {3, 3}, 2, {0, 0}}}));
+  }
+}
+
+torch::Tensor InceptionReductionImpl::forward(const torch::Tensor& x) {
+  std::vector<torch::Tensor> outs;
+  for (const auto& branch : branches_) outs.push_back(branch(x));
+  outs.push_back(max_pool_3x3_s2(x));  // the parameter-free last branch
+  return torch::cat(outs, 1);
+}
+
+InceptionResnetV1Impl::InceptionResnetV1Impl(std::int64_t num_classes) : num_classes_(num_classes) {
+  conv2d_1a_ = register_module("conv2d_1a", BasicConv2d(3, 32, Pair{3, 3}, 2));
+  conv2d_2a_ = register_module("conv2d_2a", BasicConv2d(32, 32, Pair{3, 3}, 1));
+  conv2d_2b_ = register_module("conv2d_2b", BasicConv2d(32, 64, Pair{3, 3}, 1, Pair{1, 1}));
+  conv2d_3b_ = register_module("conv2d_3b", BasicConv2d(64, 80, Pair{1, 1}, 1));
+  conv2d_4a_ = register_module("conv2d_4a", BasicConv2d(80, 192, Pair{3, 3}, 1));
+  conv2d_4b_ = register_module("conv2d_4b", BasicConv2d(192, 256, Pair{3, 3}, 2));
+  using K = InceptionResidualImpl::Kind;
+  const auto repeat = [](K kind, double scale, int n) {
+    torch::nn::Sequential seq;
+    for (int i = 0; i < n; ++i) seq->push_back(InceptionResidual(kind, scale));
+    return seq;
+  };
+  repeat_1_ = register_module("repeat_1", repeat(K::kBlock35, 0.17, 5));
+  mixed_6a_ =
+      register_module("mixed_6a", InceptionReduction(InceptionReductionImpl::Kind::kMixed6a));
+  repeat_2_ = register_module("repeat_2", repeat(K::kBlock17, 0.10, 10));
+  mixed_7a_ =
+      register_module("mixed_7a", InceptionReduction(InceptionReductionImpl::Kind::kMixed7a));
+  repeat_3_ = register_module("repeat_3", repeat(K::kBlock8, 0.20, 5));
+  block8_ = register_module("block8", InceptionResidual(K::kBlock8, 1.0, /*relu=*/false));
+  last_linear_ = register_module(
+      "last_linear", torch::nn::Linear(torch::nn::LinearOptions(1792, 512).bias(false)));
+  last_bn_ = register_module("last_bn",
+                             torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(512).eps(0.001)));
+  if (num_classes > 0) logits_ = register_module("logits", torch::nn::Linear(512, num_classes));
+}
+
+torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& x) {
+  auto y = conv2d_2b_(conv2d_2a_(conv2d_1a_(x)));
+  y = conv2d_4b_(conv2d_4a_(conv2d_3b_(max_pool_3x3_s2(y))));
+  y = repeat_3_->forward(mixed_7a_(repeat_2_->forward(mixed_6a_(repeat_1_->forward(y)))));
+  y = torch::adaptive_avg_pool2d(block8_(y), {1, 1});  // dropout is the identity at inference
+  return last_bn_(last_linear_(y.flatten(1)));
+}
+
+torch::Tensor InceptionResnetV1Impl::logits(const torch::Tensor& x) {
+  TORCH_CHECK(logits_, "this InceptionResnetV1 has no classifier layer");
+  return logits_(forward(x));
+}
+
+}  // namespace facemag::nn

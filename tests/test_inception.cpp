@@ -1,0 +1,83 @@
+// FaceNet InceptionResnetV1 against facenet-pytorch with formula weights
+// (../shared/golden/inception_resnet_v1): embeddings and classifier logits.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <opencv2/imgcodecs.hpp>
+
+#include <iostream>
+
+#include "facemag/embed/embedder.hpp"
+#include "facemag/error.hpp"
+#include "facemag/io/npy.hpp"
+#include "facemag/nn/inception_resnet_v1.hpp"
+#include "facemag/nn/module_utils.hpp"
+#include "test_support.hpp"
+
+namespace facemag {
+namespace {
+
+std::filesystem::path golden() { return test::golden_dir() / "inception_resnet_v1"; }
+
+std::vector<cv::Mat> golden_inputs(const nlohmann::json& json) {
+  std::vector<cv::Mat> faces;
+  for (const auto& input : json["inputs"]) {
+    faces.push_back(cv::imread((test::golden_dir() / input["file"].get<std::string>()).string(),
+                               cv::IMREAD_COLOR));
+  }
+  return faces;
+}
+
+TEST(InceptionGolden, StateDictSizesMatchTheReference) {
+  FACEMAG_REQUIRE_FILE(golden() / "inception_resnet_v1.json");
+  const auto json = test::read_json(golden() / "inception_resnet_v1.json");
+  EXPECT_EQ(nn::state_dict(*nn::InceptionResnetV1(0)).size(),
+            json["state_dict_entries"]["classify_false"].get<std::size_t>());
+  EXPECT_EQ(nn::state_dict(*nn::InceptionResnetV1(8631)).size(),
+            json["state_dict_entries"]["classify_true"].get<std::size_t>());
+}
+
+TEST(InceptionGolden, EmbeddingsMatchFacenetPytorch) {
+  FACEMAG_REQUIRE_FILE(golden() / "embeddings.npy");
+  const auto json = test::read_json(golden() / "inception_resnet_v1.json");
+  const auto faces = golden_inputs(json);
+  const Embedder embedder = Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"));
+  const auto embeddings = embedder.embed(faces);
+  const auto expected = io::read_npy(golden() / "embeddings.npy").to(torch::kFloat64);
+  double worst = 0;
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    const auto ours =
+        torch::tensor(embeddings[i].normalized(), torch::kFloat32).to(torch::kFloat64);
+    const auto ref = expected[static_cast<std::int64_t>(i)];
+    worst = std::max(worst, 1.0 - (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>());
+  }
+  std::cout << "[ parity ] inception_resnet_v1 embeddings: 1 - min cosine " << worst << "\n";
+  EXPECT_LE(worst, 1e-7);  // the golden's own, tighter tolerance (inputs differ by only ~1e-3)
+}
+
+TEST(InceptionGolden, LogitsMatchFacenetPytorch) {
+  FACEMAG_REQUIRE_FILE(golden() / "logits.npy");
+  const auto json = test::read_json(golden() / "inception_resnet_v1.json");
+  const auto faces = golden_inputs(json);
+  ModelManifest manifest = builtin_manifest("inception_resnet_v1");
+  manifest.num_classes = 8631;
+  const Embedder embedder = Embedder::with_formula_weights(manifest);
+  const auto logits = embedder.logits(embedder.preprocess(faces)).to(torch::kFloat64);
+  const auto expected = io::read_npy(golden() / "logits.npy").to(torch::kFloat64);
+  ASSERT_EQ(logits.sizes(), expected.sizes());
+  const double max_err = (logits - expected).abs().max().item<double>();
+  const double scale = expected.abs().max().item<double>();
+  std::cout << "[ parity ] inception_resnet_v1 logits: max |error| " << max_err << " ("
+            << max_err / scale << " of max |logit|)\n";
+  EXPECT_LE(max_err, 1e-4 * scale);
+  const auto argmax = logits.argmax(1);
+  for (std::int64_t i = 0; i < argmax.size(0); ++i) {
+    EXPECT_EQ(argmax[i].item<std::int64_t>(), json["logits_argmax"][i].get<std::int64_t>());
+  }
+  // Without a classifier head, asking for logits is a clear error.
+  EXPECT_THROW(Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"))
+                   .logits(torch::zeros({1, 3, 160, 160})),
+               InvalidInput);
+}
+
+}  // namespace
+}  // namespace facemag
