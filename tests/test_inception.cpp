@@ -2,6 +2,7 @@
 // (../shared/golden/inception_resnet_v1): embeddings and classifier logits.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include <iostream>
@@ -77,6 +78,27 @@ TEST(InceptionGolden, LogitsMatchFacenetPytorch) {
   EXPECT_THROW(Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"))
                    .logits(torch::zeros({1, 3, 160, 160})),
                InvalidInput);
+}
+
+TEST(Inception, PrewhitenStandardisesEachFaceByItsOwnStatistics) {
+  ModelManifest manifest = builtin_manifest("inception_resnet_v1");
+  manifest.prewhiten = true;
+  const Embedder embedder = Embedder::with_formula_weights(manifest);
+  cv::Mat face(160, 160, CV_8UC3);
+  cv::randu(face, 0, 256);
+  const cv::Mat flat(160, 160, CV_8UC3, cv::Scalar(7, 7, 7));
+  const auto batch = embedder.preprocess({face, flat}).to(torch::kFloat64);
+  // Independent computation: mean 0 and unbiased std 1 over all values of the face.
+  EXPECT_NEAR(batch[0].mean().item<double>(), 0.0, 1e-6);
+  EXPECT_NEAR(batch[0].std().item<double>(), 1.0, 1e-5);
+  // A constant face: std 0 is clamped to 1/sqrt(n), so the result is all zeros, not NaN.
+  EXPECT_EQ(batch[1].abs().max().item<double>(), 0.0);
+  // RGB order is kept: the first channel of the tensor is the image's red (OpenCV's last).
+  cv::Mat red(160, 160, CV_8UC3, cv::Scalar(0, 0, 255));
+  manifest.prewhiten = false;
+  const auto fixed = Embedder::with_formula_weights(manifest).preprocess({red});
+  EXPECT_FLOAT_EQ(fixed[0][0][0][0].item<float>(), (255 - 127.5f) / 128);
+  EXPECT_FLOAT_EQ(fixed[0][2][0][0].item<float>(), (0 - 127.5f) / 128);
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ struct EmbedOptions {
   bool sort = false;
   std::string keep = "all";
   bool flip = false;
+  bool prewhiten = false;
   int classify = 0;  // top-k classes to print (0: no classification)
   std::string labels;
   DetectorOptions detector;
@@ -91,6 +92,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
 
   ModelManifest manifest = builtin_manifest(opt.arch);
   manifest.concat_flipped = opt.flip;
+  manifest.prewhiten = opt.prewhiten;
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
   if (!manifest.magnitude_is_quality) {
     spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
@@ -236,6 +238,8 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
       ->capture_default_str();
   cmd.add_option("--labels", opt.labels,
                  "Class names for --classify (one per line, or CSV with the name last)");
+  cmd.add_flag("--prewhiten", opt.prewhiten,
+               "Standardise each face by its own mean and std (facenet-pytorch prewhiten)");
   cmd.add_flag("--flip", opt.flip,
                "Concatenate the embedding of the mirrored face (MobileFaceNet's protocol)");
   add_detector_options(cmd, opt.detector);

@@ -205,7 +205,12 @@ torch::Tensor Embedder::preprocess(const std::vector<cv::Mat>& faces) const {
     auto hwc = torch::from_blob(continuous.data, {m.input_height, m.input_width, 3}, torch::kUInt8);
     auto chw = hwc.permute({2, 0, 1}).to(torch::kFloat32);
     if (m.color_order == ColorOrder::kRGB) chw = chw.flip(0);  // OpenCV gives BGR
-    batch[static_cast<std::int64_t>(i)].copy_((chw - m.pixel_offset) / m.pixel_scale);
+    if (m.prewhiten) {
+      const auto std_adj = chw.std().clamp_min(1.0 / std::sqrt(static_cast<double>(chw.numel())));
+      batch[static_cast<std::int64_t>(i)].copy_((chw - chw.mean()) / std_adj);
+    } else {
+      batch[static_cast<std::int64_t>(i)].copy_((chw - m.pixel_offset) / m.pixel_scale);
+    }
   }
   return batch;
 }

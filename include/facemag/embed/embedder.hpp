@@ -23,6 +23,9 @@ struct ModelManifest {
   // Pixel p in [0, 255] becomes (p - pixel_offset) / pixel_scale.
   float pixel_offset = 0.0f;
   float pixel_scale = 255.0f;
+  // Instead of the fixed offset/scale, standardise each face by its own mean and (unbiased)
+  // standard deviation, clamped below at 1/sqrt(values): facenet-pytorch's prewhiten().
+  bool prewhiten = false;
   // How a detected face becomes the input crop: "arcface-112x112" or "sphereface-96x112"
   // (5-point similarity alignment), or "facenet-margin-<m>" (facenet-pytorch's box crop
   // resized to input_width, with a margin of m pixels).
