@@ -99,6 +99,19 @@ std::vector<std::string> builtin_architectures() {
   return {std::begin(kArchitectures), std::end(kArchitectures)};
 }
 
+namespace {
+// The convention of the non-MagFace models: RGB, (x - 127.5) / 128, and a feature magnitude
+// that is not a calibrated quality.
+void use_rgb_standardisation(ModelManifest& m, int height, int width) {
+  m.input_height = height;
+  m.input_width = width;
+  m.color_order = ColorOrder::kRGB;
+  m.pixel_offset = 127.5f;
+  m.pixel_scale = 128.0f;
+  m.magnitude_is_quality = false;
+}
+}  // namespace
+
 ModelManifest builtin_manifest(const std::string& architecture) {
   ModelManifest m;
   m.architecture = architecture;
@@ -110,14 +123,9 @@ ModelManifest builtin_manifest(const std::string& architecture) {
   }
   if (architecture == "mobilefacenet") {
     m.name = "mobilefacenet-casia";
-    m.input_height = 112;
-    m.input_width = 96;
-    m.color_order = ColorOrder::kRGB;
-    m.pixel_offset = 127.5f;
-    m.pixel_scale = 128.0f;
+    use_rgb_standardisation(m, 112, 96);
     m.alignment_template = "sphereface-96x112";
     m.embedding_size = 128;
-    m.magnitude_is_quality = false;
     m.same_person_threshold = 0.2;
     m.threshold_calibration =
         "pure groups of the 46 faces (3 people) in ../shared/data/faces-casia; not calibrated on "
@@ -128,14 +136,9 @@ ModelManifest builtin_manifest(const std::string& architecture) {
   }
   if (architecture == "inception_resnet_v1") {
     m.name = "facenet-inception-resnet-v1";
-    m.input_height = 160;
-    m.input_width = 160;
-    m.color_order = ColorOrder::kRGB;
-    m.pixel_offset = 127.5f;
-    m.pixel_scale = 128.0f;
+    use_rgb_standardisation(m, 160, 160);
     m.alignment_template = "facenet-margin-0";  // facenet-pytorch MTCNN defaults: 160 px, margin 0
     m.embedding_size = 512;
-    m.magnitude_is_quality = false;
     m.same_person_threshold = 0.4;
     m.source =
         "facenet-pytorch InceptionResnetV1 (20180402-114759-vggface2.pt, "
