@@ -1,8 +1,8 @@
 // MobileFaceNet, the one real trained recognizer in ../shared: golden parity, and proof that
 // photos of the same person come out close and different people far apart.
 #include <gtest/gtest.h>
-#include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
+#include <opencv2/imgcodecs.hpp>
 
 #include <iostream>
 
@@ -18,7 +18,9 @@
 namespace facemag {
 namespace {
 
-std::filesystem::path weights() { return test::shared_dir() / "weights" / "mobilefacenet" / "068.ckpt"; }
+std::filesystem::path weights() {
+  return test::shared_dir() / "weights" / "mobilefacenet" / "068.ckpt";
+}
 std::filesystem::path golden() { return test::golden_dir() / "mobilefacenet"; }
 
 struct IdentityStats {
@@ -27,16 +29,18 @@ struct IdentityStats {
 
 // Over all unordered pairs of rows: mean cosine of same- and different-identity pairs, and the
 // pair accuracy of the best single cosine threshold (pairs above it predicted "same").
-IdentityStats identity_stats(const torch::Tensor& features, const std::vector<std::string>& identity) {
-  const auto unit = torch::nn::functional::normalize(features.to(torch::kFloat64),
-                                                     torch::nn::functional::NormalizeFuncOptions().dim(1));
+IdentityStats identity_stats(const torch::Tensor& features,
+                             const std::vector<std::string>& identity) {
+  const auto unit = torch::nn::functional::normalize(
+      features.to(torch::kFloat64), torch::nn::functional::NormalizeFuncOptions().dim(1));
   const auto cos = unit.matmul(unit.t());
   std::vector<std::pair<double, bool>> pairs;
   double same = 0, diff = 0;
   std::size_t n_same = 0;
   for (std::size_t i = 0; i < identity.size(); ++i) {
     for (std::size_t j = i + 1; j < identity.size(); ++j) {
-      const double c = cos[static_cast<std::int64_t>(i)][static_cast<std::int64_t>(j)].item<double>();
+      const double c =
+          cos[static_cast<std::int64_t>(i)][static_cast<std::int64_t>(j)].item<double>();
       const bool is_same = identity[i] == identity[j];
       pairs.emplace_back(c, is_same);
       (is_same ? same : diff) += c;
@@ -69,7 +73,8 @@ TEST(MobileFaceNetGolden, EmbeddingsAndMirrorEmbeddingsMatchTheReference) {
   const auto expected = io::read_npy(golden() / "embeddings.npy").to(torch::kFloat64);
   const auto expected_flip = io::read_npy(golden() / "embeddings_flip.npy").to(torch::kFloat64);
   std::vector<cv::Mat> crops;
-  for (const auto& face : json["faces"]) crops.push_back(cv::imread((golden() / face["png"].get<std::string>()).string()));
+  for (const auto& face : json["faces"])
+    crops.push_back(cv::imread((golden() / face["png"].get<std::string>()).string()));
   ModelManifest manifest = builtin_manifest("mobilefacenet");
   const Embedder plain = Embedder::load(manifest, weights());
   manifest.concat_flipped = true;
@@ -83,14 +88,16 @@ TEST(MobileFaceNetGolden, EmbeddingsAndMirrorEmbeddingsMatchTheReference) {
     const auto ours = torch::tensor(a[i].raw, torch::kFloat32).to(torch::kFloat64);
     const auto both = torch::tensor(b[i].raw, torch::kFloat32).to(torch::kFloat64);
     ASSERT_EQ(both.numel(), 256);
-    for (const auto& [x, y] : {std::pair{ours, expected[row]}, std::pair{both.slice(0, 0, 128), expected[row]},
-                               std::pair{both.slice(0, 128, 256), expected_flip[row]}}) {
+    for (const auto& [x, y] :
+         {std::pair{ours, expected[row]}, std::pair{both.slice(0, 0, 128), expected[row]},
+          std::pair{both.slice(0, 128, 256), expected_flip[row]}}) {
       min_cos = std::min(min_cos, (x.dot(y) / (x.norm() * y.norm())).item<double>());
-      max_norm_err = std::max(max_norm_err, ((x.norm() - y.norm()).abs() / y.norm()).item<double>());
+      max_norm_err =
+          std::max(max_norm_err, ((x.norm() - y.norm()).abs() / y.norm()).item<double>());
     }
   }
-  std::cout << "[ parity ] mobilefacenet: 1 - min cosine " << 1 - min_cos << ", max relative norm error " << max_norm_err
-            << "\n";
+  std::cout << "[ parity ] mobilefacenet: 1 - min cosine " << 1 - min_cos
+            << ", max relative norm error " << max_norm_err << "\n";
   EXPECT_GE(min_cos, 0.99999);
   EXPECT_LE(max_norm_err, 1e-4);
 }
@@ -101,7 +108,9 @@ TEST(MobileFaceNetGolden, GoldenFeaturesGiveTheRecordedIdentityStatistics) {
   const auto json = test::read_json(golden() / "mobilefacenet.json");
   std::vector<std::string> identity;
   for (const auto& face : json["faces"]) identity.push_back(face["identity"]);
-  const auto features = torch::cat({io::read_npy(golden() / "embeddings.npy"), io::read_npy(golden() / "embeddings_flip.npy")}, 1);
+  const auto features = torch::cat(
+      {io::read_npy(golden() / "embeddings.npy"), io::read_npy(golden() / "embeddings_flip.npy")},
+      1);
   const auto s = identity_stats(features, identity);
   const auto& g = json["identity_check_concat_flip"];
   EXPECT_NEAR(s.same_mean_cos, g["same_identity_mean_cos"].get<double>(), 1e-6);
@@ -125,7 +134,8 @@ TEST(MobileFaceNetGolden, PhotosToIdentitiesEndToEnd) {
   std::vector<std::string> identity;
   std::vector<torch::Tensor> rows;
   for (const auto& face : json["faces"]) {
-    const auto records = pipeline.process(io::read_image_bgr(test::shared_dir() / "data" / face["image"].get<std::string>()));
+    const auto records = pipeline.process(
+        io::read_image_bgr(test::shared_dir() / "data" / face["image"].get<std::string>()));
     const auto index = face["face"].get<std::size_t>();
     ASSERT_LT(index, records.size()) << face["image"];
     rows.push_back(torch::tensor(records[index].embedding.raw));
@@ -133,8 +143,9 @@ TEST(MobileFaceNetGolden, PhotosToIdentitiesEndToEnd) {
   }
   const auto s = identity_stats(torch::stack(rows), identity);
   const auto& g = json["identity_check_concat_flip"];
-  std::cout << "[ real faces ] same-identity mean cos " << s.same_mean_cos << ", different " << s.different_mean_cos
-            << ", best-threshold pair accuracy " << s.best_accuracy << " at cos " << s.best_threshold << "\n";
+  std::cout << "[ real faces ] same-identity mean cos " << s.same_mean_cos << ", different "
+            << s.different_mean_cos << ", best-threshold pair accuracy " << s.best_accuracy
+            << " at cos " << s.best_threshold << "\n";
   EXPECT_NEAR(s.same_mean_cos, g["same_identity_mean_cos"].get<double>(), 0.01);
   EXPECT_NEAR(s.different_mean_cos, g["different_identity_mean_cos"].get<double>(), 0.01);
   EXPECT_NEAR(s.best_accuracy, g["best_threshold_pair_accuracy"].get<double>(), 0.01);

@@ -162,8 +162,8 @@ TEST(Pickle, RejectsDeepNestingWithoutOverflowingTheStack) {
 TEST(Pickle, DeepValuesOutsideTheResultAreReleasedWithoutRecursion) {
   // Found by fuzz/fuzz_checkpoint: a deep list memoized (BINPUT), popped, then None returned.
   const int depth = 200000;
-  const std::string pickle =
-      "\x80\x02" + std::string(depth, ']') + std::string(depth - 1, 'a') + std::string("q\0", 2) + "0" + "N.";
+  const std::string pickle = "\x80\x02" + std::string(depth, ']') + std::string(depth - 1, 'a') +
+                             std::string("q\0", 2) + "0" + "N.";
   EXPECT_TRUE(load(pickle)->is_none());
   // The fuzzer's input, reduced: a deep TUPLE1 chain popped by an opcode that then fails
   // (SETITEM with no key below it), so the only reference is dropped during unwinding.

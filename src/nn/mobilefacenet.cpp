@@ -7,8 +7,8 @@
 namespace facemag::nn {
 namespace {
 
-torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel, std::int64_t stride,
-                       std::int64_t padding, std::int64_t groups) {
+torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
+                       std::int64_t stride, std::int64_t padding, std::int64_t groups) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, {kernel[0], kernel[1]})
                                .stride(stride)
                                .padding(padding)
@@ -21,7 +21,9 @@ torch::nn::PReLU make_prelu(std::int64_t channels) {
 }
 
 // PyTorch's BatchNorm2d defaults (eps 1e-5), as the reference model uses.
-torch::nn::BatchNorm2d batch_norm(std::int64_t channels) { return torch::nn::BatchNorm2d(channels); }
+torch::nn::BatchNorm2d batch_norm(std::int64_t channels) {
+  return torch::nn::BatchNorm2d(channels);
+}
 
 using Kernel = std::array<std::int64_t, 2>;
 
@@ -29,12 +31,14 @@ struct Stage {
   std::int64_t expansion, channels, repeats, stride;
 };
 // MobileFaceNet's bottleneck settings (t, c, n, s) from the paper's Table 1.
-constexpr Stage kStages[] = {{2, 64, 5, 2}, {4, 128, 1, 2}, {2, 128, 6, 1}, {4, 128, 1, 2}, {2, 128, 2, 1}};
+constexpr Stage kStages[] = {
+    {2, 64, 5, 2}, {4, 128, 1, 2}, {2, 128, 6, 1}, {4, 128, 1, 2}, {2, 128, 2, 1}};
 
 }  // namespace
 
-MfnConvBlockImpl::MfnConvBlockImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
-                                   std::int64_t stride, std::int64_t padding, bool depthwise, bool linear) {
+MfnConvBlockImpl::MfnConvBlockImpl(std::int64_t in, std::int64_t out,
+                                   std::array<std::int64_t, 2> kernel, std::int64_t stride,
+                                   std::int64_t padding, bool depthwise, bool linear) {
   conv = register_module("conv", nn::conv(in, out, kernel, stride, padding, depthwise ? in : 1));
   bn = register_module("bn", batch_norm(out));
   if (!linear) prelu = register_module("prelu", make_prelu(out));
@@ -45,7 +49,8 @@ torch::Tensor MfnConvBlockImpl::forward(const torch::Tensor& x) {
   return prelu ? nn::prelu(y, prelu->weight) : y;
 }
 
-MfnBottleneckImpl::MfnBottleneckImpl(std::int64_t in, std::int64_t out, std::int64_t stride, std::int64_t expansion)
+MfnBottleneckImpl::MfnBottleneckImpl(std::int64_t in, std::int64_t out, std::int64_t stride,
+                                     std::int64_t expansion)
     : residual_(stride == 1 && in == out) {
   const std::int64_t hidden = in * expansion;
   expand_ = nn::conv(in, hidden, {1, 1}, 1, 0, 1);
@@ -56,7 +61,8 @@ MfnBottleneckImpl::MfnBottleneckImpl(std::int64_t in, std::int64_t out, std::int
   prelu2_ = make_prelu(hidden);
   project_ = nn::conv(hidden, out, {1, 1}, 1, 0, 1);
   bn3_ = batch_norm(out);
-  conv = register_module("conv", torch::nn::Sequential(expand_, bn1_, prelu1_, depthwise_, bn2_, prelu2_, project_, bn3_));
+  conv = register_module("conv", torch::nn::Sequential(expand_, bn1_, prelu1_, depthwise_, bn2_,
+                                                       prelu2_, project_, bn3_));
 }
 
 torch::Tensor MfnBottleneckImpl::forward(const torch::Tensor& x) {
@@ -73,7 +79,8 @@ MobileFaceNetImpl::MobileFaceNetImpl() {
   std::int64_t in = 64;
   for (const auto& stage : kStages) {
     for (std::int64_t i = 0; i < stage.repeats; ++i) {
-      blocks->push_back(MfnBottleneck(in, stage.channels, i == 0 ? stage.stride : 1, stage.expansion));
+      blocks->push_back(
+          MfnBottleneck(in, stage.channels, i == 0 ? stage.stride : 1, stage.expansion));
       in = stage.channels;
     }
   }

@@ -16,8 +16,8 @@ namespace facemag::nn {
 // conv (optionally depthwise) - BatchNorm - PReLU (omitted when linear).
 class MfnConvBlockImpl : public torch::nn::Module {
  public:
-  MfnConvBlockImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel, std::int64_t stride,
-                   std::int64_t padding, bool depthwise, bool linear);
+  MfnConvBlockImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
+                   std::int64_t stride, std::int64_t padding, bool depthwise, bool linear);
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::Conv2d conv{nullptr};
