@@ -161,10 +161,11 @@ std::vector<float> Embedding::normalized() const {
 
 Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights) {
   const io::Checkpoint checkpoint = io::load_checkpoint(weights);
+  const io::NamedTensors tensors = io::find_state_dict(checkpoint);
   ModelManifest manifest = requested;
   if (manifest.architecture == "inception_resnet_v1") {  // the classifier is optional
     manifest.num_classes = 0;
-    for (const auto& [name, t] : io::find_state_dict(checkpoint)) {
+    for (const auto& [name, t] : tensors) {
       if (name == "logits.weight" && t.dim() == 2)
         manifest.num_classes = static_cast<int>(t.size(0));
     }
@@ -177,8 +178,8 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
                            "', not '" + manifest.architecture + "'");
     }
   }
-  const io::NamedTensors backbone = select_backbone(io::find_state_dict(checkpoint), *impl->module,
-                                                    checkpoint.source, impl->notes);
+  const io::NamedTensors backbone =
+      select_backbone(tensors, *impl->module, checkpoint.source, impl->notes);
   nn::load_state_dict_strict(*impl->module, backbone, checkpoint.source);
   impl->module->eval();
   return Embedder(impl);
