@@ -7,12 +7,8 @@
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "facemag/embed/embedder.hpp"  // builtin_architectures
+#include "facemag/embed/embedder.hpp"
 #include "facemag/io/checkpoint.hpp"
-#include "facemag/nn/inception_resnet_v1.hpp"
-#include "facemag/nn/iresnet.hpp"
-#include "facemag/nn/mobilefacenet.hpp"
-#include "facemag/nn/module_utils.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -26,14 +22,6 @@ struct FormulaOptions {
   int classes = 0;  // inception_resnet_v1 classifier head
   std::string out;
 };
-
-// The network of a built-in architecture, for writing its state dict.
-std::shared_ptr<torch::nn::Module> make_network(const std::string& arch, int classes) {
-  if (const auto depth = nn::iresnet_depth_from_name(arch))
-    return std::make_shared<nn::IResNetImpl>(*depth);
-  if (arch == "mobilefacenet") return std::make_shared<nn::MobileFaceNetImpl>();
-  return std::make_shared<nn::InceptionResnetV1Impl>(classes);
-}
 
 int run_inspect(const InspectOptions& opt) {
   const io::Checkpoint c = io::load_checkpoint(opt.file);
@@ -68,9 +56,10 @@ int run_inspect(const InspectOptions& opt) {
 }
 
 int run_formula(const FormulaOptions& opt) {
-  const auto net = make_network(opt.arch, opt.classes);  // the CLI checked the name
-  nn::fill_formula_weights(*net);
-  io::save_checkpoint(opt.out, *io::make_state_dict_value(nn::state_dict(*net)));
+  ModelManifest manifest = builtin_manifest(opt.arch);
+  manifest.num_classes = opt.classes;
+  const Embedder embedder = Embedder::with_formula_weights(manifest);
+  io::save_checkpoint(opt.out, *io::make_state_dict_value(embedder.state_dict()));
   std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch
             << " with deterministic formula weights: untrained, for trying the tools only)\n";
   return kExitOk;

@@ -252,6 +252,10 @@ torch::Tensor Embedder::logits(const torch::Tensor& batch) const {
   return impl_->logits(batch);
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> Embedder::state_dict() const {
+  return nn::state_dict(*impl_->module);
+}
+
 const ModelManifest& Embedder::manifest() const { return impl_->manifest; }
 const std::vector<std::string>& Embedder::load_notes() const { return impl_->notes; }
 

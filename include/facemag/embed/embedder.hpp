@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace facemag {
@@ -93,6 +94,9 @@ class Embedder {
   const ModelManifest& manifest() const;
   // Values per embedding: embedding_size, doubled when concat_flipped.
   int output_size() const;
+  // The network's parameters and buffers in PyTorch's state_dict() order and names (for
+  // writing a checkpoint torch.load and facemag read back).
+  std::vector<std::pair<std::string, torch::Tensor>> state_dict() const;
   // What loading noticed but accepted (e.g. an ignored classifier tensor).
   const std::vector<std::string>& load_notes() const;
 
