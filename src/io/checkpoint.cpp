@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "facemag/error.hpp"
+#include "facemag/io/file.hpp"
 
 namespace facemag::io {
 namespace {
@@ -23,16 +24,11 @@ using pickle::ValuePtr;
 }
 
 std::string read_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw ModelLoadError(path.string() + ": no such file");
-  if (std::filesystem::is_directory(path, ec)) {
-    throw ModelLoadError(path.string() + ": is a directory, expected a checkpoint file");
+  try {
+    return read_file_bytes(path);
+  } catch (const InvalidInput& e) {
+    throw ModelLoadError(e.what());
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ModelLoadError(path.string() + ": cannot open for reading");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw ModelLoadError(path.string() + ": read error");
-  return bytes;
 }
 
 struct StoragePid {

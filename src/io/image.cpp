@@ -9,28 +9,19 @@
 #include <optional>
 
 #include "facemag/error.hpp"
+#include "facemag/io/file.hpp"
 
 namespace facemag::io {
 namespace {
 
-std::string read_bytes(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw InvalidInput(path.string() + ": no such file");
-  if (std::filesystem::is_directory(path, ec))
-    throw InvalidInput(path.string() + ": is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InvalidInput(path.string() + ": cannot open for reading");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-bool is_jpeg(const std::string& b) {
+bool is_jpeg(std::string_view b) {
   return b.size() >= 3 && static_cast<unsigned char>(b[0]) == 0xFF &&
          static_cast<unsigned char>(b[1]) == 0xD8 && static_cast<unsigned char>(b[2]) == 0xFF;
 }
 
 // libjpeg only warns about a missing end-of-image marker and returns grey rows; treat it as
 // the truncation it is. Trailing padding after the marker is allowed.
-bool jpeg_has_end_marker(const std::string& b) {
+bool jpeg_has_end_marker(std::string_view b) {
   std::size_t end = b.size();
   while (end > 2 && (b[end - 1] == '\0' || b[end - 1] == '\n' || b[end - 1] == '\r')) --end;
   return end >= 2 && static_cast<unsigned char>(b[end - 2]) == 0xFF &&
@@ -38,7 +29,7 @@ bool jpeg_has_end_marker(const std::string& b) {
 }
 
 // Width and height from the header of the formats decompression bombs usually come in.
-std::optional<std::pair<std::int64_t, std::int64_t>> header_size(const std::string& b) {
+std::optional<std::pair<std::int64_t, std::int64_t>> header_size(std::string_view b) {
   auto u8 = [&](std::size_t i) {
     return static_cast<std::uint32_t>(static_cast<unsigned char>(b[i]));
   };
@@ -80,7 +71,12 @@ bool has_image_extension(const std::filesystem::path& path) {
 }
 
 cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions& options) {
-  const std::string bytes = read_bytes(path);
+  return decode_image_bgr(read_file_bytes(path), path.string(), options);
+}
+
+cv::Mat decode_image_bgr(std::string_view bytes, const std::string& source,
+                         const ImageReadOptions& options) {
+  const std::filesystem::path path(source);  // names the image in messages
   if (bytes.empty()) throw InvalidInput(path.string() + ": empty file (0 bytes), not an image");
   const auto too_large = [&](std::int64_t w, std::int64_t h) {
     return InvalidInput(path.string() + ": " + std::to_string(w) + "x" + std::to_string(h) +

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "facemag/error.hpp"
+#include "facemag/io/file.hpp"
 
 namespace facemag::io {
 namespace {
@@ -95,10 +96,7 @@ torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source) 
 }
 
 torch::Tensor read_npy(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InvalidInput(path.string() + ": cannot open");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return read_npy_bytes(bytes, path.string());
+  return read_npy_bytes(read_file_bytes(path), path.string());
 }
 
 void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor) {

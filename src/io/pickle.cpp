@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -1148,6 +1149,113 @@ ValuePtr unpickle(std::string_view bytes, const UnpickleOptions& options, std::s
 std::string pickle_dumps(const Value& value,
                          const std::function<ValuePtr(const torch::Tensor&)>& storage_pid) {
   return Pickler(storage_pid).dumps(value);
+}
+
+namespace {
+
+bool is_numpy_module(const std::string& module, std::string_view submodule) {
+  return module == "numpy.core." + std::string(submodule) ||
+         module == "numpy._core." + std::string(submodule);
+}
+
+// The torch dtype of a numpy.dtype object ('f4', 'b1', ...) and whether its data is big-endian.
+std::pair<torch::ScalarType, bool> numpy_dtype(const Value& value, std::string_view what) {
+  const auto* o = std::get_if<Object>(&value.data);
+  if (!o || o->module != "numpy" || o->name != "dtype" || !o->args)
+    throw Error(std::string(what) + ": expected a numpy.dtype, got " + value.type_name());
+  const auto& args = o->args->as_sequence(what);
+  if (args.empty()) throw Error(std::string(what) + ": numpy.dtype without a type code");
+  const std::string& code = args[0]->as_string(what);
+  char order = '|';
+  if (o->state) {
+    const auto& st = o->state->as_sequence(what);
+    if (st.size() > 1 && st[1]->is<std::string>() && !st[1]->as_string().empty())
+      order = st[1]->as_string()[0];
+    // Fields (index 3) or subarray (index 2) make a structured dtype.
+    if ((st.size() > 2 && !st[2]->is_none()) || (st.size() > 3 && !st[3]->is_none()))
+      throw Error(std::string(what) + ": structured NumPy dtypes are not supported");
+  }
+  static const std::pair<const char*, torch::ScalarType> kCodes[] = {
+      {"b1", torch::kBool},   {"u1", torch::kUInt8},    {"i1", torch::kInt8},
+      {"i2", torch::kInt16},  {"i4", torch::kInt32},    {"i8", torch::kInt64},
+      {"f2", torch::kFloat16}, {"f4", torch::kFloat32}, {"f8", torch::kFloat64}};
+  for (const auto& [name, dtype] : kCodes) {
+    if (code == name) return {dtype, order == '>'};
+  }
+  throw Error(std::string(what) + ": NumPy dtype '" + code +
+              "' is not supported (numeric and bool arrays only)");
+}
+
+torch::Tensor array_from_bytes(const std::string& data, torch::ScalarType dtype, bool big_endian,
+                               std::vector<std::int64_t> shape, bool fortran,
+                               std::string_view what) {
+  std::int64_t count = 1;
+  for (auto d : shape) {
+    if (d < 0) throw Error(std::string(what) + ": negative array dimension");
+    count *= d;
+  }
+  const auto item = static_cast<std::int64_t>(c10::elementSize(dtype));
+  if (static_cast<std::int64_t>(data.size()) != count * item)
+    throw Error(std::string(what) + ": array of " + std::to_string(count) + " values of " +
+                std::to_string(item) + " bytes holds " + std::to_string(data.size()) + " bytes");
+  std::string bytes = data;
+  if (big_endian && item > 1) {
+    for (std::size_t i = 0; i < bytes.size(); i += static_cast<std::size_t>(item))
+      std::reverse(bytes.begin() + static_cast<std::ptrdiff_t>(i),
+                   bytes.begin() + static_cast<std::ptrdiff_t>(i) + item);
+  }
+  if (fortran) std::reverse(shape.begin(), shape.end());
+  auto tensor = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  std::memcpy(tensor.data_ptr(), bytes.data(), bytes.size());
+  if (fortran) tensor = tensor.permute([&] {
+                               std::vector<std::int64_t> dims(shape.size());
+                               for (std::size_t i = 0; i < dims.size(); ++i)
+                                 dims[i] = static_cast<std::int64_t>(dims.size() - 1 - i);
+                               return dims;
+                             }())
+                           .contiguous();
+  return tensor;
+}
+
+const std::string& array_data(const Value& value, std::string_view what) {
+  if (const auto* b = std::get_if<Bytes>(&value.data)) return b->data;
+  throw Error(std::string(what) + ": the array's data is a " + value.type_name() +
+              ", not bytes (an object array?)");
+}
+
+std::vector<std::int64_t> array_shape(const Value& value, std::string_view what) {
+  std::vector<std::int64_t> shape;
+  for (const auto& d : value.as_sequence(what)) shape.push_back(d->as_int(what));
+  return shape;
+}
+
+}  // namespace
+
+bool is_numpy_array(const Value& value) {
+  const auto* o = std::get_if<Object>(&value.data);
+  return o && ((is_numpy_module(o->module, "multiarray") && o->name == "_reconstruct") ||
+               (is_numpy_module(o->module, "numeric") && o->name == "_frombuffer"));
+}
+
+torch::Tensor numpy_array(const Value& value, std::string_view what) {
+  if (!is_numpy_array(value))
+    throw Error(std::string(what) + ": expected a NumPy array, got " + value.type_name());
+  const auto& o = std::get<Object>(value.data);
+  if (o.name == "_frombuffer") {  // protocol 5: _frombuffer(data, dtype, shape, order)
+    const auto& args = o.args->as_sequence(what);
+    if (args.size() != 4) throw Error(std::string(what) + ": malformed numpy _frombuffer call");
+    const auto [dtype, big] = numpy_dtype(*args[1], what);
+    return array_from_bytes(array_data(*args[0], what), dtype, big, array_shape(*args[2], what),
+                            args[3]->as_string(what) == "F", what);
+  }
+  if (!o.state) throw Error(std::string(what) + ": NumPy array without its state");
+  const auto& st = o.state->as_sequence(what);
+  if (st.size() != 5)
+    throw Error(std::string(what) + ": NumPy array state has " + std::to_string(st.size()) +
+                " fields, expected 5");
+  const auto [dtype, big] = numpy_dtype(*st[2], what);
+  return array_from_bytes(array_data(*st[4], what), dtype, big, array_shape(*st[1], what),
+                          st[3]->as_bool(what), what);
 }
 
 std::optional<torch::ScalarType> dtype_of_storage_class(std::string_view name) {

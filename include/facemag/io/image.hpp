@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace facemag::io {
@@ -21,6 +22,9 @@ struct ImageReadOptions {
 // orientation applied. Throws facemag::InvalidInput naming the file for a missing, empty,
 // truncated, undecodable or too large file.
 cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions& options = {});
+// The same for an encoded image in memory; `source` names it in messages.
+cv::Mat decode_image_bgr(std::string_view bytes, const std::string& source,
+                         const ImageReadOptions& options = {});
 
 // True for file names with an image extension facemag decodes (jpg, jpeg, png, bmp, webp, tif,
 // tiff).

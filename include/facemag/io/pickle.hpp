@@ -130,6 +130,13 @@ ValuePtr unpickle(std::string_view bytes, const UnpickleOptions& options,
 std::string pickle_dumps(const Value& value,
                          const std::function<ValuePtr(const torch::Tensor&)>& storage_pid);
 
+// A NumPy array as NumPy pickles it (numpy.core.multiarray._reconstruct or numpy._core's, with
+// the (version, shape, dtype, fortran, data) state set by BUILD), as a contiguous CPU tensor.
+// Numeric and bool dtypes of either byte order; `what` names the value in errors (an object
+// array, a structured dtype or a size that disagrees with the data are errors).
+torch::Tensor numpy_array(const Value& value, std::string_view what = "array");
+bool is_numpy_array(const Value& value);
+
 // Names of PyTorch storage classes (torch.FloatStorage...) and their dtypes.
 std::optional<torch::ScalarType> dtype_of_storage_class(std::string_view name);
 std::string storage_class_of_dtype(torch::ScalarType dtype);

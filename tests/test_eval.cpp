@@ -1,0 +1,180 @@
+// Verification metrics against MagFace's eval_1v1.py / eval_quality.py goldens, the
+// insightface .bin reader, and the ROC summary against hand-counted values.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "facemag/error.hpp"
+#include "facemag/eval/verification.hpp"
+#include "facemag/io/npy.hpp"
+#include "facemag/io/verification_bin.hpp"
+#include "test_support.hpp"
+
+namespace facemag::eval {
+namespace {
+
+using test::golden_dir;
+
+FeaturePairs golden_pairs(const std::string& set) {
+  const auto dir = golden_dir() / "eval";
+  if (set == "pairs600") {
+    return make_feature_pairs(io::read_npy(dir / "pairs600_features.npy"),
+                              io::read_npy(dir / "pairs600_issame.npy"));
+  }
+  return make_feature_pairs(io::read_npy(dir / "erc_features.npy"),
+                            io::read_npy(dir / "erc_issame.npy"),
+                            io::read_npy(dir / "erc_pairs.npy"));
+}
+
+TEST(EvalGolden, TenFoldAccuracyMatchesEval1v1) {
+  FACEMAG_REQUIRE_FILE(golden_dir() / "eval" / "eval.json");
+  const auto golden = test::read_json(golden_dir() / "eval" / "eval.json")["pairs600"]["verification"];
+  const auto result = kfold_verification(golden_pairs("pairs600"));
+  ASSERT_EQ(result.folds.size(), 10u);
+  for (std::size_t f = 0; f < 10; ++f) {
+    const auto& g = golden["folds"][f];
+    SCOPED_TRACE("fold " + std::to_string(f));
+    EXPECT_EQ(result.folds[f].test_begin, g["test_pairs"][0].get<std::size_t>());
+    EXPECT_EQ(result.folds[f].test_end, g["test_pairs"][1].get<std::size_t>() + 1);
+    EXPECT_EQ(result.folds[f].best_threshold_index, g["best_threshold_index"].get<std::size_t>());
+    EXPECT_EQ(result.folds[f].best_threshold, g["best_threshold"].get<double>());
+    EXPECT_EQ(result.folds[f].train_accuracy, g["train_accuracy"].get<double>());
+    // Ratios of counts: exact.
+    EXPECT_EQ(result.folds[f].accuracy, golden["fold_accuracies"][f].get<double>());
+  }
+  EXPECT_NEAR(result.mean_accuracy, golden["mean"].get<double>(), 1e-12);
+  EXPECT_NEAR(result.std_accuracy, golden["std"].get<double>(), 1e-12);
+  ASSERT_EQ(result.tpr.size(), golden["tpr"].size());
+  for (std::size_t t = 0; t < result.tpr.size(); ++t) {
+    EXPECT_NEAR(result.tpr[t], golden["tpr"][t].get<double>(), 1e-12) << "threshold " << t;
+    EXPECT_NEAR(result.fpr[t], golden["fpr"][t].get<double>(), 1e-12) << "threshold " << t;
+  }
+}
+
+void expect_erc_matches(const std::string& set) {
+  FACEMAG_REQUIRE_FILE(golden_dir() / "eval" / "eval.json");
+  const auto golden =
+      test::read_json(golden_dir() / "eval" / "eval.json")[set]["error_versus_reject"];
+  const auto pairs = golden_pairs(set);
+  const auto steps = error_versus_reject(pairs, pair_qualities(pairs), default_reject_rates());
+  std::vector<double> fnmrs;
+  for (const auto& s : steps) {
+    if (const auto* p = s.at(1e-3)) fnmrs.push_back(p->fnmr);
+  }
+  // Upstream's list stops where FMR 1e-3 is no longer reached.
+  ASSERT_EQ(fnmrs.size(), golden["fnmr_at_fmr_1e-3"].size());
+  for (std::size_t i = 0; i < fnmrs.size(); ++i) {
+    const auto& g = golden["steps"][i];
+    SCOPED_TRACE(set + " reject rate " + std::to_string(i));
+    EXPECT_EQ(steps[i].reject_rate, golden["reject_rates"][i].get<double>());
+    EXPECT_EQ(steps[i].rejected, g["rejected"].get<std::size_t>());
+    EXPECT_EQ(steps[i].kept, g["kept"].get<std::size_t>());
+    EXPECT_EQ(steps[i].kept_positive, g["kept_positive"].get<std::size_t>());
+    EXPECT_EQ(steps[i].kept_negative, g["kept_negative"].get<std::size_t>());
+    const auto* p = steps[i].at(1e-3);
+    EXPECT_EQ(p->negative_index, g["negative_index"].get<std::size_t>());
+    EXPECT_NEAR(p->threshold, g["threshold"].get<double>(), 1e-12);
+    EXPECT_EQ(p->fnmr, golden["fnmr_at_fmr_1e-3"][i].get<double>());
+  }
+}
+
+TEST(EvalGolden, ErrorVersusRejectMatchesEvalQualityOn600Pairs) { expect_erc_matches("pairs600"); }
+TEST(EvalGolden, ErrorVersusRejectMatchesEvalQualityOn4000Pairs) { expect_erc_matches("erc4000"); }
+
+TEST(EvalGolden, ReadsBothInsightfaceBinLayouts) {
+  const auto dir = golden_dir() / "eval" / "verification_bin";
+  FACEMAG_REQUIRE_FILE(dir / "verification_bin.json");
+  const auto golden = test::read_json(dir / "verification_bin.json");
+  for (const char* name : {"pairs_py2.bin", "pairs_np.bin"}) {
+    SCOPED_TRACE(name);
+    const auto bin = io::read_verification_bin(dir / name);
+    ASSERT_EQ(bin.is_same.size(), golden["n_pairs"].get<std::size_t>());
+    for (std::size_t p = 0; p < bin.is_same.size(); ++p)
+      EXPECT_EQ(bin.is_same[p], golden["is_same"][p].get<bool>());
+    ASSERT_EQ(bin.images.size(), golden["images"].size());
+    for (std::size_t i = 0; i < bin.images.size(); ++i) {
+      const auto file = test::shared_dir() / "data" / golden["images"][i]["file"].get<std::string>();
+      EXPECT_EQ(bin.images[i].size(), golden["images"][i]["bytes"].get<std::size_t>());
+      if (std::filesystem::exists(file)) EXPECT_EQ(bin.images[i], test::read_file(file)) << file;
+    }
+  }
+}
+
+TEST(VerificationBin, OtherPicklesAndFilesAreClearErrors) {
+  // An empty dict, protocol 2.
+  const std::string dict_pickle("\x80\x02}q\x00.", 6);
+  try {
+    io::read_verification_bin_bytes(dict_pickle, "x.bin");
+    FAIL() << "a dict was accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("x.bin is not an insightface verification .bin"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("dict"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(io::read_verification_bin_bytes("\xff\xd8\xff\xe0 not a pickle", "y.bin"),
+               InvalidInput);
+  // (['a'], [True]): one image for one pair.
+  const std::string short_list("\x80\x02]q\x00" "C\x01" "aa]q\x01\x88" "a\x86.", 16);
+  try {
+    io::read_verification_bin_bytes(short_list, "z.bin");
+    FAIL() << "1 image for 1 pair was accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("1 pairs need 2 images, the file has 1"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(FeaturePairs, RejectsNanMismatchedRowsAndBadLabels) {
+  auto features = torch::ones({4, 3});
+  EXPECT_THROW(make_feature_pairs(features, torch::tensor({1, 0, 1})), InvalidInput);
+  EXPECT_THROW(make_feature_pairs(features, torch::tensor({1, 2})), InvalidInput);
+  EXPECT_THROW(make_feature_pairs(features, torch::tensor({1}), torch::tensor({{0, 4}})),
+               InvalidInput);
+  features[2][1] = std::nan("");
+  try {
+    make_feature_pairs(features, torch::tensor({1, 0}));
+    FAIL() << "NaN accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("row 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Roc, HandCountedSummary) {
+  // genuine 0.9 0.8 0.4; impostor 0.5 0.3 0.1 0.0
+  const std::vector<double> score{0.9, 0.5, 0.8, 0.3, 0.4, 0.1, 0.0};
+  const std::vector<bool> same{true, false, true, false, true, false, false};
+  const auto roc = roc_summary(score, same, {0.25, 0.1});
+  EXPECT_DOUBLE_EQ(roc.auc, 11.0 / 12.0);
+  EXPECT_DOUBLE_EQ(roc.best_accuracy, 6.0 / 7.0);
+  // 6/7 correct both between 0.3 and 0.4 and between 0.5 and 0.8: the lower one is taken.
+  EXPECT_DOUBLE_EQ(roc.best_threshold, 0.35);
+  EXPECT_DOUBLE_EQ(roc.eer, 0.5 * (0.25 + 1.0 / 3.0));
+  EXPECT_DOUBLE_EQ(roc.eer_threshold, 0.45);
+  ASSERT_EQ(roc.tar_at_fmr.size(), 1u);  // 4 impostors cannot measure FMR 0.1
+  EXPECT_EQ(roc.tar_at_fmr[0].threshold, 0.3);
+  EXPECT_EQ(roc.tar_at_fmr[0].false_matches, 1u);
+  EXPECT_EQ(roc.tar_at_fmr[0].tar, 1.0);
+}
+
+TEST(KFold, UnevenFoldsAsSklearn) {
+  // 23 pairs in 10 folds: sizes 3,3,3,2,...
+  auto features = torch::randn({46, 4}, torch::kFloat64);
+  const auto labels = torch::arange(23) % 2;
+  const auto r = kfold_verification(make_feature_pairs(features, labels));
+  ASSERT_EQ(r.folds.size(), 10u);
+  EXPECT_EQ(r.folds[2].test_end - r.folds[2].test_begin, 3u);
+  EXPECT_EQ(r.folds[3].test_begin, 9u);
+  EXPECT_EQ(r.folds[9].test_end, 23u);
+}
+
+TEST(Erc, QualityThresholdIsTheQuantile) {
+  EXPECT_EQ(quality_threshold({5, 1, 4, 2, 3}, 0.4), 3);
+  EXPECT_EQ(quality_threshold({5, 1, 4, 2, 3}, 0.0), 1);
+  EXPECT_THROW(quality_threshold({1}, 1.0), InvalidInput);
+}
+
+}  // namespace
+}  // namespace facemag::eval
