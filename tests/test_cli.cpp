@@ -23,22 +23,7 @@ namespace {
 using nlohmann::json;
 using pickle::Value;
 
-struct RunResult {
-  int exit_code;
-  std::string out;
-  std::string err;
-};
-
-RunResult run_cli(const std::string& args, const test::TempDir& tmp) {
-  const auto err_path = tmp / "stderr.txt";
-  const std::string cmd = std::string(FACEMAG_CLI_PATH) + " " + args + " 2>" + err_path.string();
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), out, test::read_file(err_path)};
-}
+using test::run_cli;
 
 std::vector<json> parse_lines(const std::string& text) {
   std::vector<json> out;

@@ -178,3 +178,59 @@ TEST(Erc, QualityThresholdIsTheQuantile) {
 
 }  // namespace
 }  // namespace facemag::eval
+
+#include "facemag/eval/analysis.hpp"
+
+namespace facemag::eval {
+namespace {
+
+TEST(Analysis, WssAndDistancesAgreeWithPairwiseIdentities) {
+  torch::manual_seed(3);
+  const auto x = torch::randn({9, 6}, torch::kFloat64) * 3;
+  const std::vector<int> group{0, 0, 0, 1, 1, 1, 1, 2, 2};
+  const auto a = analyse_embeddings(x, group, {"a", "b", "c"});
+  ASSERT_EQ(a.groups.size(), 3u);
+  for (int g = 0; g < 3; ++g) {
+    // sum_i |x_i - c|^2 = sum_{i,j} |x_i - x_j|^2 / (2 n)
+    double pair_sq = 0, pair_d = 0;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < 9; ++i) {
+      if (group[i] != g) continue;
+      ++n;
+      for (std::size_t j = 0; j < 9; ++j) {
+        if (group[j] != g) continue;
+        pair_sq += a.distance[i * 9 + j] * a.distance[i * 9 + j];
+        pair_d += a.distance[i * 9 + j];
+      }
+    }
+    EXPECT_NEAR(a.groups[g].wss, pair_sq / (2.0 * n), 1e-12);
+    EXPECT_NEAR(a.groups[g].mean_pairwise_distance, pair_d / double(n * (n - 1)), 1e-12);
+  }
+  // Distances of unit vectors from cosine.
+  const auto u = x / x.norm(2, 1, true);
+  EXPECT_NEAR(a.distance[1], (u[0] - u[1]).norm().item<double>(), 1e-12);
+  EXPECT_NEAR(a.cosine[1], (u[0] * u[1]).sum().item<double>(), 1e-12);
+  // The input is not changed (raw magnitudes are the quality).
+  EXPECT_NEAR(a.groups[0].mean_quality, x.slice(0, 0, 3).norm(2, 1).mean().item<double>(), 1e-12);
+  EXPECT_NEAR(a.total_wss + a.between_ss,
+              (u - u.mean(0)).pow(2).sum().item<double>(), 1e-12);  // ANOVA decomposition
+}
+
+TEST(Analysis, PcaOfPointsOnALineHasOneAxis) {
+  // Unit vectors in a plane spanning a small arc: almost all variance along one axis.
+  std::vector<double> values;
+  for (int i = 0; i < 7; ++i) {
+    const double t = 0.01 * i;
+    values.insert(values.end(), {std::cos(t), std::sin(t), 0.0});
+  }
+  const auto x = torch::tensor(values, torch::kFloat64).reshape({7, 3});
+  const auto a = analyse_embeddings(x, std::vector<int>(7, 0), {"all"});
+  EXPECT_GT(a.explained[0], 0.9999);
+  // Projections are sin(t - t_mid): evenly spaced up to the cubic term, |t - t_mid|^3 / 6 <
+  // 5e-6 here.
+  const double step = a.pca[2] - a.pca[0];
+  for (int i = 1; i < 7; ++i) EXPECT_NEAR(a.pca[2 * i] - a.pca[2 * i - 2], step, 1e-5);
+}
+
+}  // namespace
+}  // namespace facemag::eval

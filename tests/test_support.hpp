@@ -2,10 +2,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <cstdio>
 #include <string>
 
 namespace facemag::test {
@@ -53,6 +55,24 @@ inline void write_file(const std::filesystem::path& path, const std::string& byt
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Runs the facemag CLI with `args` (a shell command line tail); stderr is captured via a file.
+struct RunResult {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+inline RunResult run_cli(const std::string& args, const TempDir& tmp) {
+  const auto err_path = tmp / "stderr.txt";
+  const std::string cmd = std::string(FACEMAG_CLI_PATH) + " " + args + " 2>" + err_path.string();
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out, read_file(err_path)};
 }
 
 }  // namespace facemag::test

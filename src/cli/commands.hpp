@@ -20,5 +20,9 @@ Runner add_cluster_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
 // `facemag inspect` and `facemag formula-weights`.
 Runner add_checkpoint_commands(CLI::App& app);
+// `facemag eval pairs|erc`, `facemag calibrate`, `facemag verify`.
+Runner add_eval_commands(CLI::App& app);
+// `facemag report`.
+Runner add_report_command(CLI::App& app);
 
 }  // namespace facemag::cli

@@ -2,12 +2,16 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <set>
 
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
+#include "facemag/io/file.hpp"
 #include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
@@ -94,6 +98,49 @@ io::NamedTensors select_backbone(const io::NamedTensors& all, const torch::nn::M
 }
 
 }  // namespace
+
+NLOHMANN_JSON_SERIALIZE_ENUM(ColorOrder, {{ColorOrder::kBGR, "BGR"}, {ColorOrder::kRGB, "RGB"}})
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelManifest::FmrThreshold, fmr, threshold)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelManifest, name, architecture, input_height, input_width,
+                                   color_order, pixel_offset, pixel_scale, prewhiten,
+                                   alignment_template, embedding_size, num_classes,
+                                   magnitude_is_quality, concat_flipped, same_person_threshold,
+                                   threshold_calibration, fmr_thresholds, quality_threshold,
+                                   quality_calibration, sha256, source, licence)
+
+std::string manifest_to_json(const ModelManifest& manifest) {
+  return nlohmann::json(manifest).dump(2) + "\n";
+}
+
+ModelManifest manifest_from_json(const std::string& text, const std::string& source) {
+  try {
+    const auto given = nlohmann::json::parse(text);
+    if (!given.is_object() || !given.contains("architecture"))
+      throw InvalidInput(source + ": a manifest is a JSON object with an \"architecture\"");
+    nlohmann::json merged = builtin_manifest(given.at("architecture").get<std::string>());
+    for (const auto& [key, value] : given.items()) {
+      if (!merged.contains(key))
+        throw InvalidInput(source + ": unknown manifest field \"" + key + "\"");
+      merged[key] = value;
+    }
+    return merged.get<ModelManifest>();
+  } catch (const nlohmann::json::exception& e) {
+    throw InvalidInput(source + ": not a valid manifest: " + e.what());
+  } catch (const InvalidInput& e) {
+    if (std::string(e.what()).rfind(source, 0) == 0) throw;
+    throw InvalidInput(source + ": " + e.what());
+  }
+}
+
+void save_manifest(const std::filesystem::path& path, const ModelManifest& manifest) {
+  std::ofstream out(path);
+  out << manifest_to_json(manifest);
+  if (!out) throw InvalidInput(path.string() + ": cannot write the manifest");
+}
+
+ModelManifest load_manifest(const std::filesystem::path& path) {
+  return manifest_from_json(io::read_file_bytes(path), path.string());
+}
 
 std::vector<std::string> builtin_architectures() {
   return {std::begin(kArchitectures), std::end(kArchitectures)};

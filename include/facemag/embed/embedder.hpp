@@ -44,6 +44,15 @@ struct ModelManifest {
   // calibrated on.
   double same_person_threshold = 0.3;
   std::string threshold_calibration = "not calibrated (a generic value)";
+  // Set by `facemag calibrate`: cosine thresholds measured at target false match rates, and
+  // the magnitude below which a face counts as too poor to compare (0: no such threshold).
+  struct FmrThreshold {
+    double fmr = 0;
+    double threshold = 0;
+  };
+  std::vector<FmrThreshold> fmr_thresholds;
+  double quality_threshold = 0;
+  std::string quality_calibration;
   std::string sha256;  // of the weight file, when known
   std::string source;
   std::string licence;
@@ -59,6 +68,14 @@ struct ModelManifest {
 //     normalisation: Embedding::normalized() is facenet-pytorch's embedding.
 ModelManifest builtin_manifest(const std::string& architecture);
 std::vector<std::string> builtin_architectures();
+
+// A manifest as a JSON object, and back. Reading starts from the built-in manifest of the
+// file's "architecture" and overrides the fields the file gives; unknown fields, wrong types
+// and an unknown architecture are InvalidInput naming `source`.
+std::string manifest_to_json(const ModelManifest& manifest);
+ModelManifest manifest_from_json(const std::string& json, const std::string& source);
+void save_manifest(const std::filesystem::path& path, const ModelManifest& manifest);
+ModelManifest load_manifest(const std::filesystem::path& path);
 
 // One face's embedding. `raw` is the network output as is; `magnitude` its L2 norm, computed
 // before any normalisation (MagFace's quality).

@@ -1,0 +1,643 @@
+// `facemag eval pairs|erc`, `facemag calibrate`, `facemag verify`: how good a model is on
+// labelled pairs, which threshold to use, and the decision for one pair of faces.
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "encoder.hpp"
+#include "facemag/error.hpp"
+#include "facemag/eval/plot.hpp"
+#include "facemag/eval/verification.hpp"
+#include "facemag/io/image.hpp"
+#include "facemag/io/npy.hpp"
+#include "facemag/io/verification_bin.hpp"
+
+namespace facemag::cli {
+namespace {
+
+// Where labelled pairs come from: features already computed, or images a model embeds.
+struct PairSource {
+  std::string features;    // .npy matrix or MagFace feature list (text: name v1 ... vD)
+  std::string labels;      // .npy or text (last field of each line: 1 same, 0 different)
+  std::string pair_index;  // .npy P x 2 rows of `features` (default: rows 2p, 2p+1)
+  std::string bin;         // insightface verification .bin
+  std::string pair_list;   // text: path_a path_b is_same
+  std::string save_features;
+  ModelOptions model;
+};
+
+void add_pair_source_options(CLI::App& cmd, PairSource& src) {
+  auto* group = cmd.add_option_group("pairs", "Where the labelled pairs come from (one of)");
+  group->add_option("--features", src.features,
+                    "Feature matrix (.npy) or MagFace feature list (text, 'name v1 ... vD')");
+  group->add_option("--bin", src.bin, "insightface verification set (lfw.bin, cfp_fp.bin ...)");
+  group->add_option("--pair-list", src.pair_list,
+                    "Image pairs, one per line: 'path_a path_b is_same' (1 or 0)");
+  group->require_option(1);
+  cmd.add_option("--labels", src.labels,
+                 "With --features: is-same labels (.npy, or text whose lines end in 1 or 0)");
+  cmd.add_option("--pair-index", src.pair_index,
+                 "With --features: P x 2 .npy of row numbers (default rows 2p and 2p+1)");
+  cmd.add_option("--save-features", src.save_features,
+                 "Write the pairs' features (F.npy, rows 2p and 2p+1) and labels (F_issame.npy)");
+  add_model_options(cmd, src.model, "iresnet100");
+}
+
+bool parse_label(const std::string& field, bool* same) {
+  if (field == "1" || field == "True" || field == "true") return *same = true, true;
+  if (field == "0" || field == "False" || field == "false") return *same = false, true;
+  return false;
+}
+
+std::vector<std::string> split_fields(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> fields;
+  for (std::string f; in >> f;) fields.push_back(f);
+  return fields;
+}
+
+// Non-blank lines of a text file with their 1-based line numbers.
+std::vector<std::pair<std::size_t, std::string>> text_lines(const std::string& path) {
+  std::ifstream in(path);
+  if (!std::filesystem::exists(path)) throw InvalidInput(path + ": no such file");
+  if (!in) throw InvalidInput(path + ": cannot open");
+  std::vector<std::pair<std::size_t, std::string>> lines;
+  std::size_t number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    if (line.find_first_not_of(" \t\r\n") != std::string::npos) lines.emplace_back(number, line);
+  }
+  return lines;
+}
+
+bool is_npy(const std::string& path) { return std::filesystem::path(path).extension() == ".npy"; }
+
+torch::Tensor read_labels(const std::string& path) {
+  if (is_npy(path)) return io::read_npy(path);
+  std::vector<std::int64_t> labels;
+  for (const auto& [number, line] : text_lines(path)) {
+    const auto fields = split_fields(line);
+    bool same = false;
+    if (!parse_label(fields.back(), &same))
+      throw InvalidInput(path + ":" + std::to_string(number) + ": the last field '" +
+                         fields.back() + "' is not a same/different label (1 or 0)");
+    labels.push_back(same ? 1 : 0);
+  }
+  return torch::tensor(labels, torch::kInt64);
+}
+
+// MagFace's feature list: one face per line, "name v1 ... vD"; an odd number of lines cannot
+// form pairs of consecutive lines.
+torch::Tensor read_feature_list(const std::string& path, bool pairs_by_line) {
+  const auto lines = text_lines(path);
+  if (pairs_by_line && lines.size() % 2 != 0)
+    throw InvalidInput(path + ": " + std::to_string(lines.size()) +
+                       " lines, an odd number: lines 2p and 2p+1 must form pair p");
+  std::vector<double> values;
+  std::size_t dim = 0;
+  for (const auto& [number, line] : lines) {
+    const auto fields = split_fields(line);
+    if (dim == 0) dim = fields.size() - 1;
+    if (fields.size() - 1 != dim || dim == 0)
+      throw InvalidInput(path + ":" + std::to_string(number) + ": " +
+                         std::to_string(fields.size() - 1) + " values, expected " +
+                         std::to_string(dim));
+    for (std::size_t i = 1; i < fields.size(); ++i) {
+      try {
+        std::size_t used = 0;
+        values.push_back(std::stod(fields[i], &used));
+        if (used != fields[i].size()) throw std::invalid_argument("trailing characters");
+      } catch (const std::exception&) {
+        throw InvalidInput(path + ":" + std::to_string(number) + ": '" + fields[i] +
+                           "' is not a number");
+      }
+    }
+  }
+  return torch::tensor(values, torch::kFloat64)
+      .reshape({static_cast<std::int64_t>(lines.size()), static_cast<std::int64_t>(dim)});
+}
+
+struct LoadedPairs {
+  eval::FeaturePairs pairs;
+  std::vector<double> face_quality;  // raw norm of every face used
+  std::string description;
+  std::string model;  // manifest name when a model embedded the faces
+  std::size_t dropped = 0;  // pairs without a face in one image
+};
+
+// Embeds labelled image pairs; pairs where a face is missing are dropped (and counted).
+LoadedPairs embed_image_pairs(const std::vector<cv::Mat>& images,
+                              const std::vector<std::string>& names,
+                              const std::vector<std::array<std::size_t, 2>>& pairs,
+                              const std::vector<bool>& is_same, const ModelOptions& model) {
+  const FaceEncoder encoder(model);
+  std::vector<FaceEncoder::Face> faces;
+  {
+    ProgressBar progress(images.size(), "embed");
+    const std::size_t chunk = 256;
+    for (std::size_t start = 0; start < images.size(); start += chunk) {
+      const std::size_t end = std::min(images.size(), start + chunk);
+      auto part = encoder.encode({images.begin() + start, images.begin() + end},
+                                 {names.begin() + start, names.begin() + end});
+      for (auto& f : part) faces.push_back(std::move(f));
+      progress.advance(end - start);
+    }
+  }
+  LoadedPairs out;
+  out.model = encoder.manifest().name;
+  std::vector<float> rows;
+  std::vector<std::int64_t> labels;
+  std::int64_t dim = encoder.embedder().output_size();
+  for (std::size_t p = 0; p < pairs.size(); ++p) {
+    const auto& a = faces[pairs[p][0]];
+    const auto& b = faces[pairs[p][1]];
+    if (!a.embedding || !b.embedding) {
+      spdlog::warn("pair {} left out: {}", p + 1, (!a.embedding ? a : b).error);
+      ++out.dropped;
+      continue;
+    }
+    for (const auto* f : {&a, &b}) {
+      rows.insert(rows.end(), f->embedding->raw.begin(), f->embedding->raw.end());
+      out.face_quality.push_back(f->embedding->magnitude);
+    }
+    labels.push_back(is_same[p] ? 1 : 0);
+  }
+  if (labels.empty()) throw InvalidInput("no pair has a face in both images");
+  const auto features =
+      torch::from_blob(rows.data(), {static_cast<std::int64_t>(rows.size()) / dim, dim},
+                       torch::kFloat32)
+          .clone();
+  out.pairs = eval::make_feature_pairs(features, torch::tensor(labels, torch::kInt64));
+  return out;
+}
+
+LoadedPairs load_pairs(const PairSource& src) {
+  LoadedPairs out;
+  if (!src.features.empty()) {
+    if (src.labels.empty()) throw InvalidInput("--features needs --labels");
+    const bool by_line = src.pair_index.empty();
+    const auto features =
+        is_npy(src.features) ? io::read_npy(src.features) : read_feature_list(src.features, by_line);
+    const auto labels = read_labels(src.labels);
+    const auto index = by_line ? torch::Tensor() : io::read_npy(src.pair_index);
+    try {
+      out.pairs = eval::make_feature_pairs(features, labels, index);
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(src.features + ": " + e.what());
+    }
+    const auto norms = features.to(torch::kFloat64).norm(2, 1).contiguous();
+    out.face_quality.assign(norms.data_ptr<double>(), norms.data_ptr<double>() + norms.numel());
+    out.description = src.features;
+  } else if (!src.bin.empty()) {
+    const auto bin = io::read_verification_bin(src.bin);
+    std::vector<cv::Mat> images;
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < bin.images.size(); ++i) {
+      names.push_back(src.bin + "[image " + std::to_string(i) + "]");
+      images.push_back(io::decode_image_bgr(bin.images[i], names.back()));
+    }
+    std::vector<std::array<std::size_t, 2>> pairs;
+    for (std::size_t p = 0; p < bin.is_same.size(); ++p) pairs.push_back({2 * p, 2 * p + 1});
+    out = embed_image_pairs(images, names, pairs, bin.is_same, src.model);
+    out.description = src.bin;
+  } else {
+    const auto base = std::filesystem::path(src.pair_list).parent_path();
+    std::map<std::string, std::size_t> image_index;
+    std::vector<cv::Mat> images;
+    std::vector<std::string> names;
+    std::vector<std::array<std::size_t, 2>> pairs;
+    std::vector<bool> is_same;
+    for (const auto& [number, line] : text_lines(src.pair_list)) {
+      const auto fields = split_fields(line);
+      bool same = false;
+      if (fields.size() != 3 || !parse_label(fields[2], &same))
+        throw InvalidInput(src.pair_list + ":" + std::to_string(number) +
+                           ": expected 'path_a path_b is_same' (is_same 1 or 0), got '" + line +
+                           "'");
+      std::array<std::size_t, 2> pair{};
+      for (int side = 0; side < 2; ++side) {
+        std::filesystem::path path = fields[side];
+        if (path.is_relative()) path = base / path;
+        auto [it, added] = image_index.emplace(path.string(), images.size());
+        if (added) {
+          if (!std::filesystem::exists(path))
+            throw InvalidInput(src.pair_list + ":" + std::to_string(number) + ": " +
+                               path.string() + ": no such file");
+          images.push_back(io::read_image_bgr(path));
+          names.push_back(path.string());
+        }
+        pair[side] = it->second;
+      }
+      pairs.push_back(pair);
+      is_same.push_back(same);
+    }
+    if (pairs.empty()) throw InvalidInput(src.pair_list + ": no pairs");
+    out = embed_image_pairs(images, names, pairs, is_same, src.model);
+    out.description = src.pair_list;
+  }
+  if (!src.save_features.empty()) {
+    const auto& p = out.pairs;
+    std::vector<float> rows;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      rows.insert(rows.end(), p.a(i).begin(), p.a(i).end());
+      rows.insert(rows.end(), p.b(i).begin(), p.b(i).end());
+    }
+    const auto n = static_cast<std::int64_t>(p.size());
+    io::write_npy(src.save_features,
+                  torch::from_blob(rows.data(), {2 * n, static_cast<std::int64_t>(p.dim)},
+                                   torch::kFloat32));
+    std::vector<std::int64_t> labels(p.is_same.begin(), p.is_same.end());
+    auto label_path = std::filesystem::path(src.save_features);
+    label_path.replace_filename(label_path.stem().string() + "_issame.npy");
+    io::write_npy(label_path, torch::tensor(labels, torch::kInt64));
+    spdlog::info("features written to {} and {}", src.save_features, label_path.string());
+  }
+  return out;
+}
+
+std::string pair_counts(const eval::FeaturePairs& pairs) {
+  const auto same = std::count(pairs.is_same.begin(), pairs.is_same.end(), true);
+  return std::to_string(pairs.size()) + " pairs (" + std::to_string(same) + " same, " +
+         std::to_string(pairs.size() - same) + " different)";
+}
+
+std::string fmr_label(double fmr) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0e", fmr);
+  return buf;
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  if (path.empty()) return;
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw InvalidInput(path + ": cannot write");
+}
+
+// ---- eval pairs ----
+
+struct EvalPairsOptions {
+  PairSource source;
+  int folds = 10;
+  std::vector<double> fmrs{1e-1, 1e-2, 1e-3, 1e-4};
+  std::string json;
+};
+
+nlohmann::json roc_json(const eval::RocSummary& roc) {
+  nlohmann::json tar = nlohmann::json::array();
+  for (const auto& op : roc.tar_at_fmr)
+    tar.push_back({{"fmr", op.fmr}, {"tar", op.tar}, {"threshold", op.threshold},
+                   {"false_matches", op.false_matches}});
+  return {{"auc", roc.auc},
+          {"eer", roc.eer},
+          {"eer_threshold", roc.eer_threshold},
+          {"best_accuracy", roc.best_accuracy},
+          {"best_threshold", roc.best_threshold},
+          {"tar_at_fmr", tar}};
+}
+
+int run_eval_pairs(const EvalPairsOptions& opt) {
+  const auto loaded = load_pairs(opt.source);
+  const auto& pairs = loaded.pairs;
+  eval::KFoldOptions kopt;
+  kopt.folds = opt.folds;
+  const auto kfold = eval::kfold_verification(pairs, kopt);
+  const auto similarity = eval::pair_similarities(pairs);
+  const auto roc = eval::roc_summary(similarity, pairs.is_same, opt.fmrs);
+
+  std::printf("%s: %s%s\n", loaded.description.c_str(), pair_counts(pairs).c_str(),
+              loaded.model.empty() ? "" : (", model " + loaded.model).c_str());
+  std::printf("%d-fold accuracy (MagFace eval_1v1: angular distance, training-fold mean subtracted)\n",
+              opt.folds);
+  std::printf("    Accuracy: %2.5f+-%2.5f\n", kfold.mean_accuracy, kfold.std_accuracy);
+  std::printf("    folds:");
+  for (const auto& f : kfold.folds) std::printf(" %.4f", f.accuracy);
+  std::printf("\nall pairs, cosine similarity (same when above the threshold):\n");
+  std::printf("    best accuracy %.5f at %.4f; AUC %.6f; EER %.5f at %.4f\n", roc.best_accuracy,
+              roc.best_threshold, roc.auc, roc.eer, roc.eer_threshold);
+  for (double fmr : opt.fmrs) {
+    const auto it = std::find_if(roc.tar_at_fmr.begin(), roc.tar_at_fmr.end(),
+                                 [&](const auto& op) { return op.fmr == fmr; });
+    if (it == roc.tar_at_fmr.end()) {
+      std::printf("    TAR@FMR=%s: not measurable (%zu different pairs, needs %.0f)\n",
+                  fmr_label(fmr).c_str(), roc.impostor, std::ceil(1 / fmr));
+    } else {
+      std::printf("    TAR@FMR=%s: %.5f (threshold %.4f)\n", fmr_label(fmr).c_str(), it->tar,
+                  it->threshold);
+    }
+  }
+  if (loaded.dropped) std::printf("(%zu pair(s) left out: no face found)\n", loaded.dropped);
+
+  nlohmann::json folds = nlohmann::json::array();
+  for (const auto& f : kfold.folds)
+    folds.push_back({{"fold", f.fold},
+                     {"test_pairs", {f.test_begin, f.test_end - 1}},
+                     {"best_threshold_index", f.best_threshold_index},
+                     {"best_threshold", f.best_threshold},
+                     {"train_accuracy", f.train_accuracy},
+                     {"accuracy", f.accuracy}});
+  nlohmann::json accuracies = nlohmann::json::array();
+  for (const auto& f : kfold.folds) accuracies.push_back(f.accuracy);
+  write_json(opt.json, {{"source", loaded.description},
+                        {"model", loaded.model},
+                        {"pairs", pairs.size()},
+                        {"dropped_pairs", loaded.dropped},
+                        {"kfold",
+                         {{"folds", opt.folds},
+                          {"fold_accuracies", accuracies},
+                          {"mean", kfold.mean_accuracy},
+                          {"std", kfold.std_accuracy},
+                          {"per_fold", folds},
+                          {"thresholds", kfold.thresholds},
+                          {"tpr", kfold.tpr},
+                          {"fpr", kfold.fpr}}},
+                        {"roc", roc_json(roc)}});
+  return kExitOk;
+}
+
+// ---- eval erc ----
+
+struct EvalErcOptions {
+  PairSource source;
+  std::vector<double> fmrs{1e-3};
+  std::string plot;
+  std::string json;
+  int random_repeats = 20;
+};
+
+int run_eval_erc(const EvalErcOptions& opt) {
+  const auto loaded = load_pairs(opt.source);
+  const auto& pairs = loaded.pairs;
+  const auto rates = eval::default_reject_rates();
+  const auto steps = eval::error_versus_reject(pairs, eval::pair_qualities(pairs), rates);
+  std::vector<std::vector<double>> random;
+  for (double fmr : opt.fmrs)
+    random.push_back(eval::random_reject_fnmr(pairs, rates, fmr, opt.random_repeats));
+
+  std::printf("%s: %s; pairs ranked by the smaller magnitude of their two faces\n",
+              loaded.description.c_str(), pair_counts(pairs).c_str());
+  std::printf("reject  kept ");
+  for (double fmr : opt.fmrs)
+    std::printf(" FNMR@FMR=%s (random)", fmr_label(fmr).c_str());
+  std::printf("\n");
+  nlohmann::json jsteps = nlohmann::json::array();
+  for (std::size_t s = 0; s < steps.size(); ++s) {
+    std::printf("%5.0f%%  %5zu", 100 * steps[s].reject_rate, steps[s].kept);
+    nlohmann::json points = nlohmann::json::array();
+    for (std::size_t k = 0; k < opt.fmrs.size(); ++k) {
+      const auto* p = steps[s].at(opt.fmrs[k]);
+      if (p) {
+        std::printf("  %17.4f (%.4f)", p->fnmr, random[k][s]);
+        points.push_back({{"fmr", opt.fmrs[k]},
+                          {"fnmr", p->fnmr},
+                          {"threshold", p->threshold},
+                          {"negative_index", p->negative_index},
+                          {"random_fnmr", std::isnan(random[k][s]) ? nlohmann::json() : nlohmann::json(random[k][s])}});
+      } else {
+        std::printf("  %17s         ", "n/a");
+      }
+    }
+    std::printf("\n");
+    jsteps.push_back({{"reject_rate", steps[s].reject_rate},
+                      {"rejected", steps[s].rejected},
+                      {"kept", steps[s].kept},
+                      {"kept_positive", steps[s].kept_positive},
+                      {"kept_negative", steps[s].kept_negative},
+                      {"points", points}});
+  }
+  std::printf("(n/a: too few different pairs left to measure that FMR)\n");
+  write_json(opt.json, {{"source", loaded.description}, {"pairs", pairs.size()}, {"steps", jsteps}});
+
+  if (!opt.plot.empty()) {
+    std::vector<plot::Series> series;
+    for (std::size_t k = 0; k < opt.fmrs.size(); ++k) {
+      plot::Series quality{"magnitude, FMR " + fmr_label(opt.fmrs[k]), {}, {},
+                           plot::category_color(k), false};
+      plot::Series baseline{"random, FMR " + fmr_label(opt.fmrs[k]), {}, {},
+                            plot::category_color(k), true};
+      for (std::size_t s = 0; s < steps.size(); ++s) {
+        const auto* p = steps[s].at(opt.fmrs[k]);
+        quality.x.push_back(100 * steps[s].reject_rate);
+        quality.y.push_back(p ? p->fnmr : std::nan(""));
+        baseline.x.push_back(100 * steps[s].reject_rate);
+        baseline.y.push_back(random[k][s]);
+      }
+      series.push_back(quality);
+      series.push_back(baseline);
+    }
+    plot::write_png(opt.plot,
+                    plot::line_chart(series, {"Error versus reject: " + std::filesystem::path(loaded.description).filename().string(),
+                                              "pairs rejected, lowest quality first [%]", "FNMR"}));
+    spdlog::info("plot written to {}", opt.plot);
+  }
+  return kExitOk;
+}
+
+// ---- calibrate ----
+
+struct CalibrateOptions {
+  PairSource source;
+  std::vector<double> fmrs{1e-2, 1e-3, 1e-4, 1e-5};
+  double decision_fmr = 1e-3;
+  double reject_rate = 0.05;
+  bool save = false;
+  std::string manifest_out;
+};
+
+int run_calibrate(const CalibrateOptions& opt) {
+  const auto loaded = load_pairs(opt.source);
+  const auto& pairs = loaded.pairs;
+  const auto similarity = eval::pair_similarities(pairs);
+  const std::filesystem::path weights(opt.source.model.weights);
+  ModelManifest manifest = resolve_manifest(opt.source.model, weights);
+  manifest.fmr_thresholds.clear();
+
+  std::printf("%s: %s\n", loaded.description.c_str(), pair_counts(pairs).c_str());
+  std::printf("cosine similarity thresholds (same person when above):\n");
+  std::optional<double> decision;
+  for (double fmr : opt.fmrs) {
+    const auto op = eval::operating_point(similarity, pairs.is_same, fmr);
+    if (!op) {
+      std::printf("  FMR %s: not measurable here (needs >= %.0f different pairs)\n",
+                  fmr_label(fmr).c_str(), std::ceil(1 / fmr));
+      continue;
+    }
+    std::printf("  FMR %s: %.4f  (TAR %.4f, %zu false match(es))\n", fmr_label(fmr).c_str(),
+                op->threshold, op->tar, op->false_matches);
+    manifest.fmr_thresholds.push_back({fmr, op->threshold});
+    if (fmr == opt.decision_fmr) decision = op->threshold;
+  }
+  const double q = eval::quality_threshold(loaded.face_quality, opt.reject_rate);
+  std::printf("quality threshold rejecting %.0f%% of the faces: magnitude %.4f\n",
+              100 * opt.reject_rate, q);
+  const std::string on = std::filesystem::path(loaded.description).filename().string() + " (" +
+                         pair_counts(pairs) + ")";
+  manifest.quality_threshold = q;
+  manifest.quality_calibration =
+      "rejects " + std::to_string(100 * opt.reject_rate).substr(0, 4) + "% of the faces of " + on;
+  if (decision) {
+    manifest.same_person_threshold = *decision;
+    manifest.threshold_calibration = "FMR " + fmr_label(opt.decision_fmr) + " on " + on;
+  } else {
+    const auto roc = eval::roc_summary(similarity, pairs.is_same, {});
+    manifest.same_person_threshold = roc.best_threshold;
+    manifest.threshold_calibration = "best accuracy on " + on + " (FMR " +
+                                     fmr_label(opt.decision_fmr) + " not measurable)";
+    spdlog::warn("FMR {} is not measurable on these pairs: the decision threshold is the "
+                 "best-accuracy one",
+                 fmr_label(opt.decision_fmr));
+  }
+  std::printf("decision threshold: %.4f (%s)\n", manifest.same_person_threshold,
+              manifest.threshold_calibration.c_str());
+  if (opt.save || !opt.manifest_out.empty()) {
+    std::filesystem::path path = opt.manifest_out;
+    if (path.empty()) {
+      if (weights.empty())
+        throw InvalidInput("--save needs --weights (the manifest goes beside them) or --manifest-out");
+      path = manifest_path_for(weights);
+    }
+    save_manifest(path, manifest);
+    std::printf("manifest written to %s\n", path.string().c_str());
+  }
+  return kExitOk;
+}
+
+// ---- verify ----
+
+struct VerifyOptions {
+  std::string a, b;
+  ModelOptions model;
+  double threshold = -2;  // default: the manifest's
+  double fmr = 0;         // pick the manifest's calibrated threshold at this FMR
+  bool json = false;
+};
+
+int run_verify(const VerifyOptions& opt) {
+  const FaceEncoder encoder(opt.model);
+  const auto& m = encoder.manifest();
+  const auto faces = encoder.encode({io::read_image_bgr(opt.a), io::read_image_bgr(opt.b)},
+                                    {opt.a, opt.b});
+  for (const auto& f : faces) {
+    if (!f.embedding) throw InvalidInput(f.error);
+  }
+  double threshold = m.same_person_threshold;
+  std::string basis = m.threshold_calibration;
+  if (opt.fmr > 0) {
+    const auto it = std::find_if(m.fmr_thresholds.begin(), m.fmr_thresholds.end(),
+                                 [&](const auto& t) { return std::abs(t.fmr - opt.fmr) <= 1e-9 * opt.fmr; });
+    if (it == m.fmr_thresholds.end())
+      throw InvalidInput(m.name + ": no threshold calibrated for FMR " + fmr_label(opt.fmr) +
+                         " (run facemag calibrate --save)");
+    threshold = it->threshold;
+    basis = "FMR " + fmr_label(opt.fmr) + " (calibrated)";
+  }
+  if (opt.threshold > -2) {
+    threshold = opt.threshold;
+    basis = "given";
+  }
+  std::vector<double> a(faces[0].embedding->raw.begin(), faces[0].embedding->raw.end());
+  std::vector<double> b(faces[1].embedding->raw.begin(), faces[1].embedding->raw.end());
+  const double similarity = eval::cosine_similarity(a, b);
+  const double qa = faces[0].embedding->magnitude, qb = faces[1].embedding->magnitude;
+  const bool low_quality = m.quality_threshold > 0 && std::min(qa, qb) < m.quality_threshold;
+  const bool same = similarity > threshold;
+  const std::string decision = low_quality ? "undecided" : same ? "same" : "different";
+  if (opt.json) {
+    std::cout << nlohmann::json{{"a", opt.a},
+                                {"b", opt.b},
+                                {"model", m.name},
+                                {"similarity", similarity},
+                                {"threshold", threshold},
+                                {"threshold_basis", basis},
+                                {"decision", decision},
+                                {"quality_a", qa},
+                                {"quality_b", qb},
+                                {"quality_threshold", m.quality_threshold}}
+              << "\n";
+    return kExitOk;
+  }
+  std::printf("similarity %.4f -> %s person (threshold %.4f: %s)\n", similarity,
+              same ? "same" : "different", threshold, basis.c_str());
+  std::printf("quality    %.2f  %s\n", qa, opt.a.c_str());
+  std::printf("quality    %.2f  %s\n", qb, opt.b.c_str());
+  if (!m.magnitude_is_quality)
+    std::printf("(%s is not MagFace-trained: its magnitude is not a calibrated quality)\n",
+                m.name.c_str());
+  if (low_quality)
+    std::printf("undecided: a face is below the quality threshold %.2f (%s)\n",
+                m.quality_threshold, m.quality_calibration.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner add_eval_commands(CLI::App& app) {
+  auto* evalc = app.add_subcommand("eval", "Verification accuracy and error-versus-reject curves");
+  evalc->require_subcommand(1);
+
+  auto pairs_opt = std::make_shared<EvalPairsOptions>();
+  auto* pairs = evalc->add_subcommand(
+      "pairs", "10-fold accuracy as MagFace's eval_1v1.py, ROC (TAR@FMR, EER, AUC)");
+  add_pair_source_options(*pairs, pairs_opt->source);
+  pairs->add_option("--folds", pairs_opt->folds, "Folds")->capture_default_str();
+  pairs->add_option("--fmr", pairs_opt->fmrs, "False match rates for TAR@FMR")
+      ->delimiter(',')
+      ->capture_default_str();
+  pairs->add_option("--json", pairs_opt->json, "Write every number (folds, ROC) here");
+
+  auto erc_opt = std::make_shared<EvalErcOptions>();
+  auto* erc = evalc->add_subcommand(
+      "erc", "Error versus reject: FNMR as the lowest-quality pairs are dropped");
+  add_pair_source_options(*erc, erc_opt->source);
+  erc->add_option("--fmr", erc_opt->fmrs, "False match rates (1e-1, 1e-2, ... decades)")
+      ->delimiter(',')
+      ->capture_default_str();
+  erc->add_option("--plot", erc_opt->plot, "Draw the curves (PNG)");
+  erc->add_option("--json", erc_opt->json, "Write every step here");
+  erc->add_option("--random-repeats", erc_opt->random_repeats,
+                  "Shuffles averaged for the random-rejection baseline")
+      ->capture_default_str();
+
+  auto cal_opt = std::make_shared<CalibrateOptions>();
+  auto* cal = app.add_subcommand(
+      "calibrate", "Thresholds for target false match rates and a quality threshold");
+  add_pair_source_options(*cal, cal_opt->source);
+  cal->add_option("--fmr", cal_opt->fmrs, "Target false match rates")
+      ->delimiter(',')
+      ->capture_default_str();
+  cal->add_option("--decision-fmr", cal_opt->decision_fmr,
+                  "FMR whose threshold becomes the model's same-person threshold")
+      ->capture_default_str();
+  cal->add_option("--reject-rate", cal_opt->reject_rate,
+                  "Share of faces the quality threshold rejects")
+      ->capture_default_str();
+  cal->add_flag("--save", cal_opt->save, "Store the result in WEIGHTS.manifest.json");
+  cal->add_option("--manifest-out", cal_opt->manifest_out, "Store the result in this manifest");
+
+  auto ver_opt = std::make_shared<VerifyOptions>();
+  auto* ver = app.add_subcommand("verify", "Are two faces the same person? Similarity, decision, qualities");
+  ver->add_option("a", ver_opt->a, "First image (photo or aligned face)")->required();
+  ver->add_option("b", ver_opt->b, "Second image")->required();
+  add_model_options(*ver, ver_opt->model, "iresnet100");
+  ver->add_option("--threshold", ver_opt->threshold, "Cosine threshold (default: the manifest's)");
+  ver->add_option("--fmr", ver_opt->fmr, "Use the manifest's threshold calibrated at this FMR");
+  ver->add_flag("--json", ver_opt->json, "One JSON record instead of text");
+
+  return [=]() -> int {
+    if (pairs->parsed()) return run_eval_pairs(*pairs_opt);
+    if (erc->parsed()) return run_eval_erc(*erc_opt);
+    if (cal->parsed()) return run_calibrate(*cal_opt);
+    if (ver->parsed()) return run_verify(*ver_opt);
+    return -1;
+  };
+}
+
+}  // namespace facemag::cli

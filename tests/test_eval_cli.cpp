@@ -1,0 +1,237 @@
+// `facemag eval`, `calibrate`, `verify` and `report` end to end: golden numbers through the
+// CLI, the real MobileFaceNet on real faces, and wrong inputs.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include <cmath>
+
+#include "facemag/io/npy.hpp"
+#include "test_support.hpp"
+
+namespace facemag {
+namespace {
+
+using nlohmann::json;
+using test::run_cli;
+
+std::filesystem::path eval_dir() { return test::golden_dir() / "eval"; }
+std::string mobilefacenet() {
+  return (test::shared_dir() / "weights" / "mobilefacenet" / "068.ckpt").string();
+}
+std::string real_model() {
+  return " --arch mobilefacenet --flip --weights " + mobilefacenet() + " --mtcnn " +
+         (test::shared_dir() / "weights" / "mtcnn").string() + " ";
+}
+
+TEST(CliGolden, EvalPairsPrintsUpstreamsLineAndGoldenFolds) {
+  FACEMAG_REQUIRE_FILE(eval_dir() / "eval.json");
+  test::TempDir tmp;
+  const auto r = run_cli("eval pairs --features " + (eval_dir() / "pairs600_features.npy").string() +
+                             " --labels " + (eval_dir() / "pairs600_issame.npy").string() +
+                             " --json " + (tmp / "out.json").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto golden = test::read_json(eval_dir() / "eval.json")["pairs600"]["verification"];
+  EXPECT_NE(r.out.find(golden["printed"].get<std::string>()), std::string::npos) << r.out;
+  const auto out = test::read_json(tmp / "out.json");
+  EXPECT_EQ(out["kfold"]["fold_accuracies"], golden["fold_accuracies"]);
+  EXPECT_NEAR(out["kfold"]["std"].get<double>(), golden["std"].get<double>(), 1e-12);
+  // 300 different pairs measure FMR 1e-1 and 1e-2, not 1e-3.
+  EXPECT_EQ(out["roc"]["tar_at_fmr"].size(), 2u);
+  EXPECT_NE(r.out.find("TAR@FMR=1e-03: not measurable (300 different pairs, needs 1000)"),
+            std::string::npos);
+}
+
+TEST(CliGolden, EvalErcMatchesGoldenCurveAndPlotsIt) {
+  FACEMAG_REQUIRE_FILE(eval_dir() / "eval.json");
+  test::TempDir tmp;
+  const auto r = run_cli("eval erc --features " + (eval_dir() / "erc_features.npy").string() +
+                             " --labels " + (eval_dir() / "erc_issame.npy").string() +
+                             " --pair-index " + (eval_dir() / "erc_pairs.npy").string() +
+                             " --fmr 1e-2,1e-3 --json " + (tmp / "erc.json").string() +
+                             " --plot " + (tmp / "erc.png").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto golden =
+      test::read_json(eval_dir() / "eval.json")["erc4000"]["error_versus_reject"];
+  const auto out = test::read_json(tmp / "erc.json");
+  ASSERT_EQ(out["steps"].size(), golden["fnmr_at_fmr_1e-3"].size());
+  for (std::size_t s = 0; s < out["steps"].size(); ++s) {
+    const auto& points = out["steps"][s]["points"];
+    ASSERT_EQ(points.size(), 2u);
+    EXPECT_EQ(points[1]["fmr"].get<double>(), 1e-3);
+    EXPECT_EQ(points[1]["fnmr"].get<double>(), golden["fnmr_at_fmr_1e-3"][s].get<double>());
+  }
+  const cv::Mat plot = cv::imread((tmp / "erc.png").string());
+  EXPECT_EQ(plot.cols, 900);
+  EXPECT_EQ(plot.rows, 520);
+}
+
+TEST(CliGolden, EvalOnBinAndPairListEmbedsTheSameRealFaces) {
+  const auto bin_dir = eval_dir() / "verification_bin";
+  FACEMAG_REQUIRE_FILE(bin_dir / "verification_bin.json");
+  FACEMAG_REQUIRE_FILE(mobilefacenet());
+  test::TempDir tmp;
+  // The same 16 photos as a pair list.
+  const auto golden = test::read_json(bin_dir / "verification_bin.json");
+  std::string list;
+  for (std::size_t p = 0; p < golden["is_same"].size(); ++p) {
+    for (int side = 0; side < 2; ++side)
+      list += (test::shared_dir() / "data" /
+               golden["images"][2 * p + side]["file"].get<std::string>())
+                  .string() +
+              " ";
+    list += golden["is_same"][p].get<bool>() ? "1\n" : "0\n";
+  }
+  test::write_file(tmp / "pairs.txt", list);
+  std::map<std::string, torch::Tensor> features;
+  for (const std::string source : {"bin py2", "bin np", "list"}) {
+    const std::string input = source == "list"      ? "--pair-list " + (tmp / "pairs.txt").string()
+                              : source == "bin np" ? "--bin " + (bin_dir / "pairs_np.bin").string()
+                                                   : "--bin " + (bin_dir / "pairs_py2.bin").string();
+    const auto r = run_cli("eval pairs " + input + real_model() + "--folds 2 --save-features " +
+                               (tmp / "f.npy").string() + " --json " + (tmp / "e.json").string(),
+                           tmp);
+    ASSERT_EQ(r.exit_code, 0) << source << ": " << r.err;
+    features[source] = io::read_npy(tmp / "f.npy");
+    EXPECT_EQ(features[source].sizes(), (std::vector<std::int64_t>{16, 256}));
+    // A trained recogniser separates these 4 same and 4 different pairs of real faces.
+    const auto out = test::read_json(tmp / "e.json");
+    EXPECT_EQ(out["roc"]["auc"].get<double>(), 1.0) << source;
+    EXPECT_EQ(out["roc"]["best_accuracy"].get<double>(), 1.0) << source;
+  }
+  EXPECT_TRUE(torch::equal(features["bin py2"], features["bin np"]));
+  EXPECT_TRUE(torch::equal(features["bin np"], features["list"]));
+}
+
+TEST(CliGolden, WrongPairInputsAreClearErrors) {
+  test::TempDir tmp;
+  const auto expect_error = [&](const std::string& args, const std::string& message) {
+    const auto r = run_cli(args, tmp);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  };
+  test::write_file(tmp / "feat.list", "a 1 2 3\nb 1 2 4\nc 0 1 1\n");
+  test::write_file(tmp / "pair.list", "a b 1\n");
+  expect_error("eval pairs --features " + (tmp / "feat.list").string() + " --labels " +
+                   (tmp / "pair.list").string(),
+               "3 lines, an odd number: lines 2p and 2p+1 must form pair p");
+  test::write_file(tmp / "images.txt", "missing_a.jpg missing_b.jpg 1\n");
+  expect_error("eval pairs --pair-list " + (tmp / "images.txt").string() + real_model(),
+               "images.txt:1: " + (tmp / "missing_a.jpg").string() + ": no such file");
+  test::write_file(tmp / "short.txt", "a.jpg 1\n");
+  expect_error("eval pairs --pair-list " + (tmp / "short.txt").string(),
+               "short.txt:1: expected 'path_a path_b is_same'");
+  if (std::filesystem::exists(mobilefacenet())) {
+    expect_error("eval pairs --bin " + mobilefacenet() + real_model(),
+                 "068.ckpt is not an insightface verification .bin");
+  }
+  auto features = torch::ones({4, 8});
+  features[3][5] = std::nan("");
+  io::write_npy(tmp / "nan.npy", features);
+  io::write_npy(tmp / "labels.npy", torch::tensor({1, 0}));
+  expect_error("eval erc --features " + (tmp / "nan.npy").string() + " --labels " +
+                   (tmp / "labels.npy").string(),
+               "feature row 3 holds a NaN or infinite value");
+  expect_error("eval pairs --features " + (tmp / "nan.npy").string(), "--features needs --labels");
+}
+
+TEST(CliGolden, CalibrateStoresThresholdsThatVerifyUses) {
+  FACEMAG_REQUIRE_FILE(eval_dir() / "erc_features.npy");
+  FACEMAG_REQUIRE_FILE(mobilefacenet());
+  test::TempDir tmp;
+  const auto cal = run_cli(
+      "calibrate --arch mobilefacenet --features " + (eval_dir() / "erc_features.npy").string() +
+          " --labels " + (eval_dir() / "erc_issame.npy").string() + " --pair-index " +
+          (eval_dir() / "erc_pairs.npy").string() + " --manifest-out " + (tmp / "m.json").string(),
+      tmp);
+  ASSERT_EQ(cal.exit_code, 0) << cal.err;
+  EXPECT_NE(cal.out.find("FMR 1e-04: not measurable here"), std::string::npos) << cal.out;
+  const auto manifest = test::read_json(tmp / "m.json");
+  ASSERT_EQ(manifest["fmr_thresholds"].size(), 2u);  // 2416 impostors: 1e-2 and 1e-3
+  const double threshold = manifest["same_person_threshold"].get<double>();
+  EXPECT_EQ(threshold, manifest["fmr_thresholds"][1]["threshold"].get<double>());
+  EXPECT_GT(manifest["quality_threshold"].get<double>(), 0);
+
+  const auto photo = [](const char* name) {
+    return (test::shared_dir() / "data" / "faces-casia" / name).string();
+  };
+  const auto v = run_cli("verify " + photo("neil/001.jpg") + " " + photo("neil/004.jpg") +
+                             real_model() + "--manifest " + (tmp / "m.json").string() + " --json",
+                         tmp);
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  const auto out = json::parse(v.out);
+  EXPECT_EQ(out["threshold"].get<double>(), threshold);
+  EXPECT_GT(out["similarity"].get<double>(), 0.5);  // the same man, two good photos
+  EXPECT_GT(out["quality_a"].get<double>(), 0);
+  const bool low = std::min(out["quality_a"].get<double>(), out["quality_b"].get<double>()) <
+                   manifest["quality_threshold"].get<double>();
+  EXPECT_EQ(out["decision"], low ? "undecided" : "same");
+  // The default manifest without calibration, text output.
+  const auto t = run_cli("verify " + photo("neil/001.jpg") + " " + photo("pam/002.jpg") +
+                             real_model(),
+                         tmp);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("different person"), std::string::npos) << t.out;
+}
+
+TEST(CliGolden, ReportOnRealFacesHasEveryPictureAndConsistentNumbers) {
+  FACEMAG_REQUIRE_FILE(mobilefacenet());
+  test::TempDir tmp;
+  const auto r = run_cli("report " + (test::shared_dir() / "data" / "faces-casia").string() +
+                             real_model() + "--out " + (tmp / "report").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* png : {"faces_by_quality.png", "similarity.png", "distance.png", "pca.png",
+                          "quality_histogram.png"}) {
+    const cv::Mat img = cv::imread((tmp / "report" / png).string());
+    EXPECT_FALSE(img.empty()) << png;
+  }
+  const auto html = test::read_file(tmp / "report" / "report.html");
+  std::size_t images = 0;
+  for (auto pos = html.find("data:image/png;base64,"); pos != std::string::npos;
+       pos = html.find("data:image/png;base64,", pos + 1))
+    ++images;
+  EXPECT_EQ(images, 5u);
+  const auto report = test::read_json(tmp / "report" / "report.json");
+  ASSERT_EQ(report["groups"].size(), 3u);
+  const auto& faces = report["faces"];
+  const auto& distance = report["distance"];
+  const auto& cosine = report["cosine_similarity"];
+  double within = 0, between = 0;
+  std::size_t n_within = 0, n_between = 0;
+  for (const auto& g : report["groups"]) {
+    EXPECT_EQ(g["faces"], 15) << g["name"];
+    // WSS from the distance matrix: sum over member pairs of d^2 / (2 n).
+    double sq = 0;
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      for (std::size_t j = 0; j < faces.size(); ++j) {
+        if (faces[i]["group"] != g["name"] || faces[j]["group"] != g["name"]) continue;
+        sq += std::pow(distance[i][j].get<double>(), 2);
+      }
+    }
+    EXPECT_NEAR(g["wss"].get<double>(), sq / 30.0, 1e-9) << g["name"];
+  }
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    for (std::size_t j = 0; j < faces.size(); ++j) {
+      if (i == j) continue;
+      const bool same = faces[i]["group"] == faces[j]["group"];
+      (same ? within : between) += cosine[i][j].get<double>();
+      ++(same ? n_within : n_between);
+    }
+  }
+  // Real faces: clearly more alike within a person than across (golden: 0.44 vs 0.02).
+  EXPECT_GT(within / n_within, 0.3);
+  EXPECT_LT(between / n_between, 0.1);
+  // Faces listed by group, then best quality first.
+  for (std::size_t i = 1; i < faces.size(); ++i) {
+    if (faces[i]["group"] == faces[i - 1]["group"])
+      EXPECT_GE(faces[i - 1]["quality"].get<double>(), faces[i]["quality"].get<double>());
+  }
+}
+
+}  // namespace
+}  // namespace facemag
