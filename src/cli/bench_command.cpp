@@ -30,6 +30,7 @@ struct BenchOptions {
   std::string arch = "iresnet18";
   std::string weights;  // empty: formula weights
   std::vector<int> batches{1, 16};
+  std::vector<std::string> precisions{"fp32"};
   int repeat = 3;
   int threads = 0;
 };
@@ -70,10 +71,11 @@ std::vector<cv::Mat> load_images(const std::vector<std::string>& inputs) {
   return images;
 }
 
-Embedder load_embedder(const BenchOptions& opt) {
+Embedder load_embedder(const BenchOptions& opt, const std::string& precision) {
   const ModelManifest manifest = builtin_manifest(opt.arch);
-  return opt.weights.empty() ? Embedder::with_formula_weights(manifest)
-                             : Embedder::load(manifest, opt.weights);
+  const EmbedderOptions options{parse_precision(precision)};
+  return opt.weights.empty() ? Embedder::with_formula_weights(manifest, options)
+                             : Embedder::load(manifest, opt.weights, options);
 }
 
 int run_bench(const BenchOptions& opt) {
@@ -88,7 +90,7 @@ int run_bench(const BenchOptions& opt) {
     const MtcnnDetector detector = load_detector(opt.detector);
     const MtcnnOptions options = to_mtcnn_options(opt.detector);
     std::optional<Embedder> embedder;
-    if (opt.workload == "pipeline") embedder = load_embedder(opt);
+    if (opt.workload == "pipeline") embedder = load_embedder(opt, opt.precisions.front());
     std::size_t faces = 0;
     const double seconds = median_seconds(opt.repeat, [&] {
       faces = 0;
@@ -106,23 +108,29 @@ int run_bench(const BenchOptions& opt) {
                           {"images_per_s", images.size() / seconds},
                           {"faces_per_s", faces / seconds},
                           {"peak_rss_mb", peak_rss_mb()}};
-    if (embedder) result["model"] = embedder->manifest().name;
+    if (embedder) {
+      result["model"] = embedder->manifest().name;
+      result["precision"] = precision_name(embedder->precision());
+    }
     std::cout << result << "\n";
     return kExitOk;
   }
   // embed: synthetic aligned faces, so that no data is needed.
-  const Embedder embedder = load_embedder(opt);
-  const auto& m = embedder.manifest();
-  for (const int batch : opt.batches) {
-    const auto input = torch::rand({batch, 3, m.input_height, m.input_width});
-    const double seconds = median_seconds(opt.repeat, [&] { embedder.forward(input); });
-    std::cout << nlohmann::json{{"workload", "embed"},
-                                {"model", m.name},
-                                {"batch", batch},
-                                {"seconds", seconds},
-                                {"images_per_s", batch / seconds},
-                                {"peak_rss_mb", peak_rss_mb()}}
-              << "\n";
+  for (const auto& precision : opt.precisions) {
+    const Embedder embedder = load_embedder(opt, precision);
+    const auto& m = embedder.manifest();
+    for (const int batch : opt.batches) {
+      const auto input = torch::rand({batch, 3, m.input_height, m.input_width});
+      const double seconds = median_seconds(opt.repeat, [&] { embedder.forward(input); });
+      std::cout << nlohmann::json{{"workload", "embed"},
+                                  {"model", m.name},
+                                  {"precision", precision_name(embedder.precision())},
+                                  {"batch", batch},
+                                  {"seconds", seconds},
+                                  {"images_per_s", batch / seconds},
+                                  {"peak_rss_mb", peak_rss_mb()}}
+                << "\n";
+    }
   }
   return kExitOk;
 }
@@ -145,6 +153,10 @@ Runner add_bench_command(CLI::App& app) {
   bench->add_option("--weights", opt->weights,
                     "Checkpoint (default: deterministic formula weights)");
   bench->add_option("--batch", opt->batches, "Batch sizes for embed")
+      ->delimiter(',')
+      ->capture_default_str();
+  bench->add_option("--precision", opt->precisions,
+                    "reference, fp32 and/or bf16 (comma-separated: compared in one run)")
       ->delimiter(',')
       ->capture_default_str();
   bench->add_option("--repeat", opt->repeat, "Timed repetitions (median reported)")

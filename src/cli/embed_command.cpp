@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "encoder.hpp"
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/image.hpp"
@@ -36,6 +37,7 @@ struct EmbedOptions {
   bool prewhiten = false;
   int classify = 0;  // top-k classes to print (0: no classification)
   std::string labels;
+  std::string precision = "fp32";
   DetectorOptions detector;
 };
 
@@ -93,7 +95,8 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   ModelManifest manifest = builtin_manifest(opt.arch);
   manifest.concat_flipped = opt.flip;
   manifest.prewhiten = opt.prewhiten;
-  const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
+  const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name),
+                                          {parse_precision(opt.precision)});
   if (!manifest.magnitude_is_quality) {
     spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
                  manifest.name);
@@ -245,6 +248,7 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   add_detector_options(cmd, opt.detector);
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
   cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  add_precision_option(cmd, opt.precision);
   cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");
   cmd.add_option(
       "--npy", opt.npy,

@@ -8,6 +8,14 @@
 
 namespace facemag::cli {
 
+void add_precision_option(CLI::App& cmd, std::string& precision) {
+  cmd.add_option("--precision", precision,
+                 "fp32 (BatchNorm folded, oneDNN), bf16 (iResNet: ~2x faster, cosine >= 0.9998 "
+                 "to fp32) or reference (PyTorch's ops one by one)")
+      ->check(CLI::IsMember({"reference", "fp32", "bf16"}))
+      ->capture_default_str();
+}
+
 void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& default_arch) {
   opt.arch = default_arch;
   cmd.add_option("--arch", opt.arch, "Network architecture")
@@ -20,6 +28,7 @@ void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& defa
   add_detector_options(cmd, opt.detector);
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
   cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  add_precision_option(cmd, opt.precision);
 }
 
 std::filesystem::path manifest_path_for(const std::filesystem::path& weights) {
@@ -48,7 +57,8 @@ FaceEncoder::FaceEncoder(const ModelOptions& opt) : opt_(opt) {
   configure_runtime(opt.threads);
   const std::string name = builtin_manifest(opt.arch).name;
   weights_ = resolve_weights(opt.weights, name);
-  embedder_ = std::make_unique<Embedder>(Embedder::load(resolve_manifest(opt, weights_), weights_));
+  embedder_ = std::make_unique<Embedder>(Embedder::load(resolve_manifest(opt, weights_), weights_,
+                                                        {parse_precision(opt.precision)}));
   for (const auto& note : embedder_->load_notes()) spdlog::info("{}", note);
 }
 

@@ -21,8 +21,11 @@ struct ModelOptions {
   bool flip = false;
   int batch = 16;
   int threads = 0;
+  std::string precision = "fp32";
   DetectorOptions detector;
 };
+// --precision reference|fp32|bf16 (see facemag::Precision).
+void add_precision_option(CLI::App& cmd, std::string& precision);
 void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& default_arch);
 
 // Where `facemag calibrate --save` writes a model's manifest: beside its weights.

@@ -25,6 +25,7 @@ struct Embedder::Impl {
   std::function<torch::Tensor(const torch::Tensor&)> forward;
   std::function<torch::Tensor(const torch::Tensor&)> logits;  // empty without a classifier
   std::vector<std::string> notes;
+  Precision precision = Precision::kReference;
 };
 
 namespace {
@@ -157,7 +158,42 @@ void use_rgb_standardisation(ModelManifest& m, int height, int width) {
   m.pixel_scale = 128.0f;
   m.magnitude_is_quality = false;
 }
+// Replaces the reference forward by the fused network where the architecture has one.
+void prepare(Embedder::Impl& impl, Precision precision) {
+  impl.precision = precision;
+  if (precision == Precision::kReference) return;
+  if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get())) {
+    auto fused = std::make_shared<const nn::FusedIResNet>(
+        *net, precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32);
+    impl.forward = [fused](const torch::Tensor& x) { return fused->forward(x); };
+    return;
+  }
+  if (precision == Precision::kBFloat16)
+    throw InvalidInput("--precision bf16 is implemented for iResNet only, not " +
+                       impl.manifest.architecture);
+  impl.precision = Precision::kReference;
+}
+
 }  // namespace
+
+Precision parse_precision(const std::string& name) {
+  if (name == "reference") return Precision::kReference;
+  if (name == "fp32") return Precision::kFloat32;
+  if (name == "bf16") return Precision::kBFloat16;
+  throw InvalidInput("unknown precision '" + name + "' (reference, fp32 or bf16)");
+}
+
+std::string precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::kReference:
+      return "reference";
+    case Precision::kFloat32:
+      return "fp32";
+    case Precision::kBFloat16:
+      return "bf16";
+  }
+  return "?";
+}
 
 ModelManifest builtin_manifest(const std::string& architecture) {
   ModelManifest m;
@@ -206,7 +242,8 @@ std::vector<float> Embedding::normalized() const {
   return out;
 }
 
-Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights) {
+Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights,
+                        const EmbedderOptions& options) {
   const io::Checkpoint checkpoint = io::load_checkpoint(weights);
   const io::NamedTensors tensors = io::find_state_dict(checkpoint);
   ModelManifest manifest = requested;
@@ -229,13 +266,16 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
       select_backbone(tensors, *impl->module, checkpoint.source, impl->notes);
   nn::load_state_dict_strict(*impl->module, backbone, checkpoint.source);
   impl->module->eval();
+  prepare(*impl, options.precision);
   return Embedder(impl);
 }
 
-Embedder Embedder::with_formula_weights(const ModelManifest& manifest) {
+Embedder Embedder::with_formula_weights(const ModelManifest& manifest,
+                                        const EmbedderOptions& options) {
   auto impl = build(manifest);
   nn::fill_formula_weights(*impl->module);
   impl->notes.push_back("formula weights (deterministic, untrained)");
+  prepare(*impl, options.precision);
   return Embedder(impl);
 }
 
@@ -304,6 +344,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Embedder::state_dict() const 
 }
 
 const ModelManifest& Embedder::manifest() const { return impl_->manifest; }
+Precision Embedder::precision() const { return impl_->precision; }
 const std::vector<std::string>& Embedder::load_notes() const { return impl_->notes; }
 
 }  // namespace facemag

@@ -94,4 +94,96 @@ torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
   return features(fc(y.flatten(1)));
 }
 
+namespace {
+
+// A BatchNorm at inference as y = x * scale + shift (double precision).
+std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const torch::nn::BatchNorm2dImpl& bn) {
+  const auto var = bn.running_var.to(torch::kFloat64);
+  const auto scale = bn.weight.to(torch::kFloat64) / (var + bn.options.eps()).sqrt();
+  const auto shift = bn.bias.to(torch::kFloat64) - bn.running_mean.to(torch::kFloat64) * scale;
+  return {scale, shift};
+}
+
+FusedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
+                        torch::ScalarType dtype) {
+  const auto [scale, shift] = batch_norm_affine(bn);
+  FusedIResNet::Conv out;
+  out.weight = (conv.weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1}))
+                   .to(dtype)
+                   .contiguous(torch::MemoryFormat::ChannelsLast);
+  out.bias = shift.to(dtype);
+  out.stride = conv.options.stride()->at(0);
+  out.padding = conv.weight.size(2) / 2;  // every iResNet convolution pads kernel / 2
+  return out;
+}
+
+torch::Tensor run(const FusedIResNet::Conv& c, const torch::Tensor& x) {
+  return torch::conv2d(x, c.weight, c.bias, c.stride, c.padding);
+}
+
+torch::Tensor channel_vector(const torch::Tensor& v, torch::ScalarType dtype) {
+  return v.to(dtype).view({1, -1, 1, 1}).contiguous();
+}
+
+}  // namespace
+
+FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype) : dtype_(dtype) {
+  torch::NoGradGuard no_grad;
+  stem_ = fold(*net.conv1, *net.bn1, dtype);
+  stem_prelu_ = net.prelu->weight.to(dtype);
+  for (const auto& layer : net.layers) {
+    for (const auto& child : layer->children()) {
+      const auto& b = *child->as<IBasicBlockImpl>();
+      Block block;
+      const auto [scale, shift] = batch_norm_affine(*b.bn1);
+      block.pre_scale = channel_vector(scale, dtype);
+      block.pre_shift = channel_vector(shift, dtype);
+      block.conv1 = fold(*b.conv1, *b.bn2, dtype);
+      block.prelu = b.prelu->weight.to(dtype);
+      block.conv2 = fold(*b.conv2, *b.bn3, dtype);
+      if (b.downsample) {
+        block.downsample = fold(*b.downsample->ptr(0)->as<torch::nn::Conv2dImpl>(),
+                                *b.downsample->ptr(1)->as<torch::nn::BatchNorm2dImpl>(), dtype);
+      }
+      blocks_.push_back(std::move(block));
+    }
+  }
+  // features(fc(flatten(bn2(y)))): bn2 scales the fc's input columns (channel c owns columns
+  // c*49 .. c*49+48), `features` scales its output rows.
+  const auto [s2, t2] = batch_norm_affine(*net.bn2);
+  const auto w = net.fc->weight.to(torch::kFloat64);
+  const auto spatial = w.size(1) / s2.size(0);
+  const auto column_scale = s2.repeat_interleave(spatial);
+  const auto column_shift = t2.repeat_interleave(spatial);
+  auto weight = w * column_scale;
+  auto bias = net.fc->bias.to(torch::kFloat64) + w.matmul(column_shift);
+  const auto& f = *net.features;
+  const auto fs = f.weight.to(torch::kFloat64) /
+                  (f.running_var.to(torch::kFloat64) + f.options.eps()).sqrt();
+  weight = weight * fs.view({-1, 1});
+  bias = (bias - f.running_mean.to(torch::kFloat64)) * fs + f.bias.to(torch::kFloat64);
+  // Columns reordered from (c, hw) to (hw, c): a channels-last activation flattens without a copy.
+  fc_weight_ = weight.view({weight.size(0), s2.size(0), spatial})
+                   .permute({0, 2, 1})
+                   .reshape({weight.size(0), -1})
+                   .to(torch::kFloat32)
+                   .contiguous();
+  fc_bias_ = bias.to(torch::kFloat32);
+}
+
+torch::Tensor FusedIResNet::forward(const torch::Tensor& input) const {
+  auto x = input.to(dtype_).contiguous(torch::MemoryFormat::ChannelsLast);
+  x = nn::prelu(run(stem_, x), stem_prelu_);
+  for (const auto& b : blocks_) {
+    auto y = torch::addcmul(b.pre_shift, x, b.pre_scale);
+    y = nn::prelu(run(b.conv1, y), b.prelu);
+    y = run(b.conv2, y);
+    y.add_(b.downsample ? run(*b.downsample, x) : x);
+    x = std::move(y);
+  }
+  // N x C x H x W in channels-last memory is N x H x W x C contiguous.
+  const auto flat = x.permute({0, 2, 3, 1}).reshape({x.size(0), -1}).to(torch::kFloat32);
+  return torch::addmm(fc_bias_, flat, fc_weight_.t());
+}
+
 }  // namespace facemag::nn

@@ -87,15 +87,33 @@ struct Embedding {
   std::vector<float> normalized() const;
 };
 
+// How an Embedder computes.
+//   kReference: the network op for op as PyTorch runs it (NCHW, BatchNorm separate).
+//   kFloat32 (default): iResNet with BatchNorm folded into the convolutions and channels-last
+//     (oneDNN) activations; same float32 results up to rounding (1 - cosine ~1e-12 against the
+//     reference). Other architectures run as kReference.
+//   kBFloat16: iResNet convolutions in bfloat16 (AVX512-BF16 where the CPU has it), about
+//     twice as fast; see the README for the measured accuracy cost. iResNet only.
+enum class Precision { kReference, kFloat32, kBFloat16 };
+// "reference", "fp32", "bf16"; InvalidInput for others.
+Precision parse_precision(const std::string& name);
+std::string precision_name(Precision precision);
+
+struct EmbedderOptions {
+  Precision precision = Precision::kFloat32;
+};
+
 // A loaded model: immutable after load and safe to share between threads; every method is const.
 class Embedder {
  public:
   // Loads weights from a checkpoint (a MagFace training checkpoint with `state_dict` and
   // `features.module.`/`module.features.` prefixes, a DataParallel `module.` state dict or a
   // bare one). Strict: a missing, unexpected or mis-shaped backbone tensor is a ModelLoadError.
-  static Embedder load(const ModelManifest& manifest, const std::filesystem::path& weights);
+  static Embedder load(const ModelManifest& manifest, const std::filesystem::path& weights,
+                       const EmbedderOptions& options = {});
   // A network with the deterministic formula weights of the goldens (tests, benchmarks).
-  static Embedder with_formula_weights(const ModelManifest& manifest);
+  static Embedder with_formula_weights(const ModelManifest& manifest,
+                                       const EmbedderOptions& options = {});
 
   // Faces: 8-bit BGR cv::Mat of exactly input_width x input_height (aligned crops).
   std::vector<Embedding> embed(const std::vector<cv::Mat>& faces) const;
@@ -109,6 +127,7 @@ class Embedder {
   torch::Tensor logits(const torch::Tensor& batch) const;
 
   const ModelManifest& manifest() const;
+  Precision precision() const;
   // Values per embedding: embedding_size, doubled when concat_flipped.
   int output_size() const;
   // The network's parameters and buffers in PyTorch's state_dict() order and names (for

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace facemag::nn {
 
@@ -57,5 +58,40 @@ class IResNetImpl : public torch::nn::Module {
   torch::nn::BatchNorm1d features{nullptr};
 };
 TORCH_MODULE(IResNet);
+
+// The same network prepared for fast inference: every BatchNorm that follows a convolution (or
+// the final Linear) is folded into its weights and bias (computed in double), activations are
+// channels-last so that LibTorch runs the convolutions through oneDNN, and the convolutions may
+// run in bfloat16 (the final Linear always runs in float32). The BatchNorm that *precedes* each
+// block's first convolution cannot be folded exactly (zero padding), so it stays a per-channel
+// multiply-add. Immutable after construction; forward may run on several threads at once.
+//
+// float32 agrees with IResNetImpl::forward to float rounding (different summation order);
+// bfloat16 trades about three significant digits for about twice the speed.
+class FusedIResNet {
+ public:
+  FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype = torch::kFloat32);
+  // Same input and output as IResNetImpl::forward (N x 3 x 112 x 112 float32 -> N x 512 float32).
+  torch::Tensor forward(const torch::Tensor& x) const;
+
+  struct Conv {
+    torch::Tensor weight, bias;
+    std::int64_t stride = 1, padding = 0;
+  };
+  struct Block {
+    torch::Tensor pre_scale, pre_shift;  // bn1 as x * scale + shift
+    Conv conv1;                          // conv1 + bn2
+    torch::Tensor prelu;
+    Conv conv2;  // conv2 + bn3
+    std::optional<Conv> downsample;
+  };
+
+ private:
+  torch::ScalarType dtype_;
+  Conv stem_;  // conv1 + bn1
+  torch::Tensor stem_prelu_;
+  std::vector<Block> blocks_;
+  torch::Tensor fc_weight_, fc_bias_;  // bn2 + fc + features, columns in channels-last order
+};
 
 }  // namespace facemag::nn
