@@ -15,28 +15,63 @@ torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::int64_t kernel) {
 torch::nn::PReLU make_prelu(std::int64_t channels) {
   return torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(channels));
 }
-// max_pool2d(kernel, stride, ceil_mode=True) as the elementwise maximum of kernel x kernel
-// strided views of the input padded with -inf: the same values as LibTorch's pooling kernel
-// (a maximum is exact), several times faster than its NCHW ceil-mode path.
-torch::Tensor max_pool(const torch::Tensor& x, std::int64_t kernel, std::int64_t stride) {
+// max_pool2d(kernel, stride, ceil_mode=True) written out: each output is the maximum of its
+// window clipped to the input, the same values as LibTorch's pooling kernel (a maximum is
+// exact) in one pass, where LibTorch 1.13's NCHW ceil-mode path is several times slower.
+// NCHW-contiguous and channels-last inputs keep their layout.
+torch::Tensor max_pool(const torch::Tensor& input, std::int64_t kernel, std::int64_t stride) {
   const auto out_size = [&](std::int64_t in) {
     std::int64_t out = (in - kernel + stride - 1) / stride + 1;  // ceil mode
     if ((out - 1) * stride >= in) --out;  // the last window must start inside the input
     return out;
   };
-  const std::int64_t oh = out_size(x.size(2)), ow = out_size(x.size(3));
-  const std::int64_t ph = (oh - 1) * stride + kernel, pw = (ow - 1) * stride + kernel;
-  const auto padded = torch::constant_pad_nd(x, {0, pw - x.size(3), 0, ph - x.size(2)},
-                                             -std::numeric_limits<float>::infinity());
-  using torch::indexing::Slice;
-  torch::Tensor out;
-  for (std::int64_t i = 0; i < kernel; ++i) {
-    for (std::int64_t j = 0; j < kernel; ++j) {
-      const auto view = padded.index({Slice(), Slice(), Slice(i, i + (oh - 1) * stride + 1, stride),
-                                      Slice(j, j + (ow - 1) * stride + 1, stride)});
-      out = out.defined() ? torch::max(out, view) : view.contiguous();
-    }
+  const std::int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  const std::int64_t oh = out_size(h), ow = out_size(w);
+  const bool channels_last = input.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
+                                    : torch::MemoryFormat::Contiguous;
+  const auto x = input.contiguous(format);
+  auto out = torch::empty({n, c, oh, ow}, x.options().memory_format(format));
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  constexpr float kLowest = -std::numeric_limits<float>::infinity();
+  if (channels_last) {  // N x H x W x C: the channel loop is contiguous
+    at::parallel_for(0, n * oh, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t row = begin; row < end; ++row) {
+        const std::int64_t b = row / oh, i = row % oh;
+        const std::int64_t y0 = i * stride, y1 = std::min(y0 + kernel, h);
+        for (std::int64_t j = 0; j < ow; ++j) {
+          const std::int64_t x0 = j * stride, x1 = std::min(x0 + kernel, w);
+          float* o = dst + ((b * oh + i) * ow + j) * c;
+          std::fill(o, o + c, kLowest);
+          for (std::int64_t y = y0; y < y1; ++y) {
+            for (std::int64_t xx = x0; xx < x1; ++xx) {
+              const float* s = src + ((b * h + y) * w + xx) * c;
+              for (std::int64_t k = 0; k < c; ++k) o[k] = std::max(o[k], s[k]);
+            }
+          }
+        }
+      }
+    });
+    return out;
   }
+  at::parallel_for(0, n * c, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t plane = begin; plane < end; ++plane) {
+      const float* s = src + plane * h * w;
+      float* o = dst + plane * oh * ow;
+      for (std::int64_t i = 0; i < oh; ++i) {
+        const std::int64_t y0 = i * stride, y1 = std::min(y0 + kernel, h);
+        for (std::int64_t j = 0; j < ow; ++j) {
+          const std::int64_t x0 = j * stride, x1 = std::min(x0 + kernel, w);
+          float m = kLowest;
+          for (std::int64_t y = y0; y < y1; ++y) {
+            for (std::int64_t xx = x0; xx < x1; ++xx) m = std::max(m, s[y * w + xx]);
+          }
+          o[i * ow + j] = m;
+        }
+      }
+    }
+  });
   return out;
 }
 // The dense layers were trained on Caffe's W x H flattening order.
