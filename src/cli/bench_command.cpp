@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
@@ -32,6 +33,7 @@ struct BenchOptions {
   std::vector<int> batches{1, 16};
   std::vector<std::string> precisions{"fp32"};
   int repeat = 3;
+  std::size_t soak_images = 0;  // > 0: memory-growth run over this many images
   int threads = 0;
 };
 
@@ -39,6 +41,47 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// Resident memory now (not the peak), from /proc/self/statm.
+double current_rss_mb() {
+  std::ifstream in("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  in >> pages_total >> pages_resident;
+  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) /
+         (1024.0 * 1024.0);
+}
+
+// Runs `step` (which processes some images and returns how many) until `total` images are done;
+// resident memory is sampled after each tenth. Memory that keeps growing after the first tenth
+// (warm-up: allocator pools, oneDNN primitive caches) would be a leak.
+template <class F>
+nlohmann::json soak(std::size_t total, F step) {
+  nlohmann::json samples = nlohmann::json::array();
+  std::size_t done = 0, next = total / 10;
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressBar progress(total, "soak");
+  while (done < total) {
+    const std::size_t n = step();
+    done += n;
+    progress.advance(n);
+    if (done >= next) {
+      samples.push_back({{"images", done}, {"rss_mb", current_rss_mb()}});
+      next += total / 10;
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double first = samples.front()["rss_mb"].get<double>();
+  const double last = samples.back()["rss_mb"].get<double>();
+  return {{"images", done},
+          {"seconds", seconds},
+          {"images_per_s", static_cast<double>(done) / seconds},
+          {"rss_after_first_tenth_mb", first},
+          {"rss_at_end_mb", last},
+          {"rss_growth_mb", last - first},
+          {"samples", samples},
+          {"peak_rss_mb", peak_rss_mb()}};
 }
 
 std::string cpu_model() {
@@ -91,12 +134,27 @@ int run_bench(const BenchOptions& opt) {
     const MtcnnOptions options = to_mtcnn_options(opt.detector);
     std::optional<Embedder> embedder;
     if (opt.workload == "pipeline") embedder = load_embedder(opt, opt.precisions.front());
+    if (opt.soak_images > 0) {
+      std::size_t next_image = 0;
+      auto result = soak(opt.soak_images, [&]() -> std::size_t {
+        const cv::Mat& image = images[next_image++ % images.size()];
+        if (embedder) {
+          FacePipeline(detector, *embedder, options).process(image);
+        } else {
+          detector.detect(image, options);
+        }
+        return 1;
+      });
+      result["workload"] = opt.workload + " soak";
+      std::cout << result << "\n";
+      return kExitOk;
+    }
     std::size_t faces = 0;
     const double seconds = median_seconds(opt.repeat, [&] {
       faces = 0;
       if (embedder) {
-        for (const auto& image : images)
-          faces += FacePipeline(detector, *embedder, options).process(image).size();
+        for (const auto& found : FacePipeline(detector, *embedder, options).process_batch(images))
+          faces += found.size();
       } else {
         for (const auto& found : detector.detect_batch(images, options)) faces += found.size();
       }
@@ -119,6 +177,20 @@ int run_bench(const BenchOptions& opt) {
   for (const auto& precision : opt.precisions) {
     const Embedder embedder = load_embedder(opt, precision);
     const auto& m = embedder.manifest();
+    if (opt.soak_images > 0) {
+      const int batch = opt.batches.front();
+      const auto input = torch::rand({batch, 3, m.input_height, m.input_width});
+      auto result = soak(opt.soak_images, [&]() -> std::size_t {
+        embedder.forward(input);
+        return static_cast<std::size_t>(batch);
+      });
+      result["workload"] = "embed soak";
+      result["model"] = m.name;
+      result["precision"] = precision_name(embedder.precision());
+      result["batch"] = batch;
+      std::cout << result << "\n";
+      continue;
+    }
     for (const int batch : opt.batches) {
       const auto input = torch::rand({batch, 3, m.input_height, m.input_width});
       const double seconds = median_seconds(opt.repeat, [&] { embedder.forward(input); });
@@ -161,6 +233,9 @@ Runner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--repeat", opt->repeat, "Timed repetitions (median reported)")
       ->capture_default_str();
+  bench->add_option("--soak", opt->soak_images,
+                    "Memory run: process this many images (cycling through the inputs) and "
+                    "report resident memory after each tenth");
   bench->add_option("--threads", opt->threads, "CPU threads (0 = all cores)")
       ->capture_default_str();
   return [bench, opt]() -> int { return bench->parsed() ? run_bench(*opt) : -1; };

@@ -48,15 +48,25 @@ int run_cluster(const ClusterOptions& opt) {
   std::size_t failures = 0;
   {
     ProgressBar progress(files.size(), "faces");
-    for (const auto& file : files) {
-      try {
-        for (auto& r : pipeline.process(io::read_image_bgr(file.path)))
-          faces.push_back({file, std::move(r)});
-      } catch (const InvalidInput& e) {
-        report_skipped(file.path.string(), e.what());
-        ++failures;
+    constexpr std::size_t kChunk = 32;  // photos detected in parallel and embedded together
+    for (std::size_t start = 0; start < files.size(); start += kChunk) {
+      const std::size_t end = std::min(files.size(), start + kChunk);
+      std::vector<cv::Mat> photos;
+      std::vector<std::size_t> which;
+      for (std::size_t i = start; i < end; ++i) {
+        try {
+          photos.push_back(io::read_image_bgr(files[i].path));
+          which.push_back(i);
+        } catch (const InvalidInput& e) {
+          report_skipped(files[i].path.string(), e.what());
+          ++failures;
+        }
       }
-      progress.advance();
+      auto records = pipeline.process_batch(photos);
+      for (std::size_t k = 0; k < records.size(); ++k) {
+        for (auto& r : records[k]) faces.push_back({files[which[k]], std::move(r)});
+      }
+      progress.advance(end - start);
     }
   }
   if (faces.empty()) throw InvalidInput("no faces found in the given photos");
