@@ -79,6 +79,26 @@ TEST_P(IResNetGolden, StateDictMatchesReference) {
   EXPECT_EQ(sd.back().first, "features.num_batches_tracked");
 }
 
+// Spearman rank correlation (no ties expected in float magnitudes).
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto ranks = [](const std::vector<double>& v) {
+    std::vector<std::size_t> order(v.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](auto x, auto y) { return v[x] < v[y]; });
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < order.size(); ++i) r[order[i]] = static_cast<double>(i);
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  double d2 = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d2 += (ra[i] - rb[i]) * (ra[i] - rb[i]);
+  const double n = static_cast<double>(a.size());
+  return 1 - 6 * d2 / (n * (n * n - 1));
+}
+
+// Every precision against the MagFace goldens: reference and fp32 within the goldens' float32
+// tolerance; bf16 within what the speed issue allows (cosine >= 0.999 to the float32 embedding,
+// Spearman >= 0.99 of the magnitudes).
 TEST_P(IResNetGolden, EmbeddingsMatchMagFace) {
   const std::string arch = GetParam().arch;
   const auto dir = test::golden_dir() / "iresnet";
@@ -92,28 +112,36 @@ TEST_P(IResNetGolden, EmbeddingsMatchMagFace) {
     FACEMAG_REQUIRE_FILE(path);
     faces.push_back(cv::imread(path.string(), cv::IMREAD_COLOR));  // BGR, as MagFace reads
   }
-  for (const Precision precision : {Precision::kReference, Precision::kFloat32}) {
-  const Embedder embedder = Embedder::with_formula_weights(builtin_manifest(arch), {precision});
-  ASSERT_EQ(embedder.precision(), precision);
-  const auto embeddings = embedder.embed(faces);
-  ASSERT_EQ(embeddings.size(), faces.size());
+  for (const Precision precision :
+       {Precision::kReference, Precision::kFloat32, Precision::kBFloat16}) {
+    const Embedder embedder = Embedder::with_formula_weights(builtin_manifest(arch), {precision});
+    ASSERT_EQ(embedder.precision(), precision);
+    const auto embeddings = embedder.embed(faces);
+    ASSERT_EQ(embeddings.size(), faces.size());
 
-  double min_cos = 1, max_rel_norm = 0;
-  for (std::size_t i = 0; i < embeddings.size(); ++i) {
-    const auto ours = torch::tensor(embeddings[i].raw, torch::kFloat32).to(torch::kFloat64);
-    const auto ref = expected[static_cast<std::int64_t>(i)];
-    const double cos = (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>();
-    const double ref_norm = golden["norms"][i].get<double>();
-    const double rel = std::abs(embeddings[i].magnitude - ref_norm) / ref_norm;
-    min_cos = std::min(min_cos, cos);
-    max_rel_norm = std::max(max_rel_norm, rel);
-  }
-  std::cout << "[ parity ] " << arch << " " << precision_name(precision) << ": 1 - min cosine " << std::setprecision(3) << 1 - min_cos
-            << ", max relative norm error " << max_rel_norm << "\n";
-  RecordProperty("min_cosine", std::to_string(min_cos));
-  RecordProperty("max_relative_norm_error", std::to_string(max_rel_norm));
-  EXPECT_GE(min_cos, 0.99999);
-  EXPECT_LE(max_rel_norm, 1e-4);
+    double min_cos = 1, max_rel_norm = 0;
+    std::vector<double> ours_norms, ref_norms;
+    for (std::size_t i = 0; i < embeddings.size(); ++i) {
+      const auto ours = torch::tensor(embeddings[i].raw, torch::kFloat32).to(torch::kFloat64);
+      const auto ref = expected[static_cast<std::int64_t>(i)];
+      const double cos = (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>();
+      const double ref_norm = golden["norms"][i].get<double>();
+      min_cos = std::min(min_cos, cos);
+      max_rel_norm = std::max(max_rel_norm, std::abs(embeddings[i].magnitude - ref_norm) / ref_norm);
+      ours_norms.push_back(embeddings[i].magnitude);
+      ref_norms.push_back(ref_norm);
+    }
+    const double rho = spearman(ours_norms, ref_norms);
+    std::cout << "[ parity ] " << arch << " " << precision_name(precision) << ": 1 - min cosine "
+              << std::setprecision(3) << 1 - min_cos << ", max relative norm error "
+              << max_rel_norm << ", Spearman of magnitudes " << rho << "\n";
+    if (precision == Precision::kBFloat16) {
+      EXPECT_GE(min_cos, 0.999);
+      EXPECT_GE(rho, 0.99);
+    } else {
+      EXPECT_GE(min_cos, 0.99999);
+      EXPECT_LE(max_rel_norm, 1e-4);
+    }
   }
 }
 
@@ -176,58 +204,3 @@ TEST(Embedder, MagnitudeIsTheNormOfTheUntouchedRawVector) {
 }  // namespace
 }  // namespace facemag
 
-namespace facemag {
-namespace {
-
-// Spearman rank correlation (no ties expected in float magnitudes).
-double spearman(const std::vector<double>& a, const std::vector<double>& b) {
-  const auto ranks = [](const std::vector<double>& v) {
-    std::vector<std::size_t> order(v.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](auto x, auto y) { return v[x] < v[y]; });
-    std::vector<double> r(v.size());
-    for (std::size_t i = 0; i < order.size(); ++i) r[order[i]] = static_cast<double>(i);
-    return r;
-  };
-  const auto ra = ranks(a), rb = ranks(b);
-  double d2 = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) d2 += (ra[i] - rb[i]) * (ra[i] - rb[i]);
-  const double n = static_cast<double>(a.size());
-  return 1 - 6 * d2 / (n * (n * n - 1));
-}
-
-// bfloat16 against the MagFace goldens: the accuracy the issue asks for (cosine >= 0.999 to the
-// float32 embedding, Spearman >= 0.99 of the magnitudes).
-TEST_P(IResNetGolden, Bfloat16KeepsEmbeddingsAndQualityOrder) {
-  const std::string arch = GetParam().arch;
-  const auto dir = test::golden_dir() / "iresnet";
-  FACEMAG_REQUIRE_FILE(dir / (arch + ".npy"));
-  const auto golden = test::read_json(dir / (arch + ".json"));
-  const torch::Tensor expected = io::read_npy(dir / (arch + ".npy")).to(torch::kFloat64);
-  std::vector<cv::Mat> faces;
-  for (const auto& input : golden["inputs"]) {
-    const auto path = test::golden_dir() / input.get<std::string>();
-    FACEMAG_REQUIRE_FILE(path);
-    faces.push_back(cv::imread(path.string(), cv::IMREAD_COLOR));
-  }
-  const Embedder embedder =
-      Embedder::with_formula_weights(builtin_manifest(arch), {Precision::kBFloat16});
-  const auto embeddings = embedder.embed(faces);
-  double min_cos = 1;
-  std::vector<double> ours, reference;
-  for (std::size_t i = 0; i < embeddings.size(); ++i) {
-    const auto v = torch::tensor(embeddings[i].raw, torch::kFloat32).to(torch::kFloat64);
-    const auto ref = expected[static_cast<std::int64_t>(i)];
-    min_cos = std::min(min_cos, (v.dot(ref) / (v.norm() * ref.norm())).item<double>());
-    ours.push_back(embeddings[i].magnitude);
-    reference.push_back(golden["norms"][i].get<double>());
-  }
-  const double rho = spearman(ours, reference);
-  std::cout << "[ bf16 ] " << arch << ": 1 - min cosine " << std::setprecision(3) << 1 - min_cos
-            << ", Spearman of magnitudes " << rho << " over " << ours.size() << " faces\n";
-  EXPECT_GE(min_cos, 0.999);
-  EXPECT_GE(rho, 0.99);
-}
-
-}  // namespace
-}  // namespace facemag
