@@ -19,40 +19,54 @@ const MtcnnDetector& detector() {
   return d;
 }
 
+// Each image alone (detect) and all images at once (detect_batch: same-size images share the
+// network passes) both give facenet-pytorch's faces.
 TEST(MtcnnGolden, SameFacesAsFacenetPytorchOnEveryImage) {
   const auto golden_path = test::golden_dir() / "mtcnn" / "detections.json";
   FACEMAG_REQUIRE_FILE(golden_path);
   FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");
   const auto golden = test::read_json(golden_path);
-  double worst_box = 0, worst_landmark = 0, worst_prob = 0;
-  std::size_t faces = 0;
+  std::vector<cv::Mat> images;
   for (const auto& entry : golden["images"]) {
     const auto path = test::shared_dir() / "data" / entry["image"].get<std::string>();
     ASSERT_TRUE(std::filesystem::exists(path)) << path;
-    const auto found = detector().detect(io::read_image_bgr(path));
-    ASSERT_EQ(found.size(), entry["faces"].size()) << path;
-    for (std::size_t k = 0; k < found.size(); ++k) {
-      const auto& g = entry["faces"][k];
-      const auto& d = found[k];
-      const float box[4] = {d.box.x1, d.box.y1, d.box.x2, d.box.y2};
-      for (int c = 0; c < 4; ++c)
-        worst_box = std::max(worst_box, std::abs(box[c] - g["box"][c].get<double>()));
-      for (int p = 0; p < 5; ++p) {
-        worst_landmark = std::max(worst_landmark,
-                                  std::abs(d.landmarks[p].x - g["landmarks"][p][0].get<double>()));
-        worst_landmark = std::max(worst_landmark,
-                                  std::abs(d.landmarks[p].y - g["landmarks"][p][1].get<double>()));
-      }
-      worst_prob = std::max(worst_prob, std::abs(d.score - g["prob"].get<double>()));
-      ++faces;
-    }
+    images.push_back(io::read_image_bgr(path));
   }
-  std::cout << "[ parity ] MTCNN " << faces << " faces: worst box " << worst_box << " px, landmark "
-            << worst_landmark << " px, probability " << worst_prob << "\n";
-  EXPECT_EQ(faces, golden["num_faces"].get<std::size_t>());
-  EXPECT_LE(worst_box, 1.0);
-  EXPECT_LE(worst_landmark, 1.0);
-  EXPECT_LE(worst_prob, 1e-4);
+  std::vector<std::vector<Detection>> single;
+  for (const auto& image : images) single.push_back(detector().detect(image));
+  const std::vector<std::vector<Detection>>& single_ref = single;
+  const std::vector<std::vector<Detection>> batched = detector().detect_batch(images);
+  for (const std::vector<std::vector<Detection>>* results : {&single_ref, &batched}) {
+    const std::string mode = results == &single_ref ? "detect" : "detect_batch";
+    double worst_box = 0, worst_landmark = 0, worst_prob = 0;
+    std::size_t faces = 0;
+    for (std::size_t i = 0; i < images.size(); ++i) {
+      const auto& entry = golden["images"][i];
+      const auto& found = (*results)[i];
+      ASSERT_EQ(found.size(), entry["faces"].size()) << mode << " " << entry["image"];
+      for (std::size_t k = 0; k < found.size(); ++k) {
+        const auto& g = entry["faces"][k];
+        const auto& d = found[k];
+        const float box[4] = {d.box.x1, d.box.y1, d.box.x2, d.box.y2};
+        for (int c = 0; c < 4; ++c)
+          worst_box = std::max(worst_box, std::abs(box[c] - g["box"][c].get<double>()));
+        for (int p = 0; p < 5; ++p) {
+          worst_landmark = std::max(
+              worst_landmark, std::abs(d.landmarks[p].x - g["landmarks"][p][0].get<double>()));
+          worst_landmark = std::max(
+              worst_landmark, std::abs(d.landmarks[p].y - g["landmarks"][p][1].get<double>()));
+        }
+        worst_prob = std::max(worst_prob, std::abs(d.score - g["prob"].get<double>()));
+        ++faces;
+      }
+    }
+    std::cout << "[ parity ] MTCNN " << mode << ", " << faces << " faces: worst box " << worst_box
+              << " px, landmark " << worst_landmark << " px, probability " << worst_prob << "\n";
+    EXPECT_EQ(faces, golden["num_faces"].get<std::size_t>());
+    EXPECT_LE(worst_box, 1.0);
+    EXPECT_LE(worst_landmark, 1.0);
+    EXPECT_LE(worst_prob, 1e-4);
+  }
 }
 
 double mean_abs_diff(const cv::Mat& a, const cv::Mat& b) {

@@ -8,7 +8,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
-#include <mutex>
+#include <map>
 #include <numeric>
 
 #include "facemag/error.hpp"
@@ -247,53 +247,36 @@ MtcnnDetector MtcnnDetector::load(const std::filesystem::path& weights_dir) {
   return MtcnnDetector(nets);
 }
 
-std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
-                                             const MtcnnOptions& options) const {
-  if (bgr.empty() || bgr.type() != CV_8UC3) {
-    throw InvalidInput("MTCNN expects a non-empty 8-bit 3-channel BGR image");
+namespace {
+
+void check_inputs(const std::vector<cv::Mat>& images, const MtcnnOptions& options) {
+  for (const auto& bgr : images) {
+    if (bgr.empty() || bgr.type() != CV_8UC3)
+      throw InvalidInput("MTCNN expects a non-empty 8-bit 3-channel BGR image");
   }
-  if (options.min_face_size < 1 || options.factor <= 0 || options.factor >= 1) {
+  if (options.min_face_size < 1 || options.factor <= 0 || options.factor >= 1)
     throw InvalidInput("MTCNN options: min_face_size must be >= 1 and factor in (0, 1)");
-  }
-  c10::InferenceMode guard;
-  auto& pnet = const_cast<nn::PNetImpl&>(*nets_->pnet);  // forward does not mutate in eval mode
-  auto& rnet = const_cast<nn::RNetImpl&>(*nets_->rnet);
-  auto& onet = const_cast<nn::ONetImpl&>(*nets_->onet);
+}
 
-  cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  const std::int64_t h = rgb.rows, w = rgb.cols;
-  const SummedArea image(rgb);
+// P-Net proposals of one image at one scale (facenet-pytorch's generateBoundingBox):
+// x1 y1 x2 y2 score dx1 dy1 dx2 dy2 per cell above the threshold; undefined when none.
+torch::Tensor pnet_proposals(const torch::Tensor& reg, const torch::Tensor& probs, double scale,
+                             float threshold) {
+  const auto face = probs.select(1, 1);
+  const auto mask = face >= threshold;
+  const auto cells = mask.nonzero();
+  if (cells.size(0) == 0) return {};
+  const auto score = face.index({mask});
+  const auto offsets = reg.permute({1, 0, 2, 3}).index({Slice(), mask}).permute({1, 0});
+  const auto xy = cells.index({Slice(), Slice(1, 3)}).to(torch::kFloat32).flip(1);
+  const auto q1 = ((2 * xy + 1) / scale).floor();
+  const auto q2 = ((2 * xy + 12 - 1 + 1) / scale).floor();
+  return torch::cat({q1, q2, score.unsqueeze(1), offsets}, 1);
+}
 
-  // Scale pyramid, in Python's double arithmetic.
-  std::vector<double> scales;
-  const double m = 12.0 / options.min_face_size;
-  double minl = static_cast<double>(std::min(h, w)) * m;
-  for (double scale = m; minl >= 12; scale *= options.factor, minl *= options.factor)
-    scales.push_back(scale);
-
-  // Stage 1: P-Net over the pyramid.
-  std::vector<torch::Tensor> proposals, groups;
-  for (std::size_t si = 0; si < scales.size(); ++si) {
-    const double scale = scales[si];
-    const auto hs = static_cast<std::int64_t>(static_cast<double>(h) * scale + 1);
-    const auto ws = static_cast<std::int64_t>(static_cast<double>(w) * scale + 1);
-    auto input = torch::empty({1, 3, hs, ws});
-    area_resample(image, cv::Rect(0, 0, rgb.cols, rgb.rows), input[0]);
-    const auto [reg, probs] = pnet.forward(input);
-    const auto face = probs.select(1, 1);
-    const auto mask = face >= options.thresholds[0];
-    const auto cells = mask.nonzero();
-    if (cells.size(0) == 0) continue;
-    const auto score = face.index({mask});
-    const auto offsets = reg.permute({1, 0, 2, 3}).index({Slice(), mask}).permute({1, 0});
-    const auto xy = cells.index({Slice(), Slice(1, 3)}).to(torch::kFloat32).flip(1);
-    const auto q1 = ((2 * xy + 1) / scale).floor();
-    const auto q2 = ((2 * xy + 12 - 1 + 1) / scale).floor();
-    proposals.push_back(torch::cat({q1, q2, score.unsqueeze(1), offsets}, 1));
-    groups.push_back(torch::full({cells.size(0)}, static_cast<std::int64_t>(si), torch::kInt64));
-  }
-  if (proposals.empty()) return {};
+// Stage 1 after the pyramid: NMS within each scale, across scales, P-Net regression, squaring.
+torch::Tensor merge_proposals(const std::vector<torch::Tensor>& proposals,
+                              const std::vector<torch::Tensor>& groups) {
   auto boxes = torch::cat(proposals, 0);
   const auto group = torch::cat(groups, 0);
   auto pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4), group, 0.5);
@@ -301,46 +284,38 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
   pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4),
                      torch::zeros({boxes.size(0)}, torch::kInt64), 0.7);
   boxes = boxes.index({pick});
-  {
-    const auto regw = boxes.select(1, 2) - boxes.select(1, 0);
-    const auto regh = boxes.select(1, 3) - boxes.select(1, 1);
-    boxes = torch::stack({boxes.select(1, 0) + boxes.select(1, 5) * regw,
-                          boxes.select(1, 1) + boxes.select(1, 6) * regh,
-                          boxes.select(1, 2) + boxes.select(1, 7) * regw,
-                          boxes.select(1, 3) + boxes.select(1, 8) * regh, boxes.select(1, 4)},
-                         1);
-    boxes = make_square(boxes);
-  }
+  const auto regw = boxes.select(1, 2) - boxes.select(1, 0);
+  const auto regh = boxes.select(1, 3) - boxes.select(1, 1);
+  boxes = torch::stack({boxes.select(1, 0) + boxes.select(1, 5) * regw,
+                        boxes.select(1, 1) + boxes.select(1, 6) * regh,
+                        boxes.select(1, 2) + boxes.select(1, 7) * regw,
+                        boxes.select(1, 3) + boxes.select(1, 8) * regh, boxes.select(1, 4)},
+                       1);
+  return make_square(boxes);
+}
 
-  // Stage 2: R-Net on 24x24 crops.
-  {
-    std::vector<std::int64_t> kept;
-    const auto crops = crop_boxes(image, h, w, boxes, 24, kept);
-    if (kept.empty()) return {};
-    boxes = boxes.index({as_index(kept)});
-    const auto [reg, probs] = rnet.forward(crops);
-    const auto score = probs.select(1, 1);
-    const auto pass = score > options.thresholds[1];
-    boxes = torch::cat(
-        {boxes.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
-    auto mv = reg.index({pass});
-    pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4),
-                       torch::zeros({boxes.size(0)}, torch::kInt64), 0.7);
-    boxes = make_square(regress(boxes.index({pick}), mv.index({pick})));
-  }
-  if (boxes.size(0) == 0) return {};
-
-  // Stage 3: O-Net on 48x48 crops, with landmarks.
-  std::vector<std::int64_t> kept;
-  const auto crops = crop_boxes(image, h, w, boxes, 48, kept);
-  if (kept.empty()) return {};
-  boxes = boxes.index({as_index(kept)});
-  const auto [reg, marks, probs] = onet.forward(crops);
+// Stage 2 after R-Net: threshold, NMS, regression, squaring.
+torch::Tensor refine(const torch::Tensor& boxes_in, const torch::Tensor& reg,
+                     const torch::Tensor& probs, float threshold) {
   const auto score = probs.select(1, 1);
-  const auto pass = score > options.thresholds[2];
+  const auto pass = score > threshold;
+  auto boxes = torch::cat(
+      {boxes_in.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
+  const auto mv = reg.index({pass});
+  const auto pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4),
+                                torch::zeros({boxes.size(0)}, torch::kInt64), 0.7);
+  return make_square(regress(boxes.index({pick}), mv.index({pick})));
+}
+
+// Stage 3 after O-Net: threshold, landmarks, regression, "Min" NMS, largest face first.
+std::vector<Detection> finish(const torch::Tensor& boxes_in, const torch::Tensor& reg,
+                              const torch::Tensor& marks, const torch::Tensor& probs,
+                              float threshold) {
+  const auto score = probs.select(1, 1);
+  const auto pass = score > threshold;
   auto points = marks.index({pass});
-  boxes = torch::cat(
-      {boxes.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
+  auto boxes = torch::cat(
+      {boxes_in.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
   const auto mv = reg.index({pass});
   const auto w_i = (boxes.select(1, 2) - boxes.select(1, 0) + 1).unsqueeze(1);
   const auto h_i = (boxes.select(1, 3) - boxes.select(1, 1) + 1).unsqueeze(1);
@@ -349,7 +324,7 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
   const auto points_y =
       h_i * points.index({Slice(), Slice(5, 10)}) + boxes.select(1, 1).unsqueeze(1) - 1;
   boxes = regress(boxes, mv);
-  pick = nms_min(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4), 0.7f);
+  const auto pick = nms_min(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4), 0.7f);
 
   const auto b = boxes.index({pick}).contiguous();
   const auto px = points_x.index({pick}).contiguous();
@@ -373,34 +348,130 @@ std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
   return sorted;
 }
 
-std::vector<std::vector<Detection>> MtcnnDetector::detect_batch(
+}  // namespace
+
+// Images of one size go through each network together, as facenet-pytorch batches them: one
+// P-Net pass per pyramid scale for all images, one R-Net and one O-Net pass over the crops of
+// all images. Everything between the networks is per image, as in the single-image case.
+std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
     const std::vector<cv::Mat>& bgr_images, const MtcnnOptions& options) const {
-  // Below this size the per-operation overhead dominates and one core per image is faster.
-  constexpr std::int64_t kLargeImagePixels = 1'000'000;
-  std::vector<std::vector<Detection>> results(bgr_images.size());
-  std::vector<std::size_t> small;
-  for (std::size_t i = 0; i < bgr_images.size(); ++i) {
-    if (static_cast<std::int64_t>(bgr_images[i].total()) >= kLargeImagePixels) {
-      results[i] = detect(bgr_images[i], options);
-    } else {
-      small.push_back(i);
+  c10::InferenceMode guard;
+  auto& pnet = const_cast<nn::PNetImpl&>(*nets_->pnet);  // forward does not mutate in eval mode
+  auto& rnet = const_cast<nn::RNetImpl&>(*nets_->rnet);
+  auto& onet = const_cast<nn::ONetImpl&>(*nets_->onet);
+  const std::size_t count = bgr_images.size();
+  const std::int64_t h = bgr_images[0].rows, w = bgr_images[0].cols;
+  std::vector<SummedArea> images;
+  images.reserve(count);
+  for (const auto& bgr : bgr_images) {
+    cv::Mat rgb;
+    cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+    images.emplace_back(rgb);
+  }
+  std::vector<std::vector<Detection>> results(count);
+
+  // Scale pyramid, in Python's double arithmetic.
+  std::vector<double> scales;
+  const double m = 12.0 / options.min_face_size;
+  double minl = static_cast<double>(std::min(h, w)) * m;
+  for (double scale = m; minl >= 12; scale *= options.factor, minl *= options.factor)
+    scales.push_back(scale);
+
+  // Stage 1: P-Net over the pyramid.
+  std::vector<std::vector<torch::Tensor>> proposals(count), groups(count);
+  for (std::size_t si = 0; si < scales.size(); ++si) {
+    const double scale = scales[si];
+    const auto hs = static_cast<std::int64_t>(static_cast<double>(h) * scale + 1);
+    const auto ws = static_cast<std::int64_t>(static_cast<double>(w) * scale + 1);
+    auto input = torch::empty({static_cast<std::int64_t>(count), 3, hs, ws});
+    for (std::size_t i = 0; i < count; ++i)
+      area_resample(images[i], cv::Rect(0, 0, static_cast<int>(w), static_cast<int>(h)),
+                    input[static_cast<std::int64_t>(i)]);
+    const auto [reg, probs] = pnet.forward(input);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto found = pnet_proposals(reg.narrow(0, static_cast<std::int64_t>(i), 1),
+                                        probs.narrow(0, static_cast<std::int64_t>(i), 1), scale,
+                                        options.thresholds[0]);
+      if (!found.defined()) continue;
+      proposals[i].push_back(found);
+      groups[i].push_back(torch::full({found.size(0)}, static_cast<std::int64_t>(si), torch::kInt64));
     }
   }
-  // Inside at::parallel_for, LibTorch (and oneDNN) run nested work single-threaded.
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  at::parallel_for(0, static_cast<std::int64_t>(small.size()), 1,
-                   [&](std::int64_t begin, std::int64_t end) {
-                     for (std::int64_t k = begin; k < end; ++k) {
-                       try {
-                         results[small[k]] = detect(bgr_images[small[k]], options);
-                       } catch (...) {
-                         std::lock_guard<std::mutex> lock(error_mutex);
-                         if (!error) error = std::current_exception();
-                       }
-                     }
-                   });
-  if (error) std::rethrow_exception(error);
+  std::vector<torch::Tensor> boxes(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!proposals[i].empty()) boxes[i] = merge_proposals(proposals[i], groups[i]);
+  }
+
+  // Crops of every image's boxes in one batch; `sizes` says how many belong to each image.
+  const auto crop_all = [&](std::int64_t size, std::vector<std::int64_t>& sizes) {
+    std::vector<torch::Tensor> crops;
+    sizes.assign(count, 0);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!boxes[i].defined() || boxes[i].size(0) == 0) continue;
+      std::vector<std::int64_t> kept;
+      crops.push_back(crop_boxes(images[i], h, w, boxes[i], size, kept));
+      boxes[i] = kept.empty() ? torch::Tensor() : boxes[i].index({as_index(kept)});
+      sizes[i] = static_cast<std::int64_t>(kept.size());
+    }
+    return crops.empty() ? torch::Tensor() : torch::cat(crops, 0);
+  };
+
+  // Stage 2: R-Net on 24x24 crops.
+  std::vector<std::int64_t> sizes;
+  if (const auto crops = crop_all(24, sizes); crops.defined() && crops.size(0) > 0) {
+    const auto [reg, probs] = rnet.forward(crops);
+    std::int64_t offset = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (sizes[i] == 0) continue;
+      boxes[i] = refine(boxes[i], reg.narrow(0, offset, sizes[i]), probs.narrow(0, offset, sizes[i]),
+                        options.thresholds[1]);
+      offset += sizes[i];
+    }
+  } else {
+    return results;
+  }
+
+  // Stage 3: O-Net on 48x48 crops, with landmarks.
+  if (const auto crops = crop_all(48, sizes); crops.defined() && crops.size(0) > 0) {
+    const auto [reg, marks, probs] = onet.forward(crops);
+    std::int64_t offset = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (sizes[i] == 0) continue;
+      results[i] = finish(boxes[i], reg.narrow(0, offset, sizes[i]),
+                          marks.narrow(0, offset, sizes[i]), probs.narrow(0, offset, sizes[i]),
+                          options.thresholds[2]);
+      offset += sizes[i];
+    }
+  }
+  return results;
+}
+
+std::vector<Detection> MtcnnDetector::detect(const cv::Mat& bgr,
+                                             const MtcnnOptions& options) const {
+  check_inputs({bgr}, options);
+  return detect_same_size({bgr}, options)[0];
+}
+
+std::vector<std::vector<Detection>> MtcnnDetector::detect_batch(
+    const std::vector<cv::Mat>& bgr_images, const MtcnnOptions& options) const {
+  check_inputs(bgr_images, options);
+  // Images of one size share network passes, up to this many pixels per pass (memory).
+  constexpr std::int64_t kPixelsPerPass = 4'000'000;
+  std::vector<std::vector<Detection>> results(bgr_images.size());
+  std::map<std::pair<int, int>, std::vector<std::size_t>> by_size;
+  for (std::size_t i = 0; i < bgr_images.size(); ++i)
+    by_size[{bgr_images[i].rows, bgr_images[i].cols}].push_back(i);
+  for (const auto& [size, members] : by_size) {
+    const auto per_pass = std::max<std::int64_t>(
+        1, kPixelsPerPass / (static_cast<std::int64_t>(size.first) * size.second));
+    for (std::size_t start = 0; start < members.size(); start += per_pass) {
+      const std::size_t end = std::min(members.size(), start + static_cast<std::size_t>(per_pass));
+      std::vector<cv::Mat> group;
+      for (std::size_t k = start; k < end; ++k) group.push_back(bgr_images[members[k]]);
+      auto found = detect_same_size(group, options);
+      for (std::size_t k = start; k < end; ++k) results[members[k]] = std::move(found[k - start]);
+    }
+  }
   return results;
 }
 

@@ -30,9 +30,9 @@ class MtcnnDetector {
   // feeds PIL images), any size. No face gives an empty vector.
   std::vector<Detection> detect(const cv::Mat& bgr, const MtcnnOptions& options = {}) const;
 
-  // Faces in several images of any sizes; result i belongs to images[i]. Small images are
-  // spread over the cores one image per core (MTCNN's many small operations do not scale
-  // within one image); large ones use all cores each.
+  // Faces in several images of any sizes; result i belongs to images[i]. Images of the same
+  // size go through each network together (as facenet-pytorch batches them), which amortises
+  // MTCNN's many small operations; the results are those of detect() on each image.
   std::vector<std::vector<Detection>> detect_batch(const std::vector<cv::Mat>& bgr_images,
                                                    const MtcnnOptions& options = {}) const;
 
@@ -40,6 +40,8 @@ class MtcnnDetector {
 
  private:
   explicit MtcnnDetector(std::shared_ptr<const Nets> nets) : nets_(std::move(nets)) {}
+  std::vector<std::vector<Detection>> detect_same_size(const std::vector<cv::Mat>& bgr_images,
+                                                       const MtcnnOptions& options) const;
   std::shared_ptr<const Nets> nets_;
 };
 
