@@ -23,14 +23,16 @@ std::vector<FaceRecord> FacePipeline::process(const cv::Mat& bgr, KeepFaces keep
 
 std::vector<std::vector<FaceRecord>> FacePipeline::process_batch(const std::vector<cv::Mat>& photos,
                                                                  KeepFaces keep) const {
-  const auto detections = photos.size() == 1
-                              ? std::vector<std::vector<Detection>>{detector_.detect(photos[0], options_)}
-                              : detector_.detect_batch(photos, options_);
+  const auto detections =
+      photos.size() == 1
+          ? std::vector<std::vector<Detection>>{detector_.detect(photos[0], options_)}
+          : detector_.detect_batch(photos, options_);
   // Every kept face of every photo through the embedder in one batch.
   std::vector<cv::Mat> crops;
   for (std::size_t p = 0; p < photos.size(); ++p) {
-    const std::size_t count = keep == KeepFaces::kLargest ? std::min<std::size_t>(1, detections[p].size())
-                                                          : detections[p].size();
+    const std::size_t count = keep == KeepFaces::kLargest
+                                  ? std::min<std::size_t>(1, detections[p].size())
+                                  : detections[p].size();
     for (std::size_t i = 0; i < count; ++i)  // the detector orders faces largest first
       crops.push_back(crop_for_model(photos[p], detections[p][i], embedder_.manifest()));
   }
@@ -38,13 +40,16 @@ std::vector<std::vector<FaceRecord>> FacePipeline::process_batch(const std::vect
   std::vector<std::vector<FaceRecord>> out(photos.size());
   std::size_t next = 0;
   for (std::size_t p = 0; p < photos.size(); ++p) {
-    const std::size_t count = keep == KeepFaces::kLargest ? std::min<std::size_t>(1, detections[p].size())
-                                                          : detections[p].size();
-    for (std::size_t i = 0; i < count; ++i) out[p].push_back({i, detections[p][i], embeddings[next++]});
+    const std::size_t count = keep == KeepFaces::kLargest
+                                  ? std::min<std::size_t>(1, detections[p].size())
+                                  : detections[p].size();
+    for (std::size_t i = 0; i < count; ++i)
+      out[p].push_back({i, detections[p][i], embeddings[next++]});
     if (keep == KeepFaces::kBest && !out[p].empty()) {
-      const auto best = std::max_element(out[p].begin(), out[p].end(), [](const auto& a, const auto& b) {
-        return a.embedding.magnitude < b.embedding.magnitude;
-      });
+      const auto best =
+          std::max_element(out[p].begin(), out[p].end(), [](const auto& a, const auto& b) {
+            return a.embedding.magnitude < b.embedding.magnitude;
+          });
       out[p] = {*best};
     }
   }

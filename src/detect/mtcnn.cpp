@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <tuple>
+#include <utility>
 
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
@@ -348,6 +350,33 @@ std::vector<Detection> finish(const torch::Tensor& boxes_in, const torch::Tensor
   return sorted;
 }
 
+// Output I of every chunk, concatenated.
+template <std::size_t I, class Outputs>
+torch::Tensor concat_output(const std::vector<Outputs>& parts) {
+  std::vector<torch::Tensor> pieces;
+  for (const auto& p : parts) pieces.push_back(std::get<I>(p));
+  return torch::cat(pieces, 0);
+}
+template <class Outputs, std::size_t... I>
+Outputs concat_outputs(const std::vector<Outputs>& parts, std::index_sequence<I...>) {
+  return Outputs(concat_output<I>(parts)...);
+}
+
+// R-Net/O-Net over many crops: channels-last (oneDNN) chunks of 256, which keeps the
+// activations in cache (one pass over 3000 crops is 3x slower and needs 170 MB more).
+template <class Net>
+auto forward_in_chunks(Net& net, const torch::Tensor& crops) {
+  constexpr std::int64_t kChunk = 256;
+  using Outputs = decltype(net.forward(crops));
+  std::vector<Outputs> parts;
+  for (std::int64_t start = 0; start < crops.size(0); start += kChunk) {
+    const auto n = std::min(kChunk, crops.size(0) - start);
+    parts.push_back(
+        net.forward(crops.narrow(0, start, n).contiguous(torch::MemoryFormat::ChannelsLast)));
+  }
+  return concat_outputs(parts, std::make_index_sequence<std::tuple_size_v<Outputs>>{});
+}
+
 }  // namespace
 
 // Images of one size go through each network together, as facenet-pytorch batches them: one
@@ -394,7 +423,8 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
                                         options.thresholds[0]);
       if (!found.defined()) continue;
       proposals[i].push_back(found);
-      groups[i].push_back(torch::full({found.size(0)}, static_cast<std::int64_t>(si), torch::kInt64));
+      groups[i].push_back(
+          torch::full({found.size(0)}, static_cast<std::int64_t>(si), torch::kInt64));
     }
   }
   std::vector<torch::Tensor> boxes(count);
@@ -419,12 +449,12 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
   // Stage 2: R-Net on 24x24 crops.
   std::vector<std::int64_t> sizes;
   if (const auto crops = crop_all(24, sizes); crops.defined() && crops.size(0) > 0) {
-    const auto [reg, probs] = rnet.forward(crops);
+    const auto [reg, probs] = forward_in_chunks(rnet, crops);
     std::int64_t offset = 0;
     for (std::size_t i = 0; i < count; ++i) {
       if (sizes[i] == 0) continue;
-      boxes[i] = refine(boxes[i], reg.narrow(0, offset, sizes[i]), probs.narrow(0, offset, sizes[i]),
-                        options.thresholds[1]);
+      boxes[i] = refine(boxes[i], reg.narrow(0, offset, sizes[i]),
+                        probs.narrow(0, offset, sizes[i]), options.thresholds[1]);
       offset += sizes[i];
     }
   } else {
@@ -433,13 +463,13 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
 
   // Stage 3: O-Net on 48x48 crops, with landmarks.
   if (const auto crops = crop_all(48, sizes); crops.defined() && crops.size(0) > 0) {
-    const auto [reg, marks, probs] = onet.forward(crops);
+    const auto [reg, marks, probs] = forward_in_chunks(onet, crops);
     std::int64_t offset = 0;
     for (std::size_t i = 0; i < count; ++i) {
       if (sizes[i] == 0) continue;
-      results[i] = finish(boxes[i], reg.narrow(0, offset, sizes[i]),
-                          marks.narrow(0, offset, sizes[i]), probs.narrow(0, offset, sizes[i]),
-                          options.thresholds[2]);
+      results[i] =
+          finish(boxes[i], reg.narrow(0, offset, sizes[i]), marks.narrow(0, offset, sizes[i]),
+                 probs.narrow(0, offset, sizes[i]), options.thresholds[2]);
       offset += sizes[i];
     }
   }

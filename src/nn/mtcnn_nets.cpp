@@ -28,8 +28,8 @@ torch::Tensor max_pool(const torch::Tensor& input, std::int64_t kernel, std::int
   const std::int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
   const std::int64_t oh = out_size(h), ow = out_size(w);
   const bool channels_last = input.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
-  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast
-                                    : torch::MemoryFormat::Contiguous;
+  const auto format =
+      channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   const auto x = input.contiguous(format);
   auto out = torch::empty({n, c, oh, ow}, x.options().memory_format(format));
   const float* src = x.data_ptr<float>();
