@@ -29,7 +29,8 @@ FeaturePairs golden_pairs(const std::string& set) {
 
 TEST(EvalGolden, TenFoldAccuracyMatchesEval1v1) {
   FACEMAG_REQUIRE_FILE(golden_dir() / "eval" / "eval.json");
-  const auto golden = test::read_json(golden_dir() / "eval" / "eval.json")["pairs600"]["verification"];
+  const auto golden =
+      test::read_json(golden_dir() / "eval" / "eval.json")["pairs600"]["verification"];
   const auto result = kfold_verification(golden_pairs("pairs600"));
   ASSERT_EQ(result.folds.size(), 10u);
   for (std::size_t f = 0; f < 10; ++f) {
@@ -94,7 +95,8 @@ TEST(EvalGolden, ReadsBothInsightfaceBinLayouts) {
       EXPECT_EQ(bin.is_same[p], golden["is_same"][p].get<bool>());
     ASSERT_EQ(bin.images.size(), golden["images"].size());
     for (std::size_t i = 0; i < bin.images.size(); ++i) {
-      const auto file = test::shared_dir() / "data" / golden["images"][i]["file"].get<std::string>();
+      const auto file =
+          test::shared_dir() / "data" / golden["images"][i]["file"].get<std::string>();
       EXPECT_EQ(bin.images[i].size(), golden["images"][i]["bytes"].get<std::size_t>());
       if (std::filesystem::exists(file)) EXPECT_EQ(bin.images[i], test::read_file(file)) << file;
     }
@@ -116,7 +118,12 @@ TEST(VerificationBin, OtherPicklesAndFilesAreClearErrors) {
   EXPECT_THROW(io::read_verification_bin_bytes("\xff\xd8\xff\xe0 not a pickle", "y.bin"),
                InvalidInput);
   // (['a'], [True]): one image for one pair.
-  const std::string short_list("\x80\x02]q\x00" "C\x01" "aa]q\x01\x88" "a\x86.", 16);
+  const std::string short_list(
+      "\x80\x02]q\x00"
+      "C\x01"
+      "aa]q\x01\x88"
+      "a\x86.",
+      16);
   try {
     io::read_verification_bin_bytes(short_list, "z.bin");
     FAIL() << "1 image for 1 pair was accepted";
@@ -212,8 +219,8 @@ TEST(Analysis, WssAndDistancesAgreeWithPairwiseIdentities) {
   EXPECT_NEAR(a.cosine[1], (u[0] * u[1]).sum().item<double>(), 1e-12);
   // The input is not changed (raw magnitudes are the quality).
   EXPECT_NEAR(a.groups[0].mean_quality, x.slice(0, 0, 3).norm(2, 1).mean().item<double>(), 1e-12);
-  EXPECT_NEAR(a.total_wss + a.between_ss,
-              (u - u.mean(0)).pow(2).sum().item<double>(), 1e-12);  // ANOVA decomposition
+  EXPECT_NEAR(a.total_wss + a.between_ss, (u - u.mean(0)).pow(2).sum().item<double>(),
+              1e-12);  // ANOVA decomposition
 }
 
 TEST(Analysis, PcaOfPointsOnALineHasOneAxis) {

@@ -28,10 +28,10 @@ std::string real_model() {
 TEST(CliGolden, EvalPairsPrintsUpstreamsLineAndGoldenFolds) {
   FACEMAG_REQUIRE_FILE(eval_dir() / "eval.json");
   test::TempDir tmp;
-  const auto r = run_cli("eval pairs --features " + (eval_dir() / "pairs600_features.npy").string() +
-                             " --labels " + (eval_dir() / "pairs600_issame.npy").string() +
-                             " --json " + (tmp / "out.json").string(),
-                         tmp);
+  const auto r = run_cli(
+      "eval pairs --features " + (eval_dir() / "pairs600_features.npy").string() + " --labels " +
+          (eval_dir() / "pairs600_issame.npy").string() + " --json " + (tmp / "out.json").string(),
+      tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto golden = test::read_json(eval_dir() / "eval.json")["pairs600"]["verification"];
   EXPECT_NE(r.out.find(golden["printed"].get<std::string>()), std::string::npos) << r.out;
@@ -47,15 +47,14 @@ TEST(CliGolden, EvalPairsPrintsUpstreamsLineAndGoldenFolds) {
 TEST(CliGolden, EvalErcMatchesGoldenCurveAndPlotsIt) {
   FACEMAG_REQUIRE_FILE(eval_dir() / "eval.json");
   test::TempDir tmp;
-  const auto r = run_cli("eval erc --features " + (eval_dir() / "erc_features.npy").string() +
-                             " --labels " + (eval_dir() / "erc_issame.npy").string() +
-                             " --pair-index " + (eval_dir() / "erc_pairs.npy").string() +
-                             " --fmr 1e-2,1e-3 --json " + (tmp / "erc.json").string() +
-                             " --plot " + (tmp / "erc.png").string(),
-                         tmp);
+  const auto r =
+      run_cli("eval erc --features " + (eval_dir() / "erc_features.npy").string() + " --labels " +
+                  (eval_dir() / "erc_issame.npy").string() + " --pair-index " +
+                  (eval_dir() / "erc_pairs.npy").string() + " --fmr 1e-2,1e-3 --json " +
+                  (tmp / "erc.json").string() + " --plot " + (tmp / "erc.png").string(),
+              tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto golden =
-      test::read_json(eval_dir() / "eval.json")["erc4000"]["error_versus_reject"];
+  const auto golden = test::read_json(eval_dir() / "eval.json")["erc4000"]["error_versus_reject"];
   const auto out = test::read_json(tmp / "erc.json");
   ASSERT_EQ(out["steps"].size(), golden["fnmr_at_fmr_1e-3"].size());
   for (std::size_t s = 0; s < out["steps"].size(); ++s) {
@@ -79,18 +78,19 @@ TEST(CliGolden, EvalOnBinAndPairListEmbedsTheSameRealFaces) {
   std::string list;
   for (std::size_t p = 0; p < golden["is_same"].size(); ++p) {
     for (int side = 0; side < 2; ++side)
-      list += (test::shared_dir() / "data" /
-               golden["images"][2 * p + side]["file"].get<std::string>())
-                  .string() +
-              " ";
+      list +=
+          (test::shared_dir() / "data" / golden["images"][2 * p + side]["file"].get<std::string>())
+              .string() +
+          " ";
     list += golden["is_same"][p].get<bool>() ? "1\n" : "0\n";
   }
   test::write_file(tmp / "pairs.txt", list);
   std::map<std::string, torch::Tensor> features;
   for (const std::string source : {"bin py2", "bin np", "list"}) {
-    const std::string input = source == "list"      ? "--pair-list " + (tmp / "pairs.txt").string()
-                              : source == "bin np" ? "--bin " + (bin_dir / "pairs_np.bin").string()
-                                                   : "--bin " + (bin_dir / "pairs_py2.bin").string();
+    const std::string input = source == "list" ? "--pair-list " + (tmp / "pairs.txt").string()
+                              : source == "bin np"
+                                  ? "--bin " + (bin_dir / "pairs_np.bin").string()
+                                  : "--bin " + (bin_dir / "pairs_py2.bin").string();
     const auto r = run_cli("eval pairs " + input + real_model() + "--folds 2 --save-features " +
                                (tmp / "f.npy").string() + " --json " + (tmp / "e.json").string(),
                            tmp);
@@ -171,9 +171,8 @@ TEST(CliGolden, CalibrateStoresThresholdsThatVerifyUses) {
                    manifest["quality_threshold"].get<double>();
   EXPECT_EQ(out["decision"], low ? "undecided" : "same");
   // The default manifest without calibration, text output.
-  const auto t = run_cli("verify " + photo("neil/001.jpg") + " " + photo("pam/002.jpg") +
-                             real_model(),
-                         tmp);
+  const auto t =
+      run_cli("verify " + photo("neil/001.jpg") + " " + photo("pam/002.jpg") + real_model(), tmp);
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_NE(t.out.find("different person"), std::string::npos) << t.out;
 }

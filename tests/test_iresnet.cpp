@@ -1,9 +1,9 @@
 // iResNet against the outputs of MagFace's own models/iresnet.py (../shared/golden/iresnet).
 #include <gtest/gtest.h>
 
+#include <torch/torch.h>
 #include <algorithm>
 #include <numeric>
-#include <torch/torch.h>
 #include <opencv2/imgcodecs.hpp>
 
 #include <cmath>
@@ -127,14 +127,15 @@ TEST_P(IResNetGolden, EmbeddingsMatchMagFace) {
       const double cos = (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>();
       const double ref_norm = golden["norms"][i].get<double>();
       min_cos = std::min(min_cos, cos);
-      max_rel_norm = std::max(max_rel_norm, std::abs(embeddings[i].magnitude - ref_norm) / ref_norm);
+      max_rel_norm =
+          std::max(max_rel_norm, std::abs(embeddings[i].magnitude - ref_norm) / ref_norm);
       ours_norms.push_back(embeddings[i].magnitude);
       ref_norms.push_back(ref_norm);
     }
     const double rho = spearman(ours_norms, ref_norms);
     std::cout << "[ parity ] " << arch << " " << precision_name(precision) << ": 1 - min cosine "
-              << std::setprecision(3) << 1 - min_cos << ", max relative norm error "
-              << max_rel_norm << ", Spearman of magnitudes " << rho << "\n";
+              << std::setprecision(3) << 1 - min_cos << ", max relative norm error " << max_rel_norm
+              << ", Spearman of magnitudes " << rho << "\n";
     if (precision == Precision::kBFloat16) {
       EXPECT_GE(min_cos, 0.999);
       EXPECT_GE(rho, 0.99);
@@ -203,4 +204,3 @@ TEST(Embedder, MagnitudeIsTheNormOfTheUntouchedRawVector) {
 
 }  // namespace
 }  // namespace facemag
-

@@ -5,9 +5,9 @@
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <cstdio>
 #include <string>
 
 namespace facemag::test {

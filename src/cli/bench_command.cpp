@@ -3,8 +3,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <sys/resource.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -227,8 +227,9 @@ Runner add_bench_command(CLI::App& app) {
   bench->add_option("--batch", opt->batches, "Batch sizes for embed")
       ->delimiter(',')
       ->capture_default_str();
-  bench->add_option("--precision", opt->precisions,
-                    "reference, fp32 and/or bf16 (comma-separated: compared in one run)")
+  bench
+      ->add_option("--precision", opt->precisions,
+                   "reference, fp32 and/or bf16 (comma-separated: compared in one run)")
       ->delimiter(',')
       ->capture_default_str();
   bench->add_option("--repeat", opt->repeat, "Timed repetitions (median reported)")

@@ -96,7 +96,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   manifest.concat_flipped = opt.flip;
   manifest.prewhiten = opt.prewhiten;
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name),
-                                          {parse_precision(opt.precision)});
+                                           {parse_precision(opt.precision)});
   if (!manifest.magnitude_is_quality) {
     spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
                  manifest.name);

@@ -46,8 +46,8 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
     manifest = builtin_manifest(opt.arch);
   }
   if (manifest.architecture != opt.arch && !opt.manifest.empty())
-    spdlog::info("the manifest describes {}: using it instead of --arch {}",
-                 manifest.architecture, opt.arch);
+    spdlog::info("the manifest describes {}: using it instead of --arch {}", manifest.architecture,
+                 opt.arch);
   if (opt.flip) manifest.concat_flipped = true;
   return manifest;
 }
@@ -57,8 +57,8 @@ FaceEncoder::FaceEncoder(const ModelOptions& opt) : opt_(opt) {
   configure_runtime(opt.threads);
   const std::string name = builtin_manifest(opt.arch).name;
   weights_ = resolve_weights(opt.weights, name);
-  embedder_ = std::make_unique<Embedder>(Embedder::load(resolve_manifest(opt, weights_), weights_,
-                                                        {parse_precision(opt.precision)}));
+  embedder_ = std::make_unique<Embedder>(
+      Embedder::load(resolve_manifest(opt, weights_), weights_, {parse_precision(opt.precision)}));
   for (const auto& note : embedder_->load_notes()) spdlog::info("{}", note);
 }
 

@@ -129,7 +129,7 @@ struct LoadedPairs {
   eval::FeaturePairs pairs;
   std::vector<double> face_quality;  // raw norm of every face used
   std::string description;
-  std::string model;  // manifest name when a model embedded the faces
+  std::string model;        // manifest name when a model embedded the faces
   std::size_t dropped = 0;  // pairs without a face in one image
 };
 
@@ -184,8 +184,8 @@ LoadedPairs load_pairs(const PairSource& src) {
   if (!src.features.empty()) {
     if (src.labels.empty()) throw InvalidInput("--features needs --labels");
     const bool by_line = src.pair_index.empty();
-    const auto features =
-        is_npy(src.features) ? io::read_npy(src.features) : read_feature_list(src.features, by_line);
+    const auto features = is_npy(src.features) ? io::read_npy(src.features)
+                                               : read_feature_list(src.features, by_line);
     const auto labels = read_labels(src.labels);
     const auto index = by_line ? torch::Tensor() : io::read_npy(src.pair_index);
     try {
@@ -229,8 +229,8 @@ LoadedPairs load_pairs(const PairSource& src) {
         auto [it, added] = image_index.emplace(path.string(), images.size());
         if (added) {
           if (!std::filesystem::exists(path))
-            throw InvalidInput(src.pair_list + ":" + std::to_string(number) + ": " +
-                               path.string() + ": no such file");
+            throw InvalidInput(src.pair_list + ":" + std::to_string(number) + ": " + path.string() +
+                               ": no such file");
           images.push_back(io::read_image_bgr(path));
           names.push_back(path.string());
         }
@@ -251,9 +251,9 @@ LoadedPairs load_pairs(const PairSource& src) {
       rows.insert(rows.end(), p.b(i).begin(), p.b(i).end());
     }
     const auto n = static_cast<std::int64_t>(p.size());
-    io::write_npy(src.save_features,
-                  torch::from_blob(rows.data(), {2 * n, static_cast<std::int64_t>(p.dim)},
-                                   torch::kFloat32));
+    io::write_npy(
+        src.save_features,
+        torch::from_blob(rows.data(), {2 * n, static_cast<std::int64_t>(p.dim)}, torch::kFloat32));
     std::vector<std::int64_t> labels(p.is_same.begin(), p.is_same.end());
     auto label_path = std::filesystem::path(src.save_features);
     label_path.replace_filename(label_path.stem().string() + "_issame.npy");
@@ -294,7 +294,9 @@ struct EvalPairsOptions {
 nlohmann::json roc_json(const eval::RocSummary& roc) {
   nlohmann::json tar = nlohmann::json::array();
   for (const auto& op : roc.tar_at_fmr)
-    tar.push_back({{"fmr", op.fmr}, {"tar", op.tar}, {"threshold", op.threshold},
+    tar.push_back({{"fmr", op.fmr},
+                   {"tar", op.tar},
+                   {"threshold", op.threshold},
                    {"false_matches", op.false_matches}});
   return {{"auc", roc.auc},
           {"eer", roc.eer},
@@ -315,8 +317,9 @@ int run_eval_pairs(const EvalPairsOptions& opt) {
 
   std::printf("%s: %s%s\n", loaded.description.c_str(), pair_counts(pairs).c_str(),
               loaded.model.empty() ? "" : (", model " + loaded.model).c_str());
-  std::printf("%d-fold accuracy (MagFace eval_1v1: angular distance, training-fold mean subtracted)\n",
-              opt.folds);
+  std::printf(
+      "%d-fold accuracy (MagFace eval_1v1: angular distance, training-fold mean subtracted)\n",
+      opt.folds);
   std::printf("    Accuracy: %2.5f+-%2.5f\n", kfold.mean_accuracy, kfold.std_accuracy);
   std::printf("    folds:");
   for (const auto& f : kfold.folds) std::printf(" %.4f", f.accuracy);
@@ -385,8 +388,7 @@ int run_eval_erc(const EvalErcOptions& opt) {
   std::printf("%s: %s; pairs ranked by the smaller magnitude of their two faces\n",
               loaded.description.c_str(), pair_counts(pairs).c_str());
   std::printf("reject  kept ");
-  for (double fmr : opt.fmrs)
-    std::printf(" FNMR@FMR=%s (random)", fmr_label(fmr).c_str());
+  for (double fmr : opt.fmrs) std::printf(" FNMR@FMR=%s (random)", fmr_label(fmr).c_str());
   std::printf("\n");
   nlohmann::json jsteps = nlohmann::json::array();
   for (std::size_t s = 0; s < steps.size(); ++s) {
@@ -396,11 +398,13 @@ int run_eval_erc(const EvalErcOptions& opt) {
       const auto* p = steps[s].at(opt.fmrs[k]);
       if (p) {
         std::printf("  %17.4f (%.4f)", p->fnmr, random[k][s]);
-        points.push_back({{"fmr", opt.fmrs[k]},
-                          {"fnmr", p->fnmr},
-                          {"threshold", p->threshold},
-                          {"negative_index", p->negative_index},
-                          {"random_fnmr", std::isnan(random[k][s]) ? nlohmann::json() : nlohmann::json(random[k][s])}});
+        points.push_back(
+            {{"fmr", opt.fmrs[k]},
+             {"fnmr", p->fnmr},
+             {"threshold", p->threshold},
+             {"negative_index", p->negative_index},
+             {"random_fnmr",
+              std::isnan(random[k][s]) ? nlohmann::json() : nlohmann::json(random[k][s])}});
       } else {
         std::printf("  %17s         ", "n/a");
       }
@@ -414,15 +418,16 @@ int run_eval_erc(const EvalErcOptions& opt) {
                       {"points", points}});
   }
   std::printf("(n/a: too few different pairs left to measure that FMR)\n");
-  write_json(opt.json, {{"source", loaded.description}, {"pairs", pairs.size()}, {"steps", jsteps}});
+  write_json(opt.json,
+             {{"source", loaded.description}, {"pairs", pairs.size()}, {"steps", jsteps}});
 
   if (!opt.plot.empty()) {
     std::vector<plot::Series> series;
     for (std::size_t k = 0; k < opt.fmrs.size(); ++k) {
-      plot::Series quality{"magnitude, FMR " + fmr_label(opt.fmrs[k]), {}, {},
-                           plot::category_color(k), false};
-      plot::Series baseline{"random, FMR " + fmr_label(opt.fmrs[k]), {}, {},
-                            plot::category_color(k), true};
+      plot::Series quality{
+          "magnitude, FMR " + fmr_label(opt.fmrs[k]), {}, {}, plot::category_color(k), false};
+      plot::Series baseline{
+          "random, FMR " + fmr_label(opt.fmrs[k]), {}, {}, plot::category_color(k), true};
       for (std::size_t s = 0; s < steps.size(); ++s) {
         const auto* p = steps[s].at(opt.fmrs[k]);
         quality.x.push_back(100 * steps[s].reject_rate);
@@ -433,9 +438,11 @@ int run_eval_erc(const EvalErcOptions& opt) {
       series.push_back(quality);
       series.push_back(baseline);
     }
-    plot::write_png(opt.plot,
-                    plot::line_chart(series, {"Error versus reject: " + std::filesystem::path(loaded.description).filename().string(),
-                                              "pairs rejected, lowest quality first [%]", "FNMR"}));
+    plot::write_png(
+        opt.plot,
+        plot::line_chart(series, {"Error versus reject: " +
+                                      std::filesystem::path(loaded.description).filename().string(),
+                                  "pairs rejected, lowest quality first [%]", "FNMR"}));
     spdlog::info("plot written to {}", opt.plot);
   }
   return kExitOk;
@@ -489,11 +496,12 @@ int run_calibrate(const CalibrateOptions& opt) {
   } else {
     const auto roc = eval::roc_summary(similarity, pairs.is_same, {});
     manifest.same_person_threshold = roc.best_threshold;
-    manifest.threshold_calibration = "best accuracy on " + on + " (FMR " +
-                                     fmr_label(opt.decision_fmr) + " not measurable)";
-    spdlog::warn("FMR {} is not measurable on these pairs: the decision threshold is the "
-                 "best-accuracy one",
-                 fmr_label(opt.decision_fmr));
+    manifest.threshold_calibration =
+        "best accuracy on " + on + " (FMR " + fmr_label(opt.decision_fmr) + " not measurable)";
+    spdlog::warn(
+        "FMR {} is not measurable on these pairs: the decision threshold is the "
+        "best-accuracy one",
+        fmr_label(opt.decision_fmr));
   }
   std::printf("decision threshold: %.4f (%s)\n", manifest.same_person_threshold,
               manifest.threshold_calibration.c_str());
@@ -501,7 +509,8 @@ int run_calibrate(const CalibrateOptions& opt) {
     std::filesystem::path path = opt.manifest_out;
     if (path.empty()) {
       if (weights.empty())
-        throw InvalidInput("--save needs --weights (the manifest goes beside them) or --manifest-out");
+        throw InvalidInput(
+            "--save needs --weights (the manifest goes beside them) or --manifest-out");
       path = manifest_path_for(weights);
     }
     save_manifest(path, manifest);
@@ -523,16 +532,17 @@ struct VerifyOptions {
 int run_verify(const VerifyOptions& opt) {
   const FaceEncoder encoder(opt.model);
   const auto& m = encoder.manifest();
-  const auto faces = encoder.encode({io::read_image_bgr(opt.a), io::read_image_bgr(opt.b)},
-                                    {opt.a, opt.b});
+  const auto faces =
+      encoder.encode({io::read_image_bgr(opt.a), io::read_image_bgr(opt.b)}, {opt.a, opt.b});
   for (const auto& f : faces) {
     if (!f.embedding) throw InvalidInput(f.error);
   }
   double threshold = m.same_person_threshold;
   std::string basis = m.threshold_calibration;
   if (opt.fmr > 0) {
-    const auto it = std::find_if(m.fmr_thresholds.begin(), m.fmr_thresholds.end(),
-                                 [&](const auto& t) { return std::abs(t.fmr - opt.fmr) <= 1e-9 * opt.fmr; });
+    const auto it =
+        std::find_if(m.fmr_thresholds.begin(), m.fmr_thresholds.end(),
+                     [&](const auto& t) { return std::abs(t.fmr - opt.fmr) <= 1e-9 * opt.fmr; });
     if (it == m.fmr_thresholds.end())
       throw InvalidInput(m.name + ": no threshold calibrated for FMR " + fmr_label(opt.fmr) +
                          " (run facemag calibrate --save)");
@@ -572,8 +582,8 @@ int run_verify(const VerifyOptions& opt) {
     std::printf("(%s is not MagFace-trained: its magnitude is not a calibrated quality)\n",
                 m.name.c_str());
   if (low_quality)
-    std::printf("undecided: a face is below the quality threshold %.2f (%s)\n",
-                m.quality_threshold, m.quality_calibration.c_str());
+    std::printf("undecided: a face is below the quality threshold %.2f (%s)\n", m.quality_threshold,
+                m.quality_calibration.c_str());
   return kExitOk;
 }
 
@@ -607,8 +617,8 @@ Runner add_eval_commands(CLI::App& app) {
       ->capture_default_str();
 
   auto cal_opt = std::make_shared<CalibrateOptions>();
-  auto* cal = app.add_subcommand(
-      "calibrate", "Thresholds for target false match rates and a quality threshold");
+  auto* cal = app.add_subcommand("calibrate",
+                                 "Thresholds for target false match rates and a quality threshold");
   add_pair_source_options(*cal, cal_opt->source);
   cal->add_option("--fmr", cal_opt->fmrs, "Target false match rates")
       ->delimiter(',')
@@ -623,7 +633,8 @@ Runner add_eval_commands(CLI::App& app) {
   cal->add_option("--manifest-out", cal_opt->manifest_out, "Store the result in this manifest");
 
   auto ver_opt = std::make_shared<VerifyOptions>();
-  auto* ver = app.add_subcommand("verify", "Are two faces the same person? Similarity, decision, qualities");
+  auto* ver = app.add_subcommand("verify",
+                                 "Are two faces the same person? Similarity, decision, qualities");
   ver->add_option("a", ver_opt->a, "First image (photo or aligned face)")->required();
   ver->add_option("b", ver_opt->b, "Second image")->required();
   add_model_options(*ver, ver_opt->model, "iresnet100");

@@ -36,8 +36,7 @@ struct Face {
 };
 
 std::string base64(const std::string& bytes) {
-  static const char* kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   for (std::size_t i = 0; i < bytes.size(); i += 3) {
@@ -57,11 +56,20 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -153,10 +161,9 @@ int run_report(const ReportOptions& opt) {
     labels.push_back(std::to_string(i + 1) + " " + faces[i].name);
     if (i == 0 || faces[i].group != faces[i - 1].group) starts.push_back(i);
   }
-  pictures.emplace_back(
-      "similarity.png",
-      plot::matrix_chart({"Cosine similarity (faces by group, then quality)", n, analysis.cosine,
-                          labels, starts, -0.2, 1.0, 2}));
+  pictures.emplace_back("similarity.png",
+                        plot::matrix_chart({"Cosine similarity (faces by group, then quality)", n,
+                                            analysis.cosine, labels, starts, -0.2, 1.0, 2}));
   double max_distance = 0;
   for (double d : analysis.distance) max_distance = std::max(max_distance, d);
   pictures.emplace_back(
@@ -170,18 +177,20 @@ int run_report(const ReportOptions& opt) {
     scatter[static_cast<std::size_t>(faces[i].group)].points.emplace_back(analysis.pca[2 * i],
                                                                           analysis.pca[2 * i + 1]);
   pictures.emplace_back(
-      "pca.png", plot::scatter_chart(scatter, {"PCA of the normalised embeddings",
-                                               "PC1 (" + fixed(100 * analysis.explained[0], 1) + "% of variance)",
-                                               "PC2 (" + fixed(100 * analysis.explained[1], 1) + "% of variance)",
-                                               {900, 600}}));
+      "pca.png", plot::scatter_chart(
+                     scatter, {"PCA of the normalised embeddings",
+                               "PC1 (" + fixed(100 * analysis.explained[0], 1) + "% of variance)",
+                               "PC2 (" + fixed(100 * analysis.explained[1], 1) + "% of variance)",
+                               {900, 600}}));
   // (f) quality histogram.
   std::vector<plot::ValueGroup> values(group_names.size());
   for (std::size_t g = 0; g < group_names.size(); ++g) values[g].label = group_names[g];
   for (const auto& f : faces)
     values[static_cast<std::size_t>(f.group)].values.push_back(f.embedding.magnitude);
-  pictures.emplace_back("quality_histogram.png",
-                        plot::histogram_chart(values, std::clamp(static_cast<int>(n) / 3, 5, 30),
-                                              {"Quality (feature magnitude)", "magnitude", "faces"}));
+  pictures.emplace_back(
+      "quality_histogram.png",
+      plot::histogram_chart(values, std::clamp(static_cast<int>(n) / 3, 5, 30),
+                            {"Quality (feature magnitude)", "magnitude", "faces"}));
   for (const auto& [name, picture] : pictures) plot::write_png(out / name, picture);
 
   // Every number as JSON.
@@ -229,15 +238,17 @@ int run_report(const ReportOptions& opt) {
       "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}"
       "td:first-child,th:first-child{text-align:left}</style></head><body>";
   html += "<h1>facemag report</h1><p>" + std::to_string(n) + " faces in " +
-          std::to_string(group_names.size()) + " group(s), model <b>" +
-          html_escape(manifest.name) + "</b>.";
+          std::to_string(group_names.size()) + " group(s), model <b>" + html_escape(manifest.name) +
+          "</b>.";
   if (!manifest.magnitude_is_quality)
-    html += " This model is not MagFace-trained: its feature magnitude is not a calibrated "
-            "quality.";
+    html +=
+        " This model is not MagFace-trained: its feature magnitude is not a calibrated "
+        "quality.";
   if (failures) html += " " + std::to_string(failures) + " input(s) skipped (see the log).";
-  html += "</p><h2>Groups</h2><table><tr><th>group</th><th>faces</th><th>WSS</th>"
-          "<th>WSS per face</th><th>mean pairwise distance</th><th>mean pairwise "
-          "similarity</th><th>mean quality</th></tr>";
+  html +=
+      "</p><h2>Groups</h2><table><tr><th>group</th><th>faces</th><th>WSS</th>"
+      "<th>WSS per face</th><th>mean pairwise distance</th><th>mean pairwise "
+      "similarity</th><th>mean quality</th></tr>";
   for (const auto& g : analysis.groups) {
     html += "<tr><td>" + html_escape(g.name) + "</td><td>" + std::to_string(g.size) + "</td><td>" +
             fixed(g.wss, 4) + "</td><td>" + fixed(g.size ? g.wss / double(g.size) : 0.0, 4) +
@@ -270,9 +281,10 @@ int run_report(const ReportOptions& opt) {
   }
   html += "</table></body></html>\n";
   std::ofstream(out / "report.html") << html;
-  std::printf("report on %zu faces in %zu group(s) written to %s (report.html, report.json, %zu "
-              "PNG files)\n",
-              n, group_names.size(), out.string().c_str(), pictures.size());
+  std::printf(
+      "report on %zu faces in %zu group(s) written to %s (report.html, report.json, %zu "
+      "PNG files)\n",
+      n, group_names.size(), out.string().c_str(), pictures.size());
   for (const auto& g : analysis.groups) {
     std::printf("  %-12s %3zu faces  WSS %.4f  mean distance %.4f  mean quality %.3f\n",
                 g.name.c_str(), g.size, g.wss, g.mean_pairwise_distance, g.mean_quality);

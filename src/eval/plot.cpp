@@ -138,7 +138,7 @@ void minmax(const std::vector<double>& v, double& lo, double& hi) {
 
 cv::Scalar category_color(std::size_t index) {
   static const cv::Scalar kPalette[] = {
-      {180, 119, 31}, {14, 127, 255}, {44, 160, 44},  {40, 39, 214},   {189, 103, 148},
+      {180, 119, 31}, {14, 127, 255},  {44, 160, 44},   {40, 39, 214},  {189, 103, 148},
       {75, 86, 140},  {194, 119, 227}, {127, 127, 127}, {34, 189, 188}, {207, 190, 23}};
   return kPalette[index % 10];
 }

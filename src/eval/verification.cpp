@@ -65,8 +65,8 @@ std::vector<FnmrAtFmr> fnmr_by_decade(std::vector<double> genuine, std::vector<d
     const double threshold = impostor[index];
     const auto accepted = static_cast<std::size_t>(
         std::lower_bound(genuine.begin(), genuine.end(), threshold) - genuine.begin());
-    points.push_back({fmr, index, threshold,
-                      double(genuine.size() - accepted) / double(genuine.size())});
+    points.push_back(
+        {fmr, index, threshold, double(genuine.size() - accepted) / double(genuine.size())});
     if (index == 0) break;
     index /= 10;
     fmr /= 10.0;
@@ -146,7 +146,8 @@ std::vector<double> pair_similarities(const FeaturePairs& pairs) {
 
 std::vector<double> pair_qualities(const FeaturePairs& pairs) {
   std::vector<double> out(pairs.size());
-  for (std::size_t p = 0; p < pairs.size(); ++p) out[p] = std::min(norm(pairs.a(p)), norm(pairs.b(p)));
+  for (std::size_t p = 0; p < pairs.size(); ++p)
+    out[p] = std::min(norm(pairs.a(p)), norm(pairs.b(p)));
   return out;
 }
 
@@ -155,8 +156,8 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
   const auto folds = static_cast<std::size_t>(options.folds);
   if (options.folds < 2) throw InvalidInput("k-fold verification needs at least 2 folds");
   if (n < folds)
-    throw InvalidInput(std::to_string(n) + " pairs cannot be split into " +
-                       std::to_string(folds) + " folds");
+    throw InvalidInput(std::to_string(n) + " pairs cannot be split into " + std::to_string(folds) +
+                       " folds");
   KFoldResult result;
   result.thresholds = options.thresholds;
   if (result.thresholds.empty()) {
@@ -176,7 +177,8 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
     fr.test_begin = begin;
     fr.test_end = begin + size;
     std::vector<std::size_t> train, test;
-    for (std::size_t p = 0; p < n; ++p) (p >= fr.test_begin && p < fr.test_end ? test : train).push_back(p);
+    for (std::size_t p = 0; p < n; ++p)
+      (p >= fr.test_begin && p < fr.test_end ? test : train).push_back(p);
 
     // np.mean(concatenate([a[train], b[train]]), axis=0): rows summed in that order.
     std::fill(mean.begin(), mean.end(), 0.0);
@@ -224,7 +226,8 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
   for (const auto& f : result.folds) sum += f.accuracy;
   result.mean_accuracy = sum / double(folds);
   double squares = 0;
-  for (const auto& f : result.folds) squares += (f.accuracy - result.mean_accuracy) * (f.accuracy - result.mean_accuracy);
+  for (const auto& f : result.folds)
+    squares += (f.accuracy - result.mean_accuracy) * (f.accuracy - result.mean_accuracy);
   result.std_accuracy = std::sqrt(squares / double(folds));
   return result;
 }
@@ -232,8 +235,10 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
 std::optional<OperatingPoint> operating_point(std::span<const double> similarity,
                                               const std::vector<bool>& is_same, double fmr) {
   std::vector<double> impostor, genuine;
-  for (std::size_t p = 0; p < similarity.size(); ++p) (is_same[p] ? genuine : impostor).push_back(similarity[p]);
-  if (genuine.empty() || impostor.empty() || double(impostor.size()) * fmr < 1.0 - 1e-9) return std::nullopt;
+  for (std::size_t p = 0; p < similarity.size(); ++p)
+    (is_same[p] ? genuine : impostor).push_back(similarity[p]);
+  if (genuine.empty() || impostor.empty() || double(impostor.size()) * fmr < 1.0 - 1e-9)
+    return std::nullopt;
   std::sort(impostor.begin(), impostor.end(), std::greater<>());
   const auto k = static_cast<std::size_t>(std::floor(fmr * double(impostor.size()) + 1e-9));
   OperatingPoint op;
@@ -262,7 +267,8 @@ RocSummary roc_summary(std::span<const double> similarity, const std::vector<boo
   if (roc.genuine == 0 || roc.impostor == 0)
     throw InvalidInput("a ROC needs both same-person and different-person pairs (got " +
                        std::to_string(roc.genuine) + " and " + std::to_string(roc.impostor) + ")");
-  std::sort(all.begin(), all.end(), [](const Scored& x, const Scored& y) { return x.score < y.score; });
+  std::sort(all.begin(), all.end(),
+            [](const Scored& x, const Scored& y) { return x.score < y.score; });
 
   // Walk the thresholds upwards through groups of tied scores: below the group everything from
   // it upwards is accepted.
@@ -320,8 +326,7 @@ std::vector<double> default_reject_rates() {
   return rates;
 }
 
-std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs,
-                                         std::span<const double> quality,
+std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<const double> quality,
                                          const std::vector<double>& reject_rates) {
   const std::size_t n = pairs.size();
   if (quality.size() != n)

@@ -1176,8 +1176,8 @@ std::pair<torch::ScalarType, bool> numpy_dtype(const Value& value, std::string_v
       throw Error(std::string(what) + ": structured NumPy dtypes are not supported");
   }
   static const std::pair<const char*, torch::ScalarType> kCodes[] = {
-      {"b1", torch::kBool},   {"u1", torch::kUInt8},    {"i1", torch::kInt8},
-      {"i2", torch::kInt16},  {"i4", torch::kInt32},    {"i8", torch::kInt64},
+      {"b1", torch::kBool},    {"u1", torch::kUInt8},   {"i1", torch::kInt8},
+      {"i2", torch::kInt16},   {"i4", torch::kInt32},   {"i8", torch::kInt64},
       {"f2", torch::kFloat16}, {"f4", torch::kFloat32}, {"f8", torch::kFloat64}};
   for (const auto& [name, dtype] : kCodes) {
     if (code == name) return {dtype, order == '>'};
@@ -1207,13 +1207,15 @@ torch::Tensor array_from_bytes(const std::string& data, torch::ScalarType dtype,
   if (fortran) std::reverse(shape.begin(), shape.end());
   auto tensor = torch::empty(shape, torch::TensorOptions().dtype(dtype));
   std::memcpy(tensor.data_ptr(), bytes.data(), bytes.size());
-  if (fortran) tensor = tensor.permute([&] {
-                               std::vector<std::int64_t> dims(shape.size());
-                               for (std::size_t i = 0; i < dims.size(); ++i)
-                                 dims[i] = static_cast<std::int64_t>(dims.size() - 1 - i);
-                               return dims;
-                             }())
-                           .contiguous();
+  if (fortran)
+    tensor = tensor
+                 .permute([&] {
+                   std::vector<std::int64_t> dims(shape.size());
+                   for (std::size_t i = 0; i < dims.size(); ++i)
+                     dims[i] = static_cast<std::int64_t>(dims.size() - 1 - i);
+                   return dims;
+                 }())
+                 .contiguous();
   return tensor;
 }
 

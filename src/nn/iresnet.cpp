@@ -158,8 +158,8 @@ FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype) : dt
   auto weight = w * column_scale;
   auto bias = net.fc->bias.to(torch::kFloat64) + w.matmul(column_shift);
   const auto& f = *net.features;
-  const auto fs = f.weight.to(torch::kFloat64) /
-                  (f.running_var.to(torch::kFloat64) + f.options.eps()).sqrt();
+  const auto fs =
+      f.weight.to(torch::kFloat64) / (f.running_var.to(torch::kFloat64) + f.options.eps()).sqrt();
   weight = weight * fs.view({-1, 1});
   bias = (bias - f.running_mean.to(torch::kFloat64)) * fs + f.bias.to(torch::kFloat64);
   // Columns reordered from (c, hw) to (hw, c): a channels-last activation flattens without a copy.

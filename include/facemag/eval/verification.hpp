@@ -90,11 +90,11 @@ std::optional<OperatingPoint> operating_point(std::span<const double> similarity
 
 struct RocSummary {
   std::size_t genuine = 0, impostor = 0;
-  double auc = 0;            // P(genuine > impostor), ties counting half
-  double eer = 0;            // where false match and false non-match rates cross
-  double eer_threshold = 0;  // cosine similarity
-  double best_accuracy = 0;  // over all thresholds on these pairs
-  double best_threshold = 0; // cosine similarity, midway between the neighbouring scores
+  double auc = 0;             // P(genuine > impostor), ties counting half
+  double eer = 0;             // where false match and false non-match rates cross
+  double eer_threshold = 0;   // cosine similarity
+  double best_accuracy = 0;   // over all thresholds on these pairs
+  double best_threshold = 0;  // cosine similarity, midway between the neighbouring scores
   std::vector<OperatingPoint> tar_at_fmr;  // for the requested FMRs the data allows
 };
 RocSummary roc_summary(std::span<const double> similarity, const std::vector<bool>& is_same,
@@ -103,10 +103,10 @@ RocSummary roc_summary(std::span<const double> similarity, const std::vector<boo
 // ---- error versus reject (MagFace eval_quality.py) ----
 
 struct FnmrAtFmr {
-  double fmr = 0;          // 10^-k
+  double fmr = 0;  // 10^-k
   std::size_t negative_index = 0;
-  double threshold = 0;    // angular distance of that impostor pair
-  double fnmr = 0;         // share of genuine pairs with distance >= threshold
+  double threshold = 0;  // angular distance of that impostor pair
+  double fnmr = 0;       // share of genuine pairs with distance >= threshold
 };
 
 struct ErcStep {
@@ -124,8 +124,7 @@ std::vector<double> default_reject_rates();
 // Pairs sorted by ascending `quality` (stable, as np.argsort on distinct values), the first
 // int(rate * N) dropped, FNMR at each FMR decade of the remaining pairs, by angular distance
 // without mean subtraction.
-std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs,
-                                         std::span<const double> quality,
+std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<const double> quality,
                                          const std::vector<double>& reject_rates);
 
 // The same curve for rejecting pairs at random: FNMR at `fmr` averaged over `repeats` seeded
