@@ -91,6 +91,30 @@ TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
   }
 }
 
+// --precision bf16 through the CLI: qualities within the bf16 accuracy (0.3 %), order kept.
+TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");
+  const auto golden = test::read_json(dir / "iresnet18.json");
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const auto r = run_cli("quality --aligned --precision bf16 --arch iresnet18 --weights " +
+                             (tmp / "m.pth").string() + " " + (dir / "inputs").string(),
+                         tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), golden["inputs"].size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto name = std::filesystem::path(records[i]["path"].get<std::string>()).filename();
+    for (std::size_t g = 0; g < golden["inputs"].size(); ++g) {
+      if (std::filesystem::path(golden["inputs"][g].get<std::string>()).filename() != name)
+        continue;
+      const double expected = golden["norms"][g].get<double>();
+      EXPECT_NEAR(records[i]["quality"].get<double>(), expected, 3e-3 * expected) << name;
+    }
+  }
+}
+
 TEST(CliGolden, SortListsBestQualityFirstAndEmbedPrintsVectors) {
   const auto dir = test::golden_dir() / "iresnet";
   FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");

@@ -23,22 +23,16 @@ namespace {
 
 struct EmbedOptions {
   std::vector<std::string> inputs;
-  std::string arch = "iresnet100";
-  std::string weights;
+  ModelOptions model;  // --arch, --weights, --manifest, --flip, detector, --batch, --threads...
   bool aligned = false;
-  int batch = 16;
-  int threads = 0;
   std::string out;
   std::string npy;
   bool embeddings = false;
   bool sort = false;
   std::string keep = "all";
-  bool flip = false;
   bool prewhiten = false;
   int classify = 0;  // top-k classes to print (0: no classification)
   std::string labels;
-  std::string precision = "fp32";
-  DetectorOptions detector;
 };
 
 // One embedded face: an aligned input file, or a face found in a photo.
@@ -88,15 +82,15 @@ KeepFaces parse_keep(const std::string& keep) {
 }
 
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
-  if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
-  const int threads = configure_runtime(opt.threads);
+  const ModelOptions& model = opt.model;
+  if (model.batch < 1) throw InvalidInput("--batch must be at least 1");
+  const int threads = configure_runtime(model.threads);
   const auto files = input_files(opt.inputs);
 
-  ModelManifest manifest = builtin_manifest(opt.arch);
-  manifest.concat_flipped = opt.flip;
-  manifest.prewhiten = opt.prewhiten;
-  const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name),
-                                           {parse_precision(opt.precision)});
+  const auto weights = resolve_weights(model.weights, builtin_manifest(model.arch).name);
+  ModelManifest manifest = resolve_manifest(model, weights);
+  if (opt.prewhiten) manifest.prewhiten = true;
+  const Embedder embedder = Embedder::load(manifest, weights, {parse_precision(model.precision)});
   if (!manifest.magnitude_is_quality) {
     spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
                  manifest.name);
@@ -104,7 +98,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
   spdlog::debug("{} threads", threads);
   std::optional<MtcnnDetector> detector;
-  if (!opt.aligned) detector = load_detector(opt.detector);
+  if (!opt.aligned) detector = load_detector(model.detector);
 
   const bool with_vector = vectors_by_default || opt.embeddings;
   OutputStream out(opt.out);
@@ -160,8 +154,8 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   }
 
   ProgressBar progress(files.size(), opt.npy.empty() ? "embed" : "embed -> " + opt.npy);
-  for (std::size_t start = 0; start < files.size(); start += opt.batch) {
-    const std::size_t end = std::min(files.size(), start + static_cast<std::size_t>(opt.batch));
+  for (std::size_t start = 0; start < files.size(); start += model.batch) {
+    const std::size_t end = std::min(files.size(), start + static_cast<std::size_t>(model.batch));
     std::vector<cv::Mat> faces;
     std::vector<std::string> paths;
     for (std::size_t i = start; i < end; ++i) {
@@ -169,7 +163,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
       try {
         cv::Mat image = io::read_image_bgr(files[i].path);
         if (detector) {
-          const FacePipeline pipeline(*detector, embedder, to_mtcnn_options(opt.detector));
+          const FacePipeline pipeline(*detector, embedder, to_mtcnn_options(model.detector));
           const auto records = pipeline.process(image, parse_keep(opt.keep));
           if (records.empty()) {
             spdlog::info("no face in {}", path);
@@ -226,11 +220,6 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
 
 void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("inputs", opt.inputs, "Image files, folders (recursive) or @list.txt")->required();
-  cmd.add_option("--arch", opt.arch, "Network architecture")
-      ->check(CLI::IsMember(builtin_architectures()))
-      ->capture_default_str();
-  cmd.add_option("--weights", opt.weights,
-                 "Checkpoint file (MagFace .pth); default $FACEMAG_HOME/magface-<arch>.pth");
   cmd.add_flag("--aligned", opt.aligned,
                "Inputs are already aligned 112x112 faces (else: detect and align faces in photos)");
   cmd.add_option("--keep", opt.keep, "Faces per photo: all, largest, or best (highest quality)")
@@ -243,12 +232,7 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
                  "Class names for --classify (one per line, or CSV with the name last)");
   cmd.add_flag("--prewhiten", opt.prewhiten,
                "Standardise each face by its own mean and std (facenet-pytorch prewhiten)");
-  cmd.add_flag("--flip", opt.flip,
-               "Concatenate the embedding of the mirrored face (MobileFaceNet's protocol)");
-  add_detector_options(cmd, opt.detector);
-  cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
-  cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
-  add_precision_option(cmd, opt.precision);
+  add_model_options(cmd, opt.model, "iresnet100");
   cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");
   cmd.add_option(
       "--npy", opt.npy,
