@@ -54,6 +54,14 @@ void fill(torch::Tensor& t, const std::string& name, F f) {
 }  // namespace
 
 torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight) {
+  if (x.dim() == 4 && x.is_contiguous(torch::MemoryFormat::ChannelsLast)) {
+    // Broadcasting a 1 x C x 1 x 1 weight over a channels-last tensor takes a scalar path in
+    // LibTorch 1.13 (20x slower); as the N x H x W x C view it is a plain row broadcast.
+    auto nhwc = x.permute({0, 2, 3, 1});
+    auto negative = nhwc.clamp_max(0).mul_(weight.view({-1}));
+    nhwc.clamp_min_(0).add_(negative);
+    return x;
+  }
   std::vector<std::int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
   shape[1] = weight.numel();
   auto negative = x.clamp_max(0).mul_(weight.view(shape));
