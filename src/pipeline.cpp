@@ -27,23 +27,22 @@ std::vector<std::vector<FaceRecord>> FacePipeline::process_batch(const std::vect
       photos.size() == 1
           ? std::vector<std::vector<Detection>>{detector_.detect(photos[0], options_)}
           : detector_.detect_batch(photos, options_);
+  // Faces of photo p to embed: the detector orders faces largest first.
+  const auto kept = [&](std::size_t p) {
+    return keep == KeepFaces::kLargest ? std::min<std::size_t>(1, detections[p].size())
+                                       : detections[p].size();
+  };
   // Every kept face of every photo through the embedder in one batch.
   std::vector<cv::Mat> crops;
   for (std::size_t p = 0; p < photos.size(); ++p) {
-    const std::size_t count = keep == KeepFaces::kLargest
-                                  ? std::min<std::size_t>(1, detections[p].size())
-                                  : detections[p].size();
-    for (std::size_t i = 0; i < count; ++i)  // the detector orders faces largest first
+    for (std::size_t i = 0; i < kept(p); ++i)
       crops.push_back(crop_for_model(photos[p], detections[p][i], embedder_.manifest()));
   }
   const std::vector<Embedding> embeddings = embedder_.embed(crops);
   std::vector<std::vector<FaceRecord>> out(photos.size());
   std::size_t next = 0;
   for (std::size_t p = 0; p < photos.size(); ++p) {
-    const std::size_t count = keep == KeepFaces::kLargest
-                                  ? std::min<std::size_t>(1, detections[p].size())
-                                  : detections[p].size();
-    for (std::size_t i = 0; i < count; ++i)
+    for (std::size_t i = 0; i < kept(p); ++i)
       out[p].push_back({i, detections[p][i], embeddings[next++]});
     if (keep == KeepFaces::kBest && !out[p].empty()) {
       const auto best =

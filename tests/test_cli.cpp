@@ -52,6 +52,17 @@ void write_magface_checkpoint(const std::filesystem::path& path, const std::stri
   io::save_checkpoint(path, Value(std::move(root)));
 }
 
+// The golden magnitude of each input, by file name.
+std::map<std::string, double> golden_norms_by_file(const json& golden) {
+  std::map<std::string, double> norms;
+  for (std::size_t i = 0; i < golden["inputs"].size(); ++i) {
+    const std::string file =
+        std::filesystem::path(golden["inputs"][i].get<std::string>()).filename();
+    norms[file] = golden["norms"][i];
+  }
+  return norms;
+}
+
 TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
   const auto dir = test::golden_dir() / "iresnet";
   FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");
@@ -67,12 +78,7 @@ TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
   EXPECT_NE(r.err.find("ignored the training classifier 'fc.weight'"), std::string::npos) << r.err;
   const auto records = parse_lines(r.out);
   ASSERT_EQ(records.size(), golden["inputs"].size());
-  std::map<std::string, double> expected;
-  for (std::size_t i = 0; i < golden["inputs"].size(); ++i) {
-    const std::string file =
-        std::filesystem::path(golden["inputs"][i].get<std::string>()).filename();
-    expected[file] = golden["norms"][i];
-  }
+  std::map<std::string, double> expected = golden_norms_by_file(golden);
   for (const auto& rec : records) {
     const std::string file = std::filesystem::path(rec["path"].get<std::string>()).filename();
     ASSERT_TRUE(expected.count(file)) << file;
@@ -104,14 +110,11 @@ TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto records = parse_lines(r.out);
   ASSERT_EQ(records.size(), golden["inputs"].size());
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    const auto name = std::filesystem::path(records[i]["path"].get<std::string>()).filename();
-    for (std::size_t g = 0; g < golden["inputs"].size(); ++g) {
-      if (std::filesystem::path(golden["inputs"][g].get<std::string>()).filename() != name)
-        continue;
-      const double expected = golden["norms"][g].get<double>();
-      EXPECT_NEAR(records[i]["quality"].get<double>(), expected, 3e-3 * expected) << name;
-    }
+  const auto expected = golden_norms_by_file(golden);
+  for (const auto& rec : records) {
+    const std::string file = std::filesystem::path(rec["path"].get<std::string>()).filename();
+    ASSERT_TRUE(expected.count(file)) << file;
+    EXPECT_NEAR(rec["quality"].get<double>(), expected.at(file), 3e-3 * expected.at(file)) << file;
   }
 }
 

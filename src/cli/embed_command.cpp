@@ -30,7 +30,6 @@ struct EmbedOptions {
   bool embeddings = false;
   bool sort = false;
   std::string keep = "all";
-  bool prewhiten = false;
   int classify = 0;  // top-k classes to print (0: no classification)
   std::string labels;
 };
@@ -83,20 +82,13 @@ KeepFaces parse_keep(const std::string& keep) {
 
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   const ModelOptions& model = opt.model;
-  if (model.batch < 1) throw InvalidInput("--batch must be at least 1");
-  const int threads = configure_runtime(model.threads);
   const auto files = input_files(opt.inputs);
-
-  const auto weights = resolve_weights(model.weights, builtin_manifest(model.arch).name);
-  ModelManifest manifest = resolve_manifest(model, weights);
-  if (opt.prewhiten) manifest.prewhiten = true;
-  const Embedder embedder = Embedder::load(manifest, weights, {parse_precision(model.precision)});
+  const Embedder embedder = load_model(model);
+  const ModelManifest& manifest = embedder.manifest();
   if (!manifest.magnitude_is_quality) {
     spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
                  manifest.name);
   }
-  for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
-  spdlog::debug("{} threads", threads);
   std::optional<MtcnnDetector> detector;
   if (!opt.aligned) detector = load_detector(model.detector);
 
@@ -230,7 +222,7 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
       ->capture_default_str();
   cmd.add_option("--labels", opt.labels,
                  "Class names for --classify (one per line, or CSV with the name last)");
-  cmd.add_flag("--prewhiten", opt.prewhiten,
+  cmd.add_flag("--prewhiten", opt.model.prewhiten,
                "Standardise each face by its own mean and std (facenet-pytorch prewhiten)");
   add_model_options(cmd, opt.model, "iresnet100");
   cmd.add_option("--out", opt.out, "Write JSON Lines here instead of stdout");

@@ -49,18 +49,21 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
     spdlog::info("the manifest describes {}: using it instead of --arch {}", manifest.architecture,
                  opt.arch);
   if (opt.flip) manifest.concat_flipped = true;
+  if (opt.prewhiten) manifest.prewhiten = true;
   return manifest;
 }
 
-FaceEncoder::FaceEncoder(const ModelOptions& opt) : opt_(opt) {
+Embedder load_model(const ModelOptions& opt) {
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
-  configure_runtime(opt.threads);
-  const std::string name = builtin_manifest(opt.arch).name;
-  weights_ = resolve_weights(opt.weights, name);
-  embedder_ = std::make_unique<Embedder>(
-      Embedder::load(resolve_manifest(opt, weights_), weights_, {parse_precision(opt.precision)}));
-  for (const auto& note : embedder_->load_notes()) spdlog::info("{}", note);
+  spdlog::debug("{} threads", configure_runtime(opt.threads));
+  const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
+  Embedder embedder =
+      Embedder::load(resolve_manifest(opt, weights), weights, {parse_precision(opt.precision)});
+  for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
+  return embedder;
 }
+
+FaceEncoder::FaceEncoder(const ModelOptions& opt) : opt_(opt), embedder_(load_model(opt)) {}
 
 std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& images,
                                                    const std::vector<std::string>& names) const {
@@ -70,7 +73,7 @@ std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& i
   std::vector<cv::Mat> batch;
   const auto flush = [&] {
     if (batch.empty()) return;
-    auto embeddings = embedder_->embed(batch);
+    auto embeddings = embedder_.embed(batch);
     for (std::size_t k = 0; k < batch.size(); ++k)
       faces[batch_index[k]].embedding = std::move(embeddings[k]);
     batch.clear();

@@ -22,6 +22,7 @@ struct ModelOptions {
   int batch = 16;
   int threads = 0;
   std::string precision = "fp32";
+  bool prewhiten = false;  // facenet-pytorch's per-face standardisation (`embed --prewhiten`)
   DetectorOptions detector;
 };
 // --precision reference|fp32|bf16 (see facemag::Precision).
@@ -34,6 +35,10 @@ std::filesystem::path manifest_path_for(const std::filesystem::path& weights);
 // The manifest of a model: --manifest if given, else WEIGHTS.manifest.json when it exists (a
 // calibration), else the built-in one. `weights` may be empty (features-only commands).
 ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::path& weights);
+
+// Sets the thread count and loads the model the options name: weights from --weights or
+// $FACEMAG_HOME, the manifest from resolve_manifest, the precision; logs what loading noticed.
+Embedder load_model(const ModelOptions& opt);
 
 // A loaded model that embeds images: an image of exactly the model's input size is taken as an
 // aligned face; anything else goes through MTCNN (loaded on first need) and alignment, keeping
@@ -51,14 +56,12 @@ class FaceEncoder {
   std::vector<Face> encode(const std::vector<cv::Mat>& images,
                            const std::vector<std::string>& names) const;
 
-  const Embedder& embedder() const { return *embedder_; }
-  const ModelManifest& manifest() const { return embedder_->manifest(); }
-  const std::filesystem::path& weights() const { return weights_; }
+  const Embedder& embedder() const { return embedder_; }
+  const ModelManifest& manifest() const { return embedder_.manifest(); }
 
  private:
   ModelOptions opt_;
-  std::filesystem::path weights_;
-  std::unique_ptr<Embedder> embedder_;
+  Embedder embedder_;
   mutable std::unique_ptr<MtcnnDetector> detector_;
 };
 

@@ -29,7 +29,8 @@ struct ReportOptions {
 };
 
 struct Face {
-  std::string name;  // relative to the input folder
+  std::string name;        // relative to the input folder
+  std::string group_name;  // its first folder, or "all"
   int group = 0;
   Embedding embedding;
   cv::Mat crop;
@@ -100,7 +101,8 @@ int run_report(const ReportOptions& opt) {
         const auto parent = file.name.parent_path();
         const std::string group = parent.empty() ? "all" : parent.begin()->string();
         group_index.emplace(group, 0);  // numbered below, in name order
-        faces.push_back({file.name.string(), 0, std::move(*result[0].embedding), result[0].crop});
+        faces.push_back(
+            {file.name.string(), group, 0, std::move(*result[0].embedding), result[0].crop});
       } catch (const InvalidInput& e) {
         report_skipped(file.path.string(), e.what());
         ++failures;
@@ -114,10 +116,7 @@ int run_report(const ReportOptions& opt) {
     index = static_cast<int>(group_names.size());
     group_names.push_back(name);
   }
-  for (auto& f : faces) {
-    const auto parent = std::filesystem::path(f.name).parent_path();
-    f.group = group_index.at(parent.empty() ? "all" : parent.begin()->string());
-  }
+  for (auto& f : faces) f.group = group_index.at(f.group_name);
   // Matrices: faces by group, then best quality first.
   std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) {
     return a.group != b.group ? a.group < b.group : a.embedding.magnitude > b.embedding.magnitude;

@@ -326,9 +326,14 @@ std::vector<double> default_reject_rates() {
   return rates;
 }
 
-std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<const double> quality,
-                                         const std::vector<double>& reject_rates) {
-  const std::size_t n = pairs.size();
+namespace {
+
+// The error-versus-reject steps of pairs with these angular distances and labels, rejected in
+// ascending `quality` order.
+std::vector<ErcStep> erc_steps(const std::vector<double>& distance,
+                               const std::vector<bool>& is_same, std::span<const double> quality,
+                               const std::vector<double>& reject_rates) {
+  const std::size_t n = distance.size();
   if (quality.size() != n)
     throw InvalidInput("error versus reject: " + std::to_string(quality.size()) +
                        " qualities for " + std::to_string(n) + " pairs");
@@ -336,9 +341,6 @@ std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<co
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t x, std::size_t y) { return quality[x] < quality[y]; });
-  std::vector<double> distance(n);
-  for (std::size_t p = 0; p < n; ++p) distance[p] = angular_distance(pairs.a(p), pairs.b(p));
-
   std::vector<ErcStep> steps;
   for (double rate : reject_rates) {
     ErcStep step;
@@ -348,7 +350,7 @@ std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<co
     std::vector<double> genuine, impostor;
     for (std::size_t k = step.rejected; k < n; ++k) {
       const std::size_t p = order[k];
-      (pairs.is_same[p] ? genuine : impostor).push_back(distance[p]);
+      (is_same[p] ? genuine : impostor).push_back(distance[p]);
     }
     step.kept_positive = genuine.size();
     step.kept_negative = impostor.size();
@@ -358,17 +360,32 @@ std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<co
   return steps;
 }
 
+std::vector<double> pair_distances(const FeaturePairs& pairs) {
+  std::vector<double> distance(pairs.size());
+  for (std::size_t p = 0; p < pairs.size(); ++p)
+    distance[p] = angular_distance(pairs.a(p), pairs.b(p));
+  return distance;
+}
+
+}  // namespace
+
+std::vector<ErcStep> error_versus_reject(const FeaturePairs& pairs, std::span<const double> quality,
+                                         const std::vector<double>& reject_rates) {
+  return erc_steps(pair_distances(pairs), pairs.is_same, quality, reject_rates);
+}
+
 std::vector<double> random_reject_fnmr(const FeaturePairs& pairs,
                                        const std::vector<double>& reject_rates, double fmr,
                                        int repeats, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<double> sum(reject_rates.size(), 0.0);
   std::vector<int> reached(reject_rates.size(), 0);
+  const std::vector<double> distance = pair_distances(pairs);  // once for all shuffles
   std::vector<double> random_quality(pairs.size());
   for (int r = 0; r < repeats; ++r) {
     std::iota(random_quality.begin(), random_quality.end(), 0.0);
     std::shuffle(random_quality.begin(), random_quality.end(), rng);
-    const auto steps = error_versus_reject(pairs, random_quality, reject_rates);
+    const auto steps = erc_steps(distance, pairs.is_same, random_quality, reject_rates);
     for (std::size_t s = 0; s < steps.size(); ++s) {
       if (const auto* p = steps[s].at(fmr)) {
         sum[s] += p->fnmr;

@@ -96,8 +96,9 @@ torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
 
 namespace {
 
-// A BatchNorm at inference as y = x * scale + shift (double precision).
-std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const torch::nn::BatchNorm2dImpl& bn) {
+// A BatchNorm (1-d or 2-d) at inference as y = x * scale + shift (double precision).
+template <class BatchNorm>
+std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const BatchNorm& bn) {
   const auto var = bn.running_var.to(torch::kFloat64);
   const auto scale = bn.weight.to(torch::kFloat64) / (var + bn.options.eps()).sqrt();
   const auto shift = bn.bias.to(torch::kFloat64) - bn.running_mean.to(torch::kFloat64) * scale;
@@ -157,11 +158,9 @@ FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype) : dt
   const auto column_shift = t2.repeat_interleave(spatial);
   auto weight = w * column_scale;
   auto bias = net.fc->bias.to(torch::kFloat64) + w.matmul(column_shift);
-  const auto& f = *net.features;
-  const auto fs =
-      f.weight.to(torch::kFloat64) / (f.running_var.to(torch::kFloat64) + f.options.eps()).sqrt();
+  const auto [fs, ft] = batch_norm_affine(*net.features);
   weight = weight * fs.view({-1, 1});
-  bias = (bias - f.running_mean.to(torch::kFloat64)) * fs + f.bias.to(torch::kFloat64);
+  bias = bias * fs + ft;
   // Columns reordered from (c, hw) to (hw, c): a channels-last activation flattens without a copy.
   fc_weight_ = weight.view({weight.size(0), s2.size(0), spatial})
                    .permute({0, 2, 1})
