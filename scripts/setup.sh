@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev         # tensor engine for every network (LibTorch 1.13, oneDNN enabled)
   libopenblas0 libopenblas-dev  # without it LibTorch falls back to the reference BLAS (2-5x slower)
+  libdnnl-dev          # oneDNN (LibTorch's own CPU kernels) for Winograd float32 convolutions
   libopencv-dev        # image decoding, geometry, drawing
   libzip-dev           # reading PyTorch zip checkpoints with bounded allocations
   libcli11-dev nlohmann-json3-dev libspdlog-dev

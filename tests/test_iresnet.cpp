@@ -8,12 +8,14 @@
 
 #include <cmath>
 #include <iostream>
+#include <thread>
 
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_iresnet.hpp"
 #include "test_support.hpp"
 
 namespace facemag {
@@ -187,6 +189,42 @@ TEST(IResNet, StrictLoadingNamesTheOffendingTensor) {
     extra.emplace_back("layer5.0.conv1.weight", torch::zeros({1}));
     EXPECT_THROW(nn::load_state_dict_strict(*net, extra, "m.pth"), ModelLoadError);
   }
+}
+
+// Largest difference of two N x D feature matrices, relative to the largest row norm of `expected`.
+double relative_difference(const torch::Tensor& actual, const torch::Tensor& expected) {
+  return ((actual - expected).abs().max() / expected.norm(2, 1).max()).item<double>();
+}
+
+// The two float32 fast paths against the network as PyTorch runs it, and the oneDNN one under
+// concurrent calls with more batch sizes than it keeps compiled (plans are evicted and rebuilt).
+TEST(IResNet, FastFloat32PathsAgreeWithTheReferenceForEveryBatchSize) {
+  nn::IResNet net(nn::IResNetDepth::k18);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto input =
+      torch::rand({5, 3, 112, 112}, torch::Generator(at::detail::createCPUGenerator(7)));
+  const auto expected = net->forward(input);
+  const nn::FusedIResNet fused(*net, torch::kFloat32);
+  EXPECT_LT(relative_difference(fused.forward(input), expected), 1e-5);
+  if (!nn::OneDnnIResNet::available()) GTEST_SKIP() << "built without oneDNN (libdnnl-dev)";
+  const nn::OneDnnIResNet winograd(*net);
+  const std::vector<std::int64_t> batches{1, 2, 5, 3, 4, 1, 5};
+  std::vector<double> worst(2, 0.0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = t; i < batches.size() + t; ++i) {
+        const auto n = batches[i % batches.size()];
+        const auto out = winograd.forward(input.slice(0, 0, n));
+        worst[t] = std::max(worst[t], relative_difference(out, expected.slice(0, 0, n)));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_LT(std::max(worst[0], worst[1]), 1e-5);
+  EXPECT_THROW(winograd.forward(torch::zeros({1, 3, 96, 96})), InvalidInput);
 }
 
 TEST(Embedder, RejectsFacesOfTheWrongSize) {

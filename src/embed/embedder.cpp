@@ -16,6 +16,7 @@
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_iresnet.hpp"
 
 namespace facemag {
 
@@ -163,6 +164,11 @@ void prepare(Embedder::Impl& impl, Precision precision) {
   impl.precision = precision;
   if (precision == Precision::kReference) return;
   if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get())) {
+    if (precision == Precision::kFloat32 && nn::OneDnnIResNet::available()) {
+      auto winograd = std::make_shared<const nn::OneDnnIResNet>(*net);
+      impl.forward = [winograd](const torch::Tensor& x) { return winograd->forward(x); };
+      return;
+    }
     auto fused = std::make_shared<const nn::FusedIResNet>(
         *net, precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32);
     impl.forward = [fused](const torch::Tensor& x) { return fused->forward(x); };

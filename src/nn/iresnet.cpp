@@ -105,10 +105,10 @@ std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const BatchNorm& bn) {
   return {scale, shift};
 }
 
-FusedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
-                        torch::ScalarType dtype) {
+FoldedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
+                         torch::ScalarType dtype) {
   const auto [scale, shift] = batch_norm_affine(bn);
-  FusedIResNet::Conv out;
+  FoldedIResNet::Conv out;
   out.weight = (conv.weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1}))
                    .to(dtype)
                    .contiguous(torch::MemoryFormat::ChannelsLast);
@@ -118,7 +118,7 @@ FusedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::Batc
   return out;
 }
 
-torch::Tensor run(const FusedIResNet::Conv& c, const torch::Tensor& x) {
+torch::Tensor run(const FoldedIResNet::Conv& c, const torch::Tensor& x) {
   return torch::conv2d(x, c.weight, c.bias, c.stride, c.padding);
 }
 
@@ -128,10 +128,10 @@ torch::Tensor channel_vector(const torch::Tensor& v, torch::ScalarType dtype) {
 
 }  // namespace
 
-FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype) : dtype_(dtype) {
+FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype) {
   torch::NoGradGuard no_grad;
-  stem_ = fold(*net.conv1, *net.bn1, dtype);
-  stem_prelu_ = net.prelu->weight.to(dtype);
+  stem = fold(*net.conv1, *net.bn1, dtype);
+  stem_prelu = net.prelu->weight.to(dtype);
   for (const auto& layer : net.layers) {
     for (const auto& child : layer->children()) {
       const auto& b = *child->as<IBasicBlockImpl>();
@@ -146,7 +146,7 @@ FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype) : dt
         block.downsample = fold(*b.downsample->ptr(0)->as<torch::nn::Conv2dImpl>(),
                                 *b.downsample->ptr(1)->as<torch::nn::BatchNorm2dImpl>(), dtype);
       }
-      blocks_.push_back(std::move(block));
+      blocks.push_back(std::move(block));
     }
   }
   // features(fc(flatten(bn2(y)))): bn2 scales the fc's input columns (channel c owns columns
@@ -162,18 +162,21 @@ FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype) : dt
   weight = weight * fs.view({-1, 1});
   bias = bias * fs + ft;
   // Columns reordered from (c, hw) to (hw, c): a channels-last activation flattens without a copy.
-  fc_weight_ = weight.view({weight.size(0), s2.size(0), spatial})
-                   .permute({0, 2, 1})
-                   .reshape({weight.size(0), -1})
-                   .to(torch::kFloat32)
-                   .contiguous();
-  fc_bias_ = bias.to(torch::kFloat32);
+  fc_weight = weight.view({weight.size(0), s2.size(0), spatial})
+                  .permute({0, 2, 1})
+                  .reshape({weight.size(0), -1})
+                  .to(torch::kFloat32)
+                  .contiguous();
+  fc_bias = bias.to(torch::kFloat32);
 }
+
+FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype)
+    : dtype_(dtype), net_(net, dtype) {}
 
 torch::Tensor FusedIResNet::forward(const torch::Tensor& input) const {
   auto x = input.to(dtype_).contiguous(torch::MemoryFormat::ChannelsLast);
-  x = nn::prelu(run(stem_, x), stem_prelu_);
-  for (const auto& b : blocks_) {
+  x = nn::prelu(run(net_.stem, x), net_.stem_prelu);
+  for (const auto& b : net_.blocks) {
     auto y = torch::addcmul(b.pre_shift, x, b.pre_scale);
     y = nn::prelu(run(b.conv1, y), b.prelu);
     y = run(b.conv2, y);
@@ -182,7 +185,7 @@ torch::Tensor FusedIResNet::forward(const torch::Tensor& input) const {
   }
   // N x C x H x W in channels-last memory is N x H x W x C contiguous.
   const auto flat = x.permute({0, 2, 3, 1}).reshape({x.size(0), -1}).to(torch::kFloat32);
-  return torch::addmm(fc_bias_, flat, fc_weight_.t());
+  return torch::addmm(net_.fc_bias, flat, net_.fc_weight.t());
 }
 
 }  // namespace facemag::nn

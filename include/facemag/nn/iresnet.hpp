@@ -59,12 +59,35 @@ class IResNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(IResNet);
 
-// The same network prepared for fast inference: every BatchNorm that follows a convolution (or
-// the final Linear) is folded into its weights and bias (computed in double), activations are
-// channels-last so that LibTorch runs the convolutions through oneDNN, and the convolutions may
-// run in bfloat16 (the final Linear always runs in float32). The BatchNorm that *precedes* each
-// block's first convolution cannot be folded exactly (zero padding), so it stays a per-channel
-// multiply-add. Immutable after construction; forward may run on several threads at once.
+// The network's parameters prepared for inference: every BatchNorm that follows a convolution
+// (or the final Linear) folded into its weights and bias (computed in double, stored in `dtype`;
+// the final Linear always float32). The BatchNorm that *precedes* each block's first convolution
+// cannot be folded exactly (zero padding), so it stays a per-channel multiply-add.
+struct FoldedIResNet {
+  FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype);
+
+  struct Conv {
+    torch::Tensor weight;  // O x I x kh x kw, channels-last memory (O, kh, kw, I)
+    torch::Tensor bias;
+    std::int64_t stride = 1, padding = 0;
+  };
+  struct Block {
+    torch::Tensor pre_scale, pre_shift;  // bn1 as x * scale + shift, 1 x C x 1 x 1
+    Conv conv1;                          // conv1 + bn2
+    torch::Tensor prelu;
+    Conv conv2;  // conv2 + bn3
+    std::optional<Conv> downsample;
+  };
+  Conv stem;  // conv1 + bn1
+  torch::Tensor stem_prelu;
+  std::vector<Block> blocks;
+  // bn2 + fc + features; columns in channels-last order (h, w, c) of the last activation.
+  torch::Tensor fc_weight, fc_bias;
+};
+
+// The folded network on LibTorch: channels-last activations so that the convolutions run through
+// oneDNN, optionally in bfloat16. Immutable after construction; forward may run on several
+// threads at once.
 //
 // float32 agrees with IResNetImpl::forward to float rounding (different summation order);
 // bfloat16 trades about three significant digits for about twice the speed.
@@ -74,24 +97,9 @@ class FusedIResNet {
   // Same input and output as IResNetImpl::forward (N x 3 x 112 x 112 float32 -> N x 512 float32).
   torch::Tensor forward(const torch::Tensor& x) const;
 
-  struct Conv {
-    torch::Tensor weight, bias;
-    std::int64_t stride = 1, padding = 0;
-  };
-  struct Block {
-    torch::Tensor pre_scale, pre_shift;  // bn1 as x * scale + shift
-    Conv conv1;                          // conv1 + bn2
-    torch::Tensor prelu;
-    Conv conv2;  // conv2 + bn3
-    std::optional<Conv> downsample;
-  };
-
  private:
   torch::ScalarType dtype_;
-  Conv stem_;  // conv1 + bn1
-  torch::Tensor stem_prelu_;
-  std::vector<Block> blocks_;
-  torch::Tensor fc_weight_, fc_bias_;  // bn2 + fc + features, columns in channels-last order
+  FoldedIResNet net_;
 };
 
 }  // namespace facemag::nn
