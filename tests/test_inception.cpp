@@ -41,18 +41,23 @@ TEST(InceptionGolden, EmbeddingsMatchFacenetPytorch) {
   FACEMAG_REQUIRE_FILE(golden() / "embeddings.npy");
   const auto json = test::read_json(golden() / "inception_resnet_v1.json");
   const auto faces = golden_inputs(json);
-  const Embedder embedder = Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"));
-  const auto embeddings = embedder.embed(faces);
   const auto expected = io::read_npy(golden() / "embeddings.npy").to(torch::kFloat64);
-  double worst = 0;
-  for (std::size_t i = 0; i < faces.size(); ++i) {
-    const auto ours =
-        torch::tensor(embeddings[i].normalized(), torch::kFloat32).to(torch::kFloat64);
-    const auto ref = expected[static_cast<std::int64_t>(i)];
-    worst = std::max(worst, 1.0 - (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>());
+  // reference: module by module; fp32: BatchNorm and residual scales folded, channels-last.
+  for (const Precision precision : {Precision::kReference, Precision::kFloat32}) {
+    const Embedder embedder =
+        Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"), {precision});
+    const auto embeddings = embedder.embed(faces);
+    double worst = 0;
+    for (std::size_t i = 0; i < faces.size(); ++i) {
+      const auto ours =
+          torch::tensor(embeddings[i].normalized(), torch::kFloat32).to(torch::kFloat64);
+      const auto ref = expected[static_cast<std::int64_t>(i)];
+      worst = std::max(worst, 1.0 - (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>());
+    }
+    std::cout << "[ parity ] inception_resnet_v1 " << precision_name(precision)
+              << " embeddings: 1 - min cosine " << worst << "\n";
+    EXPECT_LE(worst, 1e-7);  // the golden's own, tighter tolerance (inputs differ by only ~1e-3)
   }
-  std::cout << "[ parity ] inception_resnet_v1 embeddings: 1 - min cosine " << worst << "\n";
-  EXPECT_LE(worst, 1e-7);  // the golden's own, tighter tolerance (inputs differ by only ~1e-3)
 }
 
 TEST(InceptionGolden, LogitsMatchFacenetPytorch) {
@@ -61,18 +66,21 @@ TEST(InceptionGolden, LogitsMatchFacenetPytorch) {
   const auto faces = golden_inputs(json);
   ModelManifest manifest = builtin_manifest("inception_resnet_v1");
   manifest.num_classes = 8631;
-  const Embedder embedder = Embedder::with_formula_weights(manifest);
-  const auto logits = embedder.logits(embedder.preprocess(faces)).to(torch::kFloat64);
   const auto expected = io::read_npy(golden() / "logits.npy").to(torch::kFloat64);
-  ASSERT_EQ(logits.sizes(), expected.sizes());
-  const double max_err = (logits - expected).abs().max().item<double>();
-  const double scale = expected.abs().max().item<double>();
-  std::cout << "[ parity ] inception_resnet_v1 logits: max |error| " << max_err << " ("
-            << max_err / scale << " of max |logit|)\n";
-  EXPECT_LE(max_err, 1e-4 * scale);
-  const auto argmax = logits.argmax(1);
-  for (std::int64_t i = 0; i < argmax.size(0); ++i) {
-    EXPECT_EQ(argmax[i].item<std::int64_t>(), json["logits_argmax"][i].get<std::int64_t>());
+  for (const Precision precision : {Precision::kReference, Precision::kFloat32}) {
+    const Embedder embedder = Embedder::with_formula_weights(manifest, {precision});
+    const auto logits = embedder.logits(embedder.preprocess(faces)).to(torch::kFloat64);
+    ASSERT_EQ(logits.sizes(), expected.sizes());
+    const double max_err = (logits - expected).abs().max().item<double>();
+    const double scale = expected.abs().max().item<double>();
+    std::cout << "[ parity ] inception_resnet_v1 " << precision_name(precision)
+              << " logits: max |error| " << max_err << " (" << max_err / scale
+              << " of max |logit|)\n";
+    EXPECT_LE(max_err, 1e-4 * scale);
+    const auto argmax = logits.argmax(1);
+    for (std::int64_t i = 0; i < argmax.size(0); ++i) {
+      EXPECT_EQ(argmax[i].item<std::int64_t>(), json["logits_argmax"][i].get<std::int64_t>());
+    }
   }
   // Without a classifier head, asking for logits is a clear error.
   EXPECT_THROW(Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"))

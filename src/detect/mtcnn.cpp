@@ -186,26 +186,25 @@ class SummedArea {
 };
 
 // facenet-pytorch's imresample (interpolate mode="area", i.e. adaptive_avg_pool2d) of a region
-// of the image, followed by its (x - 127.5) * 0.0078125 normalisation, into a 3 x oh x ow
-// slot of `out`. Bit-identical to LibTorch: exact sums, then sum / kh / kw in float.
-void area_resample(const SummedArea& image, const cv::Rect& roi, torch::Tensor out) {
-  const std::int64_t oh = out.size(1), ow = out.size(2);
+// of the image, followed by its (x - 127.5) * 0.0078125 normalisation, into output rows
+// [row_begin, row_end) of a 3 x oh x ow float slot. Bit-identical to LibTorch: exact sums, then
+// sum / kh / kw in float. Sequential: callers parallelise over crops or rows, since one
+// parallel region per small crop costs more in thread hand-offs than the crop itself.
+void area_resample(const SummedArea& image, const cv::Rect& roi, float* out, std::int64_t oh,
+                   std::int64_t ow, std::int64_t row_begin, std::int64_t row_end) {
   const auto rows = pool_bins(roi.height, oh), cols = pool_bins(roi.width, ow);
-  auto o = out.accessor<float, 3>();
-  at::parallel_for(0, oh, 8, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
-      const std::int64_t y0 = roi.y + rows[i].first, y1 = roi.y + rows[i].second;
-      const auto kh = static_cast<float>(rows[i].second - rows[i].first);
-      for (std::int64_t j = 0; j < ow; ++j) {
-        const std::int64_t x0 = roi.x + cols[j].first, x1 = roi.x + cols[j].second;
-        const auto kw = static_cast<float>(cols[j].second - cols[j].first);
-        for (int c = 0; c < 3; ++c) {
-          const float mean = static_cast<float>(image.sum(y0, y1, x0, x1, c)) / kh / kw;
-          o[c][i][j] = (mean - 127.5f) * 0.0078125f;
-        }
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const std::int64_t y0 = roi.y + rows[i].first, y1 = roi.y + rows[i].second;
+    const auto kh = static_cast<float>(rows[i].second - rows[i].first);
+    for (std::int64_t j = 0; j < ow; ++j) {
+      const std::int64_t x0 = roi.x + cols[j].first, x1 = roi.x + cols[j].second;
+      const auto kw = static_cast<float>(cols[j].second - cols[j].first);
+      for (int c = 0; c < 3; ++c) {
+        const float mean = static_cast<float>(image.sum(y0, y1, x0, x1, c)) / kh / kw;
+        out[(c * oh + i) * ow + j] = (mean - 127.5f) * 0.0078125f;
       }
     }
-  });
+  }
 }
 
 // Crops each box (clipped to the image, 1-based like the reference's pad()) and area-resamples
@@ -223,14 +222,18 @@ torch::Tensor crop_boxes(const SummedArea& image, std::int64_t h, std::int64_t w
     if (ey > y - 1 && ex > x - 1) keep.push_back(k);
   }
   auto crops = torch::empty({static_cast<std::int64_t>(keep.size()), 3, size, size});
-  for (std::size_t n = 0; n < keep.size(); ++n) {
-    const auto k = keep[n];
-    const int x = std::max(a[k][0], 1), y = std::max(a[k][1], 1);
-    const int ex = std::min<int>(a[k][2], static_cast<int>(w)),
-              ey = std::min<int>(a[k][3], static_cast<int>(h));
-    area_resample(image, cv::Rect(x - 1, y - 1, ex - x + 1, ey - y + 1),
-                  crops[static_cast<std::int64_t>(n)]);
-  }
+  float* out = crops.data_ptr<float>();
+  at::parallel_for(0, static_cast<std::int64_t>(keep.size()), 16,
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t n = begin; n < end; ++n) {
+                       const auto k = keep[static_cast<std::size_t>(n)];
+                       const int x = std::max(a[k][0], 1), y = std::max(a[k][1], 1);
+                       const int ex = std::min<int>(a[k][2], static_cast<int>(w)),
+                                 ey = std::min<int>(a[k][3], static_cast<int>(h));
+                       area_resample(image, cv::Rect(x - 1, y - 1, ex - x + 1, ey - y + 1),
+                                     out + n * 3 * size * size, size, size, 0, size);
+                     }
+                   });
   return crops;
 }
 
@@ -413,9 +416,19 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
     const auto hs = static_cast<std::int64_t>(static_cast<double>(h) * scale + 1);
     const auto ws = static_cast<std::int64_t>(static_cast<double>(w) * scale + 1);
     auto input = torch::empty({static_cast<std::int64_t>(count), 3, hs, ws});
-    for (std::size_t i = 0; i < count; ++i)
-      area_resample(images[i], cv::Rect(0, 0, static_cast<int>(w), static_cast<int>(h)),
-                    input[static_cast<std::int64_t>(i)]);
+    float* pixels = input.data_ptr<float>();
+    const cv::Rect whole(0, 0, static_cast<int>(w), static_cast<int>(h));
+    // One parallel region over the rows of all images of this scale.
+    at::parallel_for(0, static_cast<std::int64_t>(count) * hs, 8,
+                     [&](std::int64_t begin, std::int64_t end) {
+                       for (std::int64_t row = begin; row < end;) {
+                         const std::int64_t i = row / hs, first = row % hs;
+                         const std::int64_t last = std::min(hs, first + (end - row));
+                         area_resample(images[static_cast<std::size_t>(i)], whole,
+                                       pixels + i * 3 * hs * ws, hs, ws, first, last);
+                         row += last - first;
+                       }
+                     });
     const auto [reg, probs] = pnet.forward(input);
     for (std::size_t i = 0; i < count; ++i) {
       const auto found = pnet_proposals(reg.narrow(0, static_cast<std::int64_t>(i), 1),

@@ -177,6 +177,10 @@ void prepare(Embedder::Impl& impl, Precision precision) {
   if (precision == Precision::kBFloat16)
     throw InvalidInput("--precision bf16 is implemented for iResNet only, not " +
                        impl.manifest.architecture);
+  if (auto* net = dynamic_cast<nn::InceptionResnetV1Impl*>(impl.module.get())) {
+    net->prepare_inference();
+    return;
+  }
   impl.precision = Precision::kReference;
 }
 

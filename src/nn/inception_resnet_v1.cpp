@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "facemag/nn/module_utils.hpp"
+
 namespace facemag::nn {
 namespace {
 
@@ -28,7 +30,8 @@ torch::nn::Sequential convs(std::initializer_list<ConvSpec> specs) {
 }  // namespace
 
 BasicConv2dImpl::BasicConv2dImpl(std::int64_t in, std::int64_t out, Pair kernel,
-                                 std::int64_t stride, Pair padding) {
+                                 std::int64_t stride, Pair padding)
+    : stride_(stride), padding_(padding) {
   conv = register_module("conv",
                          torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, {kernel[0], kernel[1]})
                                                .stride(stride)
@@ -37,7 +40,22 @@ BasicConv2dImpl::BasicConv2dImpl(std::int64_t in, std::int64_t out, Pair kernel,
   bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).eps(0.001)));
 }
 
-torch::Tensor BasicConv2dImpl::forward(const torch::Tensor& x) { return torch::relu(bn(conv(x))); }
+torch::Tensor BasicConv2dImpl::forward(const torch::Tensor& x) {
+  if (folded_weight_.defined()) {
+    return torch::conv2d(x, folded_weight_, folded_bias_, stride_, {padding_[0], padding_[1]})
+        .relu_();
+  }
+  return torch::relu(bn(conv(x)));
+}
+
+void BasicConv2dImpl::fold_batch_norm() {
+  torch::NoGradGuard no_grad;
+  const auto [scale, shift] = batch_norm_affine(*bn);
+  folded_weight_ = (conv->weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1}))
+                       .to(torch::kFloat32)
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+  folded_bias_ = shift.to(torch::kFloat32);
+}
 
 InceptionResidualImpl::InceptionResidualImpl(Kind kind, double scale, bool relu)
     : scale_(scale), relu_(relu) {
@@ -80,8 +98,20 @@ InceptionResidualImpl::InceptionResidualImpl(Kind kind, double scale, bool relu)
 torch::Tensor InceptionResidualImpl::forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> outs;
   for (const auto& branch : branches_) outs.push_back(branch(x));
+  if (folded_weight_.defined()) {
+    auto out = torch::conv2d(torch::cat(outs, 1), folded_weight_, folded_bias_).add_(x);
+    return relu_ ? out.relu_() : out;
+  }
   auto out = conv2d_(torch::cat(outs, 1)) * scale_ + x;
   return relu_ ? torch::relu(out) : out;
+}
+
+void InceptionResidualImpl::fold_scale() {
+  torch::NoGradGuard no_grad;
+  folded_weight_ = (conv2d_->weight.to(torch::kFloat64) * scale_)
+                       .to(torch::kFloat32)
+                       .contiguous(torch::MemoryFormat::ChannelsLast);
+  folded_bias_ = (conv2d_->bias.to(torch::kFloat64) * scale_).to(torch::kFloat32);
 }
 
 InceptionReductionImpl::InceptionReductionImpl(Kind kind) {
@@ -138,7 +168,16 @@ InceptionResnetV1Impl::InceptionResnetV1Impl(std::int64_t num_classes) : num_cla
   if (num_classes > 0) logits_ = register_module("logits", torch::nn::Linear(512, num_classes));
 }
 
-torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& x) {
+void InceptionResnetV1Impl::prepare_inference() {
+  for (const auto& module : modules()) {
+    if (auto* basic = module->as<BasicConv2dImpl>()) basic->fold_batch_norm();
+    if (auto* residual = module->as<InceptionResidualImpl>()) residual->fold_scale();
+  }
+  prepared_ = true;
+}
+
+torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& input) {
+  const auto x = prepared_ ? input.contiguous(torch::MemoryFormat::ChannelsLast) : input;
   auto y = conv2d_2b_(conv2d_2a_(conv2d_1a_(x)));
   y = conv2d_4b_(conv2d_4a_(conv2d_3b_(max_pool_3x3_s2(y))));
   y = repeat_3_->forward(mixed_7a_(repeat_2_->forward(mixed_6a_(repeat_1_->forward(y)))));

@@ -96,15 +96,6 @@ torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
 
 namespace {
 
-// A BatchNorm (1-d or 2-d) at inference as y = x * scale + shift (double precision).
-template <class BatchNorm>
-std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const BatchNorm& bn) {
-  const auto var = bn.running_var.to(torch::kFloat64);
-  const auto scale = bn.weight.to(torch::kFloat64) / (var + bn.options.eps()).sqrt();
-  const auto shift = bn.bias.to(torch::kFloat64) - bn.running_mean.to(torch::kFloat64) * scale;
-  return {scale, shift};
-}
-
 FoldedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
                          torch::ScalarType dtype) {
   const auto [scale, shift] = batch_norm_affine(bn);

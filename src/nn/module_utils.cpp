@@ -53,17 +53,70 @@ void fill(torch::Tensor& t, const std::string& name, F f) {
 
 }  // namespace
 
+namespace {
+
+// max(x, 0) + slope * min(x, 0): the value of x > 0 ? x : slope * x without a branch (signs
+// are random, a branch mispredicts half the time), so that the loops vectorise. The product is
+// taken in float and rounded once, as LibTorch's elementwise kernels do.
+inline float prelu_value(float x, float slope) {
+  return std::max(x, 0.0f) + slope * std::min(x, 0.0f);
+}
+
+// In place, `rows` runs of `channels` values (channel fastest: channels-last or N x C).
+template <class T>
+void prelu_rows(T* data, std::int64_t rows, std::int64_t channels, const T* slope) {
+  at::parallel_for(0, rows, std::max<std::int64_t>(1, 16384 / channels),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     const std::vector<float> a(slope, slope + channels);
+                     const float* __restrict s = a.data();
+                     for (std::int64_t r = begin; r < end; ++r) {
+                       T* __restrict d = data + r * channels;
+                       for (std::int64_t c = 0; c < channels; ++c) {
+                         d[c] = static_cast<T>(prelu_value(static_cast<float>(d[c]), s[c]));
+                       }
+                     }
+                   });
+}
+
+// In place, `planes` of `plane` values sharing one slope (NCHW).
+template <class T>
+void prelu_planes(T* data, std::int64_t planes, std::int64_t channels, std::int64_t plane,
+                  const T* slope) {
+  at::parallel_for(0, planes, std::max<std::int64_t>(1, 16384 / plane),
+                   [&](std::int64_t begin, std::int64_t end) {
+                     for (std::int64_t p = begin; p < end; ++p) {
+                       const float a = static_cast<float>(slope[p % channels]);
+                       T* __restrict d = data + p * plane;
+                       for (std::int64_t i = 0; i < plane; ++i) {
+                         d[i] = static_cast<T>(prelu_value(static_cast<float>(d[i]), a));
+                       }
+                     }
+                   });
+}
+
+}  // namespace
+
 torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight) {
-  if (x.dim() == 4 && x.is_contiguous(torch::MemoryFormat::ChannelsLast)) {
-    // Broadcasting a 1 x C x 1 x 1 weight over a channels-last tensor takes a scalar path in
-    // LibTorch 1.13 (20x slower); as the N x H x W x C view it is a plain row broadcast.
-    auto nhwc = x.permute({0, 2, 3, 1});
-    auto negative = nhwc.clamp_max(0).mul_(weight.view({-1}));
-    nhwc.clamp_min_(0).add_(negative);
+  const auto channels = weight.numel();
+  const bool channels_last = x.dim() == 4 && x.is_contiguous(torch::MemoryFormat::ChannelsLast);
+  const bool plain = x.is_contiguous();
+  if ((x.dim() == 2 || x.dim() == 4) && x.size(1) == channels && (channels_last || plain) &&
+      weight.is_contiguous() && weight.scalar_type() == x.scalar_type() &&
+      (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16)) {
+    AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, x.scalar_type(), "prelu", [&] {
+      auto* data = x.data_ptr<scalar_t>();
+      const auto* slope = weight.data_ptr<scalar_t>();
+      if (x.dim() == 2 || (channels_last && !plain)) {
+        prelu_rows(data, x.numel() / channels, channels, slope);
+      } else {
+        prelu_planes(data, x.size(0) * channels, channels, x.numel() / (x.size(0) * channels),
+                     slope);
+      }
+    });
     return x;
   }
   std::vector<std::int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
-  shape[1] = weight.numel();
+  shape[1] = channels;
   auto negative = x.clamp_max(0).mul_(weight.view(shape));
   return x.clamp_min_(0).add_(negative);
 }

@@ -42,11 +42,11 @@ torch::Tensor max_pool(const torch::Tensor& input, std::int64_t kernel, std::int
         const std::int64_t y0 = i * stride, y1 = std::min(y0 + kernel, h);
         for (std::int64_t j = 0; j < ow; ++j) {
           const std::int64_t x0 = j * stride, x1 = std::min(x0 + kernel, w);
-          float* o = dst + ((b * oh + i) * ow + j) * c;
+          float* __restrict o = dst + ((b * oh + i) * ow + j) * c;
           std::fill(o, o + c, kLowest);
           for (std::int64_t y = y0; y < y1; ++y) {
             for (std::int64_t xx = x0; xx < x1; ++xx) {
-              const float* s = src + ((b * h + y) * w + xx) * c;
+              const float* __restrict s = src + ((b * h + y) * w + xx) * c;
               for (std::int64_t k = 0; k < c; ++k) o[k] = std::max(o[k], s[k]);
             }
           }

@@ -93,7 +93,8 @@ struct Embedding {
 //     Winograd 3x3 convolutions where this build has oneDNN (nn::OneDnnIResNet, about twice the
 //     reference's speed, ~1.9 GB for iResNet100 at batch 16), else on LibTorch channels-last
 //     (nn::FusedIResNet); float32 results equal up to rounding (1 - cosine ~1e-11 against the
-//     reference). Other architectures run as kReference.
+//     reference). InceptionResnetV1 runs with BatchNorm and residual scales folded and
+//     channels-last activations (~1.5x); MobileFaceNet as kReference.
 //   kBFloat16: iResNet convolutions in bfloat16 (AVX512-BF16 where the CPU has it), about
 //     twice as fast; see the README for the measured accuracy cost. iResNet only.
 enum class Precision { kReference, kFloat32, kBFloat16 };

@@ -25,8 +25,15 @@ class BasicConv2dImpl : public torch::nn::Module {
   BasicConv2dImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
                   std::int64_t stride, std::array<std::int64_t, 2> padding = {0, 0});
   torch::Tensor forward(const torch::Tensor& x);
+  // From now on forward() runs conv with bn folded into it (see prepare_inference).
+  void fold_batch_norm();
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
+
+ private:
+  std::int64_t stride_;
+  std::array<std::int64_t, 2> padding_;
+  torch::Tensor folded_weight_, folded_bias_;
 };
 TORCH_MODULE(BasicConv2d);
 
@@ -37,10 +44,13 @@ class InceptionResidualImpl : public torch::nn::Module {
   enum class Kind { kBlock35, kBlock17, kBlock8 };
   InceptionResidualImpl(Kind kind, double scale, bool relu = true);
   torch::Tensor forward(const torch::Tensor& x);
+  // From now on forward() runs the closing conv2d with the residual scale folded into it.
+  void fold_scale();
 
  private:
   double scale_;
   bool relu_;
+  torch::Tensor folded_weight_, folded_bias_;
   std::vector<std::function<torch::Tensor(const torch::Tensor&)>> branches_;
   torch::nn::Conv2d conv2d_{nullptr};
 };
@@ -66,8 +76,15 @@ class InceptionResnetV1Impl : public torch::nn::Module {
   torch::Tensor logits(const torch::Tensor& x);
   std::int64_t num_classes() const { return num_classes_; }
 
+  // Prepares forward() for fast inference; call before the model is shared. Every BatchNorm
+  // that follows a convolution and every residual scale are folded into the convolution (in
+  // double) and activations become channels-last (oneDNN). Parameters and state_dict() are
+  // unchanged; results equal the unprepared ones up to float rounding.
+  void prepare_inference();
+
  private:
   std::int64_t num_classes_;
+  bool prepared_ = false;
   BasicConv2d conv2d_1a_{nullptr}, conv2d_2a_{nullptr}, conv2d_2b_{nullptr}, conv2d_3b_{nullptr},
       conv2d_4a_{nullptr}, conv2d_4b_{nullptr};
   torch::nn::Sequential repeat_1_{nullptr}, repeat_2_{nullptr}, repeat_3_{nullptr};

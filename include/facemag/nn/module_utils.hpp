@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 
 #include <string>
+#include <utility>
 
 #include "facemag/io/checkpoint.hpp"
 
@@ -26,12 +27,21 @@ void load_state_dict_strict(torch::nn::Module& module, const io::NamedTensors& t
 // and PReLU leaves; any other module holding tensors is an error.
 void fill_formula_weights(torch::nn::Module& module);
 
-// PReLU with per-channel weights on an N x C x ... tensor: x for x > 0, weight * x otherwise.
-// Computed as clamp_min(x, 0) + w * clamp_max(x, 0), which gives the same values as
-// torch::prelu (up to the sign of zero) but runs on LibTorch's vectorised elementwise kernels;
-// its own per-channel PReLU kernel is 5-10x slower on CPU. Works in place on `x` (pass a
-// temporary, or a copy).
+// PReLU with per-channel weights on an N x C x ... tensor: x for x > 0, weight * x otherwise,
+// the values of torch::prelu. Works in place on `x` (pass a temporary, or a copy). float32 and
+// bfloat16 tensors that are contiguous (N x C, NCHW) or channels-last take one hand-written
+// pass; LibTorch 1.13's own per-channel PReLU is 5-10x slower on CPU and its elementwise
+// broadcast over channels-last tensors 20x. Others run as clamp_min(x, 0) + w * clamp_max(x, 0).
 torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight);
+
+// A BatchNorm (1-d or 2-d) at inference as y = x * scale + shift, computed in double.
+template <class BatchNorm>
+std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const BatchNorm& bn) {
+  const auto var = bn.running_var.to(torch::kFloat64);
+  const auto scale = bn.weight.to(torch::kFloat64) / (var + bn.options.eps()).sqrt();
+  const auto shift = bn.bias.to(torch::kFloat64) - bn.running_mean.to(torch::kFloat64) * scale;
+  return {scale, shift};
+}
 
 // u(name, i) of the formula: a double in [-1, 1).
 double formula_uniform(const std::string& name, std::uint64_t index);
