@@ -54,6 +54,16 @@ memory::desc blocked(const memory::dims& dims) {
 
 std::size_t round_up(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+// `source` in `layout`: source itself when it already is, else a reordered copy.
+memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& engine) {
+  if (source.get_desc() == layout) return source;
+  memory target(layout, engine);
+  dnnl::stream stream(engine);
+  dnnl::reorder(source, target).execute(stream, source, target);
+  stream.wait();
+  return target;
+}
+
 }  // namespace
 
 struct OneDnnIResNet::Impl {
@@ -107,13 +117,8 @@ memory OneDnnIResNet::Impl::weights_in(int conv_index, const torch::Tensor& weig
   }
   // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only.
   const auto plain = weight.contiguous();
-  auto source = view(plain, dims_of(plain), Tag::oihw, engine);
-  memory target(layout, engine);
-  dnnl::stream stream(engine);
-  dnnl::reorder(source, target).execute(stream, source, target);
-  stream.wait();
-  kept.push_back(target);
-  return target;
+  kept.push_back(in_layout(view(plain, dims_of(plain), Tag::oihw, engine), layout, engine));
+  return kept.back();
 }
 
 std::shared_ptr<const OneDnnIResNet::Impl::Plan> OneDnnIResNet::Impl::build(
@@ -181,14 +186,8 @@ std::shared_ptr<const OneDnnIResNet::Impl::Plan> OneDnnIResNet::Impl::build(
         {dnnl::prop_kind::forward_inference, md, memory::desc(slope_dims, DataType::f32, Tag::any)},
         attributes(), engine);
     note_sizes(pd, md);
-    auto source = view(slope, slope_dims, Tag::nchw, engine);
-    memory slopes = source;
-    if (pd.weights_desc() != source.get_desc()) {
-      slopes = memory(pd.weights_desc(), engine);
-      dnnl::stream stream(engine);
-      dnnl::reorder(source, slopes).execute(stream, source, slopes);
-      stream.wait();
-    }
+    const auto slopes =
+        in_layout(view(slope, slope_dims, Tag::nchw, engine), pd.weights_desc(), engine);
     plan->steps.push_back({dnnl::prelu_forward(pd),
                            {{DNNL_ARG_WEIGHTS, slopes}},
                            {{DNNL_ARG_SRC, slot, md}, {DNNL_ARG_DST, slot, md}}});
