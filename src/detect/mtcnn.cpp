@@ -187,9 +187,10 @@ class SummedArea {
 
 // facenet-pytorch's imresample (interpolate mode="area", i.e. adaptive_avg_pool2d) of a region
 // of the image, followed by its (x - 127.5) * 0.0078125 normalisation, into output rows
-// [row_begin, row_end) of a 3 x oh x ow float slot. Bit-identical to LibTorch: exact sums, then
-// sum / kh / kw in float. Sequential: callers parallelise over crops or rows, since one
-// parallel region per small crop costs more in thread hand-offs than the crop itself.
+// [row_begin, row_end) of an oh x ow x 3 float slot (channels-last, the layout oneDNN runs the
+// networks in). Bit-identical to LibTorch: exact sums, then sum / kh / kw in float. Sequential:
+// callers parallelise over crops or rows, since one parallel region per small crop costs more in
+// thread hand-offs than the crop itself.
 void area_resample(const SummedArea& image, const cv::Rect& roi, float* out, std::int64_t oh,
                    std::int64_t ow, std::int64_t row_begin, std::int64_t row_end) {
   const auto rows = pool_bins(roi.height, oh), cols = pool_bins(roi.width, ow);
@@ -201,7 +202,7 @@ void area_resample(const SummedArea& image, const cv::Rect& roi, float* out, std
       const auto kw = static_cast<float>(cols[j].second - cols[j].first);
       for (int c = 0; c < 3; ++c) {
         const float mean = static_cast<float>(image.sum(y0, y1, x0, x1, c)) / kh / kw;
-        out[(c * oh + i) * ow + j] = (mean - 127.5f) * 0.0078125f;
+        out[(i * ow + j) * 3 + c] = (mean - 127.5f) * 0.0078125f;
       }
     }
   }
@@ -221,7 +222,9 @@ torch::Tensor crop_boxes(const SummedArea& image, std::int64_t h, std::int64_t w
                        ey = std::min<std::int64_t>(a[k][3], h);
     if (ey > y - 1 && ex > x - 1) keep.push_back(k);
   }
-  auto crops = torch::empty({static_cast<std::int64_t>(keep.size()), 3, size, size});
+  auto crops =
+      torch::empty({static_cast<std::int64_t>(keep.size()), 3, size, size},
+                   torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
   float* out = crops.data_ptr<float>();
   at::parallel_for(0, static_cast<std::int64_t>(keep.size()), 16,
                    [&](std::int64_t begin, std::int64_t end) {
@@ -365,8 +368,9 @@ Outputs concat_outputs(const std::vector<Outputs>& parts, std::index_sequence<I.
   return Outputs(concat_output<I>(parts)...);
 }
 
-// R-Net/O-Net over many crops: channels-last (oneDNN) chunks of 256, which keeps the
-// activations in cache (one pass over 3000 crops is 3x slower and needs 170 MB more).
+// R-Net/O-Net over many crops (channels-last, as crop_boxes writes them) in chunks of 256,
+// which keeps the activations in cache (one pass over 3000 crops is 3x slower and needs 170 MB
+// more).
 template <class Net>
 auto forward_in_chunks(Net& net, const torch::Tensor& crops) {
   constexpr std::int64_t kChunk = 256;
@@ -415,7 +419,9 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
     const double scale = scales[si];
     const auto hs = static_cast<std::int64_t>(static_cast<double>(h) * scale + 1);
     const auto ws = static_cast<std::int64_t>(static_cast<double>(w) * scale + 1);
-    auto input = torch::empty({static_cast<std::int64_t>(count), 3, hs, ws});
+    auto input =
+        torch::empty({static_cast<std::int64_t>(count), 3, hs, ws},
+                     torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
     float* pixels = input.data_ptr<float>();
     const cv::Rect whole(0, 0, static_cast<int>(w), static_cast<int>(h));
     // One parallel region over the rows of all images of this scale.
