@@ -155,6 +155,7 @@ std::vector<std::pair<std::int64_t, std::int64_t>> pool_bins(std::int64_t in, st
 // taken from it equals the one LibTorch's pooling kernel accumulates in float (< 2^24).
 class SummedArea {
  public:
+  SummedArea() = default;
   explicit SummedArea(const cv::Mat& rgb) : w_(rgb.cols), h_(rgb.rows) {
     table_.assign(static_cast<std::size_t>((h_ + 1) * (w_ + 1) * 3), 0);
     for (std::int64_t y = 0; y < h_; ++y) {
@@ -181,7 +182,7 @@ class SummedArea {
   }
 
  private:
-  std::int64_t w_, h_;
+  std::int64_t w_ = 0, h_ = 0;
   std::vector<std::uint64_t> table_;
 };
 
@@ -397,13 +398,15 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
   auto& onet = const_cast<nn::ONetImpl&>(*nets_->onet);
   const std::size_t count = bgr_images.size();
   const std::int64_t h = bgr_images[0].rows, w = bgr_images[0].cols;
-  std::vector<SummedArea> images;
-  images.reserve(count);
-  for (const auto& bgr : bgr_images) {
-    cv::Mat rgb;
-    cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-    images.emplace_back(rgb);
-  }
+  std::vector<SummedArea> images(count);
+  at::parallel_for(
+      0, static_cast<std::int64_t>(count), 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+          cv::Mat rgb;
+          cv::cvtColor(bgr_images[static_cast<std::size_t>(i)], rgb, cv::COLOR_BGR2RGB);
+          images[static_cast<std::size_t>(i)] = SummedArea(rgb);
+        }
+      });
   std::vector<std::vector<Detection>> results(count);
 
   // Scale pyramid, in Python's double arithmetic.
