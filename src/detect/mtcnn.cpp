@@ -77,7 +77,7 @@ torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& score
     return as_index(nms(boxes + offsets.unsqueeze(1), scores, threshold));
   }
   auto keep_mask = torch::zeros_like(scores, torch::kBool);
-  for (const auto id : std::get<0>(torch::_unique(groups)).unbind()) {
+  for (const auto& id : std::get<0>(torch::_unique(groups)).unbind()) {
     const auto members = torch::where(groups == id)[0];
     keep_mask.index_put_({members.index({as_index(
                              nms(boxes.index({members}), scores.index({members}), threshold))})},
