@@ -23,10 +23,7 @@ std::vector<FaceRecord> FacePipeline::process(const cv::Mat& bgr, KeepFaces keep
 
 std::vector<std::vector<FaceRecord>> FacePipeline::process_batch(const std::vector<cv::Mat>& photos,
                                                                  KeepFaces keep) const {
-  const auto detections =
-      photos.size() == 1
-          ? std::vector<std::vector<Detection>>{detector_.detect(photos[0], options_)}
-          : detector_.detect_batch(photos, options_);
+  const auto detections = detector_.detect_batch(photos, options_);
   // Faces of photo p to embed: the detector orders faces largest first.
   const auto kept = [&](std::size_t p) {
     return keep == KeepFaces::kLargest ? std::min<std::size_t>(1, detections[p].size())

@@ -32,12 +32,14 @@ TEST(MtcnnGolden, SameFacesAsFacenetPytorchOnEveryImage) {
     ASSERT_TRUE(std::filesystem::exists(path)) << path;
     images.push_back(io::read_image_bgr(path));
   }
-  std::vector<std::vector<Detection>> single;
-  for (const auto& image : images) single.push_back(detector().detect(image));
-  const std::vector<std::vector<Detection>>& single_ref = single;
-  const std::vector<std::vector<Detection>> batched = detector().detect_batch(images);
-  for (const std::vector<std::vector<Detection>>* results : {&single_ref, &batched}) {
-    const std::string mode = results == &single_ref ? "detect" : "detect_batch";
+  const auto single = [&] {
+    std::vector<std::vector<Detection>> found;
+    for (const auto& image : images) found.push_back(detector().detect(image));
+    return found;
+  }();
+  const auto batched = detector().detect_batch(images);
+  for (const auto* results : {&single, &batched}) {
+    const std::string mode = results == &single ? "detect" : "detect_batch";
     double worst_box = 0, worst_landmark = 0, worst_prob = 0;
     std::size_t faces = 0;
     for (std::size_t i = 0; i < images.size(); ++i) {

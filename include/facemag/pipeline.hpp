@@ -32,8 +32,9 @@ class FacePipeline {
 
   // All faces of an 8-bit BGR photo, then filtered by `keep`. No face: an empty vector.
   std::vector<FaceRecord> process(const cv::Mat& bgr, KeepFaces keep = KeepFaces::kAll) const;
-  // The same for several photos: detection spread over the cores (MtcnnDetector::detect_batch)
-  // and all faces embedded in one batch. Result i belongs to photos[i].
+  // The same for several photos: detected together (MtcnnDetector::detect_batch: photos of one
+  // size share every network pass) and all faces embedded in one batch. Result i belongs to
+  // photos[i].
   std::vector<std::vector<FaceRecord>> process_batch(const std::vector<cv::Mat>& photos,
                                                      KeepFaces keep = KeepFaces::kAll) const;
 

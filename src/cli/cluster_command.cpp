@@ -48,7 +48,7 @@ int run_cluster(const ClusterOptions& opt) {
   std::size_t failures = 0;
   {
     ProgressBar progress(files.size(), "faces");
-    constexpr std::size_t kChunk = 32;  // photos detected in parallel and embedded together
+    constexpr std::size_t kChunk = 32;  // photos detected and embedded together
     for (std::size_t start = 0; start < files.size(); start += kChunk) {
       const std::size_t end = std::min(files.size(), start + kChunk);
       std::vector<cv::Mat> photos;

@@ -12,7 +12,7 @@ void add_precision_option(CLI::App& cmd, std::string& precision) {
   cmd.add_option("--precision", precision,
                  "fp32 (BatchNorm folded, oneDNN), bf16 (iResNet: ~2x faster, cosine >= 0.9998 "
                  "to fp32) or reference (PyTorch's ops one by one)")
-      ->check(CLI::IsMember({"reference", "fp32", "bf16"}))
+      ->check(CLI::IsMember(precision_names()))
       ->capture_default_str();
 }
 

@@ -303,13 +303,23 @@ torch::Tensor merge_proposals(const std::vector<torch::Tensor>& proposals,
   return make_square(boxes);
 }
 
+// The boxes whose face probability exceeds `threshold`, as x1 y1 x2 y2 score, and the mask
+// that selected them (for the network's other outputs).
+std::pair<torch::Tensor, torch::Tensor> above_threshold(const torch::Tensor& boxes,
+                                                        const torch::Tensor& probs,
+                                                        float threshold) {
+  const auto score = probs.select(1, 1);
+  const auto pass = score > threshold;
+  return {
+      torch::cat(
+          {boxes.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1),
+      pass};
+}
+
 // Stage 2 after R-Net: threshold, NMS, regression, squaring.
 torch::Tensor refine(const torch::Tensor& boxes_in, const torch::Tensor& reg,
                      const torch::Tensor& probs, float threshold) {
-  const auto score = probs.select(1, 1);
-  const auto pass = score > threshold;
-  auto boxes = torch::cat(
-      {boxes_in.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
+  const auto [boxes, pass] = above_threshold(boxes_in, probs, threshold);
   const auto mv = reg.index({pass});
   const auto pick = batched_nms(boxes.index({Slice(), Slice(0, 4)}), boxes.select(1, 4),
                                 torch::zeros({boxes.size(0)}, torch::kInt64), 0.7);
@@ -320,11 +330,8 @@ torch::Tensor refine(const torch::Tensor& boxes_in, const torch::Tensor& reg,
 std::vector<Detection> finish(const torch::Tensor& boxes_in, const torch::Tensor& reg,
                               const torch::Tensor& marks, const torch::Tensor& probs,
                               float threshold) {
-  const auto score = probs.select(1, 1);
-  const auto pass = score > threshold;
-  auto points = marks.index({pass});
-  auto boxes = torch::cat(
-      {boxes_in.index({pass}).index({Slice(), Slice(0, 4)}), score.index({pass}).unsqueeze(1)}, 1);
+  auto [boxes, pass] = above_threshold(boxes_in, probs, threshold);
+  const auto points = marks.index({pass});
   const auto mv = reg.index({pass});
   const auto w_i = (boxes.select(1, 2) - boxes.select(1, 0) + 1).unsqueeze(1);
   const auto h_i = (boxes.select(1, 3) - boxes.select(1, 1) + 1).unsqueeze(1);

@@ -186,23 +186,34 @@ void prepare(Embedder::Impl& impl, Precision precision) {
 
 }  // namespace
 
+namespace {
+constexpr std::pair<Precision, const char*> kPrecisionNames[] = {
+    {Precision::kReference, "reference"},
+    {Precision::kFloat32, "fp32"},
+    {Precision::kBFloat16, "bf16"}};
+}  // namespace
+
 Precision parse_precision(const std::string& name) {
-  if (name == "reference") return Precision::kReference;
-  if (name == "fp32") return Precision::kFloat32;
-  if (name == "bf16") return Precision::kBFloat16;
-  throw InvalidInput("unknown precision '" + name + "' (reference, fp32 or bf16)");
+  for (const auto& [precision, text] : kPrecisionNames) {
+    if (name == text) return precision;
+  }
+  std::string known;
+  for (const auto& [precision, text] : kPrecisionNames)
+    known += (known.empty() ? "" : ", ") + std::string(text);
+  throw InvalidInput("unknown precision '" + name + "' (" + known + ")");
 }
 
 std::string precision_name(Precision precision) {
-  switch (precision) {
-    case Precision::kReference:
-      return "reference";
-    case Precision::kFloat32:
-      return "fp32";
-    case Precision::kBFloat16:
-      return "bf16";
+  for (const auto& [p, text] : kPrecisionNames) {
+    if (p == precision) return text;
   }
   return "?";
+}
+
+std::vector<std::string> precision_names() {
+  std::vector<std::string> names;
+  for (const auto& [p, text] : kPrecisionNames) names.emplace_back(text);
+  return names;
 }
 
 ModelManifest builtin_manifest(const std::string& architecture) {

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <tuple>
+
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag::nn {
@@ -50,11 +52,7 @@ torch::Tensor BasicConv2dImpl::forward(const torch::Tensor& x) {
 
 void BasicConv2dImpl::fold_batch_norm() {
   torch::NoGradGuard no_grad;
-  const auto [scale, shift] = batch_norm_affine(*bn);
-  folded_weight_ = (conv->weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1}))
-                       .to(torch::kFloat32)
-                       .contiguous(torch::MemoryFormat::ChannelsLast);
-  folded_bias_ = shift.to(torch::kFloat32);
+  std::tie(folded_weight_, folded_bias_) = fold_conv_batch_norm(conv->weight, *bn, torch::kFloat32);
 }
 
 InceptionResidualImpl::InceptionResidualImpl(Kind kind, double scale, bool relu)

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <tuple>
+
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag::nn {
@@ -98,12 +100,8 @@ namespace {
 
 FoldedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
                          torch::ScalarType dtype) {
-  const auto [scale, shift] = batch_norm_affine(bn);
   FoldedIResNet::Conv out;
-  out.weight = (conv.weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1}))
-                   .to(dtype)
-                   .contiguous(torch::MemoryFormat::ChannelsLast);
-  out.bias = shift.to(dtype);
+  std::tie(out.weight, out.bias) = fold_conv_batch_norm(conv.weight, bn, dtype);
   out.stride = conv.options.stride()->at(0);
   out.padding = conv.weight.size(2) / 2;  // every iResNet convolution pads kernel / 2
   return out;

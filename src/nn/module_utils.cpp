@@ -51,10 +51,6 @@ void fill(torch::Tensor& t, const std::string& name, F f) {
   t.copy_(cpu);
 }
 
-}  // namespace
-
-namespace {
-
 // max(x, 0) + slope * min(x, 0): the value of x > 0 ? x : slope * x without a branch (signs
 // are random, a branch mispredicts half the time), so that the loops vectorise. The product is
 // taken in float and rounded once, as LibTorch's elementwise kernels do.

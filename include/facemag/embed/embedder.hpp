@@ -101,6 +101,8 @@ enum class Precision { kReference, kFloat32, kBFloat16 };
 // "reference", "fp32", "bf16"; InvalidInput for others.
 Precision parse_precision(const std::string& name);
 std::string precision_name(Precision precision);
+// Every accepted name, in the enum's order.
+std::vector<std::string> precision_names();
 
 struct EmbedderOptions {
   Precision precision = Precision::kFloat32;

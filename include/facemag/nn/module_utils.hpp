@@ -43,6 +43,20 @@ std::pair<torch::Tensor, torch::Tensor> batch_norm_affine(const BatchNorm& bn) {
   return {scale, shift};
 }
 
+// A convolution followed by a BatchNorm at inference as one convolution: weight scaled per
+// output channel, the BatchNorm's shift as bias; computed in double, stored in `dtype`, the
+// weight in channels-last memory (the layout oneDNN runs convolutions in).
+template <class BatchNorm>
+std::pair<torch::Tensor, torch::Tensor> fold_conv_batch_norm(const torch::Tensor& conv_weight,
+                                                             const BatchNorm& bn,
+                                                             torch::ScalarType dtype) {
+  const auto [scale, shift] = batch_norm_affine(bn);
+  return {(conv_weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1}))
+              .to(dtype)
+              .contiguous(torch::MemoryFormat::ChannelsLast),
+          shift.to(dtype)};
+}
+
 // u(name, i) of the formula: a double in [-1, 1).
 double formula_uniform(const std::string& name, std::uint64_t index);
 

@@ -1,9 +1,9 @@
 // iResNet float32 inference straight on oneDNN, for the speed LibTorch cannot reach: ATen runs
 // every convolution as a direct one, while oneDNN also has Winograd F(4x4, 3x3) kernels for
 // AVX-512 (4x fewer multiplications; measured 1.6-1.75x faster on iResNet's 3x3 stride-1
-// convolutions, which make up most of the network). Activations stay in oneDNN's blocked layout from
-// the stem to the last block, the residual addition is fused into the second convolution of each
-// block, and the folded weights of FoldedIResNet are used (float32).
+// convolutions, which make up most of the network). Activations stay in oneDNN's blocked layout
+// from the stem to the last block, the residual addition is fused into the second convolution of
+// each block, and the folded weights of FoldedIResNet are used (float32).
 //
 // Cost: Winograd keeps weights transformed to 6x6 tiles, ~4x the memory of the 3x3 weights
 // (iResNet100: about 1 GB instead of 260 MB), per weight layout; batch sizes share one layout
