@@ -1,6 +1,7 @@
 // MTCNN and alignment against facenet-pytorch / skimage+OpenCV outputs (../shared/golden).
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
+#include <torch/torch.h>
 
 #include <cmath>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "facemag/detect/mtcnn.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/image.hpp"
+#include "facemag/nn/mtcnn_nets.hpp"
 #include "test_support.hpp"
 
 namespace facemag {
@@ -17,6 +19,61 @@ namespace {
 const MtcnnDetector& detector() {
   static const MtcnnDetector d = MtcnnDetector::load(test::shared_dir() / "weights" / "mtcnn");
   return d;
+}
+
+// The three networks against LibTorch's own operators (torch::prelu, max_pool2d in ceil mode),
+// written out layer by layer: random weights with PReLU slopes of both signs (the real MTCNN
+// weights have negative slopes in every layer), channels-last and NCHW inputs. The hand-written
+// PReLU + pooling pass must give the same values exactly.
+TEST(MtcnnNets, SameValuesAsLibTorchOperators) {
+  torch::manual_seed(7);
+  c10::InferenceMode guard;
+  const auto randomise = [](torch::nn::Module& net) {
+    for (auto& p : net.parameters()) p.uniform_(-0.5, 0.5);
+    net.eval();
+  };
+  const auto pool = [](const torch::Tensor& x, std::int64_t kernel) {
+    return torch::max_pool2d(x, kernel, 2, 0, 1, /*ceil_mode=*/true);
+  };
+  const auto caffe_flat = [](const torch::Tensor& x) {
+    return x.permute({0, 3, 2, 1}).contiguous().view({x.size(0), -1});
+  };
+  nn::PNet pnet;
+  nn::RNet rnet;
+  nn::ONet onet;
+  randomise(*pnet);
+  randomise(*rnet);
+  randomise(*onet);
+  for (const auto format : {torch::MemoryFormat::ChannelsLast, torch::MemoryFormat::Contiguous}) {
+    SCOPED_TRACE(format == torch::MemoryFormat::ChannelsLast ? "channels-last" : "NCHW");
+    const auto x12 = torch::randn({3, 3, 31, 45}).contiguous(format);
+    auto y = pool(torch::prelu(pnet->conv1(x12), pnet->prelu1->weight), 2);
+    y = torch::prelu(pnet->conv2(y), pnet->prelu2->weight);
+    y = torch::prelu(pnet->conv3(y), pnet->prelu3->weight);
+    const auto [p_reg, p_prob] = pnet->forward(x12);
+    EXPECT_TRUE(torch::equal(p_reg, pnet->conv4_2(y)));
+    EXPECT_TRUE(torch::equal(p_prob, torch::softmax(pnet->conv4_1(y), 1)));
+
+    const auto x24 = torch::randn({5, 3, 24, 24}).contiguous(format);
+    y = pool(torch::prelu(rnet->conv1(x24), rnet->prelu1->weight), 3);
+    y = pool(torch::prelu(rnet->conv2(y), rnet->prelu2->weight), 3);
+    y = torch::prelu(rnet->conv3(y), rnet->prelu3->weight);
+    y = torch::prelu(rnet->dense4(caffe_flat(y)), rnet->prelu4->weight);
+    const auto [r_reg, r_prob] = rnet->forward(x24);
+    EXPECT_TRUE(torch::equal(r_reg, rnet->dense5_2(y)));
+    EXPECT_TRUE(torch::equal(r_prob, torch::softmax(rnet->dense5_1(y), 1)));
+
+    const auto x48 = torch::randn({4, 3, 48, 48}).contiguous(format);
+    y = pool(torch::prelu(onet->conv1(x48), onet->prelu1->weight), 3);
+    y = pool(torch::prelu(onet->conv2(y), onet->prelu2->weight), 3);
+    y = pool(torch::prelu(onet->conv3(y), onet->prelu3->weight), 2);
+    y = torch::prelu(onet->conv4(y), onet->prelu4->weight);
+    y = torch::prelu(onet->dense5(caffe_flat(y)), onet->prelu5->weight);
+    const auto [o_reg, o_marks, o_prob] = onet->forward(x48);
+    EXPECT_TRUE(torch::equal(o_reg, onet->dense6_2(y)));
+    EXPECT_TRUE(torch::equal(o_marks, onet->dense6_3(y)));
+    EXPECT_TRUE(torch::equal(o_prob, torch::softmax(onet->dense6_1(y), 1)));
+  }
 }
 
 // Each image alone (detect) and all images at once (detect_batch: same-size images share the

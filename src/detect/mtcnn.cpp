@@ -8,11 +8,13 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <tuple>
 #include <utility>
 
+#include "../nn/kernels.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/nn/module_utils.hpp"
@@ -172,19 +174,30 @@ class SummedArea {
     }
   }
 
-  // Sum of channel c over rows [y0, y1) and columns [x0, x1).
-  std::uint64_t sum(std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1,
-                    int c) const {
-    const auto at = [&](std::int64_t y, std::int64_t x) {
-      return table_[(y * (w_ + 1) + x) * 3 + c];
-    };
-    return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0);
-  }
+  // Row y of the table: (w + 1) x 3 running sums.
+  const std::uint64_t* row(std::int64_t y) const { return &table_[y * (w_ + 1) * 3]; }
 
  private:
   std::int64_t w_ = 0, h_ = 0;
   std::vector<std::uint64_t> table_;
 };
+
+// One output row of area_resample, `count` values: value m is the sum over the window
+// between table columns lo[m] and hi[m] (one channel each) of rows [y0, y1) (`top`, `bottom`
+// are table rows y0 and y1), divided by kh then kw[m] and normalised, in float as LibTorch.
+FACEMAG_VECTOR_CLONES void resample_row(const std::uint64_t* __restrict top,
+                                        const std::uint64_t* __restrict bottom,
+                                        const std::int32_t* __restrict lo,
+                                        const std::int32_t* __restrict hi,
+                                        const float* __restrict kw, float kh, float* __restrict out,
+                                        std::int64_t count) {
+  for (std::int64_t m = 0; m < count; ++m) {
+    const auto sum =
+        static_cast<std::int64_t>((bottom[hi[m]] - top[hi[m]]) - (bottom[lo[m]] - top[lo[m]]));
+    const float mean = static_cast<float>(sum) / kh / kw[m];
+    out[m] = (mean - 127.5f) * 0.0078125f;
+  }
+}
 
 // facenet-pytorch's imresample (interpolate mode="area", i.e. adaptive_avg_pool2d) of a region
 // of the image, followed by its (x - 127.5) * 0.0078125 normalisation, into output rows
@@ -195,17 +208,19 @@ class SummedArea {
 void area_resample(const SummedArea& image, const cv::Rect& roi, float* out, std::int64_t oh,
                    std::int64_t ow, std::int64_t row_begin, std::int64_t row_end) {
   const auto rows = pool_bins(roi.height, oh), cols = pool_bins(roi.width, ow);
+  const std::size_t count = static_cast<std::size_t>(ow) * 3;
+  std::vector<std::int32_t> lo(count), hi(count);
+  std::vector<float> kw(count);
+  for (std::size_t m = 0; m < count; ++m) {
+    const auto& [first, last] = cols[m / 3];
+    lo[m] = static_cast<std::int32_t>((roi.x + first) * 3 + m % 3);
+    hi[m] = static_cast<std::int32_t>((roi.x + last) * 3 + m % 3);
+    kw[m] = static_cast<float>(last - first);
+  }
   for (std::int64_t i = row_begin; i < row_end; ++i) {
-    const std::int64_t y0 = roi.y + rows[i].first, y1 = roi.y + rows[i].second;
-    const auto kh = static_cast<float>(rows[i].second - rows[i].first);
-    for (std::int64_t j = 0; j < ow; ++j) {
-      const std::int64_t x0 = roi.x + cols[j].first, x1 = roi.x + cols[j].second;
-      const auto kw = static_cast<float>(cols[j].second - cols[j].first);
-      for (int c = 0; c < 3; ++c) {
-        const float mean = static_cast<float>(image.sum(y0, y1, x0, x1, c)) / kh / kw;
-        out[(i * ow + j) * 3 + c] = (mean - 127.5f) * 0.0078125f;
-      }
-    }
+    resample_row(image.row(roi.y + rows[i].first), image.row(roi.y + rows[i].second), lo.data(),
+                 hi.data(), kw.data(), static_cast<float>(rows[i].second - rows[i].first),
+                 out + i * static_cast<std::int64_t>(count), static_cast<std::int64_t>(count));
   }
 }
 
@@ -267,20 +282,31 @@ void check_inputs(const std::vector<cv::Mat>& images, const MtcnnOptions& option
     throw InvalidInput("MTCNN options: min_face_size must be >= 1 and factor in (0, 1)");
 }
 
-// P-Net proposals of one image at one scale (facenet-pytorch's generateBoundingBox):
-// x1 y1 x2 y2 score dx1 dy1 dx2 dy2 per cell above the threshold; undefined when none.
-torch::Tensor pnet_proposals(const torch::Tensor& reg, const torch::Tensor& probs, double scale,
-                             float threshold) {
-  const auto face = probs.select(1, 1);
-  const auto mask = face >= threshold;
-  const auto cells = mask.nonzero();
-  if (cells.size(0) == 0) return {};
-  const auto score = face.index({mask});
-  const auto offsets = reg.permute({1, 0, 2, 3}).index({Slice(), mask}).permute({1, 0});
-  const auto xy = cells.index({Slice(), Slice(1, 3)}).to(torch::kFloat32).flip(1);
-  const auto q1 = ((2 * xy + 1) / scale).floor();
-  const auto q2 = ((2 * xy + 12 - 1 + 1) / scale).floor();
-  return torch::cat({q1, q2, score.unsqueeze(1), offsets}, 1);
+// P-Net proposals of image `image` at one scale (facenet-pytorch's generateBoundingBox), one
+// row x1 y1 x2 y2 score dx1 dy1 dx2 dy2 per cell whose face probability is >= threshold, in
+// row-major cell order (as nonzero() lists them); undefined when none. The corners are
+// floor((2 * cell + 1) / scale) and floor((2 * cell + 12) / scale) in float32, with the scale
+// rounded to float32, as the reference's tensor arithmetic computes them.
+torch::Tensor pnet_proposals(const torch::Tensor& reg, const torch::Tensor& probs,
+                             std::int64_t image, double scale, float threshold) {
+  const auto p = probs.accessor<float, 4>()[image][1];
+  const auto r = reg.accessor<float, 4>()[image];
+  const auto s = static_cast<float>(scale);
+  std::vector<float> rows;
+  for (std::int64_t y = 0; y < p.size(0); ++y) {
+    for (std::int64_t x = 0; x < p.size(1); ++x) {
+      const float face = p[y][x];
+      if (!(face >= threshold)) continue;
+      const auto cx = static_cast<float>(x), cy = static_cast<float>(y);
+      rows.insert(rows.end(), {std::floor((2 * cx + 1) / s), std::floor((2 * cy + 1) / s),
+                               std::floor((2 * cx + 12) / s), std::floor((2 * cy + 12) / s), face,
+                               r[0][y][x], r[1][y][x], r[2][y][x], r[3][y][x]});
+    }
+  }
+  if (rows.empty()) return {};
+  return torch::from_blob(rows.data(), {static_cast<std::int64_t>(rows.size() / 9), 9},
+                          torch::kFloat32)
+      .clone();
 }
 
 // Stage 1 after the pyramid: NMS within each scale, across scales, P-Net regression, squaring.
@@ -447,9 +473,8 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
                      });
     const auto [reg, probs] = pnet.forward(input);
     for (std::size_t i = 0; i < count; ++i) {
-      const auto found = pnet_proposals(reg.narrow(0, static_cast<std::int64_t>(i), 1),
-                                        probs.narrow(0, static_cast<std::int64_t>(i), 1), scale,
-                                        options.thresholds[0]);
+      const auto found =
+          pnet_proposals(reg, probs, static_cast<std::int64_t>(i), scale, options.thresholds[0]);
       if (!found.defined()) continue;
       proposals[i].push_back(found);
       groups[i].push_back(

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "facemag/error.hpp"
+#include "kernels.hpp"
 
 namespace facemag::nn {
 namespace {
@@ -51,26 +52,29 @@ void fill(torch::Tensor& t, const std::string& name, F f) {
   t.copy_(cpu);
 }
 
-// max(x, 0) + slope * min(x, 0): the value of x > 0 ? x : slope * x without a branch (signs
-// are random, a branch mispredicts half the time), so that the loops vectorise. The product is
-// taken in float and rounded once, as LibTorch's elementwise kernels do.
-inline float prelu_value(float x, float slope) {
-  return std::max(x, 0.0f) + slope * std::min(x, 0.0f);
+// PReLU in place on `count` values with one slope each (a channels-last row) ...
+template <class T>
+FACEMAG_VECTOR_CLONES void prelu_per_value(T* __restrict data, const float* __restrict slope,
+                                           std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i)
+    data[i] = static_cast<T>(prelu_value(static_cast<float>(data[i]), slope[i]));
+}
+
+// ... or on `count` values sharing one slope (an NCHW plane).
+template <class T>
+FACEMAG_VECTOR_CLONES void prelu_shared_slope(T* __restrict data, float slope, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i)
+    data[i] = static_cast<T>(prelu_value(static_cast<float>(data[i]), slope));
 }
 
 // In place, `rows` runs of `channels` values (channel fastest: channels-last or N x C).
 template <class T>
 void prelu_rows(T* data, std::int64_t rows, std::int64_t channels, const T* slope) {
+  const std::vector<float> a(slope, slope + channels);
   at::parallel_for(0, rows, std::max<std::int64_t>(1, 16384 / channels),
                    [&](std::int64_t begin, std::int64_t end) {
-                     const std::vector<float> a(slope, slope + channels);
-                     const float* __restrict s = a.data();
-                     for (std::int64_t r = begin; r < end; ++r) {
-                       T* __restrict d = data + r * channels;
-                       for (std::int64_t c = 0; c < channels; ++c) {
-                         d[c] = static_cast<T>(prelu_value(static_cast<float>(d[c]), s[c]));
-                       }
-                     }
+                     for (std::int64_t r = begin; r < end; ++r)
+                       prelu_per_value(data + r * channels, a.data(), channels);
                    });
 }
 
@@ -80,13 +84,9 @@ void prelu_planes(T* data, std::int64_t planes, std::int64_t channels, std::int6
                   const T* slope) {
   at::parallel_for(0, planes, std::max<std::int64_t>(1, 16384 / plane),
                    [&](std::int64_t begin, std::int64_t end) {
-                     for (std::int64_t p = begin; p < end; ++p) {
-                       const float a = static_cast<float>(slope[p % channels]);
-                       T* __restrict d = data + p * plane;
-                       for (std::int64_t i = 0; i < plane; ++i) {
-                         d[i] = static_cast<T>(prelu_value(static_cast<float>(d[i]), a));
-                       }
-                     }
+                     for (std::int64_t p = begin; p < end; ++p)
+                       prelu_shared_slope(data + p * plane, static_cast<float>(slope[p % channels]),
+                                          plane);
                    });
 }
 

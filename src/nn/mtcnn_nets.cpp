@@ -6,6 +6,9 @@
 
 #include <limits>
 
+#include "facemag/error.hpp"
+#include "kernels.hpp"
+
 namespace facemag::nn {
 namespace {
 
@@ -15,46 +18,72 @@ torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::int64_t kernel) {
 torch::nn::PReLU make_prelu(std::int64_t channels) {
   return torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(channels));
 }
-// max_pool2d(kernel, stride, ceil_mode=True) written out: each output is the maximum of its
-// window clipped to the input, the same values as LibTorch's pooling kernel (a maximum is
-// exact) in one pass, where LibTorch 1.13's NCHW ceil-mode path is several times slower.
-// NCHW-contiguous and channels-last inputs keep their layout.
-torch::Tensor max_pool(const torch::Tensor& input, std::int64_t kernel, std::int64_t stride) {
-  const auto out_size = [&](std::int64_t in) {
-    std::int64_t out = (in - kernel + stride - 1) / stride + 1;  // ceil mode
-    if ((out - 1) * stride >= in) --out;  // the last window must start inside the input
-    return out;
-  };
+// Output size of max_pool2d(kernel, stride, ceil_mode=True).
+std::int64_t pooled_size(std::int64_t in, std::int64_t kernel, std::int64_t stride) {
+  std::int64_t out = (in - kernel + stride - 1) / stride + 1;
+  if ((out - 1) * stride >= in) --out;  // the last window must start inside the input
+  return out;
+}
+
+// One output row of max_pool2d(prelu(x)) over a channels-last image (w columns of c values,
+// input rows [y0, y1)): each output is the maximum of its window clipped to the input. Channels
+// go V at a time, the maximum kept in registers; when V does not divide c the last run overlaps
+// the one before and stores the same values again.
+template <int V>
+FACEMAG_VECTOR_CLONES void prelu_pool_row(const float* __restrict src, float* __restrict dst,
+                                          const float* __restrict slope, std::int64_t w,
+                                          std::int64_t c, std::int64_t y0, std::int64_t y1,
+                                          std::int64_t ow, std::int64_t kernel,
+                                          std::int64_t stride) {
+  const FloatVec<V> lowest = FloatVec<V>{} - std::numeric_limits<float>::infinity();
+  for (std::int64_t j = 0; j < ow; ++j) {
+    const std::int64_t x0 = j * stride, x1 = std::min(x0 + kernel, w);
+    for (std::int64_t run = 0; run < c; run += V) {
+      const std::int64_t k = std::min(run, c - V);
+      const auto a = load_floats<V>(slope + k);
+      auto m = lowest;
+      for (std::int64_t y = y0; y < y1; ++y) {
+        for (std::int64_t x = x0; x < x1; ++x) {
+          m = max_floats<V>(m, prelu_floats<V>(load_floats<V>(src + (y * w + x) * c + k), a));
+        }
+      }
+      store_floats<V>(dst + j * c + k, m);
+    }
+  }
+}
+
+// max_pool2d(prelu(x, slope), kernel, stride, ceil_mode=True) of a conv output in one pass, the
+// values of LibTorch's PReLU and pooling kernels (a maximum is exact); LibTorch 1.13's NCHW
+// ceil-mode pooling alone is several times slower. Channels-last inputs of 8 or more channels
+// (as the networks run) take the fused pass; others the PReLU pass, then a plain pooling loop.
+torch::Tensor prelu_max_pool(const torch::Tensor& input, const torch::Tensor& slope,
+                             std::int64_t kernel, std::int64_t stride) {
   const std::int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-  const std::int64_t oh = out_size(h), ow = out_size(w);
-  const bool channels_last = input.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
-  const auto format =
-      channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  const auto x = input.contiguous(format);
-  auto out = torch::empty({n, c, oh, ow}, x.options().memory_format(format));
-  const float* src = x.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
-  constexpr float kLowest = -std::numeric_limits<float>::infinity();
-  if (channels_last) {  // N x H x W x C: the channel loop is contiguous
+  const std::int64_t oh = pooled_size(h, kernel, stride), ow = pooled_size(w, kernel, stride);
+  if (input.scalar_type() != torch::kFloat32 || slope.numel() != c) {
+    throw InvalidInput("MTCNN pooling expects float32 input and one slope per channel");
+  }
+  if (input.is_contiguous(torch::MemoryFormat::ChannelsLast) && c >= 8) {
+    const auto a = slope.to(torch::kFloat32).contiguous();
+    auto out = torch::empty({n, c, oh, ow},
+                            input.options().memory_format(torch::MemoryFormat::ChannelsLast));
+    const float* src = input.data_ptr<float>();
+    const float* slopes = a.data_ptr<float>();
+    float* dst = out.data_ptr<float>();
+    const auto row_kernel = c >= 16 ? prelu_pool_row<16> : prelu_pool_row<8>;
     at::parallel_for(0, n * oh, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t row = begin; row < end; ++row) {
-        const std::int64_t b = row / oh, i = row % oh;
-        const std::int64_t y0 = i * stride, y1 = std::min(y0 + kernel, h);
-        for (std::int64_t j = 0; j < ow; ++j) {
-          const std::int64_t x0 = j * stride, x1 = std::min(x0 + kernel, w);
-          float* __restrict o = dst + ((b * oh + i) * ow + j) * c;
-          std::fill(o, o + c, kLowest);
-          for (std::int64_t y = y0; y < y1; ++y) {
-            for (std::int64_t xx = x0; xx < x1; ++xx) {
-              const float* __restrict s = src + ((b * h + y) * w + xx) * c;
-              for (std::int64_t k = 0; k < c; ++k) o[k] = std::max(o[k], s[k]);
-            }
-          }
-        }
+        const std::int64_t b = row / oh, y0 = (row % oh) * stride;
+        row_kernel(src + b * h * w * c, dst + row * ow * c, slopes, w, c, y0,
+                   std::min(y0 + kernel, h), ow, kernel, stride);
       }
     });
     return out;
   }
+  const auto x = nn::prelu(input.contiguous(), slope);
+  auto out = torch::empty({n, c, oh, ow}, x.options());
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
   at::parallel_for(0, n * c, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t plane = begin; plane < end; ++plane) {
       const float* s = src + plane * h * w;
@@ -63,7 +92,7 @@ torch::Tensor max_pool(const torch::Tensor& input, std::int64_t kernel, std::int
         const std::int64_t y0 = i * stride, y1 = std::min(y0 + kernel, h);
         for (std::int64_t j = 0; j < ow; ++j) {
           const std::int64_t x0 = j * stride, x1 = std::min(x0 + kernel, w);
-          float m = kLowest;
+          float m = -std::numeric_limits<float>::infinity();
           for (std::int64_t y = y0; y < y1; ++y) {
             for (std::int64_t xx = x0; xx < x1; ++xx) m = std::max(m, s[y * w + xx]);
           }
@@ -93,7 +122,7 @@ PNetImpl::PNetImpl() {
 }
 
 std::tuple<torch::Tensor, torch::Tensor> PNetImpl::forward(const torch::Tensor& x) {
-  auto y = max_pool(nn::prelu(conv1(x), prelu1->weight), 2, 2);
+  auto y = prelu_max_pool(conv1(x), prelu1->weight, 2, 2);
   y = nn::prelu(conv3(nn::prelu(conv2(y), prelu2->weight)), prelu3->weight);
   return {conv4_2(y), torch::softmax(conv4_1(y), 1)};
 }
@@ -112,8 +141,8 @@ RNetImpl::RNetImpl() {
 }
 
 std::tuple<torch::Tensor, torch::Tensor> RNetImpl::forward(const torch::Tensor& x) {
-  auto y = max_pool(nn::prelu(conv1(x), prelu1->weight), 3, 2);
-  y = max_pool(nn::prelu(conv2(y), prelu2->weight), 3, 2);
+  auto y = prelu_max_pool(conv1(x), prelu1->weight, 3, 2);
+  y = prelu_max_pool(conv2(y), prelu2->weight, 3, 2);
   y = nn::prelu(dense4(flatten_caffe(nn::prelu(conv3(y), prelu3->weight))), prelu4->weight);
   return {dense5_2(y), torch::softmax(dense5_1(y), 1)};
 }
@@ -135,9 +164,9 @@ ONetImpl::ONetImpl() {
 }
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> ONetImpl::forward(const torch::Tensor& x) {
-  auto y = max_pool(nn::prelu(conv1(x), prelu1->weight), 3, 2);
-  y = max_pool(nn::prelu(conv2(y), prelu2->weight), 3, 2);
-  y = max_pool(nn::prelu(conv3(y), prelu3->weight), 2, 2);
+  auto y = prelu_max_pool(conv1(x), prelu1->weight, 3, 2);
+  y = prelu_max_pool(conv2(y), prelu2->weight, 3, 2);
+  y = prelu_max_pool(conv3(y), prelu3->weight, 2, 2);
   y = nn::prelu(dense5(flatten_caffe(nn::prelu(conv4(y), prelu4->weight))), prelu5->weight);
   return {dense6_2(y), dense6_3(y), torch::softmax(dense6_1(y), 1)};
 }
