@@ -224,36 +224,34 @@ void area_resample(const SummedArea& image, const cv::Rect& roi, float* out, std
   }
 }
 
-// Crops each box (clipped to the image, 1-based like the reference's pad()) and area-resamples
-// it to size x size; boxes whose clipped crop is empty are dropped from `keep`.
-torch::Tensor crop_boxes(const SummedArea& image, std::int64_t h, std::int64_t w,
-                         const torch::Tensor& boxes, std::int64_t size,
-                         std::vector<std::int64_t>& keep) {
-  const auto ints = boxes.index({Slice(), Slice(0, 4)}).trunc().to(torch::kInt32).contiguous();
-  const auto a = ints.accessor<std::int32_t, 2>();
+// The image region each box crops: clipped to the image, 1-based like the reference's pad().
+// Boxes whose clipped region is empty are left out of `kept`.
+void crop_regions(const torch::Tensor& boxes, std::int64_t h, std::int64_t w,
+                  std::vector<std::int64_t>& kept, std::vector<cv::Rect>& regions) {
+  const auto b = boxes.accessor<float, 2>();
   for (std::int64_t k = 0; k < boxes.size(0); ++k) {
-    const std::int64_t x = std::max<std::int64_t>(a[k][0], 1),
-                       y = std::max<std::int64_t>(a[k][1], 1);
-    const std::int64_t ex = std::min<std::int64_t>(a[k][2], w),
-                       ey = std::min<std::int64_t>(a[k][3], h);
-    if (ey > y - 1 && ex > x - 1) keep.push_back(k);
+    // trunc() then int32, as the reference
+    const auto x = std::max<std::int64_t>(static_cast<std::int32_t>(b[k][0]), 1);
+    const auto y = std::max<std::int64_t>(static_cast<std::int32_t>(b[k][1]), 1);
+    const auto ex = std::min<std::int64_t>(static_cast<std::int32_t>(b[k][2]), w);
+    const auto ey = std::min<std::int64_t>(static_cast<std::int32_t>(b[k][3]), h);
+    if (ey > y - 1 && ex > x - 1) {
+      kept.push_back(k);
+      regions.emplace_back(static_cast<int>(x - 1), static_cast<int>(y - 1),
+                           static_cast<int>(ex - x + 1), static_cast<int>(ey - y + 1));
+    }
   }
-  auto crops =
-      torch::empty({static_cast<std::int64_t>(keep.size()), 3, size, size},
-                   torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
-  float* out = crops.data_ptr<float>();
-  at::parallel_for(0, static_cast<std::int64_t>(keep.size()), 16,
+}
+
+// f(i) for i in [0, count), spread over the threads. LibTorch operators inside run
+// sequentially; InferenceMode is thread-local, so each worker sets it again.
+template <class F>
+void for_each_image(std::size_t count, F f) {
+  at::parallel_for(0, static_cast<std::int64_t>(count), 1,
                    [&](std::int64_t begin, std::int64_t end) {
-                     for (std::int64_t n = begin; n < end; ++n) {
-                       const auto k = keep[static_cast<std::size_t>(n)];
-                       const int x = std::max(a[k][0], 1), y = std::max(a[k][1], 1);
-                       const int ex = std::min<int>(a[k][2], static_cast<int>(w)),
-                                 ey = std::min<int>(a[k][3], static_cast<int>(h));
-                       area_resample(image, cv::Rect(x - 1, y - 1, ex - x + 1, ey - y + 1),
-                                     out + n * 3 * size * size, size, size, 0, size);
-                     }
+                     c10::InferenceMode guard;
+                     for (std::int64_t i = begin; i < end; ++i) f(static_cast<std::size_t>(i));
                    });
-  return crops;
 }
 
 }  // namespace
@@ -390,6 +388,13 @@ std::vector<Detection> finish(const torch::Tensor& boxes_in, const torch::Tensor
   return sorted;
 }
 
+// Where each image's rows start in a batch holding sizes[i] rows of image i.
+std::vector<std::int64_t> start_offsets(const std::vector<std::int64_t>& sizes) {
+  std::vector<std::int64_t> offsets(sizes.size(), 0);
+  std::exclusive_scan(sizes.begin(), sizes.end(), offsets.begin(), std::int64_t{0});
+  return offsets;
+}
+
 // Output I of every chunk, concatenated.
 template <std::size_t I, class Outputs>
 torch::Tensor concat_output(const std::vector<Outputs>& parts) {
@@ -402,7 +407,7 @@ Outputs concat_outputs(const std::vector<Outputs>& parts, std::index_sequence<I.
   return Outputs(concat_output<I>(parts)...);
 }
 
-// R-Net/O-Net over many crops (channels-last, as crop_boxes writes them) in chunks of 256,
+// R-Net/O-Net over many crops (channels-last, as crop_all writes them) in chunks of 256,
 // which keeps the activations in cache (one pass over 3000 crops is 3x slower and needs 170 MB
 // more).
 template <class Net>
@@ -482,50 +487,66 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
     }
   }
   std::vector<torch::Tensor> boxes(count);
-  for (std::size_t i = 0; i < count; ++i) {
+  for_each_image(count, [&](std::size_t i) {
     if (!proposals[i].empty()) boxes[i] = merge_proposals(proposals[i], groups[i]);
-  }
+  });
 
   // Crops of every image's boxes in one batch; `sizes` says how many belong to each image.
   const auto crop_all = [&](std::int64_t size, std::vector<std::int64_t>& sizes) {
-    std::vector<torch::Tensor> crops;
     sizes.assign(count, 0);
+    std::vector<std::pair<std::size_t, cv::Rect>> regions;  // image, region
     for (std::size_t i = 0; i < count; ++i) {
       if (!boxes[i].defined() || boxes[i].size(0) == 0) continue;
       std::vector<std::int64_t> kept;
-      crops.push_back(crop_boxes(images[i], h, w, boxes[i], size, kept));
-      boxes[i] = kept.empty() ? torch::Tensor() : boxes[i].index({as_index(kept)});
+      std::vector<cv::Rect> rects;
+      crop_regions(boxes[i], h, w, kept, rects);
+      if (kept.empty()) {
+        boxes[i] = torch::Tensor();
+      } else if (static_cast<std::int64_t>(kept.size()) < boxes[i].size(0)) {
+        boxes[i] = boxes[i].index({as_index(kept)});
+      }
       sizes[i] = static_cast<std::int64_t>(kept.size());
+      for (const auto& r : rects) regions.emplace_back(i, r);
     }
-    return crops.empty() ? torch::Tensor() : torch::cat(crops, 0);
+    auto crops =
+        torch::empty({static_cast<std::int64_t>(regions.size()), 3, size, size},
+                     torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
+    float* out = crops.data_ptr<float>();
+    at::parallel_for(0, static_cast<std::int64_t>(regions.size()), 16,
+                     [&](std::int64_t begin, std::int64_t end) {
+                       for (std::int64_t n = begin; n < end; ++n) {
+                         const auto& [image, region] = regions[static_cast<std::size_t>(n)];
+                         area_resample(images[image], region, out + n * 3 * size * size, size, size,
+                                       0, size);
+                       }
+                     });
+    return crops;
   };
 
   // Stage 2: R-Net on 24x24 crops.
   std::vector<std::int64_t> sizes;
-  if (const auto crops = crop_all(24, sizes); crops.defined() && crops.size(0) > 0) {
+  if (const auto crops = crop_all(24, sizes); crops.size(0) > 0) {
     const auto [reg, probs] = forward_in_chunks(rnet, crops);
-    std::int64_t offset = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      if (sizes[i] == 0) continue;
-      boxes[i] = refine(boxes[i], reg.narrow(0, offset, sizes[i]),
-                        probs.narrow(0, offset, sizes[i]), options.thresholds[1]);
-      offset += sizes[i];
-    }
+    const auto offsets = start_offsets(sizes);
+    for_each_image(count, [&](std::size_t i) {
+      if (sizes[i] == 0) return;
+      boxes[i] = refine(boxes[i], reg.narrow(0, offsets[i], sizes[i]),
+                        probs.narrow(0, offsets[i], sizes[i]), options.thresholds[1]);
+    });
   } else {
     return results;
   }
 
   // Stage 3: O-Net on 48x48 crops, with landmarks.
-  if (const auto crops = crop_all(48, sizes); crops.defined() && crops.size(0) > 0) {
+  if (const auto crops = crop_all(48, sizes); crops.size(0) > 0) {
     const auto [reg, marks, probs] = forward_in_chunks(onet, crops);
-    std::int64_t offset = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      if (sizes[i] == 0) continue;
-      results[i] =
-          finish(boxes[i], reg.narrow(0, offset, sizes[i]), marks.narrow(0, offset, sizes[i]),
-                 probs.narrow(0, offset, sizes[i]), options.thresholds[2]);
-      offset += sizes[i];
-    }
+    const auto offsets = start_offsets(sizes);
+    for_each_image(count, [&](std::size_t i) {
+      if (sizes[i] == 0) return;
+      results[i] = finish(boxes[i], reg.narrow(0, offsets[i], sizes[i]),
+                          marks.narrow(0, offsets[i], sizes[i]),
+                          probs.narrow(0, offsets[i], sizes[i]), options.thresholds[2]);
+    });
   }
   return results;
 }
