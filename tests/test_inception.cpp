@@ -6,6 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <iostream>
+#include <thread>
 
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
@@ -86,6 +87,42 @@ TEST(InceptionGolden, LogitsMatchFacenetPytorch) {
   EXPECT_THROW(Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"))
                    .logits(torch::zeros({1, 3, 160, 160})),
                InvalidInput);
+}
+
+// prepare_inference() against the module as PyTorch runs it: 160 x 160 batches of several
+// sizes from two threads at once (the oneDNN stem compiles per batch size and keeps three), and
+// another input size, which the stem leaves to the LibTorch modules.
+TEST(Inception, PreparedNetworkAgreesWithTheModuleForEveryBatchSize) {
+  nn::InceptionResnetV1 reference, prepared;
+  nn::fill_formula_weights(*reference);
+  nn::fill_formula_weights(*prepared);
+  reference->eval();
+  prepared->eval();
+  prepared->prepare_inference();
+  torch::NoGradGuard no_grad;
+  const auto generator = torch::Generator(at::detail::createCPUGenerator(11));
+  const auto input = torch::rand({5, 3, 160, 160}, generator) * 2 - 1;
+  const auto expected = reference->forward(input);
+  const auto difference = [](const torch::Tensor& actual, const torch::Tensor& wanted) {
+    return ((actual - wanted).abs().max() / wanted.norm(2, 1).max()).item<double>();
+  };
+  const std::vector<std::int64_t> batches{1, 2, 5, 3, 4, 1};
+  std::vector<double> worst(2, 0.0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      torch::NoGradGuard thread_no_grad;
+      for (std::size_t i = t; i < batches.size() + t; ++i) {
+        const auto n = batches[i % batches.size()];
+        worst[t] = std::max(
+            worst[t], difference(prepared->forward(input.slice(0, 0, n)), expected.slice(0, 0, n)));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_LT(std::max(worst[0], worst[1]), 1e-5);
+  const auto small = torch::rand({2, 3, 128, 128}, generator) * 2 - 1;
+  EXPECT_LT(difference(prepared->forward(small), reference->forward(small)), 1e-5);
 }
 
 TEST(Inception, PrewhitenStandardisesEachFaceByItsOwnStatistics) {

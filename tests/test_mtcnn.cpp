@@ -1,7 +1,7 @@
 // MTCNN and alignment against facenet-pytorch / skimage+OpenCV outputs (../shared/golden).
 #include <gtest/gtest.h>
-#include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
+#include <opencv2/imgcodecs.hpp>
 
 #include <cmath>
 #include <iostream>

@@ -1,0 +1,225 @@
+#include "onednn_plan.hpp"
+
+#if FACEMAG_HAVE_ONEDNN
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <array>
+
+namespace facemag::nn::onednn {
+namespace {
+
+using DataType = memory::data_type;
+using Tag = memory::format_tag;
+
+// A float32 tensor seen in place by oneDNN (the tensor must outlive the memory object).
+memory view(const torch::Tensor& t, const memory::dims& dims, Tag tag, const dnnl::engine& engine) {
+  return memory({dims, DataType::f32, tag}, engine, t.data_ptr<float>());
+}
+
+// Every primitive takes its scratchpad from the caller's buffer, so concurrent calls never share.
+dnnl::primitive_attr attributes(const dnnl::post_ops& ops = dnnl::post_ops()) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_post_ops(ops);
+  return attr;
+}
+
+std::size_t round_up(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// `source` in `layout`: source itself when it already is, else a reordered copy.
+memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& engine) {
+  if (source.get_desc() == layout) return source;
+  memory target(layout, engine);
+  dnnl::stream stream(engine);
+  dnnl::reorder(source, target).execute(stream, source, target);
+  stream.wait();
+  return target;
+}
+
+}  // namespace
+
+memory::desc blocked(const memory::dims& dims) {
+  return memory::desc(dims, DataType::f32, Tag::nChw16c);
+}
+
+memory::dims dims_of(const torch::Tensor& t) { return {t.sizes().begin(), t.sizes().end()}; }
+
+template <class PrimitiveDesc>
+void PlanBuilder::note_sizes(const PrimitiveDesc& pd, const memory::desc& dst) {
+  plan_.scratchpad_bytes = std::max(plan_.scratchpad_bytes, pd.scratchpad_desc().get_size());
+  plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst.get_size()));
+}
+
+void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, std::int64_t stride,
+                       const memory::dims& padding, Slot src, const memory::desc& src_md, Slot dst,
+                       const memory::desc& dst_md, const dnnl::post_ops& ops) {
+  const auto& engine = network_.engine();
+  const int index = conv_index_++;
+  const auto weight_dims = dims_of(weight);
+  const memory::dims strides{stride, stride};
+  const memory::desc any_weights(weight_dims, DataType::f32, Tag::any);
+  const memory::desc bias_md({weight_dims[0]}, DataType::f32, Tag::a);
+  // oneDNN's implementation iterator points into these descriptions: they outlive it.
+  auto describe = [&](dnnl::algorithm algorithm) {
+    return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src_md,
+                                           any_weights, bias_md, dst_md, strides, padding, padding);
+  };
+  const auto winograd = describe(dnnl::algorithm::convolution_winograd);
+  const auto direct = describe(dnnl::algorithm::convolution_direct);
+  const auto attr = attributes(ops);
+  dnnl::convolution_forward::primitive_desc pd;
+  if (weight_dims[2] == 3 && weight_dims[3] == 3 && stride == 1) {
+    try {
+      pd = dnnl::convolution_forward::primitive_desc(winograd, attr, engine);
+    } catch (const dnnl::error&) {  // no Winograd kernel for this CPU or shape
+    }
+  }
+  if (!pd) pd = dnnl::convolution_forward::primitive_desc(direct, attr, engine);
+  // Among the implementations, prefer one whose weight layout is already kept (another batch
+  // size asked for it): a layout of iResNet100 costs ~1 GB.
+  if (network_.weights_.count(index) && !network_.has_weights(index, pd.weights_desc())) {
+    for (auto candidate = pd; candidate.next_impl();) {
+      if (network_.has_weights(index, candidate.weights_desc())) {
+        pd = candidate;
+        break;
+      }
+    }
+  }
+  note_sizes(pd, dst_md);
+  plan_.steps.push_back({dnnl::convolution_forward(pd),
+                         {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weight, pd.weights_desc())},
+                          {DNNL_ARG_BIAS, view(bias, {weight_dims[0]}, Tag::a, engine)}},
+                         {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}});
+}
+
+void PlanBuilder::prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md) {
+  const auto& engine = network_.engine();
+  const memory::dims slope_dims{1, slope.size(0), 1, 1};
+  const dnnl::prelu_forward::primitive_desc pd(
+      {dnnl::prop_kind::forward_inference, md, memory::desc(slope_dims, DataType::f32, Tag::any)},
+      attributes(), engine);
+  note_sizes(pd, md);
+  const auto slopes =
+      in_layout(view(slope, slope_dims, Tag::nchw, engine), pd.weights_desc(), engine);
+  plan_.steps.push_back({dnnl::prelu_forward(pd),
+                         {{DNNL_ARG_WEIGHTS, slopes}},
+                         {{DNNL_ARG_SRC, slot, md}, {DNNL_ARG_DST, slot, md}}});
+}
+
+void PlanBuilder::affine(const torch::Tensor& scale, const torch::Tensor& shift, Slot src, Slot dst,
+                         const memory::desc& md) {
+  const auto& engine = network_.engine();
+  const auto channels = scale.numel();
+  const dnnl::batch_normalization_forward::primitive_desc pd(
+      {dnnl::prop_kind::forward_inference, md, 0.0f,
+       dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+           dnnl::normalization_flags::use_shift},
+      attributes(), engine);
+  note_sizes(pd, md);
+  const auto zeros = torch::zeros({channels});
+  const auto ones = torch::ones({channels});
+  plan_.constants.insert(plan_.constants.end(), {zeros, ones});
+  plan_.steps.push_back({dnnl::batch_normalization_forward(pd),
+                         {{DNNL_ARG_MEAN, view(zeros, {channels}, Tag::a, engine)},
+                          {DNNL_ARG_VARIANCE, view(ones, {channels}, Tag::a, engine)},
+                          {DNNL_ARG_SCALE, view(scale, {channels}, Tag::a, engine)},
+                          {DNNL_ARG_SHIFT, view(shift, {channels}, Tag::a, engine)}},
+                         {{DNNL_ARG_SRC, src, md}, {DNNL_ARG_DST, dst, md}}});
+}
+
+void PlanBuilder::max_pool(std::int64_t kernel, std::int64_t stride, Slot src,
+                           const memory::desc& src_md, Slot dst, const memory::desc& dst_md) {
+  const dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference,
+                                                  dnnl::algorithm::pooling_max,
+                                                  src_md,
+                                                  dst_md,
+                                                  {stride, stride},
+                                                  {kernel, kernel},
+                                                  {0, 0},
+                                                  {0, 0}},
+                                                 attributes(), network_.engine());
+  note_sizes(pd, dst_md);
+  plan_.steps.push_back(
+      {dnnl::pooling_forward(pd), {}, {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}});
+}
+
+void PlanBuilder::reorder(Slot src, const memory::desc& src_md, Slot dst,
+                          const memory::desc& dst_md) {
+  const auto& engine = network_.engine();
+  const dnnl::reorder::primitive_desc pd(engine, src_md, engine, dst_md, attributes());
+  note_sizes(pd, src_md);
+  plan_.steps.push_back(
+      {dnnl::reorder(pd), {}, {{DNNL_ARG_FROM, src, src_md}, {DNNL_ARG_TO, dst, dst_md}}});
+}
+
+bool Network::has_weights(int conv_index, const memory::desc& layout) const {
+  const auto it = weights_.find(conv_index);
+  return it != weights_.end() &&
+         std::any_of(it->second.begin(), it->second.end(),
+                     [&](const memory& m) { return m.get_desc() == layout; });
+}
+
+memory Network::weights_in(int conv_index, const torch::Tensor& weight,
+                           const memory::desc& layout) const {
+  auto& kept = weights_[conv_index];
+  for (const auto& m : kept) {
+    if (m.get_desc() == layout) return m;
+  }
+  // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only. Always a copy:
+  // `plain` may be a temporary.
+  const auto plain = weight.contiguous();
+  auto source = view(plain, dims_of(plain), Tag::oihw, engine_);
+  memory target(layout, engine_);
+  dnnl::stream stream(engine_);
+  dnnl::reorder(source, target).execute(stream, source, target);
+  stream.wait();
+  kept.push_back(target);
+  return target;
+}
+
+std::shared_ptr<const Plan> Network::plan_for(std::int64_t batch) const {
+  std::lock_guard lock(mutex_);
+  for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+    if ((*it)->batch == batch) {
+      plans_.splice(plans_.begin(), plans_, it);
+      return plans_.front();
+    }
+  }
+  auto plan = std::make_shared<Plan>();
+  plan->batch = batch;
+  PlanBuilder builder(*this, *plan);
+  describe_(builder, batch);
+  plans_.push_front(std::move(plan));
+  if (plans_.size() > kPlansKept) plans_.pop_back();
+  return plans_.front();
+}
+
+void Network::run(std::int64_t batch, const float* input, float* output) const {
+  const auto plan = plan_for(batch);
+  auto buffer = torch::empty(
+      {static_cast<std::int64_t>(3 * plan->activation_bytes + round_up(plan->scratchpad_bytes))},
+      torch::kUInt8);
+  auto* base = buffer.data_ptr<std::uint8_t>();
+  const std::array<void*, kSlotCount> slots{const_cast<float*>(input), base,
+                                            base + plan->activation_bytes,
+                                            base + 2 * plan->activation_bytes, output};
+  const memory scratchpad(
+      {{static_cast<memory::dim>(plan->scratchpad_bytes)}, DataType::u8, Tag::a}, engine_,
+      base + 3 * plan->activation_bytes);
+  dnnl::stream stream(engine_);
+  for (const auto& step : plan->steps) {
+    auto args = step.constant_args;
+    for (const auto& [arg, slot, md] : step.activation_args) {
+      args.emplace(arg, memory(md, engine_, slots[slot]));
+    }
+    args.emplace(DNNL_ARG_SCRATCHPAD, scratchpad);
+    step.primitive.execute(stream, args);
+  }
+  stream.wait();
+}
+
+}  // namespace facemag::nn::onednn
+
+#endif  // FACEMAG_HAVE_ONEDNN

@@ -1,0 +1,106 @@
+// Float32 networks run straight on oneDNN primitives (internal; built with FACEMAG_HAVE_ONEDNN
+// only). A network describes itself once per batch size through a PlanBuilder; the resulting
+// plan (compiled primitives, weights in the layouts they chose, buffer sizes) is kept for the
+// few most recent batch sizes. A call runs a plan in its own buffers, so one network serves
+// concurrent calls.
+#pragma once
+
+#include <torch/types.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+namespace facemag::nn::onednn {
+
+using dnnl::memory;
+
+// The buffers of one call: the caller's input and output, and three activation buffers, each
+// as large as the largest activation of the plan.
+enum Slot : int { kInput, kA, kB, kC, kOutput, kSlotCount };
+
+// oneDNN's blocked activation layout for AVX-512 (16 channels innermost).
+memory::desc blocked(const memory::dims& dims);
+memory::dims dims_of(const torch::Tensor& t);
+
+struct Plan {
+  struct Step {
+    dnnl::primitive primitive;
+    std::unordered_map<int, memory> constant_args;
+    std::vector<std::tuple<int, Slot, memory::desc>> activation_args;  // DNNL_ARG_*, buffer, layout
+  };
+  std::int64_t batch = 0;
+  std::vector<Step> steps;
+  std::vector<torch::Tensor> constants;  // what constant_args point into
+  std::size_t activation_bytes = 0;      // size of each of kA, kB, kC
+  std::size_t scratchpad_bytes = 0;
+};
+
+class Network;
+
+// Appends primitives to a plan. Convolutions are numbered in the order they are added, which
+// must be the same for every batch size (weights are kept per number and layout).
+class PlanBuilder {
+ public:
+  // dst = conv(src) + bias, then `ops` (ReLU, the residual sum...). 3x3 stride-1 convolutions
+  // use oneDNN's Winograd kernels where it has them for this CPU and shape.
+  void conv(const torch::Tensor& weight, const torch::Tensor& bias, std::int64_t stride,
+            const memory::dims& padding, Slot src, const memory::desc& src_md, Slot dst,
+            const memory::desc& dst_md, const dnnl::post_ops& ops = dnnl::post_ops());
+  // PReLU in place, one slope per channel.
+  void prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md);
+  // dst = src * scale + shift per channel (a BatchNorm with mean 0 and variance 1).
+  void affine(const torch::Tensor& scale, const torch::Tensor& shift, Slot src, Slot dst,
+              const memory::desc& md);
+  // Max pooling without padding (floor mode).
+  void max_pool(std::int64_t kernel, std::int64_t stride, Slot src, const memory::desc& src_md,
+                Slot dst, const memory::desc& dst_md);
+  void reorder(Slot src, const memory::desc& src_md, Slot dst, const memory::desc& dst_md);
+
+ private:
+  friend class Network;
+  PlanBuilder(const Network& network, Plan& plan) : network_(network), plan_(plan) {}
+  template <class PrimitiveDesc>
+  void note_sizes(const PrimitiveDesc& pd, const memory::desc& dst);
+
+  const Network& network_;
+  Plan& plan_;
+  int conv_index_ = 0;
+};
+
+class Network {
+ public:
+  // Appends the network's primitives for one batch size.
+  using Describe = std::function<void(PlanBuilder& builder, std::int64_t batch)>;
+  explicit Network(Describe describe) : describe_(std::move(describe)) {}
+
+  // Runs the plan for `batch`: reads `input`, writes `output` (slots kInput and kOutput, in the
+  // layouts the description gave them).
+  void run(std::int64_t batch, const float* input, float* output) const;
+
+  const dnnl::engine& engine() const { return engine_; }
+
+ private:
+  friend class PlanBuilder;
+  std::shared_ptr<const Plan> plan_for(std::int64_t batch) const;
+  memory weights_in(int conv_index, const torch::Tensor& weight, const memory::desc& layout) const;
+  bool has_weights(int conv_index, const memory::desc& layout) const;
+
+  static constexpr std::size_t kPlansKept = 3;  // batch sizes whose primitives stay compiled
+  Describe describe_;
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  mutable std::mutex mutex_;
+  mutable std::list<std::shared_ptr<const Plan>> plans_;  // most recently used first
+  // Each convolution's weights in every layout a plan has asked for (few: oneDNN's Winograd
+  // layouts differ between small and large batches only).
+  mutable std::map<int, std::vector<memory>> weights_;
+};
+
+}  // namespace facemag::nn::onednn
