@@ -182,19 +182,25 @@ class SummedArea {
   std::vector<std::uint64_t> table_;
 };
 
-// One output row of area_resample, `count` values: value m is the sum over the window
-// between table columns lo[m] and hi[m] (one channel each) of rows [y0, y1) (`top`, `bottom`
-// are table rows y0 and y1), divided by kh then kw[m] and normalised, in float as LibTorch.
-FACEMAG_VECTOR_CLONES void resample_row(const std::uint64_t* __restrict top,
-                                        const std::uint64_t* __restrict bottom,
+// The sums over table rows y0..y1 of every table column from `first` (3 channels each):
+// column[i] = bottom[i] - top[i], where top and bottom are table rows y0 and y1, starting at
+// column `first`; column differences of it are then window sums.
+FACEMAG_VECTOR_CLONES void band_sums(const std::uint64_t* __restrict top,
+                                     const std::uint64_t* __restrict bottom,
+                                     std::int64_t* __restrict column, std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i)
+    column[i] = static_cast<std::int64_t>(bottom[i] - top[i]);
+}
+
+// One output row of area_resample, `count` values: value m is the window sum
+// column[hi[m]] - column[lo[m]] divided by kh then kw[m] and normalised, in float as LibTorch.
+FACEMAG_VECTOR_CLONES void resample_row(const std::int64_t* __restrict column,
                                         const std::int32_t* __restrict lo,
                                         const std::int32_t* __restrict hi,
                                         const float* __restrict kw, float kh, float* __restrict out,
                                         std::int64_t count) {
   for (std::int64_t m = 0; m < count; ++m) {
-    const auto sum =
-        static_cast<std::int64_t>((bottom[hi[m]] - top[hi[m]]) - (bottom[lo[m]] - top[lo[m]]));
-    const float mean = static_cast<float>(sum) / kh / kw[m];
+    const float mean = static_cast<float>(column[hi[m]] - column[lo[m]]) / kh / kw[m];
     out[m] = (mean - 127.5f) * 0.0078125f;
   }
 }
@@ -209,17 +215,22 @@ void area_resample(const SummedArea& image, const cv::Rect& roi, float* out, std
                    std::int64_t ow, std::int64_t row_begin, std::int64_t row_end) {
   const auto rows = pool_bins(roi.height, oh), cols = pool_bins(roi.width, ow);
   const std::size_t count = static_cast<std::size_t>(ow) * 3;
+  // Output value m (column m / 3, channel m % 3) spans band columns lo[m] to hi[m].
   std::vector<std::int32_t> lo(count), hi(count);
   std::vector<float> kw(count);
   for (std::size_t m = 0; m < count; ++m) {
     const auto& [first, last] = cols[m / 3];
-    lo[m] = static_cast<std::int32_t>((roi.x + first) * 3 + m % 3);
-    hi[m] = static_cast<std::int32_t>((roi.x + last) * 3 + m % 3);
+    lo[m] = static_cast<std::int32_t>(first * 3 + m % 3);
+    hi[m] = static_cast<std::int32_t>(last * 3 + m % 3);
     kw[m] = static_cast<float>(last - first);
   }
+  const std::int64_t band = (static_cast<std::int64_t>(roi.width) + 1) * 3;
+  std::vector<std::int64_t> column(static_cast<std::size_t>(band));
   for (std::int64_t i = row_begin; i < row_end; ++i) {
-    resample_row(image.row(roi.y + rows[i].first), image.row(roi.y + rows[i].second), lo.data(),
-                 hi.data(), kw.data(), static_cast<float>(rows[i].second - rows[i].first),
+    band_sums(image.row(roi.y + rows[i].first) + roi.x * 3,
+              image.row(roi.y + rows[i].second) + roi.x * 3, column.data(), band);
+    resample_row(column.data(), lo.data(), hi.data(), kw.data(),
+                 static_cast<float>(rows[i].second - rows[i].first),
                  out + i * static_cast<std::int64_t>(count), static_cast<std::int64_t>(count));
   }
 }
