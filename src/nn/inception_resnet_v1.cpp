@@ -247,8 +247,8 @@ void InceptionResnetV1Impl::prepare_inference() {
 
 torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& input) {
   torch::Tensor y;
-  if (stem_ && input.scalar_type() == torch::kFloat32 && input.size(2) == OneDnnStem::kSize &&
-      input.size(3) == OneDnnStem::kSize) {
+  if (stem_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 &&
+      input.size(2) == OneDnnStem::kSize && input.size(3) == OneDnnStem::kSize) {
     y = stem_->forward(input);
   } else {
     const auto x = prepared_ ? input.contiguous(torch::MemoryFormat::ChannelsLast) : input;

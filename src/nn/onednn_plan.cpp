@@ -1,6 +1,6 @@
-#include "onednn_plan.hpp"
-
+// Compiled only where CMake found oneDNN (FACEMAG_HAVE_ONEDNN).
 #if FACEMAG_HAVE_ONEDNN
+#include "onednn_plan.hpp"
 
 #include <torch/torch.h>
 
