@@ -94,7 +94,9 @@ struct Embedding {
 //     reference's speed, ~1.9 GB for iResNet100 at batch 16), else on LibTorch channels-last
 //     (nn::FusedIResNet); float32 results equal up to rounding (1 - cosine ~1e-11 against the
 //     reference). InceptionResnetV1 runs with BatchNorm and residual scales folded and
-//     channels-last activations (~1.5x); MobileFaceNet as kReference.
+//     channels-last activations, its stem on oneDNN Winograd kernels for 160x160 inputs where
+//     the build has oneDNN (~1.55x the reference; ~0.5 GB more memory at batch 16-64);
+//     MobileFaceNet as kReference.
 //   kBFloat16: iResNet convolutions in bfloat16 (AVX512-BF16 where the CPU has it), about
 //     twice as fast; see the README for the measured accuracy cost. iResNet only.
 enum class Precision { kReference, kFloat32, kBFloat16 };
