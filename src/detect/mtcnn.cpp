@@ -182,9 +182,9 @@ class SummedArea {
   std::vector<std::uint64_t> table_;
 };
 
-// The sums over table rows y0..y1 of every table column from `first` (3 channels each):
-// column[i] = bottom[i] - top[i], where top and bottom are table rows y0 and y1, starting at
-// column `first`; column differences of it are then window sums.
+// Sums over table rows [y0, y1) of `count` consecutive table entries (3 channels per column):
+// column[i] = bottom[i] - top[i], where top and bottom point into table rows y0 and y1. The
+// difference of two of its columns is then a window sum.
 FACEMAG_VECTOR_CLONES void band_sums(const std::uint64_t* __restrict top,
                                      const std::uint64_t* __restrict bottom,
                                      std::int64_t* __restrict column, std::int64_t count) {

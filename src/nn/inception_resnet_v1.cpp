@@ -213,7 +213,7 @@ struct InceptionResnetV1Impl::OneDnnStem {
         }),
         out_channels(convs[5]->folded_weight().size(0)) {}
 
-  // N x 3 x 160 x 160 float32 -> conv2d_4b's output, channels-last.
+  // N x 3 x 160 x 160 float32 -> conv2d_4b's output (N x 256 x 17 x 17), channels-last.
   torch::Tensor forward(const torch::Tensor& x) const {
     const auto input = x.contiguous();
     auto output =
@@ -247,8 +247,9 @@ void InceptionResnetV1Impl::prepare_inference() {
 
 torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& input) {
   torch::Tensor y;
-  if (stem_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 &&
-      input.size(2) == OneDnnStem::kSize && input.size(3) == OneDnnStem::kSize) {
+  if (stem_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 && input.dim() == 4 &&
+      input.size(1) == 3 && input.size(2) == OneDnnStem::kSize &&
+      input.size(3) == OneDnnStem::kSize) {
     y = stem_->forward(input);
   } else {
     const auto x = prepared_ ? input.contiguous(torch::MemoryFormat::ChannelsLast) : input;
