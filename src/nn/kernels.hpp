@@ -6,8 +6,9 @@
 // Hot loops are compiled three times, for AVX-512 (x86-64-v4), AVX2 + FMA (x86-64-v3) and the
 // x86-64 baseline the rest of the build targets, and the dynamic loader picks the best for the
 // CPU at hand: one binary runs anywhere and still uses 16-wide vectors where they exist (4x the
-// baseline's SSE2 on the loops below). Only for loops whose results do not depend on the width:
-// element-wise maxima, products and sums of one term each.
+// baseline's SSE2 on the loops below). Only for loops whose results cannot depend on the clone:
+// element-wise arithmetic (GCC never reorders float operations), and where v3/v4 may fuse a
+// multiply-add, its addend is zero or its product exact (see prelu_value).
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
 #define FACEMAG_VECTOR_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
