@@ -103,9 +103,6 @@ TEST(Inception, PreparedNetworkAgreesWithTheModuleForEveryBatchSize) {
   const auto generator = torch::Generator(at::detail::createCPUGenerator(11));
   const auto input = torch::rand({5, 3, 160, 160}, generator) * 2 - 1;
   const auto expected = reference->forward(input);
-  const auto difference = [](const torch::Tensor& actual, const torch::Tensor& wanted) {
-    return ((actual - wanted).abs().max() / wanted.norm(2, 1).max()).item<double>();
-  };
   const std::vector<std::int64_t> batches{1, 2, 5, 3, 4, 1};
   std::vector<double> worst(2, 0.0);
   std::vector<std::thread> threads;
@@ -114,15 +111,16 @@ TEST(Inception, PreparedNetworkAgreesWithTheModuleForEveryBatchSize) {
       torch::NoGradGuard thread_no_grad;
       for (std::size_t i = t; i < batches.size() + t; ++i) {
         const auto n = batches[i % batches.size()];
-        worst[t] = std::max(
-            worst[t], difference(prepared->forward(input.slice(0, 0, n)), expected.slice(0, 0, n)));
+        worst[t] =
+            std::max(worst[t], test::relative_difference(prepared->forward(input.slice(0, 0, n)),
+                                                         expected.slice(0, 0, n)));
       }
     });
   }
   for (auto& th : threads) th.join();
   EXPECT_LT(std::max(worst[0], worst[1]), 1e-5);
   const auto small = torch::rand({2, 3, 128, 128}, generator) * 2 - 1;
-  EXPECT_LT(difference(prepared->forward(small), reference->forward(small)), 1e-5);
+  EXPECT_LT(test::relative_difference(prepared->forward(small), reference->forward(small)), 1e-5);
 }
 
 TEST(Inception, PrewhitenStandardisesEachFaceByItsOwnStatistics) {

@@ -191,10 +191,7 @@ TEST(IResNet, StrictLoadingNamesTheOffendingTensor) {
   }
 }
 
-// Largest difference of two N x D feature matrices, relative to the largest row norm of `expected`.
-double relative_difference(const torch::Tensor& actual, const torch::Tensor& expected) {
-  return ((actual - expected).abs().max() / expected.norm(2, 1).max()).item<double>();
-}
+using test::relative_difference;
 
 // The two float32 fast paths against the network as PyTorch runs it, and the oneDNN one under
 // concurrent calls with more batch sizes than it keeps compiled (plans are evicted and rebuilt).

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <torch/types.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -13,6 +14,11 @@
 namespace facemag::test {
 
 inline std::filesystem::path shared_dir() { return FACEMAG_SHARED_DIR; }
+
+// Largest difference of two N x D feature matrices, relative to the largest row norm of `expected`.
+inline double relative_difference(const torch::Tensor& actual, const torch::Tensor& expected) {
+  return ((actual - expected).abs().max() / expected.norm(2, 1).max()).item<double>();
+}
 inline std::filesystem::path golden_dir() { return shared_dir() / "golden"; }
 
 // Skips the calling test (with the reason) when a reference file is genuinely absent.

@@ -448,14 +448,11 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
   const std::size_t count = bgr_images.size();
   const std::int64_t h = bgr_images[0].rows, w = bgr_images[0].cols;
   std::vector<SummedArea> images(count);
-  at::parallel_for(
-      0, static_cast<std::int64_t>(count), 1, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t i = begin; i < end; ++i) {
-          cv::Mat rgb;
-          cv::cvtColor(bgr_images[static_cast<std::size_t>(i)], rgb, cv::COLOR_BGR2RGB);
-          images[static_cast<std::size_t>(i)] = SummedArea(rgb);
-        }
-      });
+  for_each_image(count, [&](std::size_t i) {
+    cv::Mat rgb;
+    cv::cvtColor(bgr_images[i], rgb, cv::COLOR_BGR2RGB);
+    images[i] = SummedArea(rgb);
+  });
   std::vector<std::vector<Detection>> results(count);
 
   // Scale pyramid, in Python's double arithmetic.

@@ -188,12 +188,11 @@ struct InceptionResnetV1Impl::OneDnnStem {
           memory::desc src_md(dims, memory::data_type::f32, memory::format_tag::nchw);
           onednn::Slot src = kInput;
           const auto conv = [&](const BasicConv2dImpl& c) {
-            const auto& w = c.folded_weight();
-            dims = {batch, w.size(0), (dims[2] + 2 * c.padding()[0] - w.size(2)) / c.stride() + 1,
-                    (dims[3] + 2 * c.padding()[1] - w.size(3)) / c.stride() + 1};
+            const memory::dims padding{c.padding()[0], c.padding()[1]};
+            dims = onednn::conv_output_dims(dims, c.folded_weight(), c.stride(), padding);
             const auto dst = src == kA ? kB : kA;
-            plan.conv(w, c.folded_bias(), c.stride(), {c.padding()[0], c.padding()[1]}, src, src_md,
-                      dst, blocked(dims), relu);
+            plan.conv(c.folded_weight(), c.folded_bias(), c.stride(), padding, src, src_md, dst,
+                      blocked(dims), relu);
             src = dst;
             src_md = blocked(dims);
           };

@@ -18,7 +18,6 @@ namespace facemag::nn {
 namespace {
 
 using onednn::blocked;
-using onednn::dims_of;
 using onednn::memory;
 using onednn::Slot;
 
@@ -28,9 +27,7 @@ using onednn::Slot;
 void describe(const FoldedIResNet& folded, onednn::PlanBuilder& plan, std::int64_t batch) {
   using onednn::kA, onednn::kB, onednn::kC, onednn::kInput, onednn::kOutput;
   const auto output_dims = [](const memory::dims& in, const FoldedIResNet::Conv& c) {
-    const auto kernel = c.weight.size(2);
-    return memory::dims{in[0], c.weight.size(0), (in[2] + 2 * c.padding - kernel) / c.stride + 1,
-                        (in[3] + 2 * c.padding - kernel) / c.stride + 1};
+    return onednn::conv_output_dims(in, c.weight, c.stride, {c.padding, c.padding});
   };
   const auto conv = [&](const FoldedIResNet::Conv& c, Slot src, const memory::dims& src_dims,
                         Slot dst, bool accumulate) {

@@ -46,6 +46,12 @@ memory::desc blocked(const memory::dims& dims) {
 
 memory::dims dims_of(const torch::Tensor& t) { return {t.sizes().begin(), t.sizes().end()}; }
 
+memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
+                              std::int64_t stride, const memory::dims& padding) {
+  return {src[0], weight.size(0), (src[2] + 2 * padding[0] - weight.size(2)) / stride + 1,
+          (src[3] + 2 * padding[1] - weight.size(3)) / stride + 1};
+}
+
 template <class PrimitiveDesc>
 void PlanBuilder::note_sizes(const PrimitiveDesc& pd, const memory::desc& dst) {
   plan_.scratchpad_bytes = std::max(plan_.scratchpad_bytes, pd.scratchpad_desc().get_size());

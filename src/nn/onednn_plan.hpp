@@ -29,6 +29,9 @@ enum Slot : int { kInput, kA, kB, kC, kOutput, kSlotCount };
 // oneDNN's blocked activation layout for AVX-512 (16 channels innermost).
 memory::desc blocked(const memory::dims& dims);
 memory::dims dims_of(const torch::Tensor& t);
+// N x O x H' x W' of a convolution with `weight` (O x I x kh x kw) over `src` (N x I x H x W).
+memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
+                              std::int64_t stride, const memory::dims& padding);
 
 struct Plan {
   struct Step {
