@@ -4,7 +4,13 @@
 #include <dlfcn.h>
 #include <malloc.h>
 
+#include <fstream>
 #include <thread>
+#include <utility>
+
+#ifdef FACEMAG_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 namespace facemag {
 
@@ -24,6 +30,33 @@ int configure_runtime(int threads) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return at::get_num_threads();
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+std::string cpu_kernel_family() {
+#ifdef FACEMAG_HAVE_ONEDNN
+  constexpr std::pair<dnnl_cpu_isa_t, const char*> kNames[] = {
+      {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"},
+      {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+      {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"},
+      {dnnl_cpu_isa_avx512_core, "avx512_core"},
+      {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"},
+      {dnnl_cpu_isa_avx2, "avx2"},
+      {dnnl_cpu_isa_avx, "avx"},
+      {dnnl_cpu_isa_sse41, "sse41"}};
+  const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  for (const auto& [value, name] : kNames) {
+    if (isa == value) return name;
+  }
+#endif
+  return "unknown";
 }
 
 }  // namespace facemag

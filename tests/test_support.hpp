@@ -70,9 +70,11 @@ struct RunResult {
   std::string err;
 };
 
-inline RunResult run_cli(const std::string& args, const TempDir& tmp) {
+// `env`: variable assignments for the command ("NAME=value ...").
+inline RunResult run_cli(const std::string& args, const TempDir& tmp, const std::string& env = "") {
   const auto err_path = tmp / "stderr.txt";
-  const std::string cmd = std::string(FACEMAG_CLI_PATH) + " " + args + " 2>" + err_path.string();
+  const std::string cmd =
+      env + " " + std::string(FACEMAG_CLI_PATH) + " " + args + " 2>" + err_path.string();
   FILE* pipe = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];

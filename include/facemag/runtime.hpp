@@ -1,5 +1,8 @@
-// Process-wide runtime settings that LibTorch needs before any inference.
+// Process-wide runtime settings that LibTorch needs before any inference, and what this machine
+// runs on.
 #pragma once
+
+#include <string>
 
 namespace facemag {
 
@@ -8,5 +11,13 @@ namespace facemag {
 // after every call (glibc's default trims and page-faults them back, 2-4x slower at batch 16+).
 // Returns the thread count in effect.
 int configure_runtime(int threads = 0);
+
+// The CPU's model name as the kernel reports it (/proc/cpuinfo), or "unknown".
+std::string cpu_model_name();
+
+// The instruction-set family oneDNN dispatches its kernels to on this CPU, in oneDNN's own names
+// ("avx512_core_amx", "avx512_core_bf16", "avx512_core", "avx2", ...; its verbose log names the
+// kernels after them), or "unknown" for a build without oneDNN's headers.
+std::string cpu_kernel_family();
 
 }  // namespace facemag

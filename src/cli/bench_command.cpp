@@ -84,14 +84,6 @@ nlohmann::json soak(std::size_t total, F step) {
           {"peak_rss_mb", peak_rss_mb()}};
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
 // Median wall time in seconds of `repeat` runs of `work`, after one warm-up run.
 template <class F>
 double median_seconds(int repeat, F work) {
@@ -123,7 +115,8 @@ Embedder load_embedder(const BenchOptions& opt, const std::string& precision) {
 
 int run_bench(const BenchOptions& opt) {
   const int threads = configure_runtime(opt.threads);
-  std::cout << nlohmann::json{{"cpu", cpu_model()},
+  std::cout << nlohmann::json{{"cpu", cpu_model_name()},
+                              {"kernels", "oneDNN " + cpu_kernel_family()},
                               {"threads", threads},
                               {"libtorch", TORCH_VERSION},
                               {"repeat", opt.repeat}}
