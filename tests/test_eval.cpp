@@ -241,3 +241,25 @@ TEST(Analysis, PcaOfPointsOnALineHasOneAxis) {
 
 }  // namespace
 }  // namespace facemag::eval
+
+#include <opencv2/imgproc.hpp>
+
+#include "facemag/eval/plot.hpp"
+
+namespace facemag::plot {
+namespace {
+
+// Two faces give a second PCA axis of pure rounding noise (~1e-17 wide): the chart must still
+// draw (it used to index an empty tick list and crash `facemag report`).
+TEST(Plot, RangesOfRoundingNoiseDrawWithTicks) {
+  const cv::Mat chart = scatter_chart({{"a", {{-0.4, 7.8e-17}, {0.4, 1.5e-17}}}}, {"PCA", "x", "y"});
+  ASSERT_EQ(chart.size(), cv::Size(900, 520));
+  cv::Mat grey;
+  cv::cvtColor(chart, grey, cv::COLOR_BGR2GRAY);
+  EXPECT_GT(cv::countNonZero(grey < 255), 1000);  // frame, ticks, labels, points
+  const cv::Mat one_point = scatter_chart({{"b", {{3.0, 3.0}}}}, {"one point", "x", "y"});
+  EXPECT_EQ(one_point.size(), cv::Size(900, 520));
+}
+
+}  // namespace
+}  // namespace facemag::plot

@@ -103,7 +103,14 @@ TEST(CliGolden, EvalOnBinAndPairListEmbedsTheSameRealFaces) {
     EXPECT_EQ(out["roc"]["best_accuracy"].get<double>(), 1.0) << source;
   }
   EXPECT_TRUE(torch::equal(features["bin py2"], features["bin np"]));
-  EXPECT_TRUE(torch::equal(features["bin np"], features["list"]));
+  // The list names 13 distinct photos, the .bin holds 16 images (3 repeated): photos of one size
+  // are detected together, and MTCNN batches of different sizes agree to float rounding (within
+  // 0.00024 px of each other and of facenet-pytorch, MtcnnGolden.*), not bit for bit. So the
+  // faces must be the same to the goldens' embedding tolerance (cosine >= 0.99999).
+  const auto cos = torch::cosine_similarity(features["bin np"], features["list"], 1);
+  std::cout << "[ parity ] .bin against list: 1 - min cosine " << 1 - cos.min().item<double>()
+            << "\n";
+  EXPECT_GE(cos.min().item<double>(), 0.99999);
 }
 
 TEST(CliGolden, WrongPairInputsAreClearErrors) {

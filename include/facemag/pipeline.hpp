@@ -3,6 +3,7 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include <string>
 #include <vector>
 
 #include "facemag/detect/mtcnn.hpp"
@@ -11,13 +12,26 @@
 namespace facemag {
 
 struct FaceRecord {
-  std::size_t index = 0;  // position in the detector's order (largest face first)
+  std::size_t index = 0;           // position in the detector's order (largest face first)
+  std::size_t faces_in_photo = 0;  // faces the detector found in the photo (before any choice)
   Detection detection;
   Embedding embedding;
 };
 
 // Which faces of a photo to keep.
-enum class KeepFaces { kAll, kLargest, kBest /* highest embedding magnitude */ };
+//   kAll: every face found.
+//   kLargest: the largest box (MTCNN's first face).
+//   kCenter: the face the photo is about: the largest box weighted by its distance from the
+//     image centre (central_face(), insightface's choice). The default wherever a dataset takes
+//     one face per photo: a larger bystander at the edge does not win.
+//   kBest: the face with the highest embedding magnitude (MagFace quality).
+enum class KeepFaces { kAll, kLargest, kCenter, kBest };
+// "all", "largest", "center", "best"; InvalidInput for others.
+KeepFaces parse_keep_faces(const std::string& name);
+std::string keep_faces_name(KeepFaces keep);
+std::vector<std::string> keep_faces_names();
+// How `keep` chooses, in words, for reports ("largest box nearest the image centre", ...).
+std::string keep_faces_rule(KeepFaces keep);
 
 // The crop a model expects for a detected face, following its manifest's alignment_template:
 // a similarity-aligned crop for "arcface-112x112"/"sphereface-96x112", facenet-pytorch's margin

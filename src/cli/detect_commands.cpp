@@ -6,12 +6,15 @@
 
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "encoder.hpp"
 #include "facemag/align/align.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/image.hpp"
+#include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
 
 namespace facemag::cli {
@@ -29,6 +32,9 @@ struct AlignCliOptions {
   std::vector<std::string> inputs;
   DetectorOptions detector;
   std::string out_dir;
+  std::string template_name = "arcface-112x112";
+  std::string keep = "all";
+  std::string landmarks;
   bool facenet = false;
   int image_size = 160;
   int margin = 0;
@@ -103,14 +109,30 @@ int run_detect(const DetectCliOptions& opt) {
 int run_align(const AlignCliOptions& opt) {
   configure_runtime(opt.threads);
   const auto files = input_files(opt.inputs);
-  const MtcnnDetector detector = load_detector(opt.detector);
+  const auto landmarks = read_landmarks_option(opt.landmarks);
+  std::optional<MtcnnDetector> detector;
+  if (!landmarks) detector = load_detector(opt.detector);
   const MtcnnOptions options = to_mtcnn_options(opt.detector);
+  const KeepFaces keep = keep_option_value(opt.keep);
+  if (keep == KeepFaces::kBest)
+    throw InvalidInput("--keep best needs an embedding model; align has none");
+  const AlignmentTemplate& tmpl = alignment_template(opt.template_name);
   return for_each_image(files, "align", [&](const io::InputFile& file, const cv::Mat& image) {
-    const auto faces = detector.detect(image, options);
+    std::vector<Detection> faces;
+    if (landmarks) {
+      const Landmarks5* marks = landmarks->find(file.path);
+      if (!marks) throw InvalidInput("no landmarks in " + landmarks->source().string());
+      faces = {detection_from_landmarks(*marks)};
+    } else {
+      faces = detector->detect(image, options);
+      if (keep == KeepFaces::kLargest && faces.size() > 1) faces.resize(1);
+      if (keep == KeepFaces::kCenter && faces.size() > 1)
+        faces = {faces[central_face(faces, image.cols, image.rows)]};
+    }
     for (std::size_t k = 0; k < faces.size(); ++k) {
       const cv::Mat crop = opt.facenet
                                ? margin_crop(image, faces[k].box, opt.image_size, opt.margin)
-                               : align_face(image, faces[k].landmarks, arcface_template()).image;
+                               : align_face(image, faces[k].landmarks, tmpl).image;
       auto name = std::filesystem::path(opt.out_dir) / file.name;
       name.replace_filename(name.stem().string() + "_face" + std::to_string(k) + ".png");
       write_image(name, crop);
@@ -145,6 +167,14 @@ Runner add_detect_commands(CLI::App& app) {
   add_detector_options(*align, align_opt->detector);
   align->add_option("--out", align_opt->out_dir, "Folder for the crops (<name>_face<k>.png)")
       ->required();
+  align
+      ->add_option("--template", align_opt->template_name,
+                   "5-point template: arcface-112x112 (MagFace, iResNet) or sphereface-96x112 "
+                   "(MobileFaceNet)")
+      ->check(CLI::IsMember({"arcface-112x112", "sphereface-96x112"}))
+      ->capture_default_str();
+  add_keep_all_option(*align, align_opt->keep);
+  add_landmarks_option(*align, align_opt->landmarks);
   align->add_flag("--facenet", align_opt->facenet,
                   "facenet-pytorch margin crops instead of 5-point alignment");
   align->add_option("--image-size", align_opt->image_size, "Size of --facenet crops")

@@ -30,6 +30,7 @@ struct EmbedOptions {
   bool embeddings = false;
   bool sort = false;
   std::string keep = "all";
+  std::string landmarks;
   int classify = 0;  // top-k classes to print (0: no classification)
   std::string labels;
 };
@@ -74,12 +75,6 @@ nlohmann::json to_json(const Record& r, const std::string& model, bool with_vect
   return j;
 }
 
-KeepFaces parse_keep(const std::string& keep) {
-  if (keep == "largest") return KeepFaces::kLargest;
-  if (keep == "best") return KeepFaces::kBest;
-  return KeepFaces::kAll;
-}
-
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   const ModelOptions& model = opt.model;
   const auto files = input_files(opt.inputs);
@@ -91,6 +86,9 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   }
   std::optional<MtcnnDetector> detector;
   if (!opt.aligned) detector = load_detector(model.detector);
+  const auto landmarks = read_landmarks_option(opt.landmarks);
+  const KeepFaces keep = keep_option_value(opt.keep);
+  std::size_t several = 0, detected = 0;
 
   const bool with_vector = vectors_by_default || opt.embeddings;
   OutputStream out(opt.out);
@@ -154,12 +152,28 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
       const std::string path = files[i].path.string();
       try {
         cv::Mat image = io::read_image_bgr(files[i].path);
+        const bool aligned_size =
+            image.rows == manifest.input_height && image.cols == manifest.input_width;
+        if (landmarks && !aligned_size) {
+          const Landmarks5* marks = landmarks->find(files[i].path);
+          if (!marks) throw InvalidInput("no landmarks in " + landmarks->source().string());
+          const Detection face = detection_from_landmarks(*marks);
+          const cv::Mat crop = crop_for_model(image, face, manifest);
+          Record record{path, embedder.embed({crop})[0], FaceRecord{0, 1, face, {}}, {}};
+          record.face->embedding = record.embedding;
+          if (opt.classify > 0) record.classes = top_classes({crop})[0];
+          emit(std::move(record));
+          continue;
+        }
         if (detector) {
           const FacePipeline pipeline(*detector, embedder, to_mtcnn_options(model.detector));
-          const auto records = pipeline.process(image, parse_keep(opt.keep));
+          const auto records = pipeline.process(image, keep);
           if (records.empty()) {
             spdlog::info("no face in {}", path);
             ++faceless;
+          } else {
+            ++detected;
+            several += records.front().faces_in_photo > 1;
           }
           for (const auto& r : records) {
             Record record{path, r.embedding, r, {}};
@@ -170,7 +184,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
           }
           continue;
         }
-        if (image.rows != manifest.input_height || image.cols != manifest.input_width) {
+        if (!aligned_size) {
           throw InvalidInput(path + ": image is " + std::to_string(image.cols) + "x" +
                              std::to_string(image.rows) + ", an aligned face for " + manifest.name +
                              " is " + std::to_string(manifest.input_width) + "x" +
@@ -207,6 +221,8 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
                   torch::from_blob(matrix.data(), {rows, embedder.output_size()}, torch::kFloat32));
   }
   if (faceless) spdlog::info("{} of {} photo(s) had no face", faceless, files.size());
+  if (keep != KeepFaces::kAll && detected > 0)
+    spdlog::info("{}", face_choice_summary(several, detected, keep));
   return finish_batch(failures, files.size());
 }
 
@@ -214,9 +230,8 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("inputs", opt.inputs, "Image files, folders (recursive) or @list.txt")->required();
   cmd.add_flag("--aligned", opt.aligned,
                "Inputs are already aligned 112x112 faces (else: detect and align faces in photos)");
-  cmd.add_option("--keep", opt.keep, "Faces per photo: all, largest, or best (highest quality)")
-      ->check(CLI::IsMember({"all", "largest", "best"}))
-      ->capture_default_str();
+  add_keep_all_option(cmd, opt.keep);
+  add_landmarks_option(cmd, opt.landmarks);
   cmd.add_option("--classify", opt.classify,
                  "Also print the top-k classes of a model with a classifier head")
       ->capture_default_str();

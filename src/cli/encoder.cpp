@@ -63,42 +63,132 @@ Embedder load_model(const ModelOptions& opt) {
   return embedder;
 }
 
-FaceEncoder::FaceEncoder(const ModelOptions& opt) : opt_(opt), embedder_(load_model(opt)) {}
+void add_landmarks_option(CLI::App& cmd, std::string& landmarks) {
+  cmd.add_option("--landmarks", landmarks,
+                 "A dataset's 5-point landmarks (lines 'path x1 y1 ... x5 y5', e.g. LFW's from "
+                 "the SphereFace ports): photos listed there are aligned from them, no detection");
+}
+
+void add_keep_all_option(CLI::App& cmd, std::string& keep) {
+  cmd.add_option("--keep", keep,
+                 "Faces per photo: all (default), or one: center (the face the photo is about: the "
+                 "largest box nearest the image centre; what a bare --keep means), largest, or "
+                 "best (highest quality)")
+      ->expected(0, 1);
+}
+
+KeepFaces keep_option_value(const std::string& keep) {
+  return parse_keep_faces(keep.empty() ? "center" : keep);
+}
+
+void add_face_choice_options(CLI::App& cmd, ModelOptions& opt) {
+  cmd.add_option("--keep", opt.keep,
+                 "Which face of a photo with several: center (the largest box nearest the image "
+                 "centre: the face the photo is about), largest, or best (highest magnitude)")
+      ->check(CLI::IsMember({"center", "largest", "best"}))
+      ->capture_default_str();
+  add_landmarks_option(cmd, opt.landmarks);
+}
+
+std::optional<LandmarkFile> read_landmarks_option(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  auto file = LandmarkFile::read(path);
+  spdlog::info("{} photos with landmarks in {}", file.size(), path);
+  return file;
+}
+
+std::string face_choice_summary(std::size_t several, std::size_t detected, KeepFaces keep) {
+  return std::to_string(several) + " of " + std::to_string(detected) +
+         " photo(s) showed several faces; kept " + keep_faces_rule(keep) + " ('" +
+         keep_faces_name(keep) + "')";
+}
+
+std::string face_choice_summary(const std::vector<FaceEncoder::Face>& faces, KeepFaces keep,
+                                const std::string& landmarks) {
+  std::size_t several = 0, detected = 0, from_landmarks = 0;
+  for (const auto& f : faces) {
+    from_landmarks += f.source == FaceEncoder::Face::Source::kLandmarks;
+    detected += f.source == FaceEncoder::Face::Source::kDetector && f.faces_in_photo > 0;
+    several += f.faces_in_photo > 1;
+  }
+  std::string out;
+  if (from_landmarks)
+    out = std::to_string(from_landmarks) + " photo(s) aligned from the landmarks in " + landmarks;
+  if (detected) out += (out.empty() ? "" : "; ") + face_choice_summary(several, detected, keep);
+  return out;
+}
+
+FaceEncoder::FaceEncoder(const ModelOptions& opt)
+    : opt_(opt),
+      embedder_(load_model(opt)),
+      keep_(parse_keep_faces(opt.keep)),
+      landmarks_(read_landmarks_option(opt.landmarks)) {
+  if (keep_ == KeepFaces::kAll) throw InvalidInput("--keep all: this command takes one face");
+}
 
 std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& images,
                                                    const std::vector<std::string>& names) const {
   const auto& m = manifest();
   std::vector<Face> faces(images.size());
-  std::vector<std::size_t> batch_index;
-  std::vector<cv::Mat> batch;
-  const auto flush = [&] {
-    if (batch.empty()) return;
-    auto embeddings = embedder_.embed(batch);
-    for (std::size_t k = 0; k < batch.size(); ++k)
-      faces[batch_index[k]].embedding = std::move(embeddings[k]);
-    batch.clear();
-    batch_index.clear();
-  };
+  std::vector<std::size_t> owner;  // image of each crop
+  std::vector<cv::Mat> crops;
+  std::vector<std::size_t> to_detect;
   for (std::size_t i = 0; i < images.size(); ++i) {
-    cv::Mat crop;
     if (images[i].rows == m.input_height && images[i].cols == m.input_width) {
-      crop = images[i];
+      crops.push_back(images[i]);
+      owner.push_back(i);
+    } else if (landmarks_) {
+      const Landmarks5* marks = landmarks_->find(names[i]);
+      if (!marks) {
+        faces[i].error = names[i] + ": no landmarks in " + landmarks_->source().string();
+        continue;
+      }
+      crops.push_back(crop_for_model(images[i], detection_from_landmarks(*marks), m));
+      owner.push_back(i);
+      faces[i].source = Face::Source::kLandmarks;
     } else {
-      if (!detector_) detector_ = std::make_unique<MtcnnDetector>(load_detector(opt_.detector));
-      const auto detections = detector_->detect(images[i], to_mtcnn_options(opt_.detector));
-      if (detections.empty()) {
+      to_detect.push_back(i);
+    }
+  }
+  if (!to_detect.empty()) {
+    if (!detector_) detector_ = std::make_unique<MtcnnDetector>(load_detector(opt_.detector));
+    std::vector<cv::Mat> photos;
+    for (const std::size_t i : to_detect) photos.push_back(images[i]);
+    const auto detections = detector_->detect_batch(photos, to_mtcnn_options(opt_.detector));
+    for (std::size_t k = 0; k < to_detect.size(); ++k) {
+      const std::size_t i = to_detect[k];
+      const auto& found = detections[k];
+      faces[i].source = Face::Source::kDetector;
+      faces[i].faces_in_photo = found.size();
+      if (found.empty()) {
         faces[i].error = names[i] + ": no face found";
         continue;
       }
-      // MTCNN lists the largest face first.
-      crop = crop_for_model(images[i], detections.front(), m);
+      // kBest needs every face's embedding; the other rules choose from the boxes.
+      std::size_t first = 0, last = found.size();
+      if (keep_ == KeepFaces::kLargest) last = 1;  // MTCNN lists the largest face first
+      if (keep_ == KeepFaces::kCenter) {
+        first = central_face(found, images[i].cols, images[i].rows);
+        last = first + 1;
+      }
+      for (std::size_t f = first; f < last; ++f) {
+        crops.push_back(crop_for_model(images[i], found[f], m));
+        owner.push_back(i);
+      }
     }
-    faces[i].crop = crop;
-    batch.push_back(crop);
-    batch_index.push_back(i);
-    if (batch.size() >= static_cast<std::size_t>(opt_.batch)) flush();
   }
-  flush();
+  std::vector<Embedding> embeddings;
+  for (std::size_t start = 0; start < crops.size(); start += static_cast<std::size_t>(opt_.batch)) {
+    const std::size_t end = std::min(crops.size(), start + static_cast<std::size_t>(opt_.batch));
+    for (auto& e : embedder_.embed({crops.begin() + start, crops.begin() + end}))
+      embeddings.push_back(std::move(e));
+  }
+  for (std::size_t c = 0; c < crops.size(); ++c) {
+    Face& face = faces[owner[c]];
+    if (face.embedding && face.embedding->magnitude >= embeddings[c].magnitude) continue;
+    face.embedding = std::move(embeddings[c]);
+    face.crop = crops[c];
+  }
   return faces;
 }
 

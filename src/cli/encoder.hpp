@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "common.hpp"
+#include "facemag/align/landmark_file.hpp"
 #include "facemag/embed/embedder.hpp"
+#include "facemag/pipeline.hpp"
 
 namespace facemag::cli {
 
@@ -24,10 +26,26 @@ struct ModelOptions {
   std::string precision = "fp32";
   bool prewhiten = false;  // facenet-pytorch's per-face standardisation (`embed --prewhiten`)
   DetectorOptions detector;
+  // One face per photo: which one (see KeepFaces), or the dataset's own landmarks instead of
+  // detection.
+  std::string keep = "center";
+  std::string landmarks;
 };
 // --precision reference|fp32|bf16 (see facemag::Precision).
 void add_precision_option(CLI::App& cmd, std::string& precision);
 void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& default_arch);
+// --landmarks FILE (a dataset's 5-point landmarks: detection skipped).
+void add_landmarks_option(CLI::App& cmd, std::string& landmarks);
+// --keep [all|largest|center|best] for commands that list every face by default: a bare --keep
+// means center. The value is checked by keep_option_value.
+void add_keep_all_option(CLI::App& cmd, std::string& keep);
+KeepFaces keep_option_value(const std::string& keep);
+// --keep largest|center|best and --landmarks, for commands that take one face per photo.
+void add_face_choice_options(CLI::App& cmd, ModelOptions& opt);
+// The landmarks file named by --landmarks, or nullopt.
+std::optional<LandmarkFile> read_landmarks_option(const std::string& path);
+// "N of M photos showed several faces; kept ..." for photos that went through detection.
+std::string face_choice_summary(std::size_t several, std::size_t detected, KeepFaces keep);
 
 // Where `facemag calibrate --save` writes a model's manifest: beside its weights.
 std::filesystem::path manifest_path_for(const std::filesystem::path& weights);
@@ -40,9 +58,10 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
 // $FACEMAG_HOME, the manifest from resolve_manifest, the precision; logs what loading noticed.
 Embedder load_model(const ModelOptions& opt);
 
-// A loaded model that embeds images: an image of exactly the model's input size is taken as an
-// aligned face; anything else goes through MTCNN (loaded on first need) and alignment, keeping
-// the largest face.
+// A loaded model that embeds images, one face per image: an image of exactly the model's input
+// size is taken as an aligned face; a photo found in --landmarks is aligned from its landmarks;
+// anything else goes through MTCNN (loaded on first need, photos of a call detected together) and
+// alignment, keeping the face that --keep chooses (default: the one the photo is about).
 class FaceEncoder {
  public:
   explicit FaceEncoder(const ModelOptions& opt);
@@ -51,18 +70,29 @@ class FaceEncoder {
     std::optional<Embedding> embedding;  // empty: failed, see error
     cv::Mat crop;                        // the model's input crop (BGR)
     std::string error;
+    enum class Source { kAlignedInput, kLandmarks, kDetector };
+    Source source = Source::kAlignedInput;
+    std::size_t faces_in_photo = 0;  // faces the detector found (kDetector)
   };
-  // Images in, faces out, same order; names are for messages.
+  // Images in, faces out, same order; names are for messages and --landmarks lookups.
   std::vector<Face> encode(const std::vector<cv::Mat>& images,
                            const std::vector<std::string>& names) const;
 
   const Embedder& embedder() const { return embedder_; }
   const ModelManifest& manifest() const { return embedder_.manifest(); }
+  KeepFaces keep() const { return keep_; }
 
  private:
   ModelOptions opt_;
   Embedder embedder_;
+  KeepFaces keep_;
+  std::optional<LandmarkFile> landmarks_;
   mutable std::unique_ptr<MtcnnDetector> detector_;
 };
+
+// What happened to the faces of a run of FaceEncoder::encode: the summary above, or how many were
+// aligned from --landmarks; empty when every input was an aligned face.
+std::string face_choice_summary(const std::vector<FaceEncoder::Face>& faces, KeepFaces keep,
+                                const std::string& landmarks);
 
 }  // namespace facemag::cli

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -16,6 +17,7 @@
 #include "facemag/error.hpp"
 #include "facemag/eval/plot.hpp"
 #include "facemag/eval/verification.hpp"
+#include "facemag/io/feature_list.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/io/npy.hpp"
 #include "facemag/io/verification_bin.hpp"
@@ -30,6 +32,8 @@ struct PairSource {
   std::string pair_index;  // .npy P x 2 rows of `features` (default: rows 2p, 2p+1)
   std::string bin;         // insightface verification .bin
   std::string pair_list;   // text: path_a path_b is_same
+  std::string lfw_pairs;   // LFW's own pairs.txt (names and photo numbers)
+  std::string root;        // folder of the photos of --lfw-pairs (<root>/<name>/<name>_0001.jpg)
   std::string save_features;
   ModelOptions model;
 };
@@ -41,7 +45,13 @@ void add_pair_source_options(CLI::App& cmd, PairSource& src) {
   group->add_option("--bin", src.bin, "insightface verification set (lfw.bin, cfp_fp.bin ...)");
   group->add_option("--pair-list", src.pair_list,
                     "Image pairs, one per line: 'path_a path_b is_same' (1 or 0)");
+  group->add_option("--lfw-pairs", src.lfw_pairs,
+                    "LFW's pairs.txt: 'name n1 n2' (same) and 'name1 n1 name2 n2' (different), "
+                    "with or without its header line");
   group->require_option(1);
+  cmd.add_option("--root", src.root,
+                 "With --lfw-pairs: the folder holding <name>/<name>_0001.jpg (default: the "
+                 "pairs file's folder)");
   cmd.add_option("--labels", src.labels,
                  "With --features: is-same labels (.npy, or text whose lines end in 1 or 0)");
   cmd.add_option("--pair-index", src.pair_index,
@@ -49,6 +59,7 @@ void add_pair_source_options(CLI::App& cmd, PairSource& src) {
   cmd.add_option("--save-features", src.save_features,
                  "Write the pairs' features (F.npy, rows 2p and 2p+1) and labels (F_issame.npy)");
   add_model_options(cmd, src.model, "iresnet100");
+  add_face_choice_options(cmd, src.model);
 }
 
 bool parse_label(const std::string& field, bool* same) {
@@ -94,35 +105,13 @@ torch::Tensor read_labels(const std::string& path) {
   return torch::tensor(labels, torch::kInt64);
 }
 
-// MagFace's feature list: one face per line, "name v1 ... vD"; an odd number of lines cannot
-// form pairs of consecutive lines.
+// MagFace's feature list; with pairs by line, an odd number of lines cannot form pairs.
 torch::Tensor read_feature_list(const std::string& path, bool pairs_by_line) {
-  const auto lines = text_lines(path);
-  if (pairs_by_line && lines.size() % 2 != 0)
-    throw InvalidInput(path + ": " + std::to_string(lines.size()) +
+  auto list = io::read_feature_list(path);
+  if (pairs_by_line && list.names.size() % 2 != 0)
+    throw InvalidInput(path + ": " + std::to_string(list.names.size()) +
                        " lines, an odd number: lines 2p and 2p+1 must form pair p");
-  std::vector<double> values;
-  std::size_t dim = 0;
-  for (const auto& [number, line] : lines) {
-    const auto fields = split_fields(line);
-    if (dim == 0) dim = fields.size() - 1;
-    if (fields.size() - 1 != dim || dim == 0)
-      throw InvalidInput(path + ":" + std::to_string(number) + ": " +
-                         std::to_string(fields.size() - 1) + " values, expected " +
-                         std::to_string(dim));
-    for (std::size_t i = 1; i < fields.size(); ++i) {
-      try {
-        std::size_t used = 0;
-        values.push_back(std::stod(fields[i], &used));
-        if (used != fields[i].size()) throw std::invalid_argument("trailing characters");
-      } catch (const std::exception&) {
-        throw InvalidInput(path + ":" + std::to_string(number) + ": '" + fields[i] +
-                           "' is not a number");
-      }
-    }
-  }
-  return torch::tensor(values, torch::kFloat64)
-      .reshape({static_cast<std::int64_t>(lines.size()), static_cast<std::int64_t>(dim)});
+  return list.features;
 }
 
 struct LoadedPairs {
@@ -131,34 +120,61 @@ struct LoadedPairs {
   std::string description;
   std::string model;        // manifest name when a model embedded the faces
   std::size_t dropped = 0;  // pairs without a face in one image
+  std::string face_choice;  // how faces were chosen in photos with several (photo sources)
+  // Position of each kept pair in the source, and the pairs per fold of LFW's protocol there
+  // (pairs.txt's header, else LFW's 600).
+  std::vector<std::size_t> source_index;
+  std::size_t fold_size = 600;
+};
+
+// Labelled pairs of images; images are read on demand by `load` (which may throw InvalidInput:
+// that image's pairs are then left out, as pairs without a face).
+struct ImagePairs {
+  std::vector<std::string> names;
+  std::function<cv::Mat(std::size_t)> load;
+  std::vector<std::array<std::size_t, 2>> pairs;
+  std::vector<bool> is_same;
 };
 
 // Embeds labelled image pairs; pairs where a face is missing are dropped (and counted).
-LoadedPairs embed_image_pairs(const std::vector<cv::Mat>& images,
-                              const std::vector<std::string>& names,
-                              const std::vector<std::array<std::size_t, 2>>& pairs,
-                              const std::vector<bool>& is_same, const ModelOptions& model) {
+LoadedPairs embed_image_pairs(const ImagePairs& input, const ModelOptions& model) {
   const FaceEncoder encoder(model);
+  const auto& names = input.names;
   std::vector<FaceEncoder::Face> faces;
   {
-    ProgressBar progress(images.size(), "embed");
+    ProgressBar progress(names.size(), "embed");
     const std::size_t chunk = 256;
-    for (std::size_t start = 0; start < images.size(); start += chunk) {
-      const std::size_t end = std::min(images.size(), start + chunk);
-      auto part = encoder.encode({images.begin() + start, images.begin() + end},
-                                 {names.begin() + start, names.begin() + end});
-      for (auto& f : part) faces.push_back(std::move(f));
+    for (std::size_t start = 0; start < names.size(); start += chunk) {
+      const std::size_t end = std::min(names.size(), start + chunk);
+      std::vector<cv::Mat> images;
+      std::vector<std::string> chunk_names;
+      std::vector<std::size_t> where;
+      for (std::size_t i = start; i < end; ++i) {
+        FaceEncoder::Face face;
+        try {
+          images.push_back(input.load(i));
+          chunk_names.push_back(names[i]);
+          where.push_back(faces.size());
+        } catch (const InvalidInput& e) {
+          report_skipped(names[i], e.what());
+          face.error = e.what();
+        }
+        faces.push_back(std::move(face));
+      }
+      auto part = encoder.encode(images, chunk_names);
+      for (std::size_t k = 0; k < part.size(); ++k) faces[where[k]] = std::move(part[k]);
       progress.advance(end - start);
     }
   }
   LoadedPairs out;
   out.model = encoder.manifest().name;
+  out.face_choice = face_choice_summary(faces, encoder.keep(), model.landmarks);
   std::vector<float> rows;
   std::vector<std::int64_t> labels;
   std::int64_t dim = encoder.embedder().output_size();
-  for (std::size_t p = 0; p < pairs.size(); ++p) {
-    const auto& a = faces[pairs[p][0]];
-    const auto& b = faces[pairs[p][1]];
+  for (std::size_t p = 0; p < input.pairs.size(); ++p) {
+    const auto& a = faces[input.pairs[p][0]];
+    const auto& b = faces[input.pairs[p][1]];
     if (!a.embedding || !b.embedding) {
       spdlog::warn("pair {} left out: {}", p + 1, (!a.embedding ? a : b).error);
       ++out.dropped;
@@ -168,7 +184,8 @@ LoadedPairs embed_image_pairs(const std::vector<cv::Mat>& images,
       rows.insert(rows.end(), f->embedding->raw.begin(), f->embedding->raw.end());
       out.face_quality.push_back(f->embedding->magnitude);
     }
-    labels.push_back(is_same[p] ? 1 : 0);
+    labels.push_back(input.is_same[p] ? 1 : 0);
+    out.source_index.push_back(p);
   }
   if (labels.empty()) throw InvalidInput("no pair has a face in both images");
   const auto features =
@@ -177,6 +194,83 @@ LoadedPairs embed_image_pairs(const std::vector<cv::Mat>& images,
           .clone();
   out.pairs = eval::make_feature_pairs(features, torch::tensor(labels, torch::kInt64));
   return out;
+}
+
+// Pairs of image files; each file is read once, when its chunk is embedded.
+struct ImageFilePairs {
+  ImagePairs pairs;
+  std::map<std::string, std::size_t> index;  // path -> image number
+
+  // `where` (file:line) names the pair in the error for a photo that does not exist.
+  void add(const std::filesystem::path& a, const std::filesystem::path& b, bool same,
+           const std::string& where) {
+    std::array<std::size_t, 2> pair{};
+    for (int side = 0; side < 2; ++side) {
+      const auto path = (side == 0 ? a : b).string();
+      auto [it, added] = index.emplace(path, pairs.names.size());
+      if (added) {
+        if (!std::filesystem::exists(path))
+          throw InvalidInput(where + ": " + path + ": no such file");
+        pairs.names.push_back(path);
+      }
+      pair[side] = it->second;
+    }
+    pairs.pairs.push_back(pair);
+    pairs.is_same.push_back(same);
+  }
+  ImagePairs finish() {
+    auto names = pairs.names;
+    pairs.load = [names](std::size_t i) { return io::read_image_bgr(names[i]); };
+    return std::move(pairs);
+  }
+};
+
+// LFW's pairs.txt: an optional header "folds<TAB>pairs-per-side", then "name n1 n2" (same
+// person) and "name1 n1 name2 n2" (different) lines; photo n of a name is
+// <root>/<name>/<name>_<n as 4 digits>.jpg. Returns the pairs per fold (header, else 600).
+std::size_t read_lfw_pairs(const std::string& file, const std::filesystem::path& root,
+                           ImageFilePairs& out) {
+  std::size_t fold_size = 600;
+  const auto photo = [&](const std::string& name, const std::string& number,
+                         const std::string& where) {
+    int n = 0;
+    try {
+      std::size_t used = 0;
+      n = std::stoi(number, &used);
+      if (used != number.size() || n < 1) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw InvalidInput(where + ": '" + number + "' is not a photo number");
+    }
+    char file_name[32];
+    std::snprintf(file_name, sizeof file_name, "_%04d.jpg", n);
+    return root / name / (name + file_name);
+  };
+  bool first = true;
+  for (const auto& [number, line] : text_lines(file)) {
+    const auto fields = split_fields(line);
+    const std::string where = file + ":" + std::to_string(number);
+    if (first && fields.size() == 2) {  // header: folds and pairs of each kind per fold
+      first = false;
+      try {
+        fold_size = 2 * static_cast<std::size_t>(std::stoul(fields[1]));
+        continue;
+      } catch (const std::exception&) {
+        throw InvalidInput(where + ": expected LFW's header 'folds pairs' or a pair");
+      }
+    }
+    first = false;
+    if (fields.size() == 3) {
+      out.add(photo(fields[0], fields[1], where), photo(fields[0], fields[2], where), true, where);
+    } else if (fields.size() == 4) {
+      out.add(photo(fields[0], fields[1], where), photo(fields[2], fields[3], where), false, where);
+    } else {
+      throw InvalidInput(where + ": expected 'name n1 n2' or 'name1 n1 name2 n2', got '" + line +
+                         "'");
+    }
+  }
+  if (out.pairs.pairs.empty()) throw InvalidInput(file + ": no pairs");
+  if (fold_size == 0) throw InvalidInput(file + ": the header gives 0 pairs per fold");
+  return fold_size;
 }
 
 LoadedPairs load_pairs(const PairSource& src) {
@@ -193,28 +287,33 @@ LoadedPairs load_pairs(const PairSource& src) {
     } catch (const InvalidInput& e) {
       throw InvalidInput(src.features + ": " + e.what());
     }
+    for (std::size_t p = 0; p < out.pairs.size(); ++p) out.source_index.push_back(p);
     const auto norms = features.to(torch::kFloat64).norm(2, 1).contiguous();
     out.face_quality.assign(norms.data_ptr<double>(), norms.data_ptr<double>() + norms.numel());
     out.description = src.features;
   } else if (!src.bin.empty()) {
-    const auto bin = io::read_verification_bin(src.bin);
-    std::vector<cv::Mat> images;
-    std::vector<std::string> names;
-    for (std::size_t i = 0; i < bin.images.size(); ++i) {
-      names.push_back(src.bin + "[image " + std::to_string(i) + "]");
-      images.push_back(io::decode_image_bgr(bin.images[i], names.back()));
-    }
-    std::vector<std::array<std::size_t, 2>> pairs;
-    for (std::size_t p = 0; p < bin.is_same.size(); ++p) pairs.push_back({2 * p, 2 * p + 1});
-    out = embed_image_pairs(images, names, pairs, bin.is_same, src.model);
+    const auto bin = std::make_shared<io::VerificationBin>(io::read_verification_bin(src.bin));
+    ImagePairs input;
+    for (std::size_t i = 0; i < bin->images.size(); ++i)
+      input.names.push_back(src.bin + "[image " + std::to_string(i) + "]");
+    input.load = [bin, names = input.names](std::size_t i) {
+      return io::decode_image_bgr(bin->images[i], names[i]);
+    };
+    for (std::size_t p = 0; p < bin->is_same.size(); ++p) input.pairs.push_back({2 * p, 2 * p + 1});
+    input.is_same = bin->is_same;
+    out = embed_image_pairs(input, src.model);
     out.description = src.bin;
+  } else if (!src.lfw_pairs.empty()) {
+    const auto root = src.root.empty() ? std::filesystem::path(src.lfw_pairs).parent_path()
+                                       : std::filesystem::path(src.root);
+    ImageFilePairs files;
+    const std::size_t fold_size = read_lfw_pairs(src.lfw_pairs, root, files);
+    out = embed_image_pairs(files.finish(), src.model);
+    out.fold_size = fold_size;
+    out.description = src.lfw_pairs;
   } else {
     const auto base = std::filesystem::path(src.pair_list).parent_path();
-    std::map<std::string, std::size_t> image_index;
-    std::vector<cv::Mat> images;
-    std::vector<std::string> names;
-    std::vector<std::array<std::size_t, 2>> pairs;
-    std::vector<bool> is_same;
+    ImageFilePairs files;
     for (const auto& [number, line] : text_lines(src.pair_list)) {
       const auto fields = split_fields(line);
       bool same = false;
@@ -222,27 +321,15 @@ LoadedPairs load_pairs(const PairSource& src) {
         throw InvalidInput(src.pair_list + ":" + std::to_string(number) +
                            ": expected 'path_a path_b is_same' (is_same 1 or 0), got '" + line +
                            "'");
-      std::array<std::size_t, 2> pair{};
-      for (int side = 0; side < 2; ++side) {
-        std::filesystem::path path = fields[side];
-        if (path.is_relative()) path = base / path;
-        auto [it, added] = image_index.emplace(path.string(), images.size());
-        if (added) {
-          if (!std::filesystem::exists(path))
-            throw InvalidInput(src.pair_list + ":" + std::to_string(number) + ": " + path.string() +
-                               ": no such file");
-          images.push_back(io::read_image_bgr(path));
-          names.push_back(path.string());
-        }
-        pair[side] = it->second;
-      }
-      pairs.push_back(pair);
-      is_same.push_back(same);
+      std::filesystem::path a = fields[0], b = fields[1];
+      files.add(a.is_relative() ? base / a : a, b.is_relative() ? base / b : b, same,
+                src.pair_list + ":" + std::to_string(number));
     }
-    if (pairs.empty()) throw InvalidInput(src.pair_list + ": no pairs");
-    out = embed_image_pairs(images, names, pairs, is_same, src.model);
+    if (files.pairs.pairs.empty()) throw InvalidInput(src.pair_list + ": no pairs");
+    out = embed_image_pairs(files.finish(), src.model);
     out.description = src.pair_list;
   }
+  if (!out.face_choice.empty()) std::printf("%s\n", out.face_choice.c_str());
   if (!src.save_features.empty()) {
     const auto& p = out.pairs;
     std::vector<float> rows;
@@ -286,6 +373,8 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 
 struct EvalPairsOptions {
   PairSource source;
+  std::string protocol = "magface";
+  std::vector<double> published;  // --published: per-fold accuracies (%) to print beside ours
   int folds = 10;
   std::vector<double> fmrs{1e-1, 1e-2, 1e-3, 1e-4};
   std::string json;
@@ -306,24 +395,91 @@ nlohmann::json roc_json(const eval::RocSummary& roc) {
           {"tar_at_fmr", tar}};
 }
 
+// LFW's protocol over the source's pairs in blocks of fold_size; printed as published LFW tables
+// print it ("fold accuracy", then "AVE"), optionally beside published per-fold accuracies.
+nlohmann::json run_lfw_protocol(const LoadedPairs& loaded, const std::vector<double>& published) {
+  std::vector<int> fold_of_pair;
+  for (const std::size_t i : loaded.source_index)
+    fold_of_pair.push_back(static_cast<int>(i / loaded.fold_size));
+  const auto lfw = eval::lfw_protocol(loaded.pairs, fold_of_pair);
+  std::printf(
+      "LFW protocol (%zu folds of %zu pairs in file order; per fold: the other folds' mean face "
+      "subtracted, cosine, threshold best on the other folds)\n",
+      lfw.folds.size(), loaded.fold_size);
+  std::printf("fold  accuracy  threshold  pairs%s\n", published.empty() ? "" : "  published");
+  nlohmann::json folds = nlohmann::json::array();
+  for (const auto& f : lfw.folds) {
+    std::printf("%-4d  %8.2f  %9.4f  %5zu", f.fold + 1, 100 * f.accuracy, f.threshold, f.pairs);
+    if (static_cast<std::size_t>(f.fold) < published.size())
+      std::printf("  %9.2f", published[static_cast<std::size_t>(f.fold)]);
+    std::printf("\n");
+    folds.push_back({{"fold", f.fold + 1},
+                     {"pairs", f.pairs},
+                     {"threshold", f.threshold},
+                     {"accuracy", f.accuracy}});
+  }
+  std::printf("AVE   %8.2f  (std %.2f)", 100 * lfw.mean_accuracy, 100 * lfw.std_accuracy);
+  if (!published.empty()) {
+    double sum = 0;
+    std::size_t n = 0;
+    for (const auto& f : lfw.folds) {
+      if (static_cast<std::size_t>(f.fold) < published.size()) {
+        sum += published[static_cast<std::size_t>(f.fold)];
+        ++n;
+      }
+    }
+    if (n) std::printf("  published %.2f", sum / double(n));
+  }
+  std::printf("\n");
+  return {{"folds", folds}, {"mean", lfw.mean_accuracy}, {"std", lfw.std_accuracy}};
+}
+
 int run_eval_pairs(const EvalPairsOptions& opt) {
   const auto loaded = load_pairs(opt.source);
   const auto& pairs = loaded.pairs;
-  eval::KFoldOptions kopt;
-  kopt.folds = opt.folds;
-  const auto kfold = eval::kfold_verification(pairs, kopt);
   const auto similarity = eval::pair_similarities(pairs);
   const auto roc = eval::roc_summary(similarity, pairs.is_same, opt.fmrs);
 
   std::printf("%s: %s%s\n", loaded.description.c_str(), pair_counts(pairs).c_str(),
               loaded.model.empty() ? "" : (", model " + loaded.model).c_str());
-  std::printf(
-      "%d-fold accuracy (MagFace eval_1v1: angular distance, training-fold mean subtracted)\n",
-      opt.folds);
-  std::printf("    Accuracy: %2.5f+-%2.5f\n", kfold.mean_accuracy, kfold.std_accuracy);
-  std::printf("    folds:");
-  for (const auto& f : kfold.folds) std::printf(" %.4f", f.accuracy);
-  std::printf("\nall pairs, cosine similarity (same when above the threshold):\n");
+  nlohmann::json result{{"source", loaded.description},
+                        {"model", loaded.model},
+                        {"pairs", pairs.size()},
+                        {"dropped_pairs", loaded.dropped},
+                        {"face_choice", loaded.face_choice}};
+  if (opt.protocol == "lfw") {
+    result["lfw"] = run_lfw_protocol(loaded, opt.published);
+  } else {
+    eval::KFoldOptions kopt;
+    kopt.folds = opt.folds;
+    const auto kfold = eval::kfold_verification(pairs, kopt);
+    std::printf(
+        "%d-fold accuracy (MagFace eval_1v1: angular distance, training-fold mean subtracted)\n",
+        opt.folds);
+    std::printf("    Accuracy: %2.5f+-%2.5f\n", kfold.mean_accuracy, kfold.std_accuracy);
+    std::printf("    folds:");
+    for (const auto& f : kfold.folds) std::printf(" %.4f", f.accuracy);
+    std::printf("\n");
+    nlohmann::json folds = nlohmann::json::array();
+    for (const auto& f : kfold.folds)
+      folds.push_back({{"fold", f.fold},
+                       {"test_pairs", {f.test_begin, f.test_end - 1}},
+                       {"best_threshold_index", f.best_threshold_index},
+                       {"best_threshold", f.best_threshold},
+                       {"train_accuracy", f.train_accuracy},
+                       {"accuracy", f.accuracy}});
+    nlohmann::json accuracies = nlohmann::json::array();
+    for (const auto& f : kfold.folds) accuracies.push_back(f.accuracy);
+    result["kfold"] = {{"folds", opt.folds},
+                       {"fold_accuracies", accuracies},
+                       {"mean", kfold.mean_accuracy},
+                       {"std", kfold.std_accuracy},
+                       {"per_fold", folds},
+                       {"thresholds", kfold.thresholds},
+                       {"tpr", kfold.tpr},
+                       {"fpr", kfold.fpr}};
+  }
+  std::printf("all pairs, cosine similarity (same when above the threshold):\n");
   std::printf("    best accuracy %.5f at %.4f; AUC %.6f; EER %.5f at %.4f\n", roc.best_accuracy,
               roc.best_threshold, roc.auc, roc.eer, roc.eer_threshold);
   for (double fmr : opt.fmrs) {
@@ -338,31 +494,8 @@ int run_eval_pairs(const EvalPairsOptions& opt) {
     }
   }
   if (loaded.dropped) std::printf("(%zu pair(s) left out: no face found)\n", loaded.dropped);
-
-  nlohmann::json folds = nlohmann::json::array();
-  for (const auto& f : kfold.folds)
-    folds.push_back({{"fold", f.fold},
-                     {"test_pairs", {f.test_begin, f.test_end - 1}},
-                     {"best_threshold_index", f.best_threshold_index},
-                     {"best_threshold", f.best_threshold},
-                     {"train_accuracy", f.train_accuracy},
-                     {"accuracy", f.accuracy}});
-  nlohmann::json accuracies = nlohmann::json::array();
-  for (const auto& f : kfold.folds) accuracies.push_back(f.accuracy);
-  write_json(opt.json, {{"source", loaded.description},
-                        {"model", loaded.model},
-                        {"pairs", pairs.size()},
-                        {"dropped_pairs", loaded.dropped},
-                        {"kfold",
-                         {{"folds", opt.folds},
-                          {"fold_accuracies", accuracies},
-                          {"mean", kfold.mean_accuracy},
-                          {"std", kfold.std_accuracy},
-                          {"per_fold", folds},
-                          {"thresholds", kfold.thresholds},
-                          {"tpr", kfold.tpr},
-                          {"fpr", kfold.fpr}}},
-                        {"roc", roc_json(roc)}});
+  result["roc"] = roc_json(roc);
+  write_json(opt.json, result);
   return kExitOk;
 }
 
@@ -597,7 +730,20 @@ Runner add_eval_commands(CLI::App& app) {
   auto* pairs = evalc->add_subcommand(
       "pairs", "10-fold accuracy as MagFace's eval_1v1.py, ROC (TAR@FMR, EER, AUC)");
   add_pair_source_options(*pairs, pairs_opt->source);
-  pairs->add_option("--folds", pairs_opt->folds, "Folds")->capture_default_str();
+  pairs
+      ->add_option("--protocol", pairs_opt->protocol,
+                   "magface: MagFace eval_1v1.py's 10 folds of consecutive pairs; lfw: LFW's own "
+                   "folds (blocks of 600 pairs in file order, or as pairs.txt's header says) "
+                   "scored as the published LFW tables (mean of the other folds subtracted, "
+                   "cosine, threshold chosen on the other folds)")
+      ->check(CLI::IsMember({"magface", "lfw"}))
+      ->capture_default_str();
+  pairs
+      ->add_option("--published", pairs_opt->published,
+                   "With --protocol lfw: published per-fold accuracies (%) to print beside ours")
+      ->delimiter(',');
+  pairs->add_option("--folds", pairs_opt->folds, "Folds of --protocol magface")
+      ->capture_default_str();
   pairs->add_option("--fmr", pairs_opt->fmrs, "False match rates for TAR@FMR")
       ->delimiter(',')
       ->capture_default_str();
@@ -638,6 +784,7 @@ Runner add_eval_commands(CLI::App& app) {
   ver->add_option("a", ver_opt->a, "First image (photo or aligned face)")->required();
   ver->add_option("b", ver_opt->b, "Second image")->required();
   add_model_options(*ver, ver_opt->model, "iresnet100");
+  add_face_choice_options(*ver, ver_opt->model);
   ver->add_option("--threshold", ver_opt->threshold, "Cosine threshold (default: the manifest's)");
   ver->add_option("--fmr", ver_opt->fmr, "Use the manifest's threshold calibrated at this FMR");
   ver->add_flag("--json", ver_opt->json, "One JSON record instead of text");

@@ -300,6 +300,7 @@ Runner add_report_command(CLI::App& app) {
   cmd->add_option("inputs", opt->inputs, "Photos or aligned faces, folders, @list.txt")->required();
   cmd->add_option("--out", opt->out, "Folder for the report")->required();
   add_model_options(*cmd, opt->model, "iresnet100");
+  add_face_choice_options(*cmd, opt->model);
   cmd->add_option("--columns", opt->columns, "Faces per row of the quality grid")
       ->capture_default_str();
   return [cmd, opt]() -> int { return cmd->parsed() ? run_report(*opt) : -1; };

@@ -73,8 +73,17 @@ struct Frame {
   double x0, x1, y0, y1;
 
   Frame(const Axes& axes, double xmin, double xmax, double ymin, double ymax) {
-    if (!(xmax > xmin)) xmax = xmin + 1;
-    if (!(ymax > ymin)) ymax = ymin + 1;
+    // A range that is empty or only rounding noise wide (the second PCA axis of two faces) gets
+    // one unit around it, so that it has ticks.
+    const auto widen = [](double& lo, double& hi) {
+      if (!(hi - lo > 1e-9 * std::max(1.0, std::max(std::abs(lo), std::abs(hi))))) {
+        const double mid = std::isfinite(lo + hi) ? (lo + hi) / 2 : 0.0;
+        lo = mid - 0.5;
+        hi = mid + 0.5;
+      }
+    };
+    widen(xmin, xmax);
+    widen(ymin, ymax);
     img = cv::Mat(axes.size, CV_8UC3, kWhite);
     area = cv::Rect(80, 50, axes.size.width - 110, axes.size.height - 110);
     double xs = 0, ys = 0;

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "facemag/error.hpp"
 
@@ -50,6 +52,30 @@ Counts count_decisions(const std::vector<double>& distance, const std::vector<bo
     }
   }
   return c;
+}
+
+// np.mean(concatenate([a[rows], b[rows]]), axis=0): the mean face of both sides of `rows`.
+std::vector<double> mean_face(const FeaturePairs& pairs, const std::vector<std::size_t>& rows) {
+  const std::size_t dim = pairs.dim;
+  std::vector<double> mean(dim, 0.0);
+  for (const auto* side : {&pairs.first, &pairs.second}) {
+    for (std::size_t p : rows) {
+      for (std::size_t d = 0; d < dim; ++d) mean[d] += (*side)[p * dim + d];
+    }
+  }
+  for (double& m : mean) m /= double(2 * rows.size());
+  return mean;
+}
+
+// Mean and population standard deviation (np.mean, np.std) of the folds' accuracies.
+template <class Fold>
+std::pair<double, double> mean_and_std(const std::vector<Fold>& folds) {
+  double sum = 0;
+  for (const auto& f : folds) sum += f.accuracy;
+  const double mean = sum / double(folds.size());
+  double squares = 0;
+  for (const auto& f : folds) squares += (f.accuracy - mean) * (f.accuracy - mean);
+  return {mean, std::sqrt(squares / double(folds.size()))};
 }
 
 // FNMR at each FMR decade of one set of kept pairs, as eval_quality.py's loop: impostor
@@ -168,7 +194,7 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
   result.fpr.assign(t_count, 0.0);
 
   const std::size_t dim = pairs.dim;
-  std::vector<double> distance(n), shifted_a(dim), shifted_b(dim), mean(dim);
+  std::vector<double> distance(n), shifted_a(dim), shifted_b(dim);
   std::size_t begin = 0;
   for (std::size_t fold = 0; fold < folds; ++fold) {
     const std::size_t size = n / folds + (fold < n % folds ? 1 : 0);
@@ -180,16 +206,8 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
     for (std::size_t p = 0; p < n; ++p)
       (p >= fr.test_begin && p < fr.test_end ? test : train).push_back(p);
 
-    // np.mean(concatenate([a[train], b[train]]), axis=0): rows summed in that order.
-    std::fill(mean.begin(), mean.end(), 0.0);
-    if (options.subtract_mean) {
-      for (const auto* side : {&pairs.first, &pairs.second}) {
-        for (std::size_t p : train) {
-          for (std::size_t d = 0; d < dim; ++d) mean[d] += (*side)[p * dim + d];
-        }
-      }
-      for (double& m : mean) m /= double(2 * train.size());
-    }
+    const std::vector<double> mean =
+        options.subtract_mean ? mean_face(pairs, train) : std::vector<double>(dim, 0.0);
     for (std::size_t p = 0; p < n; ++p) {
       for (std::size_t d = 0; d < dim; ++d) {
         shifted_a[d] = pairs.first[p * dim + d] - mean[d];
@@ -222,13 +240,74 @@ KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& op
     result.tpr[t] /= double(folds);
     result.fpr[t] /= double(folds);
   }
-  double sum = 0;
-  for (const auto& f : result.folds) sum += f.accuracy;
-  result.mean_accuracy = sum / double(folds);
-  double squares = 0;
-  for (const auto& f : result.folds)
-    squares += (f.accuracy - result.mean_accuracy) * (f.accuracy - result.mean_accuracy);
-  result.std_accuracy = std::sqrt(squares / double(folds));
+  std::tie(result.mean_accuracy, result.std_accuracy) = mean_and_std(result.folds);
+  return result;
+}
+
+LfwResult lfw_protocol(const FeaturePairs& pairs, std::span<const int> fold_of_pair) {
+  const std::size_t n = pairs.size(), dim = pairs.dim;
+  if (fold_of_pair.size() != n)
+    throw InvalidInput("LFW protocol: " + std::to_string(fold_of_pair.size()) +
+                       " fold numbers for " + std::to_string(n) + " pairs");
+  std::vector<int> fold_ids(fold_of_pair.begin(), fold_of_pair.end());
+  std::sort(fold_ids.begin(), fold_ids.end());
+  fold_ids.erase(std::unique(fold_ids.begin(), fold_ids.end()), fold_ids.end());
+  if (fold_ids.size() < 2)
+    throw InvalidInput("LFW protocol: the pairs form " + std::to_string(fold_ids.size()) +
+                       " fold(s); thresholds are chosen on the other folds, so at least 2 are "
+                       "needed");
+  constexpr int kSteps = 10000;  // thresholds i / 10000 for i in -10000 .. 10000
+  LfwResult result;
+  std::vector<double> score(n), a(dim), b(dim);
+  for (const int fold : fold_ids) {
+    std::vector<std::size_t> train, test;
+    for (std::size_t p = 0; p < n; ++p) (fold_of_pair[p] == fold ? test : train).push_back(p);
+    const auto mean = mean_face(pairs, train);
+    for (std::size_t p = 0; p < n; ++p) {
+      for (std::size_t d = 0; d < dim; ++d) {
+        a[d] = pairs.first[p * dim + d] - mean[d];
+        b[d] = pairs.second[p * dim + d] - mean[d];
+      }
+      score[p] = cosine_similarity(a, b);
+    }
+    // Accuracy on the training folds at every threshold, from sorted scores.
+    std::vector<double> same, different;
+    for (std::size_t p : train) (pairs.is_same[p] ? same : different).push_back(score[p]);
+    std::sort(same.begin(), same.end());
+    std::sort(different.begin(), different.end());
+    const auto accuracy_at = [&](double t) {
+      const auto accepted = same.end() - std::upper_bound(same.begin(), same.end(), t);
+      const auto rejected =
+          std::lower_bound(different.begin(), different.end(), t) - different.begin();
+      return double(accepted + rejected) / double(train.size());
+    };
+    double best = -1, threshold_sum = 0;
+    int best_count = 0;
+    for (int i = -kSteps; i <= kSteps; ++i) {
+      const double t = double(i) / kSteps;
+      const double acc = accuracy_at(t);
+      if (acc > best) {
+        best = acc;
+        threshold_sum = 0;
+        best_count = 0;
+      }
+      if (acc == best) {
+        threshold_sum += t;
+        ++best_count;
+      }
+    }
+    LfwFoldResult fr;
+    fr.fold = fold;
+    fr.pairs = test.size();
+    fr.threshold = threshold_sum / best_count;
+    std::size_t correct = 0;
+    for (std::size_t p : test) {
+      correct += pairs.is_same[p] ? score[p] > fr.threshold : score[p] < fr.threshold;
+    }
+    fr.accuracy = double(correct) / double(test.size());
+    result.folds.push_back(fr);
+  }
+  std::tie(result.mean_accuracy, result.std_accuracy) = mean_and_std(result.folds);
   return result;
 }
 

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
+#include <span>
 #include <vector>
 
 namespace facemag {
@@ -33,5 +35,11 @@ struct Detection {
   float score = 0;  // the detector's face probability
   Landmarks5 landmarks;
 };
+
+// Which face a photo is about, as insightface's FaceAnalysis ranks faces: the largest box weighted
+// by its distance from the image centre, i.e. the highest box area minus twice the squared
+// distance of the box centre from the image centre (width / 2, height / 2, rounded down). A large
+// face at the edge loses to a smaller one in the middle. Index into `faces`; 0 for an empty list.
+std::size_t central_face(std::span<const Detection> faces, int image_width, int image_height);
 
 }  // namespace facemag

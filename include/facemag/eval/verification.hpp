@@ -73,6 +73,29 @@ struct KFoldResult {
 // pair more. InvalidInput when there are fewer pairs than folds.
 KFoldResult kfold_verification(const FeaturePairs& pairs, const KFoldOptions& options = {});
 
+// ---- LFW's own protocol (the tables of SphereFace, MobileFaceNet, insightface's LFW runs) ----
+
+struct LfwFoldResult {
+  int fold = 0;  // 0-based
+  std::size_t pairs = 0;
+  double threshold = 0;  // cosine similarity, chosen on the other folds
+  double accuracy = 0;   // on this fold
+};
+
+struct LfwResult {
+  std::vector<LfwFoldResult> folds;
+  double mean_accuracy = 0;
+  double std_accuracy = 0;  // population standard deviation
+};
+
+// fold_of_pair[p] is the fold of pair p (LFW: pairs.txt's blocks of 600). For each fold: the mean
+// of the other folds' faces (both sides of every pair) is subtracted from every face, each face is
+// L2-normalised and a pair's score is their dot product; the threshold is the mean of those among
+// -1, -0.9999, ..., 1 that maximise the accuracy on the other folds (same when score > threshold,
+// different when score < threshold); the fold's accuracy is taken at it. InvalidInput for a fold
+// count below 2 or a fold_of_pair of the wrong length.
+LfwResult lfw_protocol(const FeaturePairs& pairs, std::span<const int> fold_of_pair);
+
 // ---- ROC on cosine similarity (same when similarity > threshold) ----
 
 struct OperatingPoint {
