@@ -286,6 +286,38 @@ TEST(CliGolden, EveryCommandTakingOneFacePerPhotoTakesTheOneThePhotoIsAbout) {
   EXPECT_TRUE(found);
 }
 
+// LFW's pairs.txt without its header line: names and photo numbers become paths under --root,
+// three fields are a same pair, four a different one; bad lines name the file and line.
+TEST(CliGolden, LfwPairsFileWithoutHeaderAndItsErrors) {
+  const auto images = test::shared_dir() / "data" / "lfw-half" / "images";
+  FACEMAG_REQUIRE_FILE(images / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg");
+  test::TempDir tmp;
+  test::write_file(tmp / "pairs.txt",
+                   "Abel_Pacheco\t1\t4\nAbdel_Madi_Shabneh\t1\tDean_Barker\t1\n"
+                   "Akhmed_Zakayev\t1\t3\nAbdel_Madi_Shabneh\t1\tGiancarlo_Fisichella\t1\n");
+  const auto r =
+      run_cli("eval pairs --folds 2 --lfw-pairs " + (tmp / "pairs.txt").string() + " --root " +
+                  images.string() + real_model() + "--save-features " + (tmp / "f.npy").string(),
+              tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("4 pairs (2 same, 2 different)"), std::string::npos) << r.out;
+  EXPECT_TRUE(torch::equal(io::read_npy(tmp / "f_issame.npy"), torch::tensor({1, 0, 1, 0})));
+
+  const auto expect_error = [&](const std::string& pairs, const std::string& message) {
+    test::write_file(tmp / "bad.txt", pairs);
+    const auto bad = run_cli("eval pairs --lfw-pairs " + (tmp / "bad.txt").string() + " --root " +
+                                 images.string() + real_model(),
+                             tmp);
+    EXPECT_EQ(bad.exit_code, 2);
+    EXPECT_NE(bad.err.find(message), std::string::npos) << bad.err;
+  };
+  expect_error("Abel_Pacheco\tone\t4\n", "bad.txt:1: 'one' is not a photo number");
+  expect_error("5\t300\nAbel_Pacheco\t1\n", "bad.txt:2: expected 'name n1 n2' or");
+  expect_error("Abel_Pacheco\t1\t9\n",
+               "bad.txt:1: " + (images / "Abel_Pacheco" / "Abel_Pacheco_0009.jpg").string() +
+                   ": no such file");
+}
+
 // LFW folds 1-5 with the real MobileFaceNet and mirror features, scored by LFW's own protocol
 // against the published per-fold accuracies 99.00 99.00 99.00 98.67 99.33 (lfw-half/README.md).
 // Measured on AMD Zen 5: through MTCNN and SphereFace alignment 99.17 99.00 98.83 99.17 99.00
