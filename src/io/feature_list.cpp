@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <fstream>
@@ -9,6 +10,25 @@
 #include "facemag/error.hpp"
 
 namespace facemag::io {
+namespace {
+
+// Newlines in a file (plus one for a last line without), read in large blocks.
+std::size_t count_lines(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> block(1 << 20);
+  std::size_t lines = 0;
+  char last = '\n';
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const auto n = static_cast<std::size_t>(in.gcount());
+    if (n == 0) break;
+    lines += static_cast<std::size_t>(std::count(block.begin(), block.begin() + n, '\n'));
+    last = block[n - 1];
+  }
+  return lines + (last != '\n');
+}
+
+}  // namespace
 
 FeatureList read_feature_list(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) throw InvalidInput(path.string() + ": no such file");
@@ -44,18 +64,22 @@ FeatureList read_feature_list(const std::filesystem::path& path) {
       ++count;
       p = next;
     }
-    if (dim == 0) dim = count;
+    if (dim == 0) {
+      dim = count;
+      // Room for every line at once: doubling a gigabyte vector would need twice its memory.
+      values.reserve(count_lines(path) * dim);
+    }
     if (count != dim || count == 0)
       throw InvalidInput(path.string() + ":" + std::to_string(number) + ": " +
                          std::to_string(count) + " values, expected " + std::to_string(dim) +
                          " (as on the first line)");
   }
   if (out.names.empty()) throw InvalidInput(path.string() + ": no features");
+  // The tensor takes over the values (no copy of what may be a gigabyte).
+  auto* owned = new std::vector<float>(std::move(values));
   out.features = torch::from_blob(
-                     values.data(),
-                     {static_cast<std::int64_t>(out.names.size()), static_cast<std::int64_t>(dim)},
-                     torch::kFloat32)
-                     .clone();
+      owned->data(), {static_cast<std::int64_t>(out.names.size()), static_cast<std::int64_t>(dim)},
+      [owned](void*) { delete owned; }, torch::TensorOptions(torch::kFloat32));
   return out;
 }
 

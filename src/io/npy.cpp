@@ -27,9 +27,14 @@ constexpr NpyType kTypes[] = {
   throw InvalidInput(source + ": " + message);
 }
 
-}  // namespace
+struct NpyLayout {
+  torch::ScalarType dtype;
+  std::vector<std::int64_t> shape;
+  bool fortran = false;
+  std::size_t data_start = 0;
+};
 
-torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source) {
+NpyLayout parse_npy(std::string_view bytes, const std::string& source) {
   if (bytes.size() < 10 || bytes.substr(0, 6) != "\x93NUMPY") fail(source, "not a .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   std::size_t header_len = 0, header_start = 0;
@@ -82,21 +87,53 @@ torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source) 
     fail(source, "data holds " + std::to_string(bytes.size() - data_start) +
                      " bytes, the header's shape needs " + std::to_string(nbytes));
   }
-  std::vector<std::int64_t> storage_shape = shape;
-  if (fortran) std::reverse(storage_shape.begin(), storage_shape.end());
-  torch::Tensor t = torch::empty(storage_shape, torch::TensorOptions().dtype(*dtype));
-  std::memcpy(t.data_ptr(), bytes.data() + data_start, static_cast<std::size_t>(nbytes));
-  if (fortran && shape.size() > 1) {
-    std::vector<std::int64_t> perm(shape.size());
-    for (std::size_t i = 0; i < perm.size(); ++i)
-      perm[i] = static_cast<std::int64_t>(perm.size() - 1 - i);
-    t = t.permute(perm).contiguous();
-  }
-  return t;
+  return {*dtype, shape, fortran, data_start};
+}
+
+// The array in C order: a Fortran-ordered file's storage is the transposed shape.
+torch::Tensor in_c_order(torch::Tensor storage, const NpyLayout& layout) {
+  if (!layout.fortran || layout.shape.size() < 2) return storage;
+  std::vector<std::int64_t> perm(layout.shape.size());
+  for (std::size_t i = 0; i < perm.size(); ++i)
+    perm[i] = static_cast<std::int64_t>(perm.size() - 1 - i);
+  return storage.permute(perm).contiguous();
+}
+
+std::vector<std::int64_t> storage_shape(const NpyLayout& layout) {
+  std::vector<std::int64_t> shape = layout.shape;
+  if (layout.fortran) std::reverse(shape.begin(), shape.end());
+  return shape;
+}
+
+}  // namespace
+
+torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source) {
+  const auto layout = parse_npy(bytes, source);
+  torch::Tensor t = torch::empty(storage_shape(layout), torch::TensorOptions().dtype(layout.dtype));
+  std::memcpy(t.data_ptr(), bytes.data() + layout.data_start, bytes.size() - layout.data_start);
+  return in_c_order(t, layout);
 }
 
 torch::Tensor read_npy(const std::filesystem::path& path) {
-  return read_npy_bytes(read_file_bytes(path), path.string());
+  // The tensor keeps the file's bytes and points into them, so a large matrix is in memory once.
+  auto* bytes = new std::string(read_file_bytes(path));
+  NpyLayout layout;
+  try {
+    layout = parse_npy(*bytes, path.string());
+  } catch (...) {
+    delete bytes;
+    throw;
+  }
+  char* data = bytes->data() + layout.data_start;
+  if (reinterpret_cast<std::uintptr_t>(data) % c10::elementSize(layout.dtype) != 0) {
+    const auto t = read_npy_bytes(*bytes, path.string());  // misaligned data: copy it
+    delete bytes;
+    return t;
+  }
+  auto storage = torch::from_blob(
+      data, storage_shape(layout), [bytes](void*) { delete bytes; },
+      torch::TensorOptions().dtype(layout.dtype));
+  return in_c_order(storage, layout);
 }
 
 void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor) {
