@@ -22,6 +22,10 @@ Runner add_bench_command(CLI::App& app);
 Runner add_checkpoint_commands(CLI::App& app);
 // `facemag eval pairs|erc`, `facemag calibrate`, `facemag verify`.
 Runner add_eval_commands(CLI::App& app);
+// `facemag eval ijb|ijb-identify`, under the `eval` subcommand.
+Runner add_ijb_commands(CLI::App& eval);
+// `facemag eval cluster`, under the `eval` subcommand.
+Runner add_eval_cluster_command(CLI::App& eval);
 // `facemag report`.
 Runner add_report_command(CLI::App& app);
 

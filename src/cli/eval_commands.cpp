@@ -723,9 +723,12 @@ int run_verify(const VerifyOptions& opt) {
 }  // namespace
 
 Runner add_eval_commands(CLI::App& app) {
-  auto* evalc = app.add_subcommand("eval", "Verification accuracy and error-versus-reject curves");
+  auto* evalc = app.add_subcommand(
+      "eval", "Verification accuracy, error versus reject, IJB templates, clustering quality");
   evalc->require_subcommand(1);
 
+  const Runner ijb = add_ijb_commands(*evalc);
+  const Runner cluster = add_eval_cluster_command(*evalc);
   auto pairs_opt = std::make_shared<EvalPairsOptions>();
   auto* pairs = evalc->add_subcommand(
       "pairs", "10-fold accuracy as MagFace's eval_1v1.py, ROC (TAR@FMR, EER, AUC)");
@@ -794,7 +797,8 @@ Runner add_eval_commands(CLI::App& app) {
     if (erc->parsed()) return run_eval_erc(*erc_opt);
     if (cal->parsed()) return run_calibrate(*cal_opt);
     if (ver->parsed()) return run_verify(*ver_opt);
-    return -1;
+    if (const int code = ijb(); code >= 0) return code;
+    return cluster();
   };
 }
 

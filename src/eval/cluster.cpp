@@ -3,7 +3,12 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <numeric>
+#include <string>
+
+#include "facemag/error.hpp"
 
 namespace facemag {
 namespace {
@@ -16,58 +21,95 @@ torch::Tensor cosine_matrix(const torch::Tensor& embeddings) {
 
 }  // namespace
 
-Clustering cluster_faces(const torch::Tensor& embeddings, double threshold) {
-  const std::int64_t n = embeddings.size(0);
-  Clustering out;
-  out.group.resize(static_cast<std::size_t>(n));
-  if (n == 0) return out;
-  const auto cos = cosine_matrix(embeddings).contiguous();
-  // sum[a][b]: sum of pairwise similarities between clusters a and b; members[a]: their sizes.
-  std::vector<std::vector<double>> sum(static_cast<std::size_t>(n),
-                                       std::vector<double>(static_cast<std::size_t>(n)));
-  const auto c = cos.accessor<double, 2>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < n; ++j) sum[i][j] = c[i][j];
-  }
-  std::vector<std::int64_t> size(static_cast<std::size_t>(n), 1);
-  std::vector<std::int64_t> owner(static_cast<std::size_t>(n));
-  std::iota(owner.begin(), owner.end(), 0);
-  std::vector<bool> alive(static_cast<std::size_t>(n), true);
-  while (true) {
-    double best = -2;
-    std::int64_t ba = -1, bb = -1;
-    for (std::int64_t a = 0; a < n; ++a) {
-      if (!alive[a]) continue;
-      for (std::int64_t b = a + 1; b < n; ++b) {
-        if (!alive[b]) continue;
-        const double mean = sum[a][b] / static_cast<double>(size[a] * size[b]);
-        if (mean > best) {
-          best = mean;
-          ba = a;
-          bb = b;
-        }
+Dendrogram average_linkage(const torch::Tensor& embeddings) {
+  const auto n = static_cast<std::size_t>(embeddings.size(0));
+  Dendrogram out;
+  out.rows = n;
+  if (n < 2) return out;
+  // sim[a][b]: mean similarity between the groups in slots a and b (Lance-Williams update).
+  auto sim = cosine_matrix(embeddings).contiguous();
+  double* s = sim.data_ptr<double>();
+  const auto at = [&](std::size_t a, std::size_t b) -> double& { return s[a * n + b]; };
+  std::vector<std::size_t> size(n, 1);
+  std::vector<bool> alive(n, true);
+  std::vector<std::size_t> chain;
+  chain.reserve(n);
+  std::size_t remaining = n;
+  while (remaining > 1) {
+    if (chain.empty()) {
+      std::size_t first = 0;
+      while (!alive[first]) ++first;
+      chain.push_back(first);
+    }
+    const std::size_t a = chain.back();
+    // a's nearest neighbour; the previous chain element wins ties, so that chains end.
+    const std::size_t previous = chain.size() >= 2 ? chain[chain.size() - 2] : n;
+    std::size_t best = previous;
+    double best_sim = previous < n ? at(a, previous) : -3.0;
+    for (std::size_t k = 0; k < n; ++k) {
+      if (!alive[k] || k == a) continue;
+      if (at(a, k) > best_sim) {
+        best_sim = at(a, k);
+        best = k;
       }
     }
-    if (ba < 0 || best < threshold) break;
-    for (std::int64_t k = 0; k < n; ++k) {
-      sum[ba][k] += sum[bb][k];
-      sum[k][ba] = sum[ba][k];
+    if (best != previous) {
+      chain.push_back(best);
+      continue;
     }
-    size[ba] += size[bb];
-    alive[bb] = false;
-    for (auto& o : owner) o = o == bb ? ba : o;
+    // a and previous are each other's nearest: merge them into the lower slot.
+    chain.pop_back();
+    chain.pop_back();
+    const std::size_t keep = std::min(a, previous), gone = std::max(a, previous);
+    out.merges.push_back({keep, gone, best_sim});
+    const double wk = double(size[keep]), wg = double(size[gone]);
+    for (std::size_t k = 0; k < n; ++k) {
+      if (!alive[k] || k == keep || k == gone) continue;
+      const double merged = (wk * at(keep, k) + wg * at(gone, k)) / (wk + wg);
+      at(keep, k) = merged;
+      at(k, keep) = merged;
+    }
+    size[keep] += size[gone];
+    alive[gone] = false;
+    --remaining;
+  }
+  std::stable_sort(out.merges.begin(), out.merges.end(),
+                   [](const auto& x, const auto& y) { return x.similarity > y.similarity; });
+  return out;
+}
+
+Clustering Dendrogram::cut(double threshold) const {
+  std::vector<std::size_t> parent(rows);
+  std::iota(parent.begin(), parent.end(), 0);
+  const auto find = [&](std::size_t x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  for (const auto& m : merges) {
+    if (m.similarity < threshold) break;
+    const auto ra = find(m.a), rb = find(m.b);
+    parent[std::max(ra, rb)] = std::min(ra, rb);  // the root is the group's first row
   }
   // Number groups by size, largest first (ties: first member first).
-  std::vector<std::int64_t> roots;
-  for (std::int64_t a = 0; a < n; ++a) {
-    if (alive[a]) roots.push_back(a);
+  std::vector<std::size_t> members(rows, 0);
+  for (std::size_t i = 0; i < rows; ++i) ++members[find(i)];
+  std::vector<std::size_t> roots;
+  for (std::size_t i = 0; i < rows; ++i) {
+    if (find(i) == i) roots.push_back(i);
   }
-  std::stable_sort(roots.begin(), roots.end(), [&](auto x, auto y) { return size[x] > size[y]; });
-  std::vector<int> number(static_cast<std::size_t>(n), -1);
+  std::stable_sort(roots.begin(), roots.end(),
+                   [&](auto x, auto y) { return members[x] > members[y]; });
+  std::vector<int> number(rows, -1);
   for (std::size_t r = 0; r < roots.size(); ++r) number[roots[r]] = static_cast<int>(r);
-  for (std::int64_t i = 0; i < n; ++i) out.group[i] = number[owner[i]];
+  Clustering out;
+  out.group.resize(rows);
+  for (std::size_t i = 0; i < rows; ++i) out.group[i] = number[find(i)];
   out.groups = static_cast<int>(roots.size());
   return out;
+}
+
+Clustering cluster_faces(const torch::Tensor& embeddings, double threshold) {
+  return average_linkage(embeddings).cut(threshold);
 }
 
 torch::Tensor similarity_to_groups(const torch::Tensor& embeddings, const Clustering& clustering) {
@@ -87,6 +129,52 @@ torch::Tensor similarity_to_groups(const torch::Tensor& embeddings, const Cluste
       o[i][g] = others > 0 ? o[i][g] / static_cast<double>(others) : 0.0;
     }
   }
+  return out;
+}
+
+ClusterScores score_clustering(std::span<const int> predicted, std::span<const int> truth) {
+  if (predicted.size() != truth.size())
+    throw InvalidInput(std::to_string(predicted.size()) + " group labels for " +
+                       std::to_string(truth.size()) + " identity labels");
+  ClusterScores out;
+  const double n = double(truth.size());
+  if (truth.empty()) return out;
+  std::map<std::pair<int, int>, double> joint;
+  std::map<int, double> group_size, identity_size;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    ++joint[{predicted[i], truth[i]}];
+    ++group_size[predicted[i]];
+    ++identity_size[truth[i]];
+  }
+  out.groups = static_cast<int>(group_size.size());
+  out.identities = static_cast<int>(identity_size.size());
+  const auto pairs = [](double k) { return k * (k - 1) / 2; };
+  double together_same = 0, precision_sum = 0, recall_sum = 0, mutual = 0;
+  for (const auto& [key, count] : joint) {
+    const double g = group_size[key.first], t = identity_size[key.second];
+    together_same += pairs(count);
+    precision_sum += count * count / g;
+    recall_sum += count * count / t;
+    mutual += count / n * std::log(n * count / (g * t));
+  }
+  double together = 0, same = 0, h_group = 0, h_identity = 0;
+  for (const auto& [g, size] : group_size) {
+    together += pairs(size);
+    h_group -= size / n * std::log(size / n);
+  }
+  for (const auto& [t, size] : identity_size) {
+    same += pairs(size);
+    h_identity -= size / n * std::log(size / n);
+  }
+  const auto harmonic = [](double p, double r) { return p + r > 0 ? 2 * p * r / (p + r) : 0.0; };
+  out.pairwise_precision = together > 0 ? together_same / together : 1.0;
+  out.pairwise_recall = same > 0 ? together_same / same : 1.0;
+  out.pairwise_f = harmonic(out.pairwise_precision, out.pairwise_recall);
+  out.bcubed_precision = precision_sum / n;
+  out.bcubed_recall = recall_sum / n;
+  out.bcubed_f = harmonic(out.bcubed_precision, out.bcubed_recall);
+  const double mean_entropy = (h_group + h_identity) / 2;
+  out.nmi = mean_entropy > 0 ? std::max(0.0, mutual) / mean_entropy : 1.0;
   return out;
 }
 

@@ -1,8 +1,11 @@
-// Grouping faces by identity: agglomerative clustering of embeddings on cosine similarity.
+// Grouping faces by identity: agglomerative clustering of embeddings on cosine similarity, and
+// how well a grouping matches the true identities.
 #pragma once
 
 #include <torch/types.h>
 
+#include <cstddef>
+#include <span>
 #include <vector>
 
 namespace facemag {
@@ -12,13 +15,46 @@ struct Clustering {
   int groups = 0;
 };
 
-// Average-linkage agglomerative clustering of the rows of `embeddings` (N x D, any scale; rows
-// are L2-normalised internally, the input is not changed): the two groups with the highest mean
-// pairwise cosine similarity are merged while that mean is at least `threshold`.
+// The whole average-linkage hierarchy of N rows: N - 1 merges, each joining the groups that hold
+// rows `a` and `b` at the mean pairwise cosine similarity `similarity` of their members. Built
+// with the nearest-neighbour chain (O(N^2) time, one N x N matrix), so cutting it at any number of
+// thresholds costs nothing more.
+struct Dendrogram {
+  struct Merge {
+    std::size_t a = 0, b = 0;  // a member row of each of the two groups
+    double similarity = 0;
+  };
+  std::size_t rows = 0;
+  std::vector<Merge> merges;  // highest similarity first
+
+  // The groups left after every merge at a similarity of at least `threshold`.
+  Clustering cut(double threshold) const;
+};
+// Rows of `embeddings` (N x D, any scale) are L2-normalised internally; the input is not changed.
+Dendrogram average_linkage(const torch::Tensor& embeddings);
+
+// Average-linkage agglomerative clustering: the two groups with the highest mean pairwise cosine
+// similarity are merged while that mean is at least `threshold` (average_linkage(...).cut).
 Clustering cluster_faces(const torch::Tensor& embeddings, double threshold);
 
 // Mean cosine similarity of each row to the other members of every group: N x groups.
 // (A row's own entry in the similarity matrix is left out.)
 torch::Tensor similarity_to_groups(const torch::Tensor& embeddings, const Clustering& clustering);
+
+// How a grouping (`predicted`) matches the true identities (`truth`), both one label per face.
+//   pairwise: of the pairs put together, the share that are one person (precision); of the pairs
+//     of one person, the share put together (recall); their harmonic mean (F). With no pair put
+//     together (or none of one person) the precision (recall) is 1: nothing was wrong.
+//   BCubed (Bagga & Baldwin): per face, the share of its group that is its person (precision)
+//     and of its person that is in its group (recall), averaged over faces.
+//   NMI: mutual information over the arithmetic mean of the two entropies (sklearn's default);
+//     1 when both are a single group.
+struct ClusterScores {
+  double pairwise_precision = 0, pairwise_recall = 0, pairwise_f = 0;
+  double bcubed_precision = 0, bcubed_recall = 0, bcubed_f = 0;
+  double nmi = 0;
+  int groups = 0, identities = 0;
+};
+ClusterScores score_clustering(std::span<const int> predicted, std::span<const int> truth);
 
 }  // namespace facemag
