@@ -11,6 +11,10 @@ packages=(
   libzip-dev           # reading PyTorch zip checkpoints with bounded allocations
   libcli11-dev nlohmann-json3-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libsqlite3-dev       # the gallery's embedded store
+  libpqxx-dev postgresql  # the gallery's shared store; tests start their own server
+  libfaiss-dev         # the gallery's search index (exact, HNSW, IVF)
+  libssl-dev           # SHA-256 of photos and weights (libcrypto)
 )
 missing=()
 for p in "${packages[@]}"; do

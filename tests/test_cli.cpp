@@ -26,16 +26,8 @@ namespace {
 using nlohmann::json;
 using pickle::Value;
 
+using test::json_lines;
 using test::run_cli;
-
-std::vector<json> parse_lines(const std::string& text) {
-  std::vector<json> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
-}
 
 // {'epoch', 'arch', 'state_dict': OrderedDict('features.module.*' backbone + 'fc.weight'
 // classifier), 'optimizer'}: what MagFace's trainer saves.
@@ -90,7 +82,7 @@ TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
                          tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("ignored the training classifier 'fc.weight'"), std::string::npos) << r.err;
-  const auto records = parse_lines(r.out);
+  const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), golden["inputs"].size());
   expect_golden_qualities(records, golden, 1e-4);
   for (const auto& rec : records) {
@@ -100,7 +92,7 @@ TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
   // The matrix and its index agree with the records.
   const auto matrix = io::read_npy(tmp / "feats.npy");
   EXPECT_EQ(matrix.sizes().vec(), (std::vector<std::int64_t>{10, 512}));
-  const auto index = parse_lines(test::read_file(tmp / "feats.jsonl"));
+  const auto index = json_lines(test::read_file(tmp / "feats.jsonl"));
   ASSERT_EQ(index.size(), 10u);
   for (const auto& row : index) {
     const double norm = matrix[row["row"].get<std::int64_t>()].norm().item<double>();
@@ -120,7 +112,7 @@ TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
                              (tmp / "m.pth").string() + " " + (dir / "inputs").string(),
                          tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto records = parse_lines(r.out);
+  const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), golden["inputs"].size());
 
   std::vector<torch::Tensor> inputs;  // BGR, x / 255, as MagFace feeds the network
@@ -198,10 +190,10 @@ TEST(CliGolden, SortListsBestQualityFirstAndEmbedPrintsVectors) {
   test::TempDir tmp;
   write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
   const auto sorted =
-      parse_lines(run_cli("quality --aligned --sort --arch iresnet18 --weights " +
-                              (tmp / "m.pth").string() + " " + (dir / "inputs").string(),
-                          tmp)
-                      .out);
+      json_lines(run_cli("quality --aligned --sort --arch iresnet18 --weights " +
+                             (tmp / "m.pth").string() + " " + (dir / "inputs").string(),
+                         tmp)
+                     .out);
   ASSERT_EQ(sorted.size(), 10u);
   for (std::size_t i = 1; i < sorted.size(); ++i) {
     EXPECT_GE(sorted[i - 1]["quality"].get<double>(), sorted[i]["quality"].get<double>());
@@ -210,10 +202,10 @@ TEST(CliGolden, SortListsBestQualityFirstAndEmbedPrintsVectors) {
             "8.png");  // norm 12.64
 
   const auto embedded =
-      parse_lines(run_cli("embed --aligned --arch iresnet18 --weights " + (tmp / "m.pth").string() +
-                              " " + (dir / "inputs" / "0.png").string(),
-                          tmp)
-                      .out);
+      json_lines(run_cli("embed --aligned --arch iresnet18 --weights " + (tmp / "m.pth").string() +
+                             " " + (dir / "inputs" / "0.png").string(),
+                         tmp)
+                     .out);
   ASSERT_EQ(embedded.size(), 1u);
   const auto golden = io::read_npy(dir / "iresnet18.npy");
   ASSERT_EQ(embedded[0]["embedding"].size(), 512u);
@@ -245,7 +237,7 @@ TEST(CliGolden, BadImagesAreSkippedAndTheRestFinish) {
                   " " + faces.string() + " --out " + (tmp / "q.jsonl").string(),
               tmp);
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  const auto records = parse_lines(test::read_file(tmp / "q.jsonl"));
+  const auto records = json_lines(test::read_file(tmp / "q.jsonl"));
   ASSERT_EQ(records.size(), 2u) << r.err;
   EXPECT_NE(r.err.find("b_truncated.jpg: truncated JPEG"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("c_empty.jpg: empty file"), std::string::npos) << r.err;
@@ -328,7 +320,7 @@ TEST(CliGolden, DetectPrintsTheGoldenFacesAndDraws) {
                              " " + (test::shared_dir() / "data" / "faces-casia" / "neil").string(),
                          tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto records = parse_lines(r.out);
+  const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), 15u);
   std::size_t compared = 0;
   for (const auto& g : golden["images"]) {
@@ -364,7 +356,7 @@ TEST(CliGolden, AlignWritesTheGoldenCrops) {
                   (test::shared_dir() / "data" / "faces-casia" / "neil" / "010.jpg").string(),
               tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(parse_lines(r.out).size(), 2u);
+  EXPECT_EQ(json_lines(r.out).size(), 2u);
   for (int k = 0; k < 2; ++k) {
     const cv::Mat ours =
         cv::imread((tmp / "crops" / ("010_face" + std::to_string(k) + ".png")).string());
@@ -396,26 +388,26 @@ TEST(CliGolden, QualityOfPhotosDetectsAlignsAndEmbeds) {
                            " --mtcnn " + mtcnn_dir() + " ";
   const std::string photo =
       (test::shared_dir() / "data" / "faces-casia" / "neil" / "010.jpg").string();
-  auto all = parse_lines(run_cli(base + photo, tmp).out);
+  auto all = json_lines(run_cli(base + photo, tmp).out);
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0]["face"], 0);
   EXPECT_EQ(all[1]["face"], 1);
   EXPECT_EQ(all[0]["box"].size(), 4u);
   EXPECT_GT(all[0]["score"].get<double>(), 0.99);
-  const auto largest = parse_lines(run_cli(base + "--keep largest " + photo, tmp).out);
+  const auto largest = json_lines(run_cli(base + "--keep largest " + photo, tmp).out);
   ASSERT_EQ(largest.size(), 1u);
   EXPECT_EQ(largest[0]["face"], 0);
-  const auto best = parse_lines(run_cli(base + "--keep best " + photo, tmp).out);
+  const auto best = json_lines(run_cli(base + "--keep best " + photo, tmp).out);
   ASSERT_EQ(best.size(), 1u);
   EXPECT_EQ(best[0]["quality"],
             std::max(all[0]["quality"].get<double>(), all[1]["quality"].get<double>()));
 
   // The magnitude of a detected, aligned face equals that of the golden crop run with --aligned.
   const auto crop = test::golden_dir() / "align" / "faces-casia__neil__010__face0.png";
-  const auto aligned = parse_lines(run_cli("quality --aligned --arch iresnet18 --weights " +
-                                               (tmp / "m.pth").string() + " " + crop.string(),
-                                           tmp)
-                                       .out);
+  const auto aligned = json_lines(run_cli("quality --aligned --arch iresnet18 --weights " +
+                                              (tmp / "m.pth").string() + " " + crop.string(),
+                                          tmp)
+                                      .out);
   ASSERT_EQ(aligned.size(), 1u);
   EXPECT_NEAR(aligned[0]["quality"].get<double>(), all[0]["quality"].get<double>(),
               1e-3 * aligned[0]["quality"].get<double>());
@@ -437,7 +429,7 @@ TEST(CliGolden, DetectSkipsBadImagesAndRefusesDecompressionBombs) {
   cv::imwrite((dir / "d_blank.png").string(), cv::Mat(100, 100, CV_8UC3, cv::Scalar::all(127)));
   const auto r = run_cli("detect --mtcnn " + mtcnn_dir() + " " + dir.string(), tmp);
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  const auto records = parse_lines(r.out);
+  const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[0]["faces"].size(), 1u);
   EXPECT_EQ(records[1]["faces"].size(), 0u);  // no face: a normal, empty result
@@ -463,7 +455,7 @@ TEST(CliGolden, ClusterFindsThePeopleInRealPhotos) {
                          tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("model: mobilefacenet-casia"), std::string::npos) << r.out;
-  const auto records = parse_lines(test::read_file(tmp / "groups.jsonl"));
+  const auto records = json_lines(test::read_file(tmp / "groups.jsonl"));
   ASSERT_EQ(records.size(), 46u);
   // The three largest groups are each one person (the photo folder), with at least 12 faces.
   for (int g = 1; g <= 3; ++g) {
@@ -509,7 +501,7 @@ TEST(CliGolden, FacenetEmbedsCropsAndPhotosAndClassifies) {
                              (dir / "inputs").string(),
                          tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto records = parse_lines(r.out);
+  const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), 6u);
   const auto golden = test::read_json(dir / "inception_resnet_v1.json");
   const auto expected = io::read_npy(dir / "embeddings.npy");
@@ -529,7 +521,7 @@ TEST(CliGolden, FacenetEmbedsCropsAndPhotosAndClassifies) {
                   " " + (test::shared_dir() / "data" / "faces-casia").string(),
               tmp);
   ASSERT_EQ(photos.exit_code, 0) << photos.err;
-  const auto faces = parse_lines(photos.out);
+  const auto faces = json_lines(photos.out);
   ASSERT_EQ(faces.size(), 46u);
   for (const auto& f : faces) EXPECT_EQ(f["embedding"].size(), 512u);
   // A model without a classifier head cannot --classify.

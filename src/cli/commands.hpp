@@ -26,6 +26,10 @@ Runner add_eval_commands(CLI::App& app);
 Runner add_ijb_commands(CLI::App& eval);
 // `facemag eval cluster`, under the `eval` subcommand.
 Runner add_eval_cluster_command(CLI::App& eval);
+// `facemag eval identify`, under the `eval` subcommand.
+Runner add_eval_identify_command(CLI::App& eval);
+// `facemag gallery ...`.
+Runner add_gallery_commands(CLI::App& app);
 // `facemag report`.
 Runner add_report_command(CLI::App& app);
 

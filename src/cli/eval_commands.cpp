@@ -729,6 +729,7 @@ Runner add_eval_commands(CLI::App& app) {
 
   const Runner ijb = add_ijb_commands(*evalc);
   const Runner cluster = add_eval_cluster_command(*evalc);
+  const Runner identify = add_eval_identify_command(*evalc);
   auto pairs_opt = std::make_shared<EvalPairsOptions>();
   auto* pairs = evalc->add_subcommand(
       "pairs", "10-fold accuracy as MagFace's eval_1v1.py, ROC (TAR@FMR, EER, AUC)");
@@ -798,6 +799,7 @@ Runner add_eval_commands(CLI::App& app) {
     if (cal->parsed()) return run_calibrate(*cal_opt);
     if (ver->parsed()) return run_verify(*ver_opt);
     if (const int code = ijb(); code >= 0) return code;
+    if (const int code = identify(); code >= 0) return code;
     return cluster();
   };
 }

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   std::vector<Runner> runners{add_embed_commands(app),      add_detect_commands(app),
                               add_cluster_command(app),     add_bench_command(app),
                               add_checkpoint_commands(app), add_eval_commands(app),
-                              add_report_command(app)};
+                              add_report_command(app),      add_gallery_commands(app)};
 
   try {
     app.parse(argc, argv);

@@ -360,11 +360,7 @@ IdentificationResult identify_templates(const TemplateFeatures& templates,
   for (std::size_t c = 0; c < gallery.subject_id.size(); ++c)
     columns_of[gallery.subject_id[c]].push_back(c);
 
-  IdentificationResult out;
-  out.ranks = ranks;
-  out.cmc.assign(ranks.size(), 0.0);
-  std::vector<double> mated_top, non_mated_top;  // top-1 score
-  std::vector<bool> mated_top_correct;
+  std::vector<ProbeOutcome> outcomes;
   const std::size_t chunk = 1024;  // probes per similarity block: memory stays bounded
   for (std::size_t start = 0; start < probes.template_id.size(); start += chunk) {
     const auto end = std::min(probes.template_id.size(), start + chunk);
@@ -384,20 +380,36 @@ IdentificationResult identify_templates(const TemplateFeatures& templates,
       }
       std::sort(subjects.begin(), subjects.end(), std::greater<>());
       const std::int64_t truth = probes.subject_id[i];
-      if (!columns_of.count(truth)) {
-        non_mated_top.push_back(subjects.front().first);
-        continue;
+      ProbeOutcome o;
+      o.mated = columns_of.count(truth) > 0;
+      o.top_score = subjects.front().first;
+      for (std::size_t r = 0; r < subjects.size() && o.mated; ++r) {
+        if (subjects[r].second == truth) o.rank = static_cast<int>(r + 1);
       }
-      const auto rank =
-          static_cast<int>(std::find_if(subjects.begin(), subjects.end(),
-                                        [&](const auto& e) { return e.second == truth; }) -
-                           subjects.begin() + 1);
-      for (std::size_t k = 0; k < ranks.size(); ++k) out.cmc[k] += rank <= ranks[k];
-      mated_top.push_back(subjects.front().first);
-      mated_top_correct.push_back(rank == 1);
+      outcomes.push_back(o);
     }
   }
-  out.probes = probes.template_id.size();
+  return identification_metrics(outcomes, ranks, fpirs);
+}
+
+IdentificationResult identification_metrics(const std::vector<ProbeOutcome>& probes,
+                                            const std::vector<int>& ranks,
+                                            const std::vector<double>& fpirs) {
+  IdentificationResult out;
+  out.ranks = ranks;
+  out.cmc.assign(ranks.size(), 0.0);
+  out.probes = probes.size();
+  std::vector<double> mated_top, non_mated_top;
+  std::vector<bool> mated_top_correct;
+  for (const auto& p : probes) {
+    if (!p.mated) {
+      non_mated_top.push_back(p.top_score);
+      continue;
+    }
+    for (std::size_t k = 0; k < ranks.size(); ++k) out.cmc[k] += p.rank >= 1 && p.rank <= ranks[k];
+    mated_top.push_back(p.top_score);
+    mated_top_correct.push_back(p.rank == 1);
+  }
   out.mated = mated_top.size();
   out.non_mated = non_mated_top.size();
   for (auto& c : out.cmc) c = out.mated ? c / double(out.mated) : std::nan("");

@@ -98,6 +98,20 @@ struct IdentificationResult {
   std::vector<OpenSet> open_set;
 };
 
+// One probe's outcome in a 1:N search: whether its person is enrolled (mated), the rank of that
+// person among the candidates (0: not among them), and the top candidate's score and correctness.
+struct ProbeOutcome {
+  bool mated = false;
+  int rank = 0;
+  double top_score = 0;
+};
+// CMC at `ranks` over the mated probes; for each FPIR the threshold returning at most
+// floor(fpir x non-mated) non-mated probes ((k+1)-th highest non-mated top score) and the TPIR,
+// the share of mated probes found at rank 1 above it (nullopt threshold: too few non-mated).
+IdentificationResult identification_metrics(const std::vector<ProbeOutcome>& probes,
+                                            const std::vector<int>& ranks,
+                                            const std::vector<double>& fpirs);
+
 // Closed- and open-set identification of probe templates against gallery templates by cosine
 // similarity of template features; a subject's score is its best gallery template. Mated probes
 // (subject in the gallery) give the CMC: the rank of their subject among all gallery subjects. The
