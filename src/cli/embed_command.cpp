@@ -143,11 +143,23 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
                        ": the checkpoint has no classifier layer (logits.*) for --classify");
   }
 
+  std::optional<FacePipeline> pipeline;
+  if (detector) pipeline.emplace(*detector, embedder, to_mtcnn_options(model.detector));
+  // What each decoded input of a chunk yields, in input order: records ready at once (aligned
+  // from landmarks), or the index of its photo among those detected together.
+  struct Slot {
+    std::string path;
+    std::vector<Record> ready;
+    std::optional<std::size_t> photo;
+  };
+
   ProgressBar progress(files.size(), opt.npy.empty() ? "embed" : "embed -> " + opt.npy);
   for (std::size_t start = 0; start < files.size(); start += model.batch) {
     const std::size_t end = std::min(files.size(), start + static_cast<std::size_t>(model.batch));
-    std::vector<cv::Mat> faces;
+    std::vector<cv::Mat> faces;  // aligned inputs
     std::vector<std::string> paths;
+    std::vector<cv::Mat> photos;  // photos to detect, in one batch
+    std::vector<Slot> slots;
     for (std::size_t i = start; i < end; ++i) {
       const std::string path = files[i].path.string();
       try {
@@ -162,26 +174,14 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
           Record record{path, embedder.embed({crop})[0], FaceRecord{0, 1, face, {}}, {}};
           record.face->embedding = record.embedding;
           if (opt.classify > 0) record.classes = top_classes({crop})[0];
-          emit(std::move(record));
+          Slot slot{path, {}, std::nullopt};
+          slot.ready.push_back(std::move(record));
+          slots.push_back(std::move(slot));
           continue;
         }
-        if (detector) {
-          const FacePipeline pipeline(*detector, embedder, to_mtcnn_options(model.detector));
-          const auto records = pipeline.process(image, keep);
-          if (records.empty()) {
-            spdlog::info("no face in {}", path);
-            ++faceless;
-          } else {
-            ++detected;
-            several += records.front().faces_in_photo > 1;
-          }
-          for (const auto& r : records) {
-            Record record{path, r.embedding, r, {}};
-            if (opt.classify > 0) {
-              record.classes = top_classes({crop_for_model(image, r.detection, manifest)})[0];
-            }
-            emit(std::move(record));
-          }
+        if (pipeline) {
+          slots.push_back({path, {}, photos.size()});
+          photos.push_back(std::move(image));
           continue;
         }
         if (!aligned_size) {
@@ -197,6 +197,30 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
         report_skipped(path, e.what());
         ++failures;
       }
+    }
+    if (!photos.empty()) {
+      const auto found = pipeline->process_batch(photos, keep);
+      for (auto& slot : slots) {
+        if (!slot.photo) continue;
+        const auto& records = found[*slot.photo];
+        if (records.empty()) {
+          spdlog::info("no face in {}", slot.path);
+          ++faceless;
+        } else {
+          ++detected;
+          several += records.front().faces_in_photo > 1;
+        }
+        for (const auto& r : records) {
+          Record record{slot.path, r.embedding, r, {}};
+          if (opt.classify > 0)
+            record.classes =
+                top_classes({crop_for_model(photos[*slot.photo], r.detection, manifest)})[0];
+          slot.ready.push_back(std::move(record));
+        }
+      }
+    }
+    for (auto& slot : slots) {
+      for (auto& record : slot.ready) emit(std::move(record));
     }
     const auto embeddings = embedder.embed(faces);
     const auto classes =
