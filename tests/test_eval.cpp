@@ -252,7 +252,8 @@ namespace {
 // Two faces give a second PCA axis of pure rounding noise (~1e-17 wide): the chart must still
 // draw (it used to index an empty tick list and crash `facemag report`).
 TEST(Plot, RangesOfRoundingNoiseDrawWithTicks) {
-  const cv::Mat chart = scatter_chart({{"a", {{-0.4, 7.8e-17}, {0.4, 1.5e-17}}}}, {"PCA", "x", "y"});
+  const cv::Mat chart =
+      scatter_chart({{"a", {{-0.4, 7.8e-17}, {0.4, 1.5e-17}}}}, {"PCA", "x", "y"});
   ASSERT_EQ(chart.size(), cv::Size(900, 520));
   cv::Mat grey;
   cv::cvtColor(chart, grey, cv::COLOR_BGR2GRAY);

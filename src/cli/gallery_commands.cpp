@@ -78,9 +78,8 @@ OpenGallery open_with_model(const std::string& location, const ModelOptions& giv
                        ": the gallery does not say where its weights are: give --weights");
   Embedder embedder = load_model(opt);
   const auto binding = binding_of(embedder, resolve_weights(opt.weights, embedder.manifest().name));
-  // Re-open with the binding check: refuses another model, naming both.
-  auto checked = Gallery::open(location, binding, index);
-  return {std::move(checked), std::move(embedder), opt};
+  g.require_model(binding);
+  return {std::move(g), std::move(embedder), opt};
 }
 
 struct GalleryOptions {

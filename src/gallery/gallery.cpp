@@ -306,19 +306,22 @@ Gallery Gallery::open(const std::string& location, const std::optional<ModelBind
     throw GalleryError(state->location + ": not a facemag gallery (no gallery tables)");
   state->model = state->read_binding();  // before migrating: templates weigh by it
   state->migrate();
-  if (expected) {
-    const auto& m = state->model;
-    const bool same = m.model_name == expected->model_name &&
-                      m.architecture == expected->architecture &&
-                      m.embedding_size == expected->embedding_size &&
-                      (m.weights_sha256.empty() || expected->weights_sha256.empty() ||
-                       m.weights_sha256 == expected->weights_sha256);
-    if (!same)
-      throw GalleryError(state->location + ": this gallery holds embeddings of " + m.describe() +
-                         ", not of " + expected->describe() +
-                         " (use that model, or migrate with `facemag gallery reembed`)");
-  }
-  return Gallery(std::move(state));
+  Gallery gallery(std::move(state));
+  if (expected) gallery.require_model(*expected);
+  return gallery;
+}
+
+void Gallery::require_model(const ModelBinding& expected) const {
+  const auto& m = state_->model;
+  const bool same = m.model_name == expected.model_name &&
+                    m.architecture == expected.architecture &&
+                    m.embedding_size == expected.embedding_size &&
+                    (m.weights_sha256.empty() || expected.weights_sha256.empty() ||
+                     m.weights_sha256 == expected.weights_sha256);
+  if (!same)
+    throw GalleryError(state_->location + ": this gallery holds embeddings of " + m.describe() +
+                       ", not of " + expected.describe() +
+                       " (use that model, or migrate with `facemag gallery reembed`)");
 }
 
 const ModelBinding& Gallery::model() const { return state_->model; }

@@ -115,6 +115,9 @@ class Gallery {
   ~Gallery();
 
   const ModelBinding& model() const;
+  // GalleryError naming both models unless `expected` is the model the gallery is bound to (a
+  // weights SHA-256 missing on either side is not compared).
+  void require_model(const ModelBinding& expected) const;
   const std::string& location() const;
 
   // Stores the faces in one transaction (all or nothing) and updates the templates of the people
