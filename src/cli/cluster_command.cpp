@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "encoder.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/cluster.hpp"
 #include "facemag/io/image.hpp"
@@ -45,30 +46,15 @@ int run_cluster(const ClusterOptions& opt) {
   const double threshold = opt.threshold > -2 ? opt.threshold : manifest.same_person_threshold;
 
   std::vector<Face> faces;
-  std::size_t failures = 0;
-  {
-    ProgressBar progress(files.size(), "faces");
-    constexpr std::size_t kChunk = 32;  // photos detected and embedded together
-    for (std::size_t start = 0; start < files.size(); start += kChunk) {
-      const std::size_t end = std::min(files.size(), start + kChunk);
-      std::vector<cv::Mat> photos;
-      std::vector<std::size_t> which;
-      for (std::size_t i = start; i < end; ++i) {
-        try {
-          photos.push_back(io::read_image_bgr(files[i].path));
-          which.push_back(i);
-        } catch (const InvalidInput& e) {
-          report_skipped(files[i].path.string(), e.what());
-          ++failures;
-        }
-      }
-      auto records = pipeline.process_batch(photos);
-      for (std::size_t k = 0; k < records.size(); ++k) {
-        for (auto& r : records[k]) faces.push_back({files[which[k]], std::move(r)});
-      }
-      progress.advance(end - start);
-    }
-  }
+  const std::size_t failures =
+      for_each_photo_chunk(files, pipeline, KeepFaces::kAll, "faces",
+                           [&](const std::vector<const io::InputFile*>& which,
+                               std::vector<std::vector<FaceRecord>>& records) {
+                             for (std::size_t k = 0; k < records.size(); ++k) {
+                               for (auto& r : records[k])
+                                 faces.push_back({*which[k], std::move(r)});
+                             }
+                           });
   if (faces.empty()) throw InvalidInput("no faces found in the given photos");
   std::vector<torch::Tensor> rows;
   for (const auto& f : faces) rows.push_back(torch::tensor(f.record.embedding.raw));

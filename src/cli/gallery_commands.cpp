@@ -114,38 +114,24 @@ struct PhotoFaces {
   PhotoFaces(const PhotoFaces&) = delete;  // the pipeline refers to the detector
 };
 
-// Photos in chunks: detected together, the chosen faces embedded together; `per_chunk` gets the
-// photos that decoded and their faces. Returns the number of photos that failed.
+// for_each_photo_chunk, with photos without a face reported and counted as failures.
 template <class F>
 std::size_t for_each_photo_face(const std::vector<io::InputFile>& files, const PhotoFaces& faces,
                                 KeepFaces keep, const char* label, F per_chunk) {
-  std::size_t failures = 0;
-  ProgressBar progress(files.size(), label);
-  constexpr std::size_t kChunk = 32;
-  for (std::size_t start = 0; start < files.size(); start += kChunk) {
-    const auto end = std::min(files.size(), start + kChunk);
-    std::vector<cv::Mat> photos;
-    std::vector<const io::InputFile*> which;
-    for (std::size_t i = start; i < end; ++i) {
-      try {
-        photos.push_back(io::read_image_bgr(files[i].path));
-        which.push_back(&files[i]);
-      } catch (const InvalidInput& e) {
-        report_skipped(files[i].path.string(), e.what());
-        ++failures;
-      }
-    }
-    auto records = faces.pipeline.process_batch(photos, keep);
-    for (std::size_t k = 0; k < records.size(); ++k) {
-      if (records[k].empty()) {
-        report_skipped(which[k]->path.string(), "no face found");
-        ++failures;
-      }
-    }
-    per_chunk(which, records);
-    progress.advance(end - start);
-  }
-  return failures;
+  std::size_t faceless = 0;
+  const auto unreadable =
+      for_each_photo_chunk(files, faces.pipeline, keep, label,
+                           [&](const std::vector<const io::InputFile*>& which,
+                               std::vector<std::vector<FaceRecord>>& records) {
+                             for (std::size_t k = 0; k < records.size(); ++k) {
+                               if (records[k].empty()) {
+                                 report_skipped(which[k]->path.string(), "no face found");
+                                 ++faceless;
+                               }
+                             }
+                             per_chunk(which, records);
+                           });
+  return unreadable + faceless;
 }
 
 // ---- create ----
