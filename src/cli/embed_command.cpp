@@ -91,6 +91,11 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   std::size_t several = 0, detected = 0;
 
   const bool with_vector = vectors_by_default || opt.embeddings;
+  if (!opt.npy.empty() && !opt.out.empty() && opt.out != "-" &&
+      std::filesystem::weakly_canonical(opt.out) ==
+          std::filesystem::weakly_canonical(
+              std::filesystem::path(opt.npy).replace_extension(".jsonl")))
+    throw InvalidInput("--out " + opt.out + " is where --npy writes its row index: choose another");
   OutputStream out(opt.out);
   std::unique_ptr<std::ofstream> index;
   if (!opt.npy.empty()) {
