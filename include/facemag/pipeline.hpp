@@ -52,6 +52,8 @@ class FacePipeline {
   std::vector<std::vector<FaceRecord>> process_batch(const std::vector<cv::Mat>& photos,
                                                      KeepFaces keep = KeepFaces::kAll) const;
 
+  const ModelManifest& manifest() const { return embedder_.manifest(); }
+
  private:
   const MtcnnDetector& detector_;
   const Embedder& embedder_;

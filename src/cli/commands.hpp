@@ -32,5 +32,7 @@ Runner add_eval_identify_command(CLI::App& eval);
 Runner add_gallery_commands(CLI::App& app);
 // `facemag report`.
 Runner add_report_command(CLI::App& app);
+// `facemag video`.
+Runner add_video_command(CLI::App& app);
 
 }  // namespace facemag::cli

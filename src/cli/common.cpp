@@ -28,6 +28,12 @@ void ProgressBar::advance(std::size_t n) {
   }
 }
 
+void ProgressBar::clear() {
+  if (!enabled_) return;
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
+}
+
 void ProgressBar::draw(bool final) {
   constexpr int kWidth = 30;
   const double fraction = total_ ? static_cast<double>(done_) / total_ : 1.0;

@@ -28,6 +28,9 @@ class ProgressBar {
   ProgressBar(std::size_t total, std::string label);
   ~ProgressBar();
   void advance(std::size_t n = 1);
+  // Wipes the bar from the terminal line, so that a line printed next starts clean; the next
+  // advance() draws it again.
+  void clear();
 
  private:
   void draw(bool final);

@@ -24,6 +24,7 @@
 #include "facemag/io/npy.hpp"
 #include "facemag/io/sha256.hpp"
 #include "facemag/pipeline.hpp"
+#include "gallery_model.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -60,26 +61,6 @@ ModelBinding binding_of(const Embedder& embedder, const std::filesystem::path& w
   b.quality_threshold = m.quality_threshold;
   b.weights_path = std::filesystem::absolute(weights).lexically_normal().string();
   return b;
-}
-
-// A gallery opened with the model it is bound to, loaded and checked against it.
-struct OpenGallery {
-  Gallery gallery;
-  Embedder embedder;
-  ModelOptions model;
-};
-
-OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
-                            gallery::IndexKind index = gallery::IndexKind::kExact) {
-  auto g = Gallery::open(location, std::nullopt, index);
-  const ModelOptions opt = gallery_model_options(given, g.model(), arch_given);
-  if (opt.weights.empty())
-    throw InvalidInput(location +
-                       ": the gallery does not say where its weights are: give --weights");
-  Embedder embedder = load_model(opt);
-  const auto binding = binding_of(embedder, resolve_weights(opt.weights, embedder.manifest().name));
-  g.require_model(binding);
-  return {std::move(g), std::move(embedder), opt};
 }
 
 struct GalleryOptions {
@@ -273,7 +254,6 @@ int run_search(const SearchOptions& opt) {
       opt.threshold > -2 ? opt.threshold : gallery.model().same_person_threshold;
   const double gate = quality_gate(gallery.model(), opt.min_quality);
   const bool table = isatty(STDOUT_FILENO);
-  // Every face of a probe photo is searched unless --keep says otherwise.
   // Every face of a probe photo is searched unless --keep chooses one.
   const KeepFaces keep = opt.keep_given() ? keep_option_value(opt.g.model.keep) : KeepFaces::kAll;
   const auto answer = [&](const std::vector<const io::InputFile*>& which,
@@ -686,6 +666,19 @@ int run_eval_identify(const IdentifyOptions& opt) {
 }
 
 }  // namespace
+
+OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
+                            gallery::IndexKind index) {
+  auto g = Gallery::open(location, std::nullopt, index);
+  const ModelOptions opt = gallery_model_options(given, g.model(), arch_given);
+  if (opt.weights.empty())
+    throw InvalidInput(location +
+                       ": the gallery does not say where its weights are: give --weights");
+  Embedder embedder = load_model(opt);
+  const auto binding = binding_of(embedder, resolve_weights(opt.weights, embedder.manifest().name));
+  g.require_model(binding);
+  return {std::move(g), std::move(embedder), opt};
+}
 
 Runner add_gallery_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand("gallery", "A persistent, quality-aware 1:N gallery");

@@ -1,0 +1,24 @@
+// A gallery opened together with the model its embeddings come from, for every command that
+// searches or fills one (`gallery ...`, `eval identify`, `video --gallery`).
+#pragma once
+
+#include <string>
+
+#include "encoder.hpp"
+#include "facemag/gallery/gallery.hpp"
+
+namespace facemag::cli {
+
+struct OpenGallery {
+  gallery::Gallery gallery;
+  Embedder embedder;
+  ModelOptions model;  // the options that loaded `embedder`
+};
+
+// Opens the gallery at `location` and loads its model: the user's --weights / --arch when given
+// (`arch_given`: --arch was on the command line), else the weights, architecture and mirror
+// features the gallery was created with. GalleryError when the model is not the gallery's.
+OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
+                            gallery::IndexKind index = gallery::IndexKind::kExact);
+
+}  // namespace facemag::cli
