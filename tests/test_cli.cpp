@@ -300,6 +300,16 @@ TEST(CliGolden, ModelErrorsAreOneClearLine) {
   EXPECT_NE(r.err.find("no image files found"), std::string::npos) << r.err;
   for (const auto* text : {"error:"})
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << text << r.err;
+
+  // --out naming the row index that --npy writes beside its matrix: both would write one file.
+  r = run_cli("embed --aligned --arch iresnet18 --weights " + (tmp / "r18.pth").string() +
+                  " --npy " + (tmp / "f.npy").string() + " --out " + (tmp / "f.jsonl").string() +
+                  " " + input,
+              tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("f.jsonl is where --npy writes its row index: choose another"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace
