@@ -44,6 +44,7 @@ struct Plan {
   std::vector<torch::Tensor> constants;  // what constant_args point into
   std::size_t activation_bytes = 0;      // size of each of kA, kB, kC
   std::size_t scratchpad_bytes = 0;
+  std::size_t input_bytes = 0, output_bytes = 0;  // of the whole batch (N outermost)
 };
 
 class Network;
@@ -84,8 +85,11 @@ class Network {
   using Describe = std::function<void(PlanBuilder& builder, std::int64_t batch)>;
   explicit Network(Describe describe) : describe_(std::move(describe)) {}
 
-  // Runs the plan for `batch`: reads `input`, writes `output` (slots kInput and kOutput, in the
-  // layouts the description gave them).
+  // Runs `batch` samples: reads `input`, writes `output` (slots kInput and kOutput, in the
+  // layouts the description gave them, batch outermost). Batches go through plans for powers of
+  // two only (13 = 8 + 4 + 1): a server's batches come in every size, and compiling primitives
+  // for each new size cost more than the batch itself (iResNet100 at 8 concurrent requests
+  // fell below one request at a time).
   void run(std::int64_t batch, const float* input, float* output) const;
 
   const dnnl::engine& engine() const { return engine_; }
@@ -96,7 +100,10 @@ class Network {
   memory weights_in(int conv_index, const torch::Tensor& weight, const memory::desc& layout) const;
   bool has_weights(int conv_index, const memory::desc& layout) const;
 
-  static constexpr std::size_t kPlansKept = 3;  // batch sizes whose primitives stay compiled
+  void run_plan(const Plan& plan, const float* input, float* output) const;
+
+  static constexpr std::int64_t kLargestChunk = 64;
+  static constexpr std::size_t kPlansKept = 7;  // batch sizes 1, 2, 4, ..., 64
   Describe describe_;
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   mutable std::mutex mutex_;
