@@ -79,9 +79,9 @@ cv::Mat decode_image_bgr(std::string_view bytes, const std::string& source,
   const std::filesystem::path path(source);  // names the image in messages
   if (bytes.empty()) throw InvalidInput(path.string() + ": empty file (0 bytes), not an image");
   const auto too_large = [&](std::int64_t w, std::int64_t h) {
-    return InvalidInput(path.string() + ": " + std::to_string(w) + "x" + std::to_string(h) +
-                        " pixels exceed the limit of " + std::to_string(options.max_pixels) +
-                        " (a decompression bomb?)");
+    return ImageTooLarge(path.string() + ": " + std::to_string(w) + "x" + std::to_string(h) +
+                         " pixels exceed the limit of " + std::to_string(options.max_pixels) +
+                         " (a decompression bomb?)");
   };
   if (const auto size = header_size(bytes);
       size && size->first * size->second > options.max_pixels) {

@@ -9,7 +9,15 @@
 #include <string_view>
 #include <vector>
 
+#include "facemag/error.hpp"
+
 namespace facemag::io {
+
+// An image whose pixel count exceeds ImageReadOptions::max_pixels (refused before decoding).
+class ImageTooLarge : public InvalidInput {
+ public:
+  using InvalidInput::InvalidInput;
+};
 
 struct ImageReadOptions {
   // Images with more pixels than this are refused, before decoding where the header tells the
@@ -20,7 +28,7 @@ struct ImageReadOptions {
 // Decodes an image file into an 8-bit, 3-channel **BGR** cv::Mat (OpenCV's order), whatever the
 // file holds: grayscale is replicated, alpha dropped, 16-bit scaled to 8, and the EXIF
 // orientation applied. Throws facemag::InvalidInput naming the file for a missing, empty,
-// truncated, undecodable or too large file.
+// truncated or undecodable file, ImageTooLarge for one over the pixel limit.
 cv::Mat read_image_bgr(const std::filesystem::path& path, const ImageReadOptions& options = {});
 // The same for an encoded image in memory; `source` names it in messages.
 cv::Mat decode_image_bgr(std::string_view bytes, const std::string& source,
