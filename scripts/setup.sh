@@ -15,6 +15,8 @@ packages=(
   libpqxx-dev postgresql  # the gallery's shared store; tests start their own server
   libfaiss-dev         # the gallery's search index (exact, HNSW, IVF)
   libssl-dev           # SHA-256 of photos and weights (libcrypto)
+  libcpp-httplib-dev   # facemag serve
+  chromium             # the web page's browser test (driven by playwright-core from npm)
 )
 missing=()
 for p in "${packages[@]}"; do

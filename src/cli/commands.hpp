@@ -34,5 +34,7 @@ Runner add_gallery_commands(CLI::App& app);
 Runner add_report_command(CLI::App& app);
 // `facemag video`.
 Runner add_video_command(CLI::App& app);
+// `facemag serve`.
+Runner add_serve_command(CLI::App& app);
 
 }  // namespace facemag::cli

@@ -1,0 +1,437 @@
+// `facemag serve` against a running server on a random loopback port, with the real MTCNN and
+// MobileFaceNet: golden values, the gallery routes, auth, bad requests, batching, shutdown, and
+// the web page in headless Chromium.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <future>
+#include <thread>
+
+#include "facemag/io/npy.hpp"
+#include "test_support.hpp"
+
+namespace facemag {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+fs::path casia() { return test::shared_dir() / "data" / "faces-casia"; }
+fs::path golden() { return test::golden_dir() / "mobilefacenet"; }
+std::string model() {
+  return " --arch mobilefacenet --weights " +
+         (test::shared_dir() / "weights" / "mobilefacenet" / "068.ckpt").string() + " --mtcnn " +
+         (test::shared_dir() / "weights" / "mtcnn").string() + " ";
+}
+
+#define REQUIRE_REAL_MODEL()                                                           \
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mobilefacenet" / "068.ckpt"); \
+  FACEMAG_REQUIRE_FILE(test::shared_dir() / "weights" / "mtcnn" / "onet.pt");          \
+  FACEMAG_REQUIRE_FILE(golden() / "embeddings.npy");                                   \
+  FACEMAG_REQUIRE_FILE(casia() / "pam" / "006.jpg")
+
+// `facemag serve --port 0 ARGS` as a child process; the port is read from its first line.
+class Server {
+ public:
+  Server(const std::string& args, const test::TempDir& tmp) : log_(tmp / "server.log") {
+    int out[2];
+    if (pipe(out) != 0) throw std::runtime_error("pipe");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      const int err = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(err, STDERR_FILENO);
+      close(out[0]);
+      const std::string cmd = "exec " + std::string(FACEMAG_CLI_PATH) + " serve --port 0 " + args;
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(out[1]);
+    from_ = fdopen(out[0], "r");
+    char line[512] = {0};
+    if (fgets(line, sizeof line, from_)) {
+      const std::string text = line;
+      const auto colon = text.rfind(':');
+      if (text.find("listening on http://127.0.0.1:") != std::string::npos &&
+          colon != std::string::npos)
+        port_ = std::stoi(text.substr(colon + 1));
+    }
+  }
+  ~Server() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (from_) fclose(from_);
+  }
+  int port() const { return port_; }
+  std::string log() const { return test::read_file(log_); }
+  httplib::Client client(const std::string& token = "") const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60);
+    if (!token.empty()) c.set_bearer_token_auth(token);
+    return c;
+  }
+  // SIGTERM, then the exit code.
+  int terminate() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  fs::path log_;
+  pid_t pid_ = -1;
+  FILE* from_ = nullptr;
+  int port_ = 0;
+};
+
+#define REQUIRE_SERVER(s) ASSERT_GT((s).port(), 0) << (s).log()
+
+json body_of(const httplib::Result& r) {
+  if (!r) return {{"transport_error", httplib::to_string(r.error())}};
+  try {
+    return json::parse(r->body);
+  } catch (const std::exception&) {
+    return {{"not_json", r->body}};
+  }
+}
+
+std::string file_bytes(const fs::path& p) { return test::read_file(p); }
+
+// The value of the Prometheus sample whose line starts with `series` (-1 when absent).
+double metric_value(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+double cosine(const std::vector<float>& a, const torch::Tensor& b) {
+  const auto t = torch::tensor(a);
+  return (t.dot(b) / (t.norm() * b.norm())).item<double>();
+}
+
+TEST(ServeCli, EmbedAndQualityGiveTheGoldenValuesAlsoUnderConcurrentLoad) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  Server server(model(), tmp);
+  REQUIRE_SERVER(server);
+  const auto expected = io::read_npy(golden() / "embeddings.npy");
+  std::vector<fs::path> crops;
+  for (const auto& e : fs::directory_iterator(golden() / "inputs")) crops.push_back(e.path());
+  std::sort(crops.begin(), crops.end());
+  ASSERT_EQ(static_cast<std::int64_t>(crops.size()), expected.size(0));
+
+  // Every golden crop at once from 8 client threads: batched together, each answer its own.
+  std::vector<std::future<std::pair<json, json>>> answers;
+  for (std::size_t t = 0; t < 8; ++t) {
+    answers.push_back(std::async(std::launch::async, [&, t] {
+      json embeds = json::array(), qualities = json::array();
+      auto client = server.client();
+      for (std::size_t i = t; i < crops.size(); i += 8) {
+        const auto bytes = file_bytes(crops[i]);
+        embeds.push_back(body_of(client.Post("/v1/embed?aligned=true", bytes, "image/png")));
+        qualities.push_back(body_of(client.Post("/v1/quality?aligned=true", bytes, "image/png")));
+      }
+      return std::make_pair(embeds, qualities);
+    }));
+  }
+  for (std::size_t t = 0; t < 8; ++t) {
+    const auto [embeds, qualities] = answers[t].get();
+    std::size_t k = 0;
+    for (std::size_t i = t; i < crops.size(); i += 8, ++k) {
+      const auto& e = embeds[k];
+      ASSERT_EQ(e["faces"].size(), 1u) << e;
+      const auto vec = e["faces"][0]["embedding"].get<std::vector<float>>();
+      const auto row = expected[static_cast<std::int64_t>(i)];
+      const double norm = row.norm().item<double>();
+      // ../shared/golden/README.md: cosine >= 0.99999, relative norm error <= 1e-4.
+      EXPECT_GE(cosine(vec, row), 0.99999) << crops[i];
+      EXPECT_NEAR(e["faces"][0]["quality"].get<double>(), norm, 1e-4 * norm) << crops[i];
+      EXPECT_NEAR(qualities[k]["faces"][0]["quality"].get<double>(), norm, 1e-4 * norm);
+      EXPECT_EQ(e["model"], "mobilefacenet-casia");
+      EXPECT_EQ(e["quality_is_calibrated"], false);
+    }
+  }
+  // Some of those network passes held several requests' faces.
+  const auto metrics = server.client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("facemag_batch_size_count{stage=\"embed\"}"), std::string::npos);
+  EXPECT_NE(metrics->body.find("facemag_requests_total{route=\"POST /v1/embed\",code=\"200\"} 46"),
+            std::string::npos)
+      << metrics->body;
+  const auto single =
+      metric_value(metrics->body, "facemag_batch_size_bucket{stage=\"embed\",le=\"1\"}");
+  const auto passes = metric_value(metrics->body, "facemag_batch_size_count{stage=\"embed\"}");
+  const auto faces = metric_value(metrics->body, "facemag_batch_size_sum{stage=\"embed\"}");
+  EXPECT_EQ(faces, 92);  // 46 embed + 46 quality requests, one face each
+  EXPECT_LT(passes, 92) << "no request shared a pass";
+  EXPECT_LE(single, passes);
+
+  // A photo: the same numbers as `facemag quality` on it.
+  const auto photo = casia() / "bruce" / "001.jpg";
+  const auto cli = test::json_lines(test::run_cli("quality " + photo.string() + model(), tmp).out);
+  ASSERT_EQ(cli.size(), 1u);
+  const auto q = body_of(server.client().Post("/v1/quality", file_bytes(photo), "image/jpeg"));
+  ASSERT_EQ(q["faces"].size(), 1u) << q;
+  const double expected_quality = cli[0]["quality"];
+  EXPECT_NEAR(q["faces"][0]["quality"].get<double>(), expected_quality, 1e-4 * expected_quality);
+  EXPECT_NEAR(q["faces"][0]["score"].get<double>(), cli[0]["score"].get<double>(), 1e-4);
+  for (int c = 0; c < 4; ++c)
+    EXPECT_NEAR(q["faces"][0]["box"][c].get<double>(), cli[0]["box"][c].get<double>(), 1e-3);
+  const auto d = body_of(server.client().Post("/v1/detect", file_bytes(photo), "image/jpeg"));
+  ASSERT_EQ(d["faces"].size(), 1u);
+  EXPECT_EQ(d["faces"][0]["landmarks"].size(), 5u);
+  EXPECT_EQ(d["width"], 250);
+}
+
+TEST(ServeCli, GalleryRoutesEnrolIdentifyVerifyListAndRemove) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  const auto db = (tmp / "g.db").string();
+  ASSERT_EQ(test::run_cli("gallery create " + db + model(), tmp).exit_code, 0);
+  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
+                tmp);
+  REQUIRE_SERVER(server);
+  auto client = server.client();
+  for (const char* person : {"bruce", "neil", "pam"}) {
+    for (const char* n : {"004.jpg", "005.jpg", "006.jpg"}) {
+      const auto r = client.Post(("/v1/enroll?person=" + std::string(person)).c_str(),
+                                 file_bytes(casia() / person / n), "image/jpeg");
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 201) << r->body;
+      EXPECT_EQ(body_of(r)["added"], true);
+    }
+  }
+  // The same face of the same photo again: acknowledged, not stored twice.
+  auto again =
+      client.Post("/v1/enroll?person=bruce", file_bytes(casia() / "bruce/004.jpg"), "image/jpeg");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(body_of(again)["added"], false);
+
+  const auto persons = body_of(client.Get("/v1/persons"));
+  ASSERT_EQ(persons["persons"].size(), 3u) << persons;
+  EXPECT_EQ(persons["persons"][0]["faces"], 3);
+
+  // Identify photos the gallery was not enrolled from; one as a multipart upload.
+  for (const char* person : {"bruce", "neil", "pam"}) {
+    const auto r = body_of(client.Post("/v1/identify?top_k=2",
+                                       file_bytes(casia() / person / "001.jpg"), "image/jpeg"));
+    ASSERT_EQ(r["faces"].size(), 1u) << r;
+    EXPECT_EQ(r["faces"][0]["decision"], "match") << r;
+    EXPECT_EQ(r["faces"][0]["person"], person) << r;
+    EXPECT_EQ(r["faces"][0]["candidates"].size(), 2u);
+  }
+  httplib::MultipartFormDataItems form{
+      {"image", file_bytes(casia() / "neil/002.jpg"), "002.jpg", "image/jpeg"}};
+  const auto multipart = body_of(client.Post("/v1/identify", form));
+  EXPECT_EQ(multipart["faces"][0]["person"], "neil") << multipart;
+
+  httplib::MultipartFormDataItems pair{
+      {"image_a", file_bytes(casia() / "bruce/001.jpg"), "a.jpg", "image/jpeg"},
+      {"image_b", file_bytes(casia() / "bruce/002.jpg"), "b.jpg", "image/jpeg"}};
+  const auto same = body_of(client.Post("/v1/verify", pair));
+  pair[1] = {"image_b", file_bytes(casia() / "neil/001.jpg"), "b.jpg", "image/jpeg"};
+  const auto other = body_of(client.Post("/v1/verify", pair));
+  EXPECT_GT(same["similarity"].get<double>(), other["similarity"].get<double>());
+  EXPECT_EQ(other["same_person"], false) << other;
+  EXPECT_DOUBLE_EQ(same["threshold"].get<double>(), 0.2);
+
+  auto removed = client.Delete("/v1/persons/neil");
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->status, 200);
+  removed = client.Delete("/v1/persons/neil");
+  EXPECT_EQ(removed->status, 404);
+  EXPECT_EQ(body_of(removed)["error"], "unknown_person");
+  const auto after =
+      body_of(client.Post("/v1/identify", file_bytes(casia() / "neil/001.jpg"), "image/jpeg"));
+  EXPECT_NE(after["faces"][0].value("person", ""), "neil");
+  EXPECT_EQ(body_of(client.Get("/v1/persons"))["persons"].size(), 2u);
+  EXPECT_EQ(body_of(client.Get("/health"))["gallery"], db);
+  const auto openapi = body_of(client.Get("/openapi.json"));
+  for (const char* route :
+       {"/v1/detect", "/v1/quality", "/v1/embed", "/v1/verify", "/v1/identify", "/v1/enroll",
+        "/v1/persons", "/v1/persons/{name}", "/health", "/metrics"})
+    EXPECT_TRUE(openapi["paths"].contains(route)) << route;
+}
+
+TEST(ServeCli, ATokenGuardsEveryRouteButHealthAndThePage) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  test::write_file(tmp / "token", token + "\n");
+  fs::permissions(tmp / "token", fs::perms::owner_read | fs::perms::owner_write);
+  Server server("--token-file " + (tmp / "token").string() + model(), tmp);
+  REQUIRE_SERVER(server);
+  const auto crop = file_bytes(golden() / "inputs" / "faces-casia__bruce__001__face0.png");
+  auto anonymous = server.client();
+  auto r = anonymous.Post("/v1/embed?aligned=true", crop, "image/png");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(body_of(r)["error"], "unauthorized");
+  for (const char* path : {"/metrics", "/openapi.json", "/v1/persons"})
+    EXPECT_EQ(anonymous.Get(path)->status, 401) << path;
+  EXPECT_EQ(
+      server.client("not-the-token").Post("/v1/embed?aligned=true", crop, "image/png")->status,
+      401);
+  EXPECT_EQ(server.client(token + "x").Get("/metrics")->status, 401);
+  EXPECT_EQ(server.client(token).Post("/v1/embed?aligned=true", crop, "image/png")->status, 200);
+  EXPECT_EQ(anonymous.Get("/health")->status, 200);
+  EXPECT_EQ(anonymous.Get("/")->status, 200);
+
+  // Without a token file, no header is needed.
+  test::TempDir other;
+  Server open_server(model(), other);
+  REQUIRE_SERVER(open_server);
+  EXPECT_EQ(open_server.client().Post("/v1/embed?aligned=true", crop, "image/png")->status, 200);
+}
+
+TEST(ServeCli, BadRequestsGetTheirCodeAndTheServerLivesOn) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  Server server(model(), tmp);
+  REQUIRE_SERVER(server);
+  auto client = server.client();
+  const auto expect_error = [&](const httplib::Result& r, int status, const std::string& kind,
+                                const std::string& what) {
+    ASSERT_TRUE(r) << what << ": " << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, status) << what << ": " << r->body;
+    const auto body = body_of(r);
+    EXPECT_EQ(body.value("error", ""), kind) << what << ": " << r->body;
+    EXPECT_FALSE(body.value("detail", "").empty()) << what;
+  };
+  const auto photo = file_bytes(casia() / "bruce" / "001.jpg");
+  expect_error(client.Post("/v1/quality", "this is not an image", "image/jpeg"), 400, "bad_image",
+               "text body");
+  expect_error(client.Post("/v1/quality", photo.substr(0, photo.size() / 2), "image/jpeg"), 400,
+               "bad_image", "truncated JPEG");
+  expect_error(client.Post("/v1/quality", "", "image/jpeg"), 400, "empty_body", "0 bytes");
+  // 20000 x 20000 according to its header: refused before a pixel is allocated.
+  std::string png = file_bytes(golden() / "inputs" / "faces-casia__bruce__001__face0.png");
+  const unsigned char big[8] = {0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20};  // IHDR width, height
+  png.replace(16, 8, reinterpret_cast<const char*>(big), 8);
+  expect_error(client.Post("/v1/quality", png, "image/png"), 413, "image_too_large", "20000^2 PNG");
+  httplib::MultipartFormDataItems no_image{{"picture", photo, "a.jpg", "image/jpeg"}};
+  expect_error(client.Post("/v1/quality", no_image), 400, "missing_field", "no image field");
+  httplib::MultipartFormDataItems half_pair{{"image_a", photo, "a.jpg", "image/jpeg"}};
+  expect_error(client.Post("/v1/verify", half_pair), 400, "missing_field", "verify, one image");
+  expect_error(client.Post("/v1/embed?aligned=true", photo, "image/jpeg"), 400, "bad_aligned_size",
+               "aligned photo");
+  expect_error(client.Post("/v1/embed?aligned=maybe", photo, "image/jpeg"), 400, "bad_parameter",
+               "aligned=maybe");
+  expect_error(client.Post("/v1/identify", photo, "image/jpeg"), 404, "no_gallery",
+               "identify without gallery");
+  expect_error(client.Delete("/v1/persons/nobody"), 404, "no_gallery", "delete without gallery");
+  expect_error(client.Get("/v2/anything"), 404, "not_found", "unknown route");
+  expect_error(client.Get("/../../etc/passwd"), 404, "not_found", "path outside");
+  // A 50 MB body: over the 32 MB limit (cpp-httplib reads past it, then answers).
+  expect_error(client.Post("/v1/quality", std::string(50u << 20, 'x'), "image/jpeg"), 413,
+               "too_large", "50 MB body");
+  // 1,000 connections opened and dropped, half of them after half a request, as a burst from 20
+  // threads (with cpp-httplib's own listen backlog of 5 this took 53 s of SYN retransmissions;
+  // the server raises it).
+  std::vector<std::thread> droppers;
+  for (int t = 0; t < 20; ++t) {
+    droppers.emplace_back([port = server.port(), t] {
+      for (int i = t; i < 1000; i += 20) {
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && i % 2)
+          (void)!write(fd, "POST /v1/quality HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", 53);
+        close(fd);
+      }
+    });
+  }
+  for (auto& t : droppers) t.join();
+  // Still alive, still right.
+  const auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  const auto good = body_of(client.Post("/v1/quality", photo, "image/jpeg"));
+  ASSERT_EQ(good["faces"].size(), 1u) << good;
+  EXPECT_GT(good["faces"][0]["quality"].get<double>(), 1.0);
+  const auto metrics = client.Get("/metrics")->body;
+  EXPECT_NE(metrics.find("facemag_errors_total{kind=\"bad_image\"} 2"), std::string::npos)
+      << metrics;
+}
+
+TEST(ServeCli, SigtermAnswersTheRequestsInFlightThenExitsZero) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  Server server(model(), tmp);
+  REQUIRE_SERVER(server);
+  const auto photo = file_bytes(test::shared_dir() / "data/facenet-test-images/multiface.jpg");
+  auto in_flight = std::async(std::launch::async, [&] {
+    auto c = server.client();
+    return c.Post("/v1/quality", photo, "image/jpeg");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(server.terminate(), 0) << server.log();
+  const auto r = in_flight.get();
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_GE(body_of(r)["faces"].size(), 2u);
+}
+
+TEST(ServeCli, TheWebPageShowsAndEnrolsFacesInChromium) {
+  REQUIRE_REAL_MODEL();
+  const fs::path npm = fs::path(FACEMAG_BINARY_DIR) / "npm";
+  if (!fs::exists("/usr/bin/chromium"))
+    GTEST_SKIP() << "Chromium is absent (/usr/bin/chromium): scripts/setup.sh installs it";
+  if (!fs::exists(npm / "node_modules" / "playwright-core"))
+    GTEST_SKIP() << "playwright-core is absent (" << npm.string()
+                 << "): scripts/test.sh installs it with npm";
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node is absent";
+  test::TempDir tmp;
+  const auto db = (tmp / "g.db").string();
+  ASSERT_EQ(test::run_cli("gallery create " + db + model(), tmp).exit_code, 0);
+  ASSERT_EQ(
+      test::run_cli("gallery enroll " + db + " " + casia().string() + " --by-folder" + model(), tmp)
+          .exit_code,
+      0);
+  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
+                tmp);
+  REQUIRE_SERVER(server);
+  const std::string cmd =
+      "node " + (fs::path(FACEMAG_SOURCE_DIR) / "tests/browser/serve_page.cjs").string() + " " +
+      npm.string() + " http://127.0.0.1:" + std::to_string(server.port()) + "/ " +
+      (test::shared_dir() / "data/facenet-test-images/paul_rudd/1.jpg").string() +
+      " unknown paul 2>&1";
+  // Paul Rudd is not in the gallery (bruce, neil, pam): the page says unknown, then enrols him.
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = pclose(pipe);
+  ASSERT_EQ(WEXITSTATUS(status), 0) << out << server.log();
+  const auto shown = json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(shown["person"], "unknown");
+  EXPECT_EQ(shown["box"].get<std::string>().rfind("box ", 0), 0u) << shown;
+  EXPECT_GT(shown["quality"].get<double>(), 0);
+  EXPECT_EQ(shown["candidates"].size(), 3u);
+  EXPECT_EQ(shown["canvas"][0], 1638);
+  EXPECT_NE(shown["status"].get<std::string>().find("face"), std::string::npos);
+  // The enrolment reached the gallery.
+  const auto persons = body_of(server.client().Get("/v1/persons"));
+  bool paul = false;
+  for (const auto& p : persons["persons"]) paul = paul || p["name"] == "paul";
+  EXPECT_TRUE(paul) << persons;
+}
+
+}  // namespace
+}  // namespace facemag
