@@ -680,6 +680,19 @@ OpenGallery open_with_model(const std::string& location, const ModelOptions& giv
   return {std::move(g), std::move(embedder), opt};
 }
 
+ModelWithGallery load_model_with_gallery(const std::string& gallery, const ModelOptions& given,
+                                         bool arch_given) {
+  ModelWithGallery out;
+  if (gallery.empty()) {
+    out.own.emplace(load_model(given));
+    out.model = given;
+  } else {
+    out.opened.emplace(open_with_model(gallery, given, arch_given));
+    out.model = out.opened->model;
+  }
+  return out;
+}
+
 Runner add_gallery_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand("gallery", "A persistent, quality-aware 1:N gallery");
   cmd->require_subcommand(1);

@@ -2,6 +2,7 @@
 // searches or fills one (`gallery ...`, `eval identify`, `video --gallery`).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "encoder.hpp"
@@ -20,5 +21,17 @@ struct OpenGallery {
 // features the gallery was created with. GalleryError when the model is not the gallery's.
 OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
                             gallery::IndexKind index = gallery::IndexKind::kExact);
+
+// The model a command runs with an optional gallery (`video --gallery`, `serve --gallery`): the
+// gallery's, opened with it, when `gallery` is given; else the one the options name.
+struct ModelWithGallery {
+  std::optional<OpenGallery> opened;  // set when a gallery was given
+  std::optional<Embedder> own;        // set otherwise
+  ModelOptions model;                 // the options that loaded the model
+  const Embedder& embedder() const { return opened ? opened->embedder : *own; }
+  gallery::Gallery* gallery() { return opened ? &opened->gallery : nullptr; }
+};
+ModelWithGallery load_model_with_gallery(const std::string& gallery, const ModelOptions& given,
+                                         bool arch_given);
 
 }  // namespace facemag::cli

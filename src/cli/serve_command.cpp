@@ -109,25 +109,17 @@ int run_serve(ServeOptions opt) {
   server.limits.max_faces = opt.max_faces;
   server.detector = to_mtcnn_options(opt.model.detector);
 
-  std::optional<OpenGallery> with_gallery;
-  std::optional<Embedder> own_model;
-  if (!opt.gallery.empty()) {
-    with_gallery.emplace(
-        open_with_model(opt.gallery, opt.model, opt.arch_option && opt.arch_option->count() > 0));
-    opt.model = with_gallery->model;
-  } else {
-    own_model.emplace(load_model(opt.model));
-  }
-  const Embedder& embedder = with_gallery ? with_gallery->embedder : *own_model;
-  const MtcnnDetector detector = load_detector(opt.model.detector);
+  auto loaded = load_model_with_gallery(opt.gallery, opt.model,
+                                        opt.arch_option && opt.arch_option->count() > 0);
+  const Embedder& embedder = loaded.embedder();
+  const MtcnnDetector detector = load_detector(loaded.model.detector);
 
-  serve::FaceServer service(embedder, detector, with_gallery ? &with_gallery->gallery : nullptr,
-                            server);
+  serve::FaceServer service(embedder, detector, loaded.gallery(), server);
   std::cout << "facemag: listening on http://" << opt.bind << ":" << service.port() << "/"
             << std::endl;
   spdlog::info(
       "{}, {}{}", embedder.manifest().name,
-      with_gallery ? "gallery " + with_gallery->gallery.location() : "no gallery",
+      loaded.gallery() ? "gallery " + loaded.gallery()->location() : "no gallery",
       server.token.empty() ? ", no token (--token-file to require one)" : ", token required");
   // SIGINT/SIGTERM: the handler (whichever thread it lands on) only writes a byte to a pipe;
   // a thread of ours reads it and stops the server, which finishes the requests in flight.

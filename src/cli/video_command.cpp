@@ -149,20 +149,13 @@ int run_video(VideoOptions opt) {
   opt.model.keep = "center";  // unused here: every face of every frame is tracked
   const std::filesystem::path out_dir = opt.out_dir;
 
-  // The model: the gallery's with --gallery, else the one the options name.
-  std::optional<OpenGallery> with_gallery;
-  std::optional<Embedder> own_model;
-  if (!opt.gallery.empty()) {
-    with_gallery.emplace(
-        open_with_model(opt.gallery, opt.model, opt.arch_option && opt.arch_option->count() > 0));
-    opt.model = with_gallery->model;
-  } else {
-    own_model.emplace(load_model(opt.model));
-  }
-  const Embedder& embedder = with_gallery ? with_gallery->embedder : *own_model;
+  auto loaded = load_model_with_gallery(opt.gallery, opt.model,
+                                        opt.arch_option && opt.arch_option->count() > 0);
+  const Embedder& embedder = loaded.embedder();
+  gallery::Gallery* const with_gallery = loaded.gallery();
   const ModelManifest& manifest = embedder.manifest();
-  const MtcnnDetector detector = load_detector(opt.model.detector);
-  const FacePipeline pipeline(detector, embedder, to_mtcnn_options(opt.model.detector));
+  const MtcnnDetector detector = load_detector(loaded.model.detector);
+  const FacePipeline pipeline(detector, embedder, to_mtcnn_options(loaded.model.detector));
 
   video::VideoTrackingOptions tracking;
   tracking.every = opt.every;
@@ -194,7 +187,7 @@ int run_video(VideoOptions opt) {
   if (!tracks_file) throw InvalidInput((out_dir / "tracks.jsonl").string() + ": cannot write");
   const bool table = isatty(STDOUT_FILENO);
   const double identify_threshold =
-      with_gallery ? with_gallery->gallery.model().same_person_threshold : 0.0;
+      with_gallery ? with_gallery->model().same_person_threshold : 0.0;
   const auto started = std::chrono::steady_clock::now();
   ProgressBar progress(static_cast<std::size_t>(info.announced_frames), "frames");
   std::vector<float> templates;
@@ -226,7 +219,7 @@ int run_video(VideoOptions opt) {
                        {"quality_source", quality_source},
                        {"template_row", written}};
     if (with_gallery) {
-      const auto candidates = with_gallery->gallery.search(tmpl, opt.top_k);
+      const auto candidates = with_gallery->search(tmpl, opt.top_k);
       nlohmann::json list = nlohmann::json::array();
       for (const auto& c : candidates)
         list.push_back({{"person", c.person}, {"similarity", c.template_similarity}});
