@@ -16,7 +16,7 @@ shared=../shared
 cli=./build/facemag
 bench=./build/bench/facemag_serve_bench
 tmp=$(mktemp -d)
-trap '[ -f "$tmp/server.pid" ] && kill "$(cat "$tmp/server.pid")" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill "$(cat "$tmp/server.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 mtcnn=(--mtcnn "$shared/weights/mtcnn")
 
 start_server() {  # args...: prints the port (the server's pid goes to $tmp/server.pid)
