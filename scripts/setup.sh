@@ -16,6 +16,7 @@ packages=(
   libfaiss-dev         # the gallery's search index (exact, HNSW, IVF)
   libssl-dev           # SHA-256 of photos and weights (libcrypto)
   libcpp-httplib-dev   # facemag serve
+  libgloo-dev          # headers of LibTorch's Gloo process group (facemag train --nproc)
   chromium             # the web page's browser test (driven by playwright-core from npm)
 )
 missing=()

@@ -1,5 +1,7 @@
 #include "facemag/embed/embedder.hpp"
 
+#include "facemag/embed/network.hpp"
+
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -263,8 +265,12 @@ std::vector<float> Embedding::normalized() const {
   return out;
 }
 
-Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights,
-                        const EmbedderOptions& options) {
+namespace {
+
+// Builds the network of `manifest` (the classifier size of InceptionResnetV1 taken from the
+// checkpoint) and loads its backbone strictly.
+std::shared_ptr<Embedder::Impl> load_impl(const ModelManifest& requested,
+                                          const std::filesystem::path& weights) {
   const io::Checkpoint checkpoint = io::load_checkpoint(weights);
   const io::NamedTensors tensors = io::find_state_dict(checkpoint);
   ModelManifest manifest = requested;
@@ -286,6 +292,30 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
   const io::NamedTensors backbone =
       select_backbone(tensors, *impl->module, checkpoint.source, impl->notes);
   nn::load_state_dict_strict(*impl->module, backbone, checkpoint.source);
+  return impl;
+}
+
+TrainableNetwork trainable(const Embedder::Impl& impl) {
+  impl.module->train();
+  return {impl.module, impl.forward};
+}
+
+}  // namespace
+
+TrainableNetwork build_network(const ModelManifest& manifest) {
+  return trainable(*build(manifest));
+}
+
+TrainableNetwork load_network(const ModelManifest& manifest, const std::filesystem::path& weights,
+                              std::vector<std::string>* notes) {
+  const auto impl = load_impl(manifest, weights);
+  if (notes) notes->insert(notes->end(), impl->notes.begin(), impl->notes.end());
+  return trainable(*impl);
+}
+
+Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights,
+                        const EmbedderOptions& options) {
+  auto impl = load_impl(requested, weights);
   impl->module->eval();
   prepare(*impl, options.precision);
   return Embedder(impl);
@@ -300,8 +330,7 @@ Embedder Embedder::with_formula_weights(const ModelManifest& manifest,
   return Embedder(impl);
 }
 
-torch::Tensor Embedder::preprocess(const std::vector<cv::Mat>& faces) const {
-  const auto& m = impl_->manifest;
+torch::Tensor preprocess_faces(const ModelManifest& m, const std::vector<cv::Mat>& faces) {
   auto batch =
       torch::empty({static_cast<std::int64_t>(faces.size()), 3, m.input_height, m.input_width});
   for (std::size_t i = 0; i < faces.size(); ++i) {
@@ -325,6 +354,10 @@ torch::Tensor Embedder::preprocess(const std::vector<cv::Mat>& faces) const {
     }
   }
   return batch;
+}
+
+torch::Tensor Embedder::preprocess(const std::vector<cv::Mat>& faces) const {
+  return preprocess_faces(impl_->manifest, faces);
 }
 
 torch::Tensor Embedder::forward(const torch::Tensor& batch) const {

@@ -9,8 +9,11 @@
 namespace facemag::nn {
 namespace {
 
-constexpr double kBatchNormEps =
-    2e-5;  // MagFace's BatchNorm eps (momentum is irrelevant at inference)
+// MagFace's BatchNorm settings. PyTorch's momentum 0.9 means running = 0.1 old + 0.9 batch
+// (upstream's choice, kept for training; inference only reads the running statistics).
+constexpr double kBatchNormEps = 2e-5;
+constexpr double kBatchNormMomentum = 0.9;
+constexpr double kDropout = 0.4;
 
 torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::int64_t kernel,
                        std::int64_t stride) {
@@ -19,7 +22,8 @@ torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::int64_t kernel,
 }
 
 torch::nn::BatchNorm2d batch_norm(std::int64_t channels) {
-  return torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(kBatchNormEps));
+  return torch::nn::BatchNorm2d(
+      torch::nn::BatchNorm2dOptions(channels).eps(kBatchNormEps).momentum(kBatchNormMomentum));
 }
 
 }  // namespace
@@ -83,16 +87,18 @@ IResNetImpl::IResNetImpl(IResNetDepth depth, std::int64_t embedding_size) {
     layers[stage] = register_module("layer" + std::to_string(stage + 1), seq);
   }
   bn2 = register_module("bn2", batch_norm(512));
+  dropout = register_module("dropout", torch::nn::Dropout2d(kDropout));
   fc = register_module("fc", torch::nn::Linear(512 * kFcScale, embedding_size));
-  features = register_module(
-      "features",
-      torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(embedding_size).eps(kBatchNormEps)));
+  features = register_module("features",
+                             torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(embedding_size)
+                                                        .eps(kBatchNormEps)
+                                                        .momentum(kBatchNormMomentum)));
 }
 
 torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
   auto y = nn::prelu(bn1(conv1(x)), prelu->weight);
   for (auto& layer : layers) y = layer->forward(y);
-  y = bn2(y);  // Dropout2d(p=0.4) of the reference is the identity at inference
+  y = dropout(bn2(y));  // identity at inference
   return features(fc(y.flatten(1)));
 }
 

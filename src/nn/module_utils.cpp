@@ -93,6 +93,9 @@ void prelu_planes(T* data, std::int64_t planes, std::int64_t channels, std::int6
 }  // namespace
 
 torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight) {
+  // Training: the hand-written pass writes through data pointers, invisible to autograd.
+  if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()))
+    return torch::prelu(x, weight);
   const auto channels = weight.numel();
   const bool channels_last = x.dim() == 4 && x.is_contiguous(torch::MemoryFormat::ChannelsLast);
   const bool plain = x.is_contiguous();

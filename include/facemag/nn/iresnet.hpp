@@ -1,5 +1,7 @@
 // iResNet-18/34/50/100 exactly as MagFace's backbone (models/iresnet.py): parameter names equal
-// the reference state_dict keys, BatchNorm eps 2e-5, 512-d output of a final BatchNorm1d.
+// the reference state_dict keys, BatchNorm eps 2e-5 and PyTorch momentum 0.9 (running statistics
+// move 90 % of the way to each batch's in training), Dropout2d(p = 0.4) before `fc` in training,
+// 512-d output of a final BatchNorm1d.
 //
 // Input: N x 3 x 112 x 112 float32, BGR channel order, values x / 255 in [0, 1].
 // Output: N x 512 raw features; their L2 norm is MagFace's quality (never normalised here).
@@ -10,6 +12,7 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 
 #include <array>
@@ -54,6 +57,7 @@ class IResNetImpl : public torch::nn::Module {
   torch::nn::PReLU prelu{nullptr};
   std::array<torch::nn::Sequential, 4> layers{nullptr, nullptr, nullptr, nullptr};
   torch::nn::BatchNorm2d bn2{nullptr};
+  torch::nn::Dropout2d dropout{nullptr};  // set options.p() to change the training rate
   torch::nn::Linear fc{nullptr};
   torch::nn::BatchNorm1d features{nullptr};
 };

@@ -1,0 +1,120 @@
+// One training run of a face recognition backbone with a margin-softmax classifier, updated
+// exactly as MagFace's run/trainer.py: output, x_norm = model(input, target); loss = loss_id +
+// lambda_g * loss_g; SGD with momentum and weight decay on every parameter.
+//
+// The classifier (D x C, MagLinear's layout) is split by columns over the processes of the
+// Collective; each process holds the whole backbone and runs its share of every global batch.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "facemag/embed/embedder.hpp"
+#include "facemag/embed/network.hpp"
+#include "facemag/error.hpp"
+#include "facemag/io/checkpoint.hpp"
+#include "facemag/train/margin_loss.hpp"
+
+namespace facemag::train {
+
+class Collective;
+
+// The loss or a gradient stopped being finite; the update of that step was not applied.
+class TrainingDiverged : public Error {
+ public:
+  using Error::Error;
+};
+
+struct ScheduleOptions {
+  double lr = 0.1;
+  // upstream's utils.adjust_learning_rate: lr times `lr_drop_ratio` from each listed epoch on
+  // (run/run.sh: 10, 18, 22), i.e. lr * ratio^(drops at or before the epoch).
+  std::vector<std::int64_t> lr_drop_epochs{10, 18, 22};
+  double lr_drop_ratio = 0.1;
+  // Optional (not upstream): the lr rises linearly from 0 over the first warmup iterations, and
+  // with `cosine` decays as 0.5 (1 + cos(pi t)) over the run instead of the drops.
+  std::int64_t warmup_iterations = 0;
+  bool cosine = false;
+  std::int64_t total_iterations = 0;  // for `cosine`
+};
+
+// The learning rate of an iteration (iterations counted from the start of the run).
+double learning_rate(const ScheduleOptions& schedule, std::int64_t epoch,
+                     std::int64_t global_iteration);
+
+struct TrainerOptions {
+  ModelManifest manifest;  // architecture, input size, preprocessing, embedding size
+  MarginLossOptions loss;
+  std::int64_t num_classes = 0;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;  // run/run.sh (trainer.py's default is 1e-4)
+  // Dropout2d before the iResNet's fc (upstream 0.4); ignored for other networks.
+  double dropout = 0.4;
+  // BatchNorm layers normalise with their running statistics and keep them (fine-tuning with
+  // small batches); their scale and shift still train.
+  bool freeze_batch_norm = false;
+  std::uint64_t seed = 0;  // classifier initialisation and dropout masks
+};
+
+// What one step measured (over the global batch).
+struct StepStats {
+  double loss = 0, loss_id = 0, loss_g = 0;
+  double magnitude_mean = 0, magnitude_min = 0, magnitude_max = 0;  // clamped, as the loss sees it
+  double margin_mean = 0;
+  double top1 = 0;  // percent of the batch whose largest cos_theta logit is its label's
+  std::int64_t rows = 0;
+  // Per sample of the global batch, in order: clamped magnitude, margin, cos(theta) to the
+  // label's class centre (MagFace's vis_mag plots the last two against each other).
+  torch::Tensor x_norm, margin, target_cos;
+};
+
+class Trainer {
+ public:
+  // `network` is trained in place. The classifier starts as MagLinear does (uniform columns
+  // renormalised to unit length), from `options.seed`, the same on any number of processes.
+  Trainer(const TrainerOptions& options, TrainableNetwork network, Collective& collective);
+  ~Trainer();
+
+  // One update on this process's rows of the global batch (images preprocessed for the model,
+  // labels int64). Collective: every process calls it for every step. Throws TrainingDiverged
+  // (before changing any parameter) when the loss or a gradient is not finite.
+  StepStats step(const torch::Tensor& images, const torch::Tensor& labels, double lr);
+
+  // MagFace's SoftmaxBuilder state_dict: `features.*` (the backbone) then `fc.weight` (D x C;
+  // this process's columns only unless gathered).
+  io::NamedTensors state_dict(bool gather_classifier) const;
+
+  // Writes a checkpoint in MagFace's layout (atomically: a temporary file, then rename): epoch,
+  // arch, state_dict with DataParallel's `module.` prefix, optimizer (SGD momentum buffers in
+  // parameter order) and facemag's own `facemag` entry (position in the run, loss, classes).
+  // Collective (the classifier is gathered); only `writer` writes.
+  void save_checkpoint(const std::filesystem::path& path, std::int64_t epoch,
+                       std::int64_t iteration, bool writer) const;
+
+  struct Position {
+    std::int64_t epoch = 0;      // epoch to continue in
+    std::int64_t iteration = 0;  // first iteration of it still to run
+  };
+  // Restores weights, classifier shard, momentum buffers and the position from a checkpoint
+  // that save_checkpoint wrote; InvalidInput when it belongs to another architecture, class count
+  // or loss.
+  Position resume(const std::filesystem::path& path);
+
+  // Sets the backbone and the classifier from SoftmaxBuilder names (`features.*`, `fc.weight`
+  // D x C, optionally under `module.`); strict, as every load.
+  void load_weights(const io::NamedTensors& tensors, const std::string& source);
+
+  const TrainableNetwork& network() const;
+  std::int64_t steps_done() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace facemag::train
