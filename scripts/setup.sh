@@ -17,6 +17,7 @@ packages=(
   libssl-dev           # SHA-256 of photos and weights (libcrypto)
   libcpp-httplib-dev   # facemag serve
   libgloo-dev          # headers of LibTorch's Gloo process group (facemag train --nproc)
+  python3-torch python3-opencv  # the peers of bench/ and the test that torch.load reads our checkpoints
   chromium             # the web page's browser test (driven by playwright-core from npm)
 )
 missing=()

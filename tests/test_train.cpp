@@ -382,6 +382,80 @@ TEST(TrainDistributed, SplitClassifierOnTwoAndThreeProcessesEqualsOne) {
   }
 }
 
+// ---- checkpoints ----
+
+TEST(TrainCheckpoint, WrittenCheckpointLoadsWithTheInMemoryEmbeddings) {
+  test::TempDir dir;
+  TrainerOptions options;
+  options.manifest = builtin_manifest("mobilefacenet");
+  options.loss.l_a = 0.5;
+  options.loss.u_a = 30;
+  options.num_classes = 5;
+  auto network = build_network(options.manifest);
+  nn::fill_formula_weights(*network.module);
+  auto single = single_process_collective();
+  Trainer trainer(options, network, *single);
+  torch::manual_seed(3);
+  const auto images = torch::rand({6, 3, 112, 96}) * 2 - 1;
+  for (int s = 0; s < 2; ++s) trainer.step(images, torch::tensor({0, 1, 2, 3, 4, 0}), 0.05);
+  const auto path = dir / "00001.pth";
+  trainer.save_checkpoint(path, 1, 0, true);
+
+  network.module->eval();
+  torch::Tensor in_memory;
+  {
+    torch::NoGradGuard no_grad;
+    in_memory = network.forward(images);
+  }
+  EmbedderOptions reference;
+  reference.precision = Precision::kReference;
+  const auto loaded = Embedder::load(options.manifest, path, reference);
+  EXPECT_LE(max_relative(loaded.forward(images), in_memory), 1e-6);
+  EXPECT_FALSE(loaded.load_notes().empty());  // the classifier, named and ignored
+
+  // Resuming restores everything a step depends on: the same next step from both.
+  auto network2 = build_network(options.manifest);
+  Trainer resumed(options, network2, *single);
+  const auto position = resumed.resume(path);
+  EXPECT_EQ(position.epoch, 1);
+  EXPECT_EQ(resumed.steps_done(), 2);
+  const auto a = trainer.step(images, torch::tensor({0, 1, 2, 3, 4, 0}), 0.05);
+  const auto b = resumed.step(images, torch::tensor({0, 1, 2, 3, 4, 0}), 0.05);
+  EXPECT_EQ(a.loss, b.loss);
+  const auto sa = trainer.state_dict(true), sb = resumed.state_dict(true);
+  for (std::size_t i = 0; i < sa.size(); ++i)
+    EXPECT_TRUE(torch::equal(sa[i].second, sb[i].second)) << sa[i].first;
+
+  // Another architecture or class count is refused by name.
+  TrainerOptions other = options;
+  other.num_classes = 6;
+  auto network3 = build_network(options.manifest);
+  Trainer wrong(other, network3, *single);
+  try {
+    wrong.resume(path);
+    ADD_FAILURE() << "a 5-class checkpoint resumed a 6-class run";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("5 classes"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainSchedule, UpstreamDropsCompoundAndWarmupRamps) {
+  ScheduleOptions s;  // 0.1, drops at 10, 18, 22
+  EXPECT_DOUBLE_EQ(learning_rate(s, 0, 0), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(s, 9, 900), 0.1);
+  EXPECT_NEAR(learning_rate(s, 10, 1000), 0.01, 1e-15);
+  EXPECT_NEAR(learning_rate(s, 18, 1800), 0.001, 1e-15);
+  EXPECT_NEAR(learning_rate(s, 24, 2400), 1e-4, 1e-15);
+  s.warmup_iterations = 4;
+  EXPECT_DOUBLE_EQ(learning_rate(s, 0, 0), 0.025);
+  EXPECT_DOUBLE_EQ(learning_rate(s, 0, 3), 0.1);
+  s.warmup_iterations = 0;
+  s.cosine = true;
+  s.total_iterations = 100;
+  EXPECT_DOUBLE_EQ(learning_rate(s, 0, 0), 0.1);
+  EXPECT_NEAR(learning_rate(s, 5, 50), 0.05, 1e-15);
+}
+
 // ---- training data ----
 
 TEST(TrainData, ListsAreCheckedBeforeTraining) {

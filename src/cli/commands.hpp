@@ -36,5 +36,7 @@ Runner add_report_command(CLI::App& app);
 Runner add_video_command(CLI::App& app);
 // `facemag serve`.
 Runner add_serve_command(CLI::App& app);
+// `facemag train`.
+Runner add_train_command(CLI::App& app);
 
 }  // namespace facemag::cli

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
@@ -118,6 +119,24 @@ std::filesystem::path resolve_weights(const std::string& explicit_path,
   }
   throw InvalidInput("no --weights given (and FACEMAG_HOME is not set to look up " + model_name +
                      ".pth)");
+}
+
+std::atomic<bool>& StopOnSignal::flag() {
+  static std::atomic<bool> requested{false};
+  return requested;
+}
+
+extern "C" void facemag_request_stop(int) { StopOnSignal::flag() = true; }
+
+StopOnSignal::StopOnSignal() {
+  flag() = false;
+  previous_int_ = std::signal(SIGINT, facemag_request_stop);
+  previous_term_ = std::signal(SIGTERM, facemag_request_stop);
+}
+
+StopOnSignal::~StopOnSignal() {
+  std::signal(SIGINT, previous_int_);
+  std::signal(SIGTERM, previous_term_);
 }
 
 }  // namespace facemag::cli

@@ -1,6 +1,7 @@
 // Helpers shared by the CLI subcommands.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -71,6 +72,22 @@ struct DetectorOptions {
 void add_detector_options(CLI::App& cmd, DetectorOptions& opt);
 MtcnnOptions to_mtcnn_options(const DetectorOptions& opt);
 MtcnnDetector load_detector(const DetectorOptions& opt);
+
+// While one is alive, SIGINT and SIGTERM set `flag()` instead of ending the process (a command
+// then finishes what it has and writes it); the previous handlers come back at destruction.
+class StopOnSignal {
+ public:
+  StopOnSignal();
+  ~StopOnSignal();
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+  // Cleared by the constructor.
+  static std::atomic<bool>& flag();
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
 
 // The default weight file of a model name: $FACEMAG_HOME/<name>.pth, if FACEMAG_HOME is set.
 std::filesystem::path resolve_weights(const std::string& explicit_path,

@@ -118,63 +118,77 @@ std::string face_choice_summary(const std::vector<FaceEncoder::Face>& faces, Kee
   return out;
 }
 
-FaceEncoder::FaceEncoder(const ModelOptions& opt)
-    : opt_(opt),
-      embedder_(load_model(opt)),
+FaceAligner::FaceAligner(const ModelOptions& opt, ModelManifest manifest)
+    : detector_options_(opt.detector),
+      manifest_(std::move(manifest)),
       keep_(parse_keep_faces(opt.keep)),
       landmarks_(read_landmarks_option(opt.landmarks)) {
   if (keep_ == KeepFaces::kAll) throw InvalidInput("--keep all: this command takes one face");
 }
 
-std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& images,
-                                                   const std::vector<std::string>& names) const {
-  const auto& m = manifest();
-  std::vector<Face> faces(images.size());
-  std::vector<std::size_t> owner;  // image of each crop
-  std::vector<cv::Mat> crops;
+std::vector<FaceAligner::Candidates> FaceAligner::align(
+    const std::vector<cv::Mat>& images, const std::vector<std::string>& names) const {
+  const auto& m = manifest_;
+  std::vector<Candidates> out(images.size());
   std::vector<std::size_t> to_detect;
   for (std::size_t i = 0; i < images.size(); ++i) {
     if (images[i].rows == m.input_height && images[i].cols == m.input_width) {
-      crops.push_back(images[i]);
-      owner.push_back(i);
+      out[i].crops.push_back(images[i]);
     } else if (landmarks_) {
+      out[i].source = FaceSource::kLandmarks;
       const Landmarks5* marks = landmarks_->find(names[i]);
       if (!marks) {
-        faces[i].error = names[i] + ": no landmarks in " + landmarks_->source().string();
+        out[i].error = names[i] + ": no landmarks in " + landmarks_->source().string();
         continue;
       }
-      crops.push_back(crop_for_model(images[i], detection_from_landmarks(*marks), m));
-      owner.push_back(i);
-      faces[i].source = Face::Source::kLandmarks;
+      out[i].crops.push_back(crop_for_model(images[i], detection_from_landmarks(*marks), m));
     } else {
       to_detect.push_back(i);
     }
   }
-  if (!to_detect.empty()) {
-    if (!detector_) detector_ = std::make_unique<MtcnnDetector>(load_detector(opt_.detector));
-    std::vector<cv::Mat> photos;
-    for (const std::size_t i : to_detect) photos.push_back(images[i]);
-    const auto detections = detector_->detect_batch(photos, to_mtcnn_options(opt_.detector));
-    for (std::size_t k = 0; k < to_detect.size(); ++k) {
-      const std::size_t i = to_detect[k];
-      const auto& found = detections[k];
-      faces[i].source = Face::Source::kDetector;
-      faces[i].faces_in_photo = found.size();
-      if (found.empty()) {
-        faces[i].error = names[i] + ": no face found";
-        continue;
-      }
-      // kBest needs every face's embedding; the other rules choose from the boxes.
-      std::size_t first = 0, last = found.size();
-      if (keep_ == KeepFaces::kLargest) last = 1;  // MTCNN lists the largest face first
-      if (keep_ == KeepFaces::kCenter) {
-        first = central_face(found, images[i].cols, images[i].rows);
-        last = first + 1;
-      }
-      for (std::size_t f = first; f < last; ++f) {
-        crops.push_back(crop_for_model(images[i], found[f], m));
-        owner.push_back(i);
-      }
+  if (to_detect.empty()) return out;
+  if (!detector_) detector_ = std::make_unique<MtcnnDetector>(load_detector(detector_options_));
+  std::vector<cv::Mat> photos;
+  for (const std::size_t i : to_detect) photos.push_back(images[i]);
+  const auto detections = detector_->detect_batch(photos, to_mtcnn_options(detector_options_));
+  for (std::size_t k = 0; k < to_detect.size(); ++k) {
+    const std::size_t i = to_detect[k];
+    const auto& found = detections[k];
+    out[i].source = FaceSource::kDetector;
+    out[i].faces_in_photo = found.size();
+    if (found.empty()) {
+      out[i].error = names[i] + ": no face found";
+      continue;
+    }
+    // kBest needs every face's embedding; the other rules choose from the boxes.
+    std::size_t first = 0, last = found.size();
+    if (keep_ == KeepFaces::kLargest) last = 1;  // MTCNN lists the largest face first
+    if (keep_ == KeepFaces::kCenter) {
+      first = central_face(found, images[i].cols, images[i].rows);
+      last = first + 1;
+    }
+    for (std::size_t f = first; f < last; ++f)
+      out[i].crops.push_back(crop_for_model(images[i], found[f], m));
+  }
+  return out;
+}
+
+FaceEncoder::FaceEncoder(const ModelOptions& opt)
+    : opt_(opt), embedder_(load_model(opt)), aligner_(opt, embedder_.manifest()) {}
+
+std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& images,
+                                                   const std::vector<std::string>& names) const {
+  const auto candidates = aligner_.align(images, names);
+  std::vector<Face> faces(images.size());
+  std::vector<std::size_t> owner;  // image of each crop
+  std::vector<cv::Mat> crops;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    faces[i].error = candidates[i].error;
+    faces[i].source = candidates[i].source;
+    faces[i].faces_in_photo = candidates[i].faces_in_photo;
+    for (const auto& crop : candidates[i].crops) {
+      crops.push_back(crop);
+      owner.push_back(i);
     }
   }
   std::vector<Embedding> embeddings;

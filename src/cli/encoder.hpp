@@ -60,10 +60,38 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
 // $FACEMAG_HOME, the manifest from resolve_manifest, the precision; logs what loading noticed.
 Embedder load_model(const ModelOptions& opt);
 
-// A loaded model that embeds images, one face per image: an image of exactly the model's input
-// size is taken as an aligned face; a photo found in --landmarks is aligned from its landmarks;
+enum class FaceSource { kAlignedInput, kLandmarks, kDetector };
+
+// Model input crops from images, one face per image: an image of exactly the model's input size
+// is taken as an aligned face; a photo found in --landmarks is aligned from its landmarks;
 // anything else goes through MTCNN (loaded on first need, photos of a call detected together) and
-// alignment, keeping the face that --keep chooses (default: the one the photo is about).
+// alignment, keeping the face that --keep chooses (default: the one the photo is about; `best`
+// leaves every face as a candidate for the caller to choose by quality).
+class FaceAligner {
+ public:
+  FaceAligner(const ModelOptions& opt, ModelManifest manifest);
+
+  struct Candidates {
+    std::vector<cv::Mat> crops;  // empty: failed, see error
+    std::string error;
+    FaceSource source = FaceSource::kAlignedInput;
+    std::size_t faces_in_photo = 0;  // faces the detector found (kDetector)
+  };
+  // Images in, candidates out, same order; names are for messages and --landmarks lookups.
+  std::vector<Candidates> align(const std::vector<cv::Mat>& images,
+                                const std::vector<std::string>& names) const;
+  KeepFaces keep() const { return keep_; }
+
+ private:
+  DetectorOptions detector_options_;
+  ModelManifest manifest_;
+  KeepFaces keep_;
+  std::optional<LandmarkFile> landmarks_;
+  mutable std::unique_ptr<MtcnnDetector> detector_;
+};
+
+// A loaded model that embeds images, one face per image, aligned by a FaceAligner (`best`: the
+// face of highest magnitude).
 class FaceEncoder {
  public:
   explicit FaceEncoder(const ModelOptions& opt);
@@ -72,7 +100,7 @@ class FaceEncoder {
     std::optional<Embedding> embedding;  // empty: failed, see error
     cv::Mat crop;                        // the model's input crop (BGR)
     std::string error;
-    enum class Source { kAlignedInput, kLandmarks, kDetector };
+    using Source = FaceSource;
     Source source = Source::kAlignedInput;
     std::size_t faces_in_photo = 0;  // faces the detector found (kDetector)
   };
@@ -82,14 +110,12 @@ class FaceEncoder {
 
   const Embedder& embedder() const { return embedder_; }
   const ModelManifest& manifest() const { return embedder_.manifest(); }
-  KeepFaces keep() const { return keep_; }
+  KeepFaces keep() const { return aligner_.keep(); }
 
  private:
   ModelOptions opt_;
   Embedder embedder_;
-  KeepFaces keep_;
-  std::optional<LandmarkFile> landmarks_;
-  mutable std::unique_ptr<MtcnnDetector> detector_;
+  FaceAligner aligner_;
 };
 
 // What happened to the faces of a run of FaceEncoder::encode: the summary above, or how many were

@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
                               add_cluster_command(app),     add_bench_command(app),
                               add_checkpoint_commands(app), add_eval_commands(app),
                               add_report_command(app),      add_gallery_commands(app),
-                              add_video_command(app),       add_serve_command(app)};
+                              add_video_command(app),       add_serve_command(app),
+                              add_train_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -45,26 +45,6 @@ struct VideoOptions {
   CLI::Option* arch_option = nullptr;
 };
 
-std::atomic<bool> stop_requested{false};
-extern "C" void request_stop(int) { stop_requested = true; }
-
-// SIGINT / SIGTERM end the video early: tracks so far are closed and written as at the end.
-class StopOnSignal {
- public:
-  StopOnSignal() {
-    previous_int_ = std::signal(SIGINT, request_stop);
-    previous_term_ = std::signal(SIGTERM, request_stop);
-  }
-  ~StopOnSignal() {
-    std::signal(SIGINT, previous_int_);
-    std::signal(SIGTERM, previous_term_);
-  }
-
- private:
-  void (*previous_int_)(int);
-  void (*previous_term_)(int);
-};
-
 // The output folder: created; one holding files already is refused unless --overwrite, which
 // removes only what an earlier run wrote (tracks.jsonl, templates.npy, track-*.png).
 void prepare_out_dir(const std::filesystem::path& dir, bool overwrite) {
@@ -173,8 +153,8 @@ int run_video(VideoOptions opt) {
         "highest detector score",
         manifest.name);
 
-  stop_requested = false;
   const StopOnSignal stop_on_signal;
+  auto& stop_requested = StopOnSignal::flag();
   video::VideoSource source(opt.input, video::VideoSource::kDefaultQueue, &stop_requested);
   const auto& info = source.info();
   if (!info.fps_reported)

@@ -1,6 +1,10 @@
 #include "facemag/train/trainer.hpp"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include <unistd.h>
 #include <cmath>
@@ -45,7 +49,88 @@ std::vector<torch::nn::Module*> batch_norms(torch::nn::Module& module) {
   return out;
 }
 
+// Two significant digits, rounded down (up): a bound just outside the observed range.
+double round_to_two_digits(double value, bool up) {
+  if (value <= 0) return value;
+  const double unit = std::pow(10.0, std::floor(std::log10(value)) - 1);
+  return (up ? std::ceil(value / unit) : std::floor(value / unit)) * unit;
+}
+
+// LibTorch's CPU autocast in bfloat16 for one scope.
+class BFloat16Autocast {
+ public:
+  explicit BFloat16Autocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  }
+  ~BFloat16Autocast() {
+    if (!enabled_) return;
+    at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool enabled_;
+};
+
 }  // namespace
+
+void initialize_like_magface(torch::nn::Module& network, std::uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(seed);
+  for (const auto& m : network.modules()) {
+    if (auto* conv = m->as<torch::nn::Conv2d>()) {
+      torch::nn::init::kaiming_normal_(conv->weight, 0, torch::kFanOut, torch::kReLU);
+    } else if (m->as<torch::nn::BatchNorm2d>() || m->as<torch::nn::BatchNorm1d>()) {
+      for (auto& p : m->named_parameters(false)) p.value().fill_(p.key() == "weight" ? 1.0 : 0.0);
+    }
+  }
+}
+
+BoundsSuggestion suggest_bounds(const TrainableNetwork& network, const TrainingSet& set,
+                                const ModelManifest& manifest, std::int64_t max_faces) {
+  const auto count =
+      std::min<std::int64_t>(max_faces, static_cast<std::int64_t>(set.samples.size()));
+  const bool was_training = network.module->is_training();
+  network.module->eval();
+  std::vector<float> magnitudes;
+  std::vector<cv::Mat> faces;
+  auto flush = [&] {
+    if (faces.empty()) return;
+    c10::InferenceMode guard;
+    const auto norms = network.forward(preprocess_faces(manifest, faces)).norm(2, 1).contiguous();
+    magnitudes.insert(magnitudes.end(), norms.data_ptr<float>(),
+                      norms.data_ptr<float>() + norms.numel());
+    faces.clear();
+  };
+  for (std::int64_t k = 0; k < count; ++k) {
+    const auto& sample = set.samples[static_cast<std::size_t>(
+        k * static_cast<std::int64_t>(set.samples.size()) / count)];
+    cv::Mat image = cv::imread(sample.path.string(), cv::IMREAD_COLOR);
+    if (image.cols != manifest.input_width || image.rows != manifest.input_height) continue;
+    faces.push_back(image);
+    if (faces.size() == 32) flush();
+  }
+  flush();
+  if (was_training) network.module->train();
+  if (magnitudes.empty()) throw InvalidInput(set.source + ": no readable aligned face to measure");
+  std::sort(magnitudes.begin(), magnitudes.end());
+  auto quantile = [&](double q) {
+    return static_cast<double>(
+        magnitudes[static_cast<std::size_t>(q * static_cast<double>(magnitudes.size() - 1))]);
+  };
+  BoundsSuggestion out;
+  out.faces = static_cast<std::int64_t>(magnitudes.size());
+  out.min = magnitudes.front();
+  out.max = magnitudes.back();
+  out.p1 = quantile(0.01);
+  out.median = quantile(0.5);
+  out.p99 = quantile(0.99);
+  out.l_a = round_to_two_digits(0.9 * out.min, false);
+  out.u_a = round_to_two_digits(1.1 * out.max, true);
+  return out;
+}
 
 struct Trainer::Impl {
   TrainerOptions options;
@@ -115,10 +200,14 @@ struct Trainer::Impl {
     for (auto& p : parameters) p.mutable_grad() = torch::Tensor();
 
     // Backbone on this process's rows; the classifier on everybody's embeddings.
-    const auto embeddings = images.size(0)
-                                ? network.forward(images)
-                                : torch::zeros({0, options.manifest.embedding_size},
-                                               classifier.options().requires_grad(false));
+    torch::Tensor embeddings;
+    if (images.size(0)) {
+      const BFloat16Autocast autocast(options.bfloat16);
+      embeddings = network.forward(images).to(classifier.scalar_type());
+    } else {
+      embeddings = torch::zeros({0, options.manifest.embedding_size},
+                                classifier.options().requires_grad(false));
+    }
     auto gathered = collective.all_gather_rows(embeddings.detach(), counts).requires_grad_(true);
     const auto all_labels = collective.all_gather_rows(labels, counts);
     const auto logits = margin_logits(gathered, classifier, options.loss);
@@ -187,23 +276,31 @@ struct Trainer::Impl {
     }
   }
 
-  // torch.optim.SGD(momentum, weight_decay), dampening 0, no Nesterov.
+  // torch.optim.SGD(momentum, weight_decay), dampening 0, no Nesterov. Computed for every
+  // parameter before any changes: an update that would make a value non-finite is refused whole.
   void sgd_update(double lr) {
     torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> next_values(parameters.size()), next_momentum(parameters.size());
     for (std::size_t i = 0; i < parameters.size(); ++i) {
       auto& p = parameters[i];
       if (!p.grad().defined()) continue;
       auto d = p.grad();
       if (options.weight_decay != 0) d = d.add(p, options.weight_decay);
       if (options.momentum != 0) {
-        if (!momentum[i].defined()) {
-          momentum[i] = d.clone();
-        } else {
-          momentum[i].mul_(options.momentum).add_(d);
-        }
-        d = momentum[i];
+        d = momentum[i].defined() ? momentum[i].mul(options.momentum).add_(d) : d.clone();
+        next_momentum[i] = d;
       }
-      p.add_(d, -lr);
+      next_values[i] = p.add(d, -lr);
+      if (!torch::isfinite(next_values[i]).all().item<bool>()) {
+        throw TrainingDiverged("training step " + std::to_string(steps) + ": the update at lr " +
+                               std::to_string(lr) + " would make parameter " + std::to_string(i) +
+                               " non-finite; the update was not applied");
+      }
+    }
+    for (std::size_t i = 0; i < parameters.size(); ++i) {
+      if (!next_values[i].defined()) continue;
+      parameters[i].copy_(next_values[i]);
+      if (next_momentum[i].defined()) momentum[i] = next_momentum[i];
     }
   }
 

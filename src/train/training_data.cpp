@@ -218,7 +218,6 @@ struct BatchLoader::State {
   }
 
   void work() {
-    c10::InferenceMode no_autograd;
     while (true) {
       std::int64_t iteration;
       {

@@ -19,6 +19,7 @@
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/train/margin_loss.hpp"
+#include "facemag/train/training_data.hpp"
 
 namespace facemag::train {
 
@@ -59,6 +60,9 @@ struct TrainerOptions {
   // small batches); their scale and shift still train.
   bool freeze_batch_norm = false;
   std::uint64_t seed = 0;  // classifier initialisation and dropout masks
+  // The backbone's forward and backward in bfloat16 (LibTorch's CPU autocast), parameters,
+  // gradients, the classifier and the loss in float32.
+  bool bfloat16 = false;
 };
 
 // What one step measured (over the global batch).
@@ -72,6 +76,21 @@ struct StepStats {
   // label's class centre (MagFace's vis_mag plots the last two against each other).
   torch::Tensor x_norm, margin, target_cos;
 };
+
+// MagFace's initialisation of a network trained from scratch (models/iresnet.py): convolutions
+// Kaiming-normal (fan_out, ReLU gain), BatchNorm weight 1 and bias 0; drawn from `seed`.
+void initialize_like_magface(torch::nn::Module& network, std::uint64_t seed);
+
+// The magnitudes (raw feature norms) of up to `max_faces` training faces, drawn evenly from the
+// set, under `network` in eval mode, and the bounds MagFace's README advises for fine-tuning
+// (l_a below and u_a above the observed magnitudes).
+struct BoundsSuggestion {
+  std::int64_t faces = 0;
+  double min = 0, p1 = 0, median = 0, p99 = 0, max = 0;
+  double l_a = 0, u_a = 0;
+};
+BoundsSuggestion suggest_bounds(const TrainableNetwork& network, const TrainingSet& set,
+                                const ModelManifest& manifest, std::int64_t max_faces);
 
 class Trainer {
  public:
