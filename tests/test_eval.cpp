@@ -83,6 +83,16 @@ void expect_erc_matches(const std::string& set) {
 TEST(EvalGolden, ErrorVersusRejectMatchesEvalQualityOn600Pairs) { expect_erc_matches("pairs600"); }
 TEST(EvalGolden, ErrorVersusRejectMatchesEvalQualityOn4000Pairs) { expect_erc_matches("erc4000"); }
 
+TEST(EvalSpearman, MatchesScipyWithTies) {
+  // scipy.stats.spearmanr([1, 2, 3, 4, 5, 6], [5, 6, 7, 8, 7, 1]) = 0.028988551782622423
+  const std::vector<double> a{1, 2, 3, 4, 5, 6}, b{5, 6, 7, 8, 7, 1};
+  EXPECT_NEAR(eval::spearman(a, b), 0.028988551782622423, 1e-12);
+  EXPECT_DOUBLE_EQ(eval::spearman(a, a), 1.0);
+  const std::vector<double> reversed{6, 5, 4, 3, 2, 1}, constant{2, 2, 2, 2, 2, 2};
+  EXPECT_DOUBLE_EQ(eval::spearman(a, reversed), -1.0);
+  EXPECT_TRUE(std::isnan(eval::spearman(a, constant)));
+}
+
 TEST(EvalGolden, ReadsBothInsightfaceBinLayouts) {
   const auto dir = golden_dir() / "eval" / "verification_bin";
   FACEMAG_REQUIRE_FILE(dir / "verification_bin.json");

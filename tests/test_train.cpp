@@ -124,6 +124,27 @@ TEST(TrainLoss, FixedMarginsAndBadOptions) {
   EXPECT_THROW(validate(bad), InvalidInput);
 }
 
+TEST(TrainPRelu, HandWrittenBackwardMatchesLibTorch) {
+  torch::manual_seed(5);
+  for (const auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+    for (const bool four_d : {true, false}) {
+      auto x = (four_d ? torch::randn({3, 5, 7, 6}).contiguous(format) : torch::randn({9, 5}))
+                   .requires_grad_(true);
+      auto w = (torch::rand({5}) * 0.5).requires_grad_(true);
+      const auto upstream = four_d ? torch::randn({3, 5, 7, 6}) : torch::randn({9, 5});
+      auto y = nn::prelu(x, w);
+      EXPECT_TRUE(torch::allclose(y, torch::prelu(x, w)));
+      (y * upstream).sum().backward();
+      const auto gx = x.grad().clone(), gw = w.grad().clone();
+      x.mutable_grad() = torch::Tensor();
+      w.mutable_grad() = torch::Tensor();
+      (torch::prelu(x, w) * upstream).sum().backward();
+      EXPECT_LT(max_relative(gx, x.grad()), 1e-6);
+      EXPECT_LT(max_relative(gw, w.grad()), 1e-5);
+    }
+  }
+}
+
 // ---- SGD steps of SoftmaxBuilder (iresnet18 + MagLinear) against run/trainer.py ----
 
 std::uint64_t fnv1a64(const std::string& s) {
@@ -187,7 +208,7 @@ GoldenBatch golden_batch(const nlohmann::json& train, std::size_t step) {
   return {preprocess_faces(iresnet18(), faces), torch::tensor(labels)};
 }
 
-void check_training_variant(const std::string& variant) {
+void check_training_variant(const std::string& variant, bool channels_last = false) {
   const auto train_json = golden_dir() / "train" / "train.json";
   const auto dir = golden_dir() / "train" / variant;
   FACEMAG_REQUIRE_FILE(train_json);
@@ -201,6 +222,7 @@ void check_training_variant(const std::string& variant) {
   options.num_classes = 8;
   options.momentum = golden["optimizer"]["momentum"];
   options.weight_decay = golden["optimizer"]["weight_decay"];
+  options.channels_last = channels_last;
   options.dropout = 0.0;  // the golden sets Dropout2d's p to 0 (random otherwise)
   auto network = build_network(options.manifest);
   auto single = single_process_collective();
@@ -292,6 +314,9 @@ void check_training_variant(const std::string& variant) {
 TEST(TrainGolden, MagFaceOneStepMatchesTrainerPy) { check_training_variant("magface_1step"); }
 TEST(TrainGolden, ArcFaceOneStepMatchesTrainerPy) { check_training_variant("arcface"); }
 TEST(TrainGolden, MagFaceThreeStepsMatchTrainerPy) { check_training_variant("magface"); }
+TEST(TrainGolden, MagFaceOneStepInChannelsLastMatchesTrainerPy) {
+  check_training_variant("magface_1step", true);
+}
 
 // ---- the split classifier ----
 

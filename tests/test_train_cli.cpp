@@ -167,6 +167,30 @@ TEST(TrainCli, ResumeAfterSigintEqualsTheUninterruptedRun) {
   }
 }
 
+TEST(TrainCli, SuggestedBoundsBracketTheMagnitudesAndImprintingStartsRight) {
+  REQUIRE_TRAINING_DATA();
+  TempDir tmp;
+  const auto bounds = run_cli(fine_tune_args(tmp / "run", "--suggest-bounds"), tmp);
+  ASSERT_EQ(bounds.exit_code, 0) << bounds.err;
+  const auto s = nlohmann::json::parse(bounds.out);
+  EXPECT_EQ(s["faces"], 45);
+  EXPECT_LT(s["l_a"].get<double>(), s["min"].get<double>());
+  EXPECT_GT(s["u_a"].get<double>(), s["max"].get<double>());
+  EXPECT_LE(s["min"].get<double>(), s["median"].get<double>());
+  EXPECT_NE(bounds.err.find("--l-a"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(tmp / "run" / "train.jsonl"));  // nothing trained
+
+  // A classifier imprinted from the class means already knows the three people; a random one
+  // guesses (about a third right).
+  const auto imprinted = run_cli(fine_tune_args(tmp / "imprinted", "--epochs 1 --imprint"), tmp);
+  ASSERT_EQ(imprinted.exit_code, 0) << imprinted.err;
+  const auto random = run_cli(fine_tune_args(tmp / "random", "--epochs 1"), tmp);
+  ASSERT_EQ(random.exit_code, 0) << random.err;
+  EXPECT_GE(log_records(tmp / "imprinted")[0]["top1"].get<double>(), 87.5);
+  EXPECT_LT(log_records(tmp / "random")[0]["top1"].get<double>(),
+            log_records(tmp / "imprinted")[0]["top1"].get<double>());
+}
+
 TEST(TrainCli, BadInputsStopBeforeTraining) {
   REQUIRE_TRAINING_DATA();
   TempDir tmp;

@@ -20,6 +20,8 @@
 #include "facemag/io/image.hpp"
 #include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
+#include "facemag/train/collective.hpp"
+#include "facemag/train/trainer.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -35,6 +37,9 @@ struct BenchOptions {
   int repeat = 3;
   std::size_t soak_images = 0;  // > 0: memory-growth run over this many images
   int threads = 0;
+  std::int64_t classes = 1000;  // train: classifier width
+  std::string profile;          // train: LibTorch profiler trace of one more step
+  std::string layout = "nchw";  // train: activations nchw or channels-last
 };
 
 double peak_rss_mb() {
@@ -113,6 +118,43 @@ Embedder load_embedder(const BenchOptions& opt, const std::string& precision) {
                              : Embedder::load(manifest, opt.weights, options);
 }
 
+// Training steps (MagFace loss, SGD) on synthetic faces: what bench/train_vs_pytorch.sh compares
+// with PyTorch running the same graph.
+int bench_train(const BenchOptions& opt) {
+  for (const auto& precision : opt.precisions) {
+    if (precision != "fp32" && precision != "bf16")
+      throw InvalidInput("bench train: --precision fp32 or bf16, not " + precision);
+    for (const int batch : opt.batches) {
+      train::TrainerOptions options;
+      options.manifest = builtin_manifest(opt.arch);
+      options.num_classes = opt.classes;
+      options.bfloat16 = precision == "bf16";
+      options.channels_last = opt.layout == "channels-last";
+      auto network = build_network(options.manifest);
+      train::initialize_like_magface(*network.module, 0);
+      auto single = train::single_process_collective();
+      train::Trainer trainer(options, network, *single);
+      const auto& m = options.manifest;
+      torch::manual_seed(0);
+      const auto images = torch::rand({batch, 3, m.input_height, m.input_width});
+      const auto labels = torch::randint(opt.classes, {batch}, torch::kInt64);
+      const double seconds =
+          median_seconds(opt.repeat, [&] { trainer.step(images, labels, 0.01); });
+      if (!opt.profile.empty()) {
+        torch::autograd::profiler::RecordProfile trace(opt.profile);
+        trainer.step(images, labels, 0.01);
+      }
+      std::cout << nlohmann::json{{"workload", "train"},         {"model", m.architecture},
+                                  {"precision", precision},      {"batch", batch},
+                                  {"classes", opt.classes},      {"layout", opt.layout},
+                                  {"seconds_per_step", seconds}, {"images_per_s", batch / seconds},
+                                  {"peak_rss_mb", peak_rss_mb()}}
+                << "\n";
+    }
+  }
+  return kExitOk;
+}
+
 int run_bench(const BenchOptions& opt) {
   const int threads = configure_runtime(opt.threads);
   std::cout << nlohmann::json{{"cpu", cpu_model_name()},
@@ -166,6 +208,7 @@ int run_bench(const BenchOptions& opt) {
     std::cout << result << "\n";
     return kExitOk;
   }
+  if (opt.workload == "train") return bench_train(opt);
   // embed: synthetic aligned faces, so that no data is needed.
   for (const auto& precision : opt.precisions) {
     const Embedder embedder = load_embedder(opt, precision);
@@ -204,11 +247,11 @@ int run_bench(const BenchOptions& opt) {
 
 Runner add_bench_command(CLI::App& app) {
   auto opt = std::make_shared<BenchOptions>();
-  auto* bench =
-      app.add_subcommand("bench", "Measure images/s and peak memory (detect, pipeline, embed)");
-  bench->add_option("workload", opt->workload, "detect, pipeline or embed")
+  auto* bench = app.add_subcommand(
+      "bench", "Measure images/s and peak memory (detect, pipeline, embed, train)");
+  bench->add_option("workload", opt->workload, "detect, pipeline, embed or train")
       ->required()
-      ->check(CLI::IsMember({"detect", "pipeline", "embed"}));
+      ->check(CLI::IsMember({"detect", "pipeline", "embed", "train"}));
   bench->add_option("inputs", opt->inputs,
                     "Photos for detect/pipeline (files, folders, @list.txt)");
   add_detector_options(*bench, opt->detector);
@@ -232,6 +275,16 @@ Runner add_bench_command(CLI::App& app) {
                     "report resident memory after each tenth");
   bench->add_option("--threads", opt->threads, "CPU threads (0 = all cores)")
       ->capture_default_str();
+  bench->add_option("--classes", opt->classes, "train: classes of the classifier")
+      ->capture_default_str();
+  bench->add_option("--layout", opt->layout, "train: nchw or channels-last activations")
+      ->check(CLI::IsMember({"nchw", "channels-last"}))
+      ->capture_default_str();
+  bench->add_option(
+      "--profile", opt->profile,
+      "train: write LibTorch's profiler trace of one more step here (chrome://tracing)");
+  bench->footer(
+      "train: one process per configuration gives its own peak_rss_mb (the peak is per process).");
   return [bench, opt]() -> int { return bench->parsed() ? run_bench(*opt) : -1; };
 }
 

@@ -551,8 +551,39 @@ int run_eval_erc(const EvalErcOptions& opt) {
                       {"points", points}});
   }
   std::printf("(n/a: too few different pairs left to measure that FMR)\n");
+  // How well the quality predicts the genuine score, and the curve's mean over 0-40 % rejected
+  // (a smaller area: a better quality measure).
+  const auto similarity = eval::pair_similarities(pairs);
+  const auto quality = eval::pair_qualities(pairs);
+  std::vector<double> genuine_quality, genuine_similarity;
+  for (std::size_t p = 0; p < pairs.size(); ++p) {
+    if (!pairs.is_same[p]) continue;
+    genuine_quality.push_back(quality[p]);
+    genuine_similarity.push_back(similarity[p]);
+  }
+  const double rho = eval::spearman(genuine_quality, genuine_similarity);
+  std::printf("Spearman (smaller magnitude, genuine similarity): %.3f\n", rho);
+  nlohmann::json areas = nlohmann::json::object();
+  for (double fmr : opt.fmrs) {
+    double sum = 0;
+    int count = 0;
+    for (const auto& step : steps) {
+      const auto* p = step.at(fmr);
+      if (step.reject_rate > 0.4 + 1e-9 || !p) continue;
+      sum += p->fnmr;
+      ++count;
+    }
+    if (count == 0) continue;
+    areas[fmr_label(fmr)] = sum / count;
+    std::printf("mean FNMR@FMR=%s over 0-40%% rejected: %.4f\n", fmr_label(fmr).c_str(),
+                sum / count);
+  }
   write_json(opt.json,
-             {{"source", loaded.description}, {"pairs", pairs.size()}, {"steps", jsteps}});
+             {{"source", loaded.description},
+              {"pairs", pairs.size()},
+              {"steps", jsteps},
+              {"spearman_genuine", std::isnan(rho) ? nlohmann::json() : nlohmann::json(rho)},
+              {"mean_fnmr_0_40", areas}});
 
   if (!opt.plot.empty()) {
     std::vector<plot::Series> series;

@@ -53,9 +53,11 @@ struct TrainOptions {
   double weight_decay = 5e-4;
   double dropout = 0.4;
   bool freeze_bn = false;
+  bool channels_last = false;
   std::string init;
   std::string resume;
   bool suggest_bounds = false;
+  bool imprint = false;
   std::uint64_t seed = 0;
   int workers = 2;
   int threads = 0;
@@ -349,11 +351,16 @@ int run_training(const TrainOptions& opt) {
   options.weight_decay = opt.weight_decay;
   options.dropout = opt.dropout;
   options.freeze_batch_norm = opt.freeze_bn;
+  options.channels_last = opt.channels_last;
   options.seed = opt.seed;
   options.bfloat16 = opt.precision == "bf16";
   train::Trainer trainer(options, network, *collective);
   train::Trainer::Position start;
-  if (!opt.resume.empty()) start = trainer.resume(opt.resume);
+  if (!opt.resume.empty()) {
+    start = trainer.resume(opt.resume);
+  } else if (opt.imprint) {
+    trainer.set_classifier(train::class_centres(network, set, manifest));
+  }
 
   train::LoaderOptions loader_options;
   loader_options.batch_size = opt.batch;
@@ -542,9 +549,15 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_option("--dropout", opt->dropout, "iResNet Dropout2d before fc")->capture_default_str();
   cmd->add_flag("--freeze-bn", opt->freeze_bn,
                 "BatchNorm uses and keeps its running statistics (small-batch fine-tuning)");
+  cmd->add_flag(
+      "--channels-last", opt->channels_last,
+      "Channels-last activations: ~13 % faster iResNet steps, slightly more float rounding");
   cmd->add_option("--init", opt->init,
                   "Start the backbone from this checkpoint (classifier fresh)");
   cmd->add_option("--resume", opt->resume, "Continue a run from its checkpoint");
+  cmd->add_flag("--imprint", opt->imprint,
+                "Start the classifier at each class's mean embedding under the initial backbone "
+                "(gentler fine-tuning than random columns; not upstream)");
   cmd->add_flag(
       "--suggest-bounds", opt->suggest_bounds,
       "Measure the magnitudes of training faces under the initial backbone, propose l_a/u_a, exit");

@@ -486,4 +486,37 @@ double quality_threshold(std::vector<double> qualities, double reject_rate) {
   return qualities[static_cast<std::size_t>(reject_rate * double(qualities.size()))];
 }
 
+namespace {
+
+std::vector<double> ranks(std::span<const double> values) {
+  std::vector<std::size_t> order(values.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t x, std::size_t y) { return values[x] < values[y]; });
+  std::vector<double> out(values.size());
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j + 1 < order.size() && values[order[j + 1]] == values[order[i]]) ++j;
+    for (std::size_t k = i; k <= j; ++k) out[order[k]] = 0.5 * static_cast<double>(i + j);
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+double spearman(std::span<const double> a, std::span<const double> b) {
+  if (a.size() != b.size()) throw InvalidInput("spearman: sequences of different lengths");
+  if (a.size() < 2) return std::nan("");
+  const auto ra = ranks(a), rb = ranks(b);
+  const double mean = 0.5 * static_cast<double>(a.size() - 1);
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    sab += (ra[i] - mean) * (rb[i] - mean);
+    saa += (ra[i] - mean) * (ra[i] - mean);
+    sbb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : std::nan("");
+}
+
 }  // namespace facemag::eval

@@ -52,8 +52,25 @@ std::vector<torch::nn::Module*> batch_norms(torch::nn::Module& module) {
 // Two significant digits, rounded down (up): a bound just outside the observed range.
 double round_to_two_digits(double value, bool up) {
   if (value <= 0) return value;
-  const double unit = std::pow(10.0, std::floor(std::log10(value)) - 1);
-  return (up ? std::ceil(value / unit) : std::floor(value / unit)) * unit;
+  const int exponent = static_cast<int>(std::floor(std::log10(value))) - 1;
+  const double scale = std::pow(10.0, std::abs(exponent));  // exact: 2.8 rather than 28 * 0.1
+  const double digits = exponent < 0 ? value * scale : value / scale;
+  const double rounded = up ? std::ceil(digits) : std::floor(digits);
+  return exponent < 0 ? rounded / scale : rounded * scale;
+}
+
+// Whether every value of every tensor is finite: one float sum per tensor (a NaN or infinity
+// anywhere makes it non-finite), confirmed value by value only when a sum is not (a sum of huge
+// finite values can overflow).
+bool all_finite(const std::vector<torch::Tensor>& tensors) {
+  if (tensors.empty()) return true;
+  std::vector<torch::Tensor> sums;
+  for (const auto& t : tensors) sums.push_back(t.sum());
+  if (torch::isfinite(torch::stack(sums)).all().item<bool>()) return true;
+  for (const auto& t : tensors) {
+    if (!torch::isfinite(t).all().item<bool>()) return false;
+  }
+  return true;
 }
 
 // LibTorch's CPU autocast in bfloat16 for one scope.
@@ -88,32 +105,50 @@ void initialize_like_magface(torch::nn::Module& network, std::uint64_t seed) {
   }
 }
 
-BoundsSuggestion suggest_bounds(const TrainableNetwork& network, const TrainingSet& set,
-                                const ModelManifest& manifest, std::int64_t max_faces) {
-  const auto count =
-      std::min<std::int64_t>(max_faces, static_cast<std::int64_t>(set.samples.size()));
+namespace {
+
+// Embeds the faces `which` of the set (eval mode, no autograd) in batches of 32 and hands each
+// readable aligned face's raw embedding to `use(sample index, embedding)`.
+template <class F>
+void embed_samples(const TrainableNetwork& network, const TrainingSet& set,
+                   const ModelManifest& manifest, const std::vector<std::size_t>& which, F use) {
   const bool was_training = network.module->is_training();
   network.module->eval();
-  std::vector<float> magnitudes;
   std::vector<cv::Mat> faces;
+  std::vector<std::size_t> owners;
   auto flush = [&] {
     if (faces.empty()) return;
     c10::InferenceMode guard;
-    const auto norms = network.forward(preprocess_faces(manifest, faces)).norm(2, 1).contiguous();
-    magnitudes.insert(magnitudes.end(), norms.data_ptr<float>(),
-                      norms.data_ptr<float>() + norms.numel());
+    const auto embeddings = network.forward(preprocess_faces(manifest, faces)).to(torch::kFloat32);
+    for (std::size_t k = 0; k < owners.size(); ++k)
+      use(owners[k], embeddings[static_cast<std::int64_t>(k)]);
     faces.clear();
+    owners.clear();
   };
-  for (std::int64_t k = 0; k < count; ++k) {
-    const auto& sample = set.samples[static_cast<std::size_t>(
-        k * static_cast<std::int64_t>(set.samples.size()) / count)];
-    cv::Mat image = cv::imread(sample.path.string(), cv::IMREAD_COLOR);
+  for (const std::size_t i : which) {
+    cv::Mat image = cv::imread(set.samples[i].path.string(), cv::IMREAD_COLOR);
     if (image.cols != manifest.input_width || image.rows != manifest.input_height) continue;
     faces.push_back(image);
+    owners.push_back(i);
     if (faces.size() == 32) flush();
   }
   flush();
   if (was_training) network.module->train();
+}
+
+}  // namespace
+
+BoundsSuggestion suggest_bounds(const TrainableNetwork& network, const TrainingSet& set,
+                                const ModelManifest& manifest, std::int64_t max_faces) {
+  const auto total = static_cast<std::int64_t>(set.samples.size());
+  const auto count = std::min<std::int64_t>(max_faces, total);
+  std::vector<std::size_t> which;
+  for (std::int64_t k = 0; k < count; ++k)
+    which.push_back(static_cast<std::size_t>(k * total / count));
+  std::vector<float> magnitudes;
+  embed_samples(network, set, manifest, which, [&](std::size_t, const torch::Tensor& e) {
+    magnitudes.push_back(e.norm().item<float>());
+  });
   if (magnitudes.empty()) throw InvalidInput(set.source + ": no readable aligned face to measure");
   std::sort(magnitudes.begin(), magnitudes.end());
   auto quantile = [&](double q) {
@@ -130,6 +165,20 @@ BoundsSuggestion suggest_bounds(const TrainableNetwork& network, const TrainingS
   out.l_a = round_to_two_digits(0.9 * out.min, false);
   out.u_a = round_to_two_digits(1.1 * out.max, true);
   return out;
+}
+
+torch::Tensor class_centres(const TrainableNetwork& network, const TrainingSet& set,
+                            const ModelManifest& manifest) {
+  auto sums = torch::zeros({manifest.embedding_size, set.num_classes}, torch::kFloat64);
+  std::vector<std::size_t> all(set.samples.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  embed_samples(network, set, manifest, all, [&](std::size_t i, const torch::Tensor& e) {
+    sums.select(1, set.samples[i].label) += (e / e.norm()).to(torch::kFloat64);
+  });
+  const auto norms = sums.norm(2, 0, true);
+  if ((norms == 0).any().item<bool>())
+    throw InvalidInput(set.source + ": a class has no readable face to imprint its column from");
+  return (sums / norms).to(torch::kFloat32);
 }
 
 struct Trainer::Impl {
@@ -166,6 +215,12 @@ struct Trainer::Impl {
     classifier = (w / w.norm(2, 0, true)).to(dtype).requires_grad_(true);
     if (auto* iresnet = network.module->as<nn::IResNetImpl>())
       iresnet->dropout->options.p(o.dropout);
+    if (o.channels_last) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : network.module->parameters()) {
+        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+      }
+    }
     for (auto& p : network.module->parameters()) parameters.push_back(p);
     parameters.push_back(classifier);
     momentum.resize(parameters.size());
@@ -203,7 +258,11 @@ struct Trainer::Impl {
     torch::Tensor embeddings;
     if (images.size(0)) {
       const BFloat16Autocast autocast(options.bfloat16);
-      embeddings = network.forward(images).to(classifier.scalar_type());
+      embeddings = network
+                       .forward(options.channels_last && images.dim() == 4
+                                    ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                                    : images)
+                       .to(classifier.scalar_type());
     } else {
       embeddings = torch::zeros({0, options.manifest.embedding_size},
                                 classifier.options().requires_grad(false));
@@ -244,10 +303,11 @@ struct Trainer::Impl {
     stats.margin = logits.margin.detach().view(-1).clone();
     stats.target_cos = ce.target_logit / options.loss.scale;
 
-    bool finite = std::isfinite(stats.loss);
+    std::vector<torch::Tensor> gradients;
     for (const auto& p : parameters) {
-      if (finite && p.grad().defined()) finite = torch::isfinite(p.grad()).all().item<bool>();
+      if (p.grad().defined()) gradients.push_back(p.grad());
     }
+    const bool finite = std::isfinite(stats.loss) && all_finite(gradients);
     if (!finite) {
       throw TrainingDiverged("training step " + std::to_string(steps) + ": loss " +
                              std::to_string(stats.loss) +
@@ -265,6 +325,7 @@ struct Trainer::Impl {
     for (std::size_t i = 0; i + 1 < parameters.size(); ++i) {
       auto& p = parameters[i];
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      if (!p.grad().is_contiguous()) p.mutable_grad() = p.grad().contiguous();  // channels-last
       grads.push_back(p.grad().view(-1));
     }
     auto flat = torch::cat(grads);
@@ -291,11 +352,19 @@ struct Trainer::Impl {
         next_momentum[i] = d;
       }
       next_values[i] = p.add(d, -lr);
-      if (!torch::isfinite(next_values[i]).all().item<bool>()) {
-        throw TrainingDiverged("training step " + std::to_string(steps) + ": the update at lr " +
-                               std::to_string(lr) + " would make parameter " + std::to_string(i) +
-                               " non-finite; the update was not applied");
-      }
+    }
+    std::vector<torch::Tensor> defined;
+    for (const auto& v : next_values) {
+      if (v.defined()) defined.push_back(v);
+    }
+    if (!all_finite(defined)) {
+      std::size_t i = 0;
+      while (i + 1 < next_values.size() &&
+             (!next_values[i].defined() || torch::isfinite(next_values[i]).all().item<bool>()))
+        ++i;
+      throw TrainingDiverged("training step " + std::to_string(steps) + ": the update at lr " +
+                             std::to_string(lr) + " would make parameter " + std::to_string(i) +
+                             " non-finite; the update was not applied");
     }
     for (std::size_t i = 0; i < parameters.size(); ++i) {
       if (!next_values[i].defined()) continue;
@@ -419,6 +488,19 @@ void Trainer::load_weights(const io::NamedTensors& tensors, const std::string& s
   const std::int64_t local = impl.class_counts[static_cast<std::size_t>(impl.collective.rank())];
   torch::NoGradGuard no_grad;
   impl.classifier.copy_(head.narrow(1, impl.class_offset, local));
+}
+
+void Trainer::set_classifier(const torch::Tensor& weight) {
+  auto& impl = *impl_;
+  const auto& o = impl.options;
+  if (weight.dim() != 2 || weight.size(0) != o.manifest.embedding_size ||
+      weight.size(1) != o.num_classes) {
+    throw InvalidInput("classifier should be " + std::to_string(o.manifest.embedding_size) + " x " +
+                       std::to_string(o.num_classes) + ", is " + c10::str(weight.sizes()));
+  }
+  const std::int64_t local = impl.class_counts[static_cast<std::size_t>(impl.collective.rank())];
+  torch::NoGradGuard no_grad;
+  impl.classifier.copy_(weight.narrow(1, impl.class_offset, local));
 }
 
 Trainer::Position Trainer::resume(const std::filesystem::path& path) {

@@ -156,6 +156,11 @@ std::vector<double> random_reject_fnmr(const FeaturePairs& pairs,
                                        const std::vector<double>& reject_rates, double fmr,
                                        int repeats = 20, unsigned seed = 0);
 
+// Spearman's rank correlation of two equally long sequences (ties take their mean rank); NaN
+// for fewer than two values or a constant sequence. With the smaller magnitude of each genuine
+// pair against its similarity it measures how well the magnitude predicts the match score.
+double spearman(std::span<const double> a, std::span<const double> b);
+
 // The quality below which a share `reject_rate` of the given qualities lies.
 double quality_threshold(std::vector<double> qualities, double reject_rate);
 

@@ -32,7 +32,8 @@ void fill_formula_weights(torch::nn::Module& module);
 // bfloat16 tensors that are contiguous (N x C, NCHW) or channels-last take one hand-written
 // pass; LibTorch 1.13's own per-channel PReLU is 5-10x slower on CPU and its elementwise
 // broadcast over channels-last tensors 20x. Others run as clamp_min(x, 0) + w * clamp_max(x, 0).
-// Where autograd records (grad mode on and x or weight requiring grad): torch::prelu, not in place.
+// Where autograd records (grad mode on and x or weight requiring grad): out of place, with a
+// hand-written backward for float32 in those layouts (torch::prelu for others).
 torch::Tensor prelu(torch::Tensor x, const torch::Tensor& weight);
 
 // A BatchNorm (1-d or 2-d) at inference as y = x * scale + shift, computed in double.
