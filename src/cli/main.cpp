@@ -19,12 +19,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "More messages on stderr");
-  std::vector<Runner> runners{add_embed_commands(app),      add_detect_commands(app),
-                              add_cluster_command(app),     add_bench_command(app),
-                              add_checkpoint_commands(app), add_eval_commands(app),
-                              add_report_command(app),      add_gallery_commands(app),
-                              add_video_command(app),       add_serve_command(app),
-                              add_train_command(app)};
+  std::vector<Runner> runners{
+      add_embed_commands(app), add_detect_commands(app),     add_cluster_command(app),
+      add_bench_command(app),  add_checkpoint_commands(app), add_eval_commands(app),
+      add_report_command(app), add_gallery_commands(app),    add_video_command(app),
+      add_serve_command(app),  add_train_command(app)};
 
   try {
     app.parse(argc, argv);

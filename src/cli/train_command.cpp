@@ -270,14 +270,30 @@ void write_vis_mag(const std::filesystem::path& path, const std::vector<cv::Poin
   plot::write_png(path, plot::scatter_chart({{"training faces", points}}, axes));
 }
 
+// The manifest of the model to train: --manifest, else the built-in one of --arch.
+ModelManifest model_manifest(const TrainOptions& opt) {
+  return opt.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(opt.manifest);
+}
+
+// DATA as a training list or a folder per person, checked (see read_training_list).
+train::TrainingSet read_training_data(const TrainOptions& opt) {
+  if (!std::filesystem::is_directory(opt.data))
+    return train::read_training_list(opt.data, opt.root, opt.classes);
+  auto set = train::read_training_folder(opt.data);
+  if (opt.classes > 0 && opt.classes != set.num_classes) {
+    throw InvalidInput(opt.data + " holds " + std::to_string(set.num_classes) +
+                       " people; --classes says " + std::to_string(opt.classes));
+  }
+  return set;
+}
+
 int run_training(const TrainOptions& opt) {
   const auto rendezvous = train::rendezvous_from_environment();
   const bool writer = rendezvous.rank == 0;
   if (!writer) spdlog::set_level(spdlog::level::warn);
   configure_runtime(opt.threads);
 
-  ModelManifest manifest =
-      opt.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(opt.manifest);
+  ModelManifest manifest = model_manifest(opt);
   const std::filesystem::path out = opt.out;
   const auto loss = loss_options(opt);
   if (opt.precision != "fp32" && opt.precision != "bf16")
@@ -288,14 +304,7 @@ int run_training(const TrainOptions& opt) {
   for (const auto& n : notes) spdlog::info("--init {}: {}", opt.init, n);
   if (opt.init.empty()) train::initialize_like_magface(*network.module, opt.seed);
 
-  train::TrainingSet set = std::filesystem::is_directory(opt.data)
-                               ? train::read_training_folder(opt.data)
-                               : train::read_training_list(opt.data, opt.root, opt.classes);
-  if (opt.classes > 0 && std::filesystem::is_directory(opt.data) &&
-      opt.classes != set.num_classes) {
-    throw InvalidInput(opt.data + " holds " + std::to_string(set.num_classes) +
-                       " people; --classes says " + std::to_string(opt.classes));
-  }
+  train::TrainingSet set = read_training_data(opt);
   if (opt.align) set = align_training_set(set, manifest, opt.align_options, out / "aligned");
   {
     const cv::Mat first = cv::imread(set.samples.front().path.string(), cv::IMREAD_COLOR);
@@ -586,12 +595,7 @@ Runner add_train_command(CLI::App& app) {
       if (opt->suggest_bounds) throw InvalidInput("--suggest-bounds runs in one process");
       if (opt->align) {
         // Align once here, so that the workers find the cache complete.
-        ModelManifest manifest =
-            opt->manifest.empty() ? builtin_manifest(opt->arch) : load_manifest(opt->manifest);
-        const auto set = std::filesystem::is_directory(opt->data)
-                             ? train::read_training_folder(opt->data)
-                             : train::read_training_list(opt->data, opt->root, opt->classes);
-        align_training_set(set, manifest, opt->align_options,
+        align_training_set(read_training_data(*opt), model_manifest(*opt), opt->align_options,
                            std::filesystem::path(opt->out) / "aligned");
       }
       return launch_workers(*opt);
