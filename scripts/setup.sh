@@ -16,6 +16,7 @@ packages=(
   libfaiss-dev         # the gallery's search index (exact, HNSW, IVF)
   libssl-dev           # SHA-256 of photos and weights (libcrypto)
   libcpp-httplib-dev   # facemag serve
+  libonnx-dev          # facemag export onnx (ONNX's protobuf model, checker and shape inference)
   libgloo-dev          # headers of LibTorch's Gloo process group (facemag train --nproc)
   python3-torch python3-opencv  # the peers of bench/ and the test that torch.load reads our checkpoints
   chromium             # the web page's browser test (driven by playwright-core from npm)

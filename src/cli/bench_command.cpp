@@ -260,6 +260,7 @@ Runner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--weights", opt->weights,
                     "Checkpoint (default: deterministic formula weights)");
+  add_store_model_option(*bench, opt->arch, opt->weights, nullptr);
   bench->add_option("--batch", opt->batches, "Batch sizes for embed")
       ->delimiter(',')
       ->capture_default_str();

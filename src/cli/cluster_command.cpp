@@ -24,6 +24,7 @@ struct ClusterOptions {
   std::vector<std::string> inputs;
   std::string arch = "mobilefacenet";
   std::string weights;
+  std::string manifest;  // set by --model
   DetectorOptions detector;
   double threshold = -2;  // default: the model's own
   std::string out;
@@ -38,7 +39,8 @@ struct Face {
 int run_cluster(const ClusterOptions& opt) {
   configure_runtime(opt.threads);
   const auto files = input_files(opt.inputs);
-  ModelManifest manifest = builtin_manifest(opt.arch);
+  ModelManifest manifest =
+      opt.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(opt.manifest);
   manifest.concat_flipped = manifest.architecture == "mobilefacenet";  // its own protocol
   const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
   const MtcnnDetector detector = load_detector(opt.detector);
@@ -130,6 +132,7 @@ Runner add_cluster_command(CLI::App& app) {
       ->check(CLI::IsMember(builtin_architectures()))
       ->capture_default_str();
   cmd->add_option("--weights", opt->weights, "Checkpoint (default $FACEMAG_HOME/<model>.pth)");
+  add_store_model_option(*cmd, opt->arch, opt->weights, &opt->manifest);
   add_detector_options(*cmd, opt->detector);
   cmd->add_option("--threshold", opt->threshold,
                   "Mean cosine similarity to join a group (default: the model's)");

@@ -36,6 +36,8 @@ Runner add_report_command(CLI::App& app);
 Runner add_video_command(CLI::App& app);
 // `facemag serve`.
 Runner add_serve_command(CLI::App& app);
+// `facemag models ...` (the model store) and `facemag export onnx`.
+Runner add_model_commands(CLI::App& app);
 // `facemag train`.
 Runner add_train_command(CLI::App& app);
 

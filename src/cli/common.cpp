@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "facemag/error.hpp"
+#include "facemag/model/store.hpp"
 
 namespace facemag::cli {
 
@@ -107,6 +108,28 @@ MtcnnDetector load_detector(const DetectorOptions& opt) {
     dir = std::filesystem::path(home) / "mtcnn";
   }
   return MtcnnDetector::load(dir);
+}
+
+void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weights,
+                            std::string* manifest, const std::string& weights_option) {
+  auto name = std::make_shared<std::string>();
+  auto* option = cmd.add_option("--model", *name,
+                                "A model of the store ($FACEMAG_HOME/models, see `facemag models`) "
+                                "instead of --arch/" +
+                                    weights_option);
+  if (auto* w = cmd.get_option_no_throw(weights_option)) option->excludes(w);
+  if (auto* m = cmd.get_option_no_throw("--manifest")) option->excludes(m);
+  CLI::Option* arch_option = cmd.get_option_no_throw("--arch");
+  cmd.parse_complete_callback([name, &arch, &weights, manifest, arch_option] {
+    if (name->empty()) return;
+    const StoredModel model = ModelStore::from_environment().get(*name);
+    const auto& stored_arch = model.description.architecture;
+    if (arch_option && arch_option->count() > 0 && arch != stored_arch)
+      throw InvalidInput("--arch " + arch + " but the model '" + *name + "' is " + stored_arch);
+    arch = stored_arch;
+    weights = model.weights.string();
+    if (manifest) *manifest = model.manifest.string();
+  });
 }
 
 std::filesystem::path resolve_weights(const std::string& explicit_path,

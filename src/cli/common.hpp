@@ -89,6 +89,14 @@ class StopOnSignal {
   void (*previous_term_)(int);
 };
 
+// --model NAME: a model of the store ($FACEMAG_HOME/models/NAME). Once the command line is parsed
+// it sets `weights`, `arch` and (when given) `manifest` from the stored model, so everything
+// downstream loads it like --weights (verifying its SHA-256); excludes the options named
+// `weights_option` and --manifest. An --arch given explicitly that differs from the stored
+// model's is an error.
+void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weights,
+                            std::string* manifest, const std::string& weights_option = "--weights");
+
 // The default weight file of a model name: $FACEMAG_HOME/<name>.pth, if FACEMAG_HOME is set.
 std::filesystem::path resolve_weights(const std::string& explicit_path,
                                       const std::string& model_name);

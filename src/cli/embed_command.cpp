@@ -258,7 +258,8 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
 void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
   cmd.add_option("inputs", opt.inputs, "Image files, folders (recursive) or @list.txt")->required();
   cmd.add_flag("--aligned", opt.aligned,
-               "Inputs are already aligned 112x112 faces (else: detect and align faces in photos)");
+               "Inputs are already aligned crops of the model's input size (MagFace 112x112, "
+               "MobileFaceNet 96x112, FaceNet 160x160; else: detect and align faces in photos)");
   add_keep_all_option(cmd, opt.keep);
   add_landmarks_option(cmd, opt.landmarks);
   cmd.add_option("--classify", opt.classify,

@@ -24,6 +24,9 @@ void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& defa
   cmd.add_option("--weights", opt.weights, "Checkpoint (default $FACEMAG_HOME/<model>.pth)");
   cmd.add_option("--manifest", opt.manifest,
                  "Model manifest JSON (default: WEIGHTS.manifest.json when it exists)");
+  add_store_model_option(cmd, opt.arch, opt.weights, &opt.manifest);
+  cmd.add_flag("--no-verify", opt.no_verify,
+               "Load weights even when their SHA-256 is not the manifest's (said on stderr)");
   cmd.add_flag("--flip", opt.flip, "Concatenate the embedding of the mirrored face");
   add_detector_options(cmd, opt.detector);
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
@@ -57,8 +60,12 @@ Embedder load_model(const ModelOptions& opt) {
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
   spdlog::debug("{} threads", configure_runtime(opt.threads));
   const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
-  Embedder embedder =
-      Embedder::load(resolve_manifest(opt, weights), weights, {parse_precision(opt.precision)});
+  EmbedderOptions options{parse_precision(opt.precision)};
+  if (opt.no_verify) {
+    options.verify_sha256 = false;
+    spdlog::warn("--no-verify: {} is loaded without checking its SHA-256", weights.string());
+  }
+  Embedder embedder = Embedder::load(resolve_manifest(opt, weights), weights, options);
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
   return embedder;
 }

@@ -21,7 +21,8 @@ namespace facemag::cli {
 struct ModelOptions {
   std::string arch;
   std::string weights;
-  std::string manifest;  // explicit manifest file
+  std::string manifest;    // explicit manifest file
+  bool no_verify = false;  // load weights whose SHA-256 differs from the manifest's
   bool flip = false;
   int batch = 16;
   int threads = 0;

@@ -23,12 +23,15 @@ int main(int argc, char** argv) {
       add_embed_commands(app), add_detect_commands(app),     add_cluster_command(app),
       add_bench_command(app),  add_checkpoint_commands(app), add_eval_commands(app),
       add_report_command(app), add_gallery_commands(app),    add_video_command(app),
-      add_serve_command(app),  add_train_command(app)};
+      add_serve_command(app),  add_train_command(app),       add_model_commands(app)};
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitOk : kExitError;
+  } catch (const facemag::Error& e) {  // e.g. --model naming no stored model
+    std::cerr << "facemag: error: " << e.what() << "\n";
+    return kExitError;
   }
   spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
   try {

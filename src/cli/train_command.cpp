@@ -563,6 +563,7 @@ Runner add_train_command(CLI::App& app) {
       "Channels-last activations: ~13 % faster iResNet steps, slightly more float rounding");
   cmd->add_option("--init", opt->init,
                   "Start the backbone from this checkpoint (classifier fresh)");
+  add_store_model_option(*cmd, opt->arch, opt->init, &opt->manifest, "--init");
   cmd->add_option("--resume", opt->resume, "Continue a run from its checkpoint");
   cmd->add_flag("--imprint", opt->imprint,
                 "Start the classifier at each class's mean embedding under the initial backbone "

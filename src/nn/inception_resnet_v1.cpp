@@ -4,6 +4,7 @@
 
 #include <tuple>
 
+#include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
 
 #if FACEMAG_HAVE_ONEDNN
@@ -263,6 +264,66 @@ torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& input) {
 torch::Tensor InceptionResnetV1Impl::logits(const torch::Tensor& x) {
   TORCH_CHECK(logits_, "this InceptionResnetV1 has no classifier layer");
   return logits_(forward(x));
+}
+
+std::string BasicConv2dImpl::describe(GraphSink& sink, const std::string& x) const {
+  return sink.relu(sink.conv(x, *conv, *bn));
+}
+
+namespace {
+// A branch: one BasicConv2d or a Sequential of them.
+std::string describe_branch(const torch::nn::Module& branch, GraphSink& sink, std::string x) {
+  if (const auto* basic = branch.as<BasicConv2dImpl>()) return basic->describe(sink, x);
+  for (const auto& child : branch.children()) x = child->as<BasicConv2dImpl>()->describe(sink, x);
+  return x;
+}
+}  // namespace
+
+std::string InceptionResidualImpl::describe(GraphSink& sink, const std::string& x) const {
+  std::vector<std::string> outs;
+  for (const auto& child : named_children()) {
+    if (child.key() != "conv2d") outs.push_back(describe_branch(*child.value(), sink, x));
+  }
+  torch::NoGradGuard no_grad;
+  // The residual scale folded into the closing convolution, as fold_scale() does.
+  const auto weight = (conv2d_->weight.to(torch::kFloat64) * scale_).to(torch::kFloat32);
+  const auto bias = (conv2d_->bias.to(torch::kFloat64) * scale_).to(torch::kFloat32);
+  const auto out = sink.add(sink.conv(sink.concat(outs), weight, bias, {1, 1}, {0, 0}, 1), x);
+  return relu_ ? sink.relu(out) : out;
+}
+
+std::string InceptionReductionImpl::describe(GraphSink& sink, const std::string& x) const {
+  std::vector<std::string> outs;
+  for (const auto& child : children()) outs.push_back(describe_branch(*child, sink, x));
+  outs.push_back(sink.max_pool(x, {3, 3}, {2, 2}, /*ceil_mode=*/false));
+  return sink.concat(outs);
+}
+
+std::vector<std::string> InceptionResnetV1Impl::describe(GraphSink& sink, const std::string& input,
+                                                         bool with_classifier) const {
+  auto y =
+      conv2d_2b_->describe(sink, conv2d_2a_->describe(sink, conv2d_1a_->describe(sink, input)));
+  y = sink.max_pool(y, {3, 3}, {2, 2}, /*ceil_mode=*/false);
+  y = conv2d_4b_->describe(sink, conv2d_4a_->describe(sink, conv2d_3b_->describe(sink, y)));
+  const auto residuals = [&](const torch::nn::Sequential& repeat) {
+    for (const auto& block : repeat->children())
+      y = block->as<InceptionResidualImpl>()->describe(sink, y);
+  };
+  residuals(repeat_1_);
+  y = mixed_6a_->describe(sink, y);
+  residuals(repeat_2_);
+  y = mixed_7a_->describe(sink, y);
+  residuals(repeat_3_);
+  y = sink.flatten(sink.global_average_pool(block8_->describe(sink, y)), /*caffe_order=*/false);
+  torch::NoGradGuard no_grad;
+  // last_bn folded into last_linear (no bias of its own).
+  const auto [scale, shift] = batch_norm_affine(*last_bn_);
+  const auto weight =
+      (last_linear_->weight.to(torch::kFloat64) * scale.view({-1, 1})).to(torch::kFloat32);
+  std::vector<std::string> outputs{sink.linear(y, weight, shift.to(torch::kFloat32))};
+  if (with_classifier && logits_)
+    outputs.push_back(sink.linear(outputs.front(), logits_->weight, logits_->bias));
+  return outputs;
 }
 
 }  // namespace facemag::nn

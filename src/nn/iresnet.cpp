@@ -4,6 +4,7 @@
 
 #include <tuple>
 
+#include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag::nn {
@@ -181,6 +182,25 @@ torch::Tensor FusedIResNet::forward(const torch::Tensor& input) const {
   // N x C x H x W in channels-last memory is N x H x W x C contiguous.
   const auto flat = x.permute({0, 2, 3, 1}).reshape({x.size(0), -1}).to(torch::kFloat32);
   return torch::addmm(net_.fc_bias, flat, net_.fc_weight.t());
+}
+
+std::string IResNetImpl::describe(GraphSink& sink, const std::string& input) const {
+  const FoldedIResNet folded(*this, torch::kFloat32);
+  const auto conv = [&](const std::string& x, const FoldedIResNet::Conv& c) {
+    return sink.conv(x, c.weight, c.bias, {c.stride, c.stride}, {c.padding, c.padding}, 1);
+  };
+  auto x = sink.prelu(conv(input, folded.stem), folded.stem_prelu);
+  for (const auto& b : folded.blocks) {
+    auto y = sink.scale_shift(x, b.pre_scale.flatten(), b.pre_shift.flatten());
+    y = conv(sink.prelu(conv(y, b.conv1), b.prelu), b.conv2);
+    x = sink.add(y, b.downsample ? conv(x, *b.downsample) : x);
+  }
+  // The folded fc reads channels-last columns (h, w, c): back to (c, h, w) for a plain flatten.
+  const auto channels = folded.blocks.back().conv2.weight.size(0);
+  const auto rows = folded.fc_weight.size(0);
+  const auto weight =
+      folded.fc_weight.view({rows, -1, channels}).permute({0, 2, 1}).reshape({rows, -1});
+  return sink.linear(sink.flatten(x, /*caffe_order=*/false), weight, folded.fc_bias);
 }
 
 }  // namespace facemag::nn

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag::nn {
@@ -95,6 +96,26 @@ torch::Tensor MobileFaceNetImpl::forward(const torch::Tensor& x) {
   y = blocks->forward(y);
   y = linear1(linear7(conv2(y)));
   return y.flatten(1);
+}
+
+std::string MfnConvBlockImpl::describe(GraphSink& sink, const std::string& x) const {
+  const auto y = sink.conv(x, *conv, *bn);
+  return prelu ? sink.prelu(y, prelu->weight) : y;
+}
+
+std::string MfnBottleneckImpl::describe(GraphSink& sink, const std::string& x) const {
+  auto y = sink.prelu(sink.conv(x, *expand_, *bn1_), prelu1_->weight);
+  y = sink.prelu(sink.conv(y, *depthwise_, *bn2_), prelu2_->weight);
+  y = sink.conv(y, *project_, *bn3_);
+  return residual_ ? sink.add(x, y) : y;
+}
+
+std::string MobileFaceNetImpl::describe(GraphSink& sink, const std::string& input) const {
+  auto y = dw_conv1->describe(sink, conv1->describe(sink, input));
+  for (const auto& block : blocks->children())
+    y = block->as<MfnBottleneckImpl>()->describe(sink, y);
+  y = linear1->describe(sink, linear7->describe(sink, conv2->describe(sink, y)));
+  return sink.flatten(y, /*caffe_order=*/false);
 }
 
 }  // namespace facemag::nn

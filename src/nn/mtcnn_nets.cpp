@@ -1,5 +1,6 @@
 #include "facemag/nn/mtcnn_nets.hpp"
 
+#include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
 
 #include <torch/torch.h>
@@ -169,6 +170,43 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> ONetImpl::forward(const 
   y = prelu_max_pool(conv3(y), prelu3->weight, 2, 2);
   y = nn::prelu(dense5(flatten_caffe(nn::prelu(conv4(y), prelu4->weight))), prelu5->weight);
   return {dense6_2(y), dense6_3(y), torch::softmax(dense6_1(y), 1)};
+}
+
+std::vector<std::string> PNetImpl::describe(GraphSink& sink, const std::string& input) const {
+  auto y =
+      sink.max_pool(sink.prelu(sink.conv(input, *conv1), prelu1->weight), {2, 2}, {2, 2}, true);
+  y = sink.prelu(sink.conv(y, *conv2), prelu2->weight);
+  y = sink.prelu(sink.conv(y, *conv3), prelu3->weight);
+  return {sink.conv(y, *conv4_2), sink.softmax(sink.conv(y, *conv4_1))};
+}
+
+namespace {
+std::string conv_prelu_pool(GraphSink& sink, const std::string& x,
+                            const torch::nn::Conv2dImpl& conv, const torch::nn::PReLUImpl& prelu,
+                            std::int64_t kernel) {
+  return sink.max_pool(sink.prelu(sink.conv(x, conv), prelu.weight), {kernel, kernel}, {2, 2},
+                       /*ceil_mode=*/true);
+}
+}  // namespace
+
+std::vector<std::string> RNetImpl::describe(GraphSink& sink, const std::string& input) const {
+  auto y = conv_prelu_pool(sink, input, *conv1, *prelu1, 3);
+  y = conv_prelu_pool(sink, y, *conv2, *prelu2, 3);
+  y = sink.flatten(sink.prelu(sink.conv(y, *conv3), prelu3->weight), /*caffe_order=*/true);
+  y = sink.prelu(sink.linear(y, dense4->weight, dense4->bias), prelu4->weight);
+  return {sink.linear(y, dense5_2->weight, dense5_2->bias),
+          sink.softmax(sink.linear(y, dense5_1->weight, dense5_1->bias))};
+}
+
+std::vector<std::string> ONetImpl::describe(GraphSink& sink, const std::string& input) const {
+  auto y = conv_prelu_pool(sink, input, *conv1, *prelu1, 3);
+  y = conv_prelu_pool(sink, y, *conv2, *prelu2, 3);
+  y = conv_prelu_pool(sink, y, *conv3, *prelu3, 2);
+  y = sink.flatten(sink.prelu(sink.conv(y, *conv4), prelu4->weight), /*caffe_order=*/true);
+  y = sink.prelu(sink.linear(y, dense5->weight, dense5->bias), prelu5->weight);
+  return {sink.linear(y, dense6_2->weight, dense6_2->bias),
+          sink.linear(y, dense6_3->weight, dense6_3->bias),
+          sink.softmax(sink.linear(y, dense6_1->weight, dense6_1->bias))};
 }
 
 }  // namespace facemag::nn

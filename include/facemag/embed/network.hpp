@@ -28,7 +28,8 @@ TrainableNetwork build_network(const ModelManifest& manifest);
 
 // The same network with its backbone loaded strictly from a checkpoint, exactly as
 // Embedder::load selects it (MagFace, DataParallel and bare state dicts; a checkpoint whose
-// `arch` names another architecture is a ModelLoadError). `notes` receives what was ignored.
+// `arch` names another architecture is a ModelLoadError, and so are weights whose SHA-256 is not
+// the manifest's, when it has one). `notes` receives what was ignored.
 TrainableNetwork load_network(const ModelManifest& manifest, const std::filesystem::path& weights,
                               std::vector<std::string>* notes = nullptr);
 

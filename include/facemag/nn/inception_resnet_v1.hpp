@@ -15,9 +15,12 @@
 
 #include <array>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace facemag::nn {
+
+class GraphSink;  // graph.hpp
 
 // conv (no bias) - BatchNorm(eps 0.001) - ReLU.
 class BasicConv2dImpl : public torch::nn::Module {
@@ -25,6 +28,7 @@ class BasicConv2dImpl : public torch::nn::Module {
   BasicConv2dImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
                   std::int64_t stride, std::array<std::int64_t, 2> padding = {0, 0});
   torch::Tensor forward(const torch::Tensor& x);
+  std::string describe(GraphSink& sink, const std::string& x) const;
   // From now on forward() runs conv with bn folded into it (see prepare_inference).
   void fold_batch_norm();
   // The folded convolution (undefined before fold_batch_norm) and its geometry.
@@ -49,6 +53,7 @@ class InceptionResidualImpl : public torch::nn::Module {
   enum class Kind { kBlock35, kBlock17, kBlock8 };
   InceptionResidualImpl(Kind kind, double scale, bool relu = true);
   torch::Tensor forward(const torch::Tensor& x);
+  std::string describe(GraphSink& sink, const std::string& x) const;
   // From now on forward() runs the closing conv2d with the residual scale folded into it.
   void fold_scale();
 
@@ -67,6 +72,7 @@ class InceptionReductionImpl : public torch::nn::Module {
   enum class Kind { kMixed6a, kMixed7a };
   explicit InceptionReductionImpl(Kind kind);
   torch::Tensor forward(const torch::Tensor& x);
+  std::string describe(GraphSink& sink, const std::string& x) const;
 
  private:
   std::vector<std::function<torch::Tensor(const torch::Tensor&)>> branches_;
@@ -78,6 +84,10 @@ class InceptionResnetV1Impl : public torch::nn::Module {
   // num_classes = 0: no classifier layer.
   explicit InceptionResnetV1Impl(std::int64_t num_classes = 0);
   torch::Tensor forward(const torch::Tensor& x);
+  // The inference network (eval mode), BatchNorm and residual scales folded: the features'
+  // value, then the logits' when `with_classifier` and the network has a classifier.
+  std::vector<std::string> describe(GraphSink& sink, const std::string& input,
+                                    bool with_classifier) const;
   torch::Tensor logits(const torch::Tensor& x);
   std::int64_t num_classes() const { return num_classes_; }
 

@@ -23,6 +23,8 @@
 
 namespace facemag::nn {
 
+class GraphSink;  // graph.hpp
+
 // IBasicBlock: BN - conv3x3 - BN - PReLU - conv3x3(stride) - BN, plus the (downsampled) input.
 class IBasicBlockImpl : public torch::nn::Module {
  public:
@@ -51,6 +53,9 @@ class IResNetImpl : public torch::nn::Module {
  public:
   explicit IResNetImpl(IResNetDepth depth, std::int64_t embedding_size = 512);
   torch::Tensor forward(const torch::Tensor& x);
+  // The inference network (eval mode) written to `sink`, folded as FoldedIResNet folds it;
+  // returns the features' value.
+  std::string describe(GraphSink& sink, const std::string& input) const;
 
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};

@@ -11,7 +11,11 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 
+#include <string>
+
 namespace facemag::nn {
+
+class GraphSink;  // graph.hpp
 
 // conv (optionally depthwise) - BatchNorm - PReLU (omitted when linear).
 class MfnConvBlockImpl : public torch::nn::Module {
@@ -19,6 +23,7 @@ class MfnConvBlockImpl : public torch::nn::Module {
   MfnConvBlockImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 2> kernel,
                    std::int64_t stride, std::int64_t padding, bool depthwise, bool linear);
   torch::Tensor forward(const torch::Tensor& x);
+  std::string describe(GraphSink& sink, const std::string& x) const;
 
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
@@ -33,6 +38,7 @@ class MfnBottleneckImpl : public torch::nn::Module {
  public:
   MfnBottleneckImpl(std::int64_t in, std::int64_t out, std::int64_t stride, std::int64_t expansion);
   torch::Tensor forward(const torch::Tensor& x);
+  std::string describe(GraphSink& sink, const std::string& x) const;
 
   torch::nn::Sequential conv{nullptr};
 
@@ -48,6 +54,9 @@ class MobileFaceNetImpl : public torch::nn::Module {
  public:
   MobileFaceNetImpl();
   torch::Tensor forward(const torch::Tensor& x);
+  // The inference network (eval mode), BatchNorm folded into the convolutions; returns the
+  // features' value.
+  std::string describe(GraphSink& sink, const std::string& input) const;
 
   MfnConvBlock conv1{nullptr}, dw_conv1{nullptr};
   torch::nn::Sequential blocks{nullptr};

@@ -7,9 +7,13 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include <string>
 #include <tuple>
+#include <vector>
 
 namespace facemag::nn {
+
+class GraphSink;  // graph.hpp
 
 // Fully convolutional proposal net: returns (box regression N x 4 x h x w, face probability
 // N x 2 x h x w) with one cell per 12x12 window at stride 2.
@@ -17,6 +21,8 @@ class PNetImpl : public torch::nn::Module {
  public:
   PNetImpl();
   std::tuple<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x);
+  // The outputs of forward(), in its order.
+  std::vector<std::string> describe(GraphSink& sink, const std::string& input) const;
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr}, conv4_1{nullptr},
       conv4_2{nullptr};
@@ -29,6 +35,7 @@ class RNetImpl : public torch::nn::Module {
  public:
   RNetImpl();
   std::tuple<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x);
+  std::vector<std::string> describe(GraphSink& sink, const std::string& input) const;
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   torch::nn::PReLU prelu1{nullptr}, prelu2{nullptr}, prelu3{nullptr}, prelu4{nullptr};
@@ -42,6 +49,7 @@ class ONetImpl : public torch::nn::Module {
  public:
   ONetImpl();
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x);
+  std::vector<std::string> describe(GraphSink& sink, const std::string& input) const;
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr}, conv4{nullptr};
   torch::nn::PReLU prelu1{nullptr}, prelu2{nullptr}, prelu3{nullptr}, prelu4{nullptr},

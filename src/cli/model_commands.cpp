@@ -1,0 +1,285 @@
+// `facemag models list|add|verify|path|remove` (the model store) and `facemag export onnx`.
+#include <spdlog/spdlog.h>
+
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "encoder.hpp"
+#include "facemag/embed/network.hpp"
+#include "facemag/error.hpp"
+#include "facemag/export/onnx.hpp"
+#include "facemag/io/checkpoint.hpp"
+#include "facemag/io/file.hpp"
+#include "facemag/io/sha256.hpp"
+#include "facemag/model/store.hpp"
+#include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/mtcnn_nets.hpp"
+
+namespace facemag::cli {
+namespace {
+
+// ---- models ----
+
+struct ModelsOptions {
+  std::string name;
+  std::string file;
+  std::string arch;
+  std::string manifest;
+  std::string source;
+  std::string licence;
+  bool json = false;
+};
+
+std::string megabytes(std::uintmax_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  return text;
+}
+
+std::string licence_text(const ModelManifest& m) {
+  return is_research_only_licence(m.licence) ? m.licence + " [RESEARCH ONLY]" : m.licence;
+}
+
+int run_list(const ModelsOptions& opt) {
+  const auto store = ModelStore::from_environment();
+  const auto models = store.list();
+  if (opt.json) {
+    for (const auto& m : models) {
+      std::cout << nlohmann::json{{"name", m.name},
+                                  {"architecture", m.description.architecture},
+                                  {"size_bytes", m.size_bytes},
+                                  {"weights", m.weights.string()},
+                                  {"sha256", m.description.sha256},
+                                  {"source", m.description.source},
+                                  {"licence", m.description.licence},
+                                  {"research_only",
+                                   is_research_only_licence(m.description.licence)}}
+                       .dump()
+                << "\n";
+    }
+    return kExitOk;
+  }
+  if (models.empty()) {
+    std::cerr << "facemag: no models in " << store.root().string()
+              << " (facemag models add NAME FILE --arch ARCH)\n";
+    return kExitOk;
+  }
+  for (const auto& m : models) {
+    std::cout << m.name << "\t" << m.description.architecture << "\t" << megabytes(m.size_bytes)
+              << "\t" << m.description.source << "\t" << licence_text(m.description) << "\n";
+  }
+  return kExitOk;
+}
+
+int run_add(const ModelsOptions& opt) {
+  if (opt.arch.empty() && opt.manifest.empty())
+    throw InvalidInput("models add: give --arch (or --manifest) for " + opt.file);
+  ModelManifest manifest =
+      opt.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(opt.manifest);
+  if (!opt.arch.empty() && manifest.architecture != opt.arch)
+    throw InvalidInput("--arch " + opt.arch + " but " + opt.manifest + " describes " +
+                       manifest.architecture);
+  if (!opt.source.empty()) manifest.source = opt.source;
+  if (!opt.licence.empty()) manifest.licence = opt.licence;
+  manifest.name = opt.name;
+  manifest.sha256.clear();
+  // Loaded once, strictly, before it is stored: a checkpoint of another architecture is refused
+  // now, not at its first use.
+  load_network(manifest, opt.file);
+  const auto model = ModelStore::from_environment().add(opt.name, opt.file, manifest);
+  std::cout << "added " << model.name << ": " << model.description.architecture << ", "
+            << megabytes(model.size_bytes) << ", sha256 " << model.description.sha256 << "\n";
+  if (is_research_only_licence(model.description.licence))
+    std::cerr << "facemag: note: " << model.name << " is licensed for research only ("
+              << model.description.licence << ")\n";
+  return kExitOk;
+}
+
+int run_verify(const ModelsOptions& opt) {
+  const auto store = ModelStore::from_environment();
+  std::vector<StoredModel> models;
+  if (opt.name.empty()) {
+    models = store.list();
+  } else {
+    models.push_back(store.get(opt.name));
+  }
+  std::size_t bad = 0;
+  for (const auto& m : models) {
+    try {
+      verify_weights_sha256(m.weights, m.description.sha256);
+      std::cout << "ok\t" << m.name << "\t" << m.description.sha256 << "\n";
+    } catch (const Error& e) {
+      std::cout << "FAILED\t" << m.name << "\t" << e.what() << "\n";
+      ++bad;
+    }
+  }
+  if (bad) {
+    std::cerr << "facemag: " << bad << " of " << models.size() << " model(s) failed verification\n";
+    return kExitSomeInputsFailed;
+  }
+  return kExitOk;
+}
+
+int run_path(const ModelsOptions& opt) {
+  std::cout << ModelStore::from_environment().get(opt.name).weights.string() << "\n";
+  return kExitOk;
+}
+
+int run_remove(const ModelsOptions& opt) {
+  ModelStore::from_environment().remove(opt.name);
+  std::cout << "removed " << opt.name << "\n";
+  return kExitOk;
+}
+
+// ---- export onnx ----
+
+struct ExportOptions {
+  std::string arch = "iresnet100";
+  std::string weights;
+  std::string manifest;
+  std::string out;
+  int opset = kMaxOnnxOpset;
+  std::string batch = "dynamic";
+  bool with_preprocessing = false;
+  bool no_classifier = false;
+  bool no_verify = false;
+};
+
+const char* const kMtcnnArchitectures[] = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"};
+
+std::shared_ptr<torch::nn::Module> mtcnn_network(const std::string& arch) {
+  if (arch == "mtcnn-pnet") return std::make_shared<nn::PNetImpl>();
+  if (arch == "mtcnn-rnet") return std::make_shared<nn::RNetImpl>();
+  return std::make_shared<nn::ONetImpl>();
+}
+
+int run_export(const ExportOptions& opt) {
+  OnnxExportOptions options;
+  options.opset = opt.opset;
+  options.with_preprocessing = opt.with_preprocessing;
+  options.with_classifier = !opt.no_classifier;
+  if (opt.batch != "dynamic") {
+    try {
+      std::size_t used = 0;
+      options.batch = std::stoll(opt.batch, &used);
+      if (used != opt.batch.size() || options.batch < 1) throw std::invalid_argument(opt.batch);
+    } catch (const std::logic_error&) {
+      throw InvalidInput("--batch " + opt.batch + ": expected 'dynamic' or a positive number");
+    }
+  }
+  check_onnx_export_options(options);  // before the (slow) load
+  const std::filesystem::path out = opt.out;
+  const auto folder = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(folder))
+    throw InvalidInput(opt.out + ": the folder " + folder.string() + " does not exist");
+
+  std::string bytes;
+  const bool mtcnn = std::find(std::begin(kMtcnnArchitectures), std::end(kMtcnnArchitectures),
+                               opt.arch) != std::end(kMtcnnArchitectures);
+  if (mtcnn) {
+    if (opt.weights.empty()) throw InvalidInput("--weights: the " + opt.arch + " checkpoint");
+    auto net = mtcnn_network(opt.arch);
+    const auto checkpoint = io::load_checkpoint(opt.weights);
+    nn::load_state_dict_strict(*net, io::find_state_dict(checkpoint), checkpoint.source);
+    net->eval();
+    bytes = mtcnn_network_to_onnx(*net, io::sha256_file(opt.weights), options);
+  } else {
+    const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
+    ModelManifest manifest = builtin_manifest(opt.arch);
+    if (!opt.manifest.empty()) {
+      manifest = load_manifest(opt.manifest);
+    } else if (std::filesystem::exists(manifest_path_for(weights))) {
+      manifest = load_manifest(manifest_path_for(weights));
+    }
+    if (manifest.architecture != opt.arch)
+      throw InvalidInput("--arch " + opt.arch + " but the manifest describes " +
+                         manifest.architecture);
+    if (opt.no_verify) {
+      spdlog::warn("--no-verify: {} is exported without checking its SHA-256", weights.string());
+      manifest.sha256.clear();
+    }
+    const auto network = load_network(manifest, weights);
+    network.module->eval();
+    if (manifest.sha256.empty()) manifest.sha256 = io::sha256_file(weights);
+    bytes = embedding_network_to_onnx(*network.module, manifest, options);
+  }
+  io::write_file_atomic(out, bytes);
+  std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch << ", opset " << opt.opset << ", "
+            << megabytes(bytes.size()) << ", input "
+            << (opt.with_preprocessing ? "uint8 BGR N x H x W x 3" : "float32 N x 3 x H x W")
+            << ")\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner add_model_commands(CLI::App& app) {
+  auto opt = std::make_shared<ModelsOptions>();
+  auto* models = app.add_subcommand(
+      "models", "The model store ($FACEMAG_HOME/models): named weights with a verified SHA-256");
+  models->require_subcommand(1);
+  auto* list = models->add_subcommand("list", "Name, architecture, size, source and licence");
+  list->add_flag("--json", opt->json, "One JSON object per model");
+  auto* add = models->add_subcommand(
+      "add", "Copy a checkpoint into the store with its manifest and SHA-256 (checked by loading)");
+  add->add_option("name", opt->name, "Name to use with --model")->required();
+  add->add_option("file", opt->file, "Checkpoint")->required()->check(CLI::ExistingFile);
+  add->add_option("--arch", opt->arch, "Architecture")
+      ->check(CLI::IsMember(builtin_architectures()));
+  add->add_option("--manifest", opt->manifest, "Start from this manifest (e.g. a calibrated one)");
+  add->add_option("--source", opt->source, "Where the weights come from");
+  add->add_option("--licence", opt->licence, "Their licence (research-only ones are marked)");
+  auto* verify = models->add_subcommand("verify", "Recompute SHA-256s and compare (all, or NAME)");
+  verify->add_option("name", opt->name, "One model");
+  auto* path = models->add_subcommand("path", "Print a model's weights file");
+  path->add_option("name", opt->name, "Model")->required();
+  auto* remove = models->add_subcommand("remove", "Delete a model from the store");
+  remove->add_option("name", opt->name, "Model")->required();
+
+  auto exp = std::make_shared<ExportOptions>();
+  auto* export_cmd = app.add_subcommand("export", "Write a model in another format");
+  export_cmd->require_subcommand(1);
+  auto* onnx = export_cmd->add_subcommand(
+      "onnx",
+      "ONNX with the manifest in its metadata, checked by ONNX's checker and shape inference");
+  std::vector<std::string> archs = builtin_architectures();
+  archs.insert(archs.end(), std::begin(kMtcnnArchitectures), std::end(kMtcnnArchitectures));
+  onnx->add_option("--arch", exp->arch, "Network (mtcnn-pnet/rnet/onet: facenet-pytorch's files)")
+      ->check(CLI::IsMember(archs))
+      ->capture_default_str();
+  onnx->add_option("--weights", exp->weights, "Checkpoint (default $FACEMAG_HOME/<model>.pth)");
+  onnx->add_option("--manifest", exp->manifest,
+                   "Model manifest (default: WEIGHTS.manifest.json when it exists)");
+  add_store_model_option(*onnx, exp->arch, exp->weights, &exp->manifest);
+  onnx->add_option("--out", exp->out, "The .onnx file to write")->required();
+  onnx->add_option(
+          "--opset", exp->opset,
+          "ONNX opset " + std::to_string(kMinOnnxOpset) + ".." + std::to_string(kMaxOnnxOpset))
+      ->capture_default_str();
+  onnx->add_option("--batch", exp->batch, "dynamic, or a fixed batch size")->capture_default_str();
+  onnx->add_flag("--with-preprocessing", exp->with_preprocessing,
+                 "Input uint8 N x H x W x 3 BGR (OpenCV images); colour order and normalisation "
+                 "inside the graph");
+  onnx->add_flag("--no-classifier", exp->no_classifier,
+                 "inception_resnet_v1: leave out the classifier (only \"features\")");
+  onnx->add_flag("--no-verify", exp->no_verify,
+                 "Export weights even when their SHA-256 is not the manifest's");
+  return [=]() -> int {
+    if (list->parsed()) return run_list(*opt);
+    if (add->parsed()) return run_add(*opt);
+    if (verify->parsed()) return run_verify(*opt);
+    if (path->parsed()) return run_path(*opt);
+    if (remove->parsed()) return run_remove(*opt);
+    if (onnx->parsed()) return run_export(*exp);
+    return -1;
+  };
+}
+
+}  // namespace facemag::cli

@@ -1,0 +1,151 @@
+#include "facemag/model/store.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+#include "facemag/error.hpp"
+#include "facemag/io/file.hpp"
+#include "facemag/io/sha256.hpp"
+
+namespace facemag {
+
+namespace {
+
+constexpr const char* kManifestFile = "manifest.json";
+
+void check_name(const std::string& name) {
+  const bool plain =
+      !name.empty() && name.front() != '.' && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      });
+  if (!plain)
+    throw InvalidInput("model name '" + name +
+                       "': use letters, digits, '.', '_' and '-' (not starting with '.')");
+}
+
+std::string lowercase(std::string text) {
+  for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// The weights file of a model folder: the one file that is not the manifest.
+std::filesystem::path weights_in(const std::filesystem::path& folder) {
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    if (entry.is_regular_file() && entry.path().filename() != kManifestFile) return entry.path();
+  }
+  throw InvalidInput(folder.string() + ": no weights file in this model folder");
+}
+
+StoredModel read_model(const std::filesystem::path& folder) {
+  StoredModel model;
+  model.name = folder.filename().string();
+  model.manifest = folder / kManifestFile;
+  model.description = load_manifest(model.manifest);
+  model.weights = weights_in(folder);
+  model.size_bytes = std::filesystem::file_size(model.weights);
+  return model;
+}
+
+}  // namespace
+
+void verify_weights_sha256(const std::filesystem::path& weights, const std::string& expected) {
+  const std::string actual = io::sha256_file(weights);
+  if (lowercase(expected) != actual) {
+    throw ModelLoadError(weights.string() + ": SHA-256 " + actual + " is not the manifest's " +
+                         expected + " (a changed or damaged file; --no-verify loads it anyway)");
+  }
+}
+
+bool is_research_only_licence(const std::string& licence) {
+  const auto text = lowercase(licence);
+  for (const char* marker : {"non-commercial", "noncommercial", "non commercial", "research only",
+                             "research-only", "research purposes", "cc-by-nc", "cc by-nc"}) {
+    if (text.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
+ModelStore::ModelStore(std::filesystem::path root) : root_(std::move(root)) {}
+
+ModelStore ModelStore::from_environment() {
+  const char* home = std::getenv("FACEMAG_HOME");
+  if (!home || !*home)
+    throw InvalidInput("the model store is $FACEMAG_HOME/models: set FACEMAG_HOME");
+  return ModelStore(std::filesystem::path(home) / "models");
+}
+
+std::vector<StoredModel> ModelStore::list() const {
+  std::vector<StoredModel> models;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(root_, ec)) return models;
+  for (const auto& entry : std::filesystem::directory_iterator(root_)) {
+    const auto name = entry.path().filename().string();
+    if (!entry.is_directory() || name.front() == '.') continue;  // .adding-* in progress
+    try {
+      models.push_back(read_model(entry.path()));
+    } catch (const Error&) {
+      // Not a model folder: left alone.
+    }
+  }
+  std::sort(models.begin(), models.end(),
+            [](const StoredModel& a, const StoredModel& b) { return a.name < b.name; });
+  return models;
+}
+
+bool ModelStore::contains(const std::string& name) const {
+  std::error_code ec;
+  return std::filesystem::exists(root_ / name / kManifestFile, ec);
+}
+
+StoredModel ModelStore::get(const std::string& name) const {
+  check_name(name);
+  if (!contains(name)) {
+    std::string known;
+    for (const auto& m : list()) known += (known.empty() ? "" : ", ") + m.name;
+    throw InvalidInput("no model '" + name + "' in " + root_.string() +
+                       (known.empty() ? " (the store is empty: facemag models add NAME FILE)"
+                                      : " (it has: " + known + ")"));
+  }
+  return read_model(root_ / name);
+}
+
+StoredModel ModelStore::add(const std::string& name, const std::filesystem::path& weights,
+                            ModelManifest manifest) const {
+  check_name(name);
+  if (contains(name))
+    throw InvalidInput("a model '" + name + "' is already in " + root_.string() +
+                       " (facemag models remove " + name + " first)");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(weights, ec))
+    throw InvalidInput(weights.string() + ": no such file");
+  std::filesystem::create_directories(root_);
+  // Built in a hidden folder and renamed into place: a kill leaves no half-added model.
+  const auto building = root_ / (".adding-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(building, ec);
+  try {
+    std::filesystem::create_directory(building);
+    auto copy = building / ("weights" + weights.extension().string());
+    std::filesystem::copy_file(weights, copy);
+    manifest.sha256 = io::sha256_file(copy);
+    if (manifest.name.empty()) manifest.name = name;
+    save_manifest(building / kManifestFile, manifest);
+    std::filesystem::rename(building, root_ / name);
+  } catch (...) {
+    std::filesystem::remove_all(building, ec);
+    throw;
+  }
+  return read_model(root_ / name);
+}
+
+void ModelStore::remove(const std::string& name) const {
+  const auto model = get(name);  // checks the name and that it exists
+  // Renamed away first: the model disappears at once even if deleting its files is interrupted.
+  const auto doomed = root_ / (".removing-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::rename(root_ / name, doomed);
+  std::filesystem::remove_all(doomed);
+}
+
+}  // namespace facemag
