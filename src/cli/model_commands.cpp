@@ -192,15 +192,10 @@ int run_export(const ExportOptions& opt) {
     bytes = mtcnn_network_to_onnx(*net, io::sha256_file(opt.weights), options);
   } else {
     const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
-    ModelManifest manifest = builtin_manifest(opt.arch);
-    if (!opt.manifest.empty()) {
-      manifest = load_manifest(opt.manifest);
-    } else if (std::filesystem::exists(manifest_path_for(weights))) {
-      manifest = load_manifest(manifest_path_for(weights));
-    }
-    if (manifest.architecture != opt.arch)
-      throw InvalidInput("--arch " + opt.arch + " but the manifest describes " +
-                         manifest.architecture);
+    ModelOptions model;  // the manifest as every command finds it
+    model.arch = opt.arch;
+    model.manifest = opt.manifest;
+    ModelManifest manifest = resolve_manifest(model, weights);
     if (opt.no_verify) {
       spdlog::warn("--no-verify: {} is exported without checking its SHA-256", weights.string());
       manifest.sha256.clear();
