@@ -448,6 +448,18 @@ TEST(ExportCli, BadInputIsOneClearErrorAndNoFile) {
 
 // ---- the model store ----
 
+// Flips one bit 100 bytes before the end: inside a tensor's values, so the checkpoint still loads
+// (only its hash tells).
+void change_one_byte(const fs::path& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(-100, std::ios::end);
+  char c = 0;
+  f.read(&c, 1);
+  f.seekp(-100, std::ios::end);
+  c = static_cast<char>(c ^ 0x10);
+  f.write(&c, 1);
+}
+
 TEST(ModelStoreCli, AddListVerifyPathRemoveRoundTrip) {
   FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
   test::TempDir tmp;
@@ -523,15 +535,7 @@ TEST(ModelStoreCli, AChangedByteIsRefusedNamingBothHashes) {
 
   const fs::path stored = ModelStore(tmp / "models").get("mfn").weights;
   const auto good = io::sha256_file(stored);
-  {
-    std::fstream f(stored, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(-100, std::ios::end);  // inside a tensor's values: still a loadable checkpoint
-    char c = 0;
-    f.read(&c, 1);
-    f.seekp(-100, std::ios::end);
-    c = static_cast<char>(c ^ 0x10);
-    f.write(&c, 1);
-  }
+  change_one_byte(stored);
   const auto bad = io::sha256_file(stored);
   r = test::run_cli("embed --aligned --model mfn " + crop.string(), tmp, env);
   EXPECT_EQ(r.exit_code, 2);
@@ -543,6 +547,32 @@ TEST(ModelStoreCli, AChangedByteIsRefusedNamingBothHashes) {
   r = test::run_cli("embed --aligned --no-verify --model mfn " + crop.string(), tmp, env);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("--no-verify"), std::string::npos) << r.err;
+}
+
+// A gallery bound through --model records the SHA-256 checked while loading; with --no-verify it
+// records the file's own hash, never the manifest's unchecked one.
+TEST(ModelStoreCli, GalleryBindingRecordsOnlyAVerifiedHash) {
+  FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
+  test::TempDir tmp;
+  const std::string env = "FACEMAG_HOME=" + tmp.path().string();
+  ASSERT_EQ(
+      test::run_cli("models add mfn " + mobilefacenet_weights().string() + " --arch mobilefacenet",
+                    tmp, env)
+          .exit_code,
+      0);
+  const fs::path stored = ModelStore(tmp / "models").get("mfn").weights;
+  const auto good = io::sha256_file(stored);
+  auto r = test::run_cli("gallery create " + (tmp / "a.db").string() + " --model mfn", tmp, env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sha256 " + good.substr(0, 12)), std::string::npos) << r.out;
+
+  change_one_byte(stored);
+  const auto changed = io::sha256_file(stored);
+  r = test::run_cli("gallery create " + (tmp / "b.db").string() + " --model mfn --no-verify", tmp,
+                    env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("sha256 " + changed.substr(0, 12)), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(good.substr(0, 12)), std::string::npos) << r.out;
 }
 
 // Every command that takes --arch/--weights takes --model: an unknown name is the store's error

@@ -55,7 +55,8 @@ ModelBinding binding_of(const Embedder& embedder, const std::filesystem::path& w
   b.model_name = m.name;
   b.architecture = m.architecture;
   b.embedding_size = embedder.output_size();
-  b.weights_sha256 = io::sha256_file(weights);
+  // Verified while loading where the manifest has it (a model of the store): not hashed twice.
+  b.weights_sha256 = m.sha256.empty() ? io::sha256_file(weights) : m.sha256;
   b.magnitude_is_quality = m.magnitude_is_quality;
   b.same_person_threshold = m.same_person_threshold;
   b.quality_threshold = m.quality_threshold;

@@ -237,6 +237,8 @@ TrainableNetwork load_network(const ModelManifest& manifest, const std::filesyst
 Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights,
                         const EmbedderOptions& options) {
   auto impl = load_impl(requested, weights, options.verify_sha256);
+  // A loaded model's sha256 is one that was checked, or none.
+  if (!options.verify_sha256) impl->manifest.sha256.clear();
   impl->module->eval();
   prepare(*impl, options.precision);
   return Embedder(impl);

@@ -46,7 +46,8 @@ std::vector<std::string> precision_names();
 struct EmbedderOptions {
   Precision precision = Precision::kFloat32;
   // When the manifest has a sha256, loading checks the weights against it (hashed while the
-  // checkpoint is parsed) and refuses a mismatch naming both hashes.
+  // checkpoint is parsed) and refuses a mismatch naming both hashes. Unchecked, the loaded
+  // model's manifest has no sha256: what manifest().sha256 says is always verified.
   bool verify_sha256 = true;
 };
 
