@@ -511,17 +511,20 @@ TEST(ModelStoreCli, AddRefusesACheckpointOfAnotherArchitecture) {
   EXPECT_FALSE(fs::exists(tmp / "models" / "wrong"));
 }
 
+// `models add mfn` of the real MobileFaceNet into the store under tmp.
+void add_mobilefacenet_to_store(const test::TempDir& tmp, const std::string& env) {
+  const auto r = test::run_cli(
+      "models add mfn " + mobilefacenet_weights().string() + " --arch mobilefacenet", tmp, env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
 // One changed byte: every load refuses it naming both hashes, `models verify` fails, and
 // --no-verify loads it with a warning.
 TEST(ModelStoreCli, AChangedByteIsRefusedNamingBothHashes) {
   FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
   test::TempDir tmp;
   const std::string env = "FACEMAG_HOME=" + tmp.path().string();
-  ASSERT_EQ(
-      test::run_cli("models add mfn " + mobilefacenet_weights().string() + " --arch mobilefacenet",
-                    tmp, env)
-          .exit_code,
-      0);
+  ASSERT_NO_FATAL_FAILURE(add_mobilefacenet_to_store(tmp, env));
   const auto crop =
       test::golden_dir() / "mobilefacenet" / "inputs" / "faces-casia__bruce__001__face0.png";
   auto r = test::run_cli("embed --aligned --model mfn " + crop.string(), tmp, env);
@@ -555,11 +558,7 @@ TEST(ModelStoreCli, GalleryBindingRecordsOnlyAVerifiedHash) {
   FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
   test::TempDir tmp;
   const std::string env = "FACEMAG_HOME=" + tmp.path().string();
-  ASSERT_EQ(
-      test::run_cli("models add mfn " + mobilefacenet_weights().string() + " --arch mobilefacenet",
-                    tmp, env)
-          .exit_code,
-      0);
+  ASSERT_NO_FATAL_FAILURE(add_mobilefacenet_to_store(tmp, env));
   const fs::path stored = ModelStore(tmp / "models").get("mfn").weights;
   const auto good = io::sha256_file(stored);
   auto r = test::run_cli("gallery create " + (tmp / "a.db").string() + " --model mfn", tmp, env);
