@@ -276,11 +276,6 @@ TEST(OnnxExportGolden, MtcnnNetworksGiveFacemagsMaps) {
   FACEMAG_REQUIRE_FILE(weights / "pnet.pt");
   FACEMAG_REQUIRE_FILE(photo_path);
   const cv::Mat photo = cv::imread(photo_path.string());
-  const auto load = [&](torch::nn::Module& net, const char* file) {
-    const auto checkpoint = io::load_checkpoint(weights / file);
-    nn::load_state_dict_strict(net, io::find_state_dict(checkpoint), checkpoint.source);
-    net.eval();
-  };
   // facemag's (and facenet-pytorch's) input: RGB, (x - 127.5) / 128, NCHW.
   const auto reference_input = [](const std::vector<cv::Mat>& images) {
     std::vector<torch::Tensor> rows;
@@ -309,7 +304,7 @@ TEST(OnnxExportGolden, MtcnnNetworksGiveFacemagsMaps) {
   };
   torch::NoGradGuard no_grad;
   nn::PNet pnet;
-  load(*pnet, "pnet.pt");
+  nn::load_mtcnn_weights(*pnet, weights / "pnet.pt");
   cv::Mat scaled;
   cv::resize(photo, scaled, {photo.cols * 3 / 5, photo.rows * 3 / 5}, 0, 0, cv::INTER_AREA);
   const auto [p_boxes, p_prob] = pnet->forward(reference_input({scaled}));
@@ -325,11 +320,11 @@ TEST(OnnxExportGolden, MtcnnNetworksGiveFacemagsMaps) {
     crops48.push_back(c48);
   }
   nn::RNet rnet;
-  load(*rnet, "rnet.pt");
+  nn::load_mtcnn_weights(*rnet, weights / "rnet.pt");
   const auto [r_boxes, r_prob] = rnet->forward(reference_input(crops24));
   expect_maps(*rnet, crops24, {"boxes", "prob"}, {r_boxes, r_prob});
   nn::ONet onet;
-  load(*onet, "onet.pt");
+  nn::load_mtcnn_weights(*onet, weights / "onet.pt");
   const auto [o_boxes, o_landmarks, o_prob] = onet->forward(reference_input(crops48));
   expect_maps(*onet, crops48, {"boxes", "landmarks", "prob"}, {o_boxes, o_landmarks, o_prob});
 }

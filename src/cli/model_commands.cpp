@@ -15,11 +15,9 @@
 #include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
 #include "facemag/export/onnx.hpp"
-#include "facemag/io/checkpoint.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/io/sha256.hpp"
 #include "facemag/model/store.hpp"
-#include "facemag/nn/module_utils.hpp"
 #include "facemag/nn/mtcnn_nets.hpp"
 
 namespace facemag::cli {
@@ -186,9 +184,7 @@ int run_export(const ExportOptions& opt) {
   if (mtcnn) {
     if (opt.weights.empty()) throw InvalidInput("--weights: the " + opt.arch + " checkpoint");
     auto net = mtcnn_network(opt.arch);
-    const auto checkpoint = io::load_checkpoint(opt.weights);
-    nn::load_state_dict_strict(*net, io::find_state_dict(checkpoint), checkpoint.source);
-    net->eval();
+    nn::load_mtcnn_weights(*net, opt.weights);
     bytes = mtcnn_network_to_onnx(*net, io::sha256_file(opt.weights), options);
   } else {
     const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);

@@ -269,14 +269,9 @@ void for_each_image(std::size_t count, F f) {
 
 MtcnnDetector MtcnnDetector::load(const std::filesystem::path& weights_dir) {
   auto nets = std::make_shared<Nets>();
-  const auto load_one = [&](torch::nn::Module& net, const char* file) {
-    const io::Checkpoint checkpoint = io::load_checkpoint(weights_dir / file);
-    nn::load_state_dict_strict(net, io::find_state_dict(checkpoint), checkpoint.source);
-    net.eval();
-  };
-  load_one(*nets->pnet, "pnet.pt");
-  load_one(*nets->rnet, "rnet.pt");
-  load_one(*nets->onet, "onet.pt");
+  nn::load_mtcnn_weights(*nets->pnet, weights_dir / "pnet.pt");
+  nn::load_mtcnn_weights(*nets->rnet, weights_dir / "rnet.pt");
+  nn::load_mtcnn_weights(*nets->onet, weights_dir / "onet.pt");
   return MtcnnDetector(nets);
 }
 

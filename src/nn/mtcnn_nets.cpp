@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "facemag/error.hpp"
+#include "facemag/io/checkpoint.hpp"
 #include "kernels.hpp"
 
 namespace facemag::nn {
@@ -207,6 +208,12 @@ std::vector<std::string> ONetImpl::describe(GraphSink& sink, const std::string& 
   return {sink.linear(y, dense6_2->weight, dense6_2->bias),
           sink.linear(y, dense6_3->weight, dense6_3->bias),
           sink.softmax(sink.linear(y, dense6_1->weight, dense6_1->bias))};
+}
+
+void load_mtcnn_weights(torch::nn::Module& net, const std::filesystem::path& file) {
+  const io::Checkpoint checkpoint = io::load_checkpoint(file);
+  load_state_dict_strict(net, io::find_state_dict(checkpoint), checkpoint.source);
+  net.eval();
 }
 
 }  // namespace facemag::nn

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include <filesystem>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -57,5 +58,9 @@ class ONetImpl : public torch::nn::Module {
   torch::nn::Linear dense5{nullptr}, dense6_1{nullptr}, dense6_2{nullptr}, dense6_3{nullptr};
 };
 TORCH_MODULE(ONet);
+
+// Loads one of facenet-pytorch's files (pnet.pt, rnet.pt, onet.pt) into `net` strictly and
+// switches it to eval mode; ModelLoadError naming the file for a wrong or damaged one.
+void load_mtcnn_weights(torch::nn::Module& net, const std::filesystem::path& file);
 
 }  // namespace facemag::nn
