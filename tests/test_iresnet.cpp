@@ -236,6 +236,48 @@ TEST(IResNet, FastFloat32PathsAgreeWithTheReferenceForEveryBatchSize) {
   EXPECT_THROW(winograd.forward(torch::zeros({1, 3, 96, 96})), InvalidInput);
 }
 
+// The bfloat16 oneDNN network against the float32 reference within its error model
+// (bf16_error_model.hpp), for batch sizes it runs as one plan and as several, from two threads.
+TEST(IResNet, OneDnnBfloat16StaysWithinItsErrorModelForEveryBatchSize) {
+  if (!nn::OneDnnIResNet::available(torch::kBFloat16))
+    GTEST_SKIP() << "no bfloat16 oneDNN network on this build or CPU (needs AVX-512)";
+  nn::IResNet net(nn::IResNetDepth::k18);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto input =
+      torch::rand({7, 3, 112, 112}, torch::Generator(at::detail::createCPUGenerator(11)));
+  const auto expected = net->forward(input);
+  const auto model_errors =
+      test::relative_errors(test::emulated_bf16_iresnet(*net, input), expected);
+  const nn::OneDnnIResNet bf16(*net, torch::kBFloat16);
+  const std::vector<std::int64_t> batches{1, 7, 2, 5, 3};
+  std::vector<std::vector<std::string>> failures(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = t; i < batches.size() + t; ++i) {
+        const auto n = batches[i % batches.size()];
+        const auto errors =
+            test::relative_errors(bf16.forward(input.slice(0, 0, n)), expected.slice(0, 0, n));
+        for (std::int64_t row = 0; row < n; ++row) {
+          const auto bound = test::kBf16ErrorFactor * model_errors[row];
+          if (!(errors[row] <= bound)) {
+            failures[t].push_back("batch " + std::to_string(n) + " row " + std::to_string(row) +
+                                  ": relative error " + std::to_string(errors[row]) + " > bound " +
+                                  std::to_string(bound));
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& list : failures) {
+    for (const auto& f : list) ADD_FAILURE() << f;
+  }
+  EXPECT_THROW(bf16.forward(torch::zeros({1, 3, 96, 96})), InvalidInput);
+}
+
 TEST(Embedder, RejectsFacesOfTheWrongSize) {
   const Embedder e = Embedder::with_formula_weights(builtin_manifest("iresnet18"));
   EXPECT_THROW(e.embed({cv::Mat(100, 100, CV_8UC3)}), InvalidInput);

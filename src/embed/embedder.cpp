@@ -108,13 +108,14 @@ void prepare(Embedder::Impl& impl, Precision precision) {
   impl.precision = precision;
   if (precision == Precision::kReference) return;
   if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get())) {
-    if (precision == Precision::kFloat32 && nn::OneDnnIResNet::available()) {
-      auto winograd = std::make_shared<const nn::OneDnnIResNet>(*net);
-      impl.forward = [winograd](const torch::Tensor& x) { return winograd->forward(x); };
+    const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
+    if (nn::OneDnnIResNet::available(dtype)) {
+      auto onednn = std::make_shared<const nn::OneDnnIResNet>(*net, dtype);
+      impl.forward = [onednn](const torch::Tensor& x) { return onednn->forward(x); };
       return;
     }
-    auto fused = std::make_shared<const nn::FusedIResNet>(
-        *net, precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32);
+    // LibTorch's channels-last path: a CPU without AVX-512 for bf16, a build without oneDNN.
+    auto fused = std::make_shared<const nn::FusedIResNet>(*net, dtype);
     impl.forward = [fused](const torch::Tensor& x) { return fused->forward(x); };
     return;
   }

@@ -182,8 +182,7 @@ struct InceptionResnetV1Impl::OneDnnStem {
       : network([convs](onednn::PlanBuilder& plan, std::int64_t batch) {
           using onednn::blocked, onednn::kA, onednn::kB, onednn::kInput, onednn::kOutput;
           using onednn::memory;
-          dnnl::post_ops relu;
-          relu.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+          const onednn::Epilogue relu{.relu = true};
           memory::dims dims{batch, 3, kSize, kSize};
           // NCHW input: oneDNN's first-layer kernel (3 channels) reads it, not channels-last.
           memory::desc src_md(dims, memory::data_type::f32, memory::format_tag::nchw);

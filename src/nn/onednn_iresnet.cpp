@@ -21,67 +21,83 @@ using onednn::blocked;
 using onednn::memory;
 using onednn::Slot;
 
-// iResNet for one batch size: stem, blocks (activations in oneDNN's blocked layout, each block's
+// iResNet for one batch size in activations of `type`: stem, blocks (activations in oneDNN's
+// blocked layout, PReLU fused into the convolution before it where oneDNN can, each block's
 // residual addition a sum post-op of its second convolution), last activation reordered to the
-// channels-last order of FoldedIResNet's fc columns.
-void describe(const FoldedIResNet& folded, onednn::PlanBuilder& plan, std::int64_t batch) {
+// float32 channels-last order of FoldedIResNet's fc columns.
+void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanBuilder& plan,
+              std::int64_t batch) {
   using onednn::kA, onednn::kB, onednn::kC, onednn::kInput, onednn::kOutput;
   const auto output_dims = [](const memory::dims& in, const FoldedIResNet::Conv& c) {
     return onednn::conv_output_dims(in, c.weight, c.stride, {c.padding, c.padding});
   };
-  const auto conv = [&](const FoldedIResNet::Conv& c, Slot src, const memory::dims& src_dims,
-                        Slot dst, bool accumulate) {
-    dnnl::post_ops ops;
-    if (accumulate) ops.append_sum(1.0f);
-    const auto dst_dims = output_dims(src_dims, c);
-    plan.conv(c.weight, c.bias, c.stride, {c.padding, c.padding}, src, blocked(src_dims), dst,
-              blocked(dst_dims), ops);
+  const auto conv = [&](const FoldedIResNet::Conv& c, Slot src, const memory::desc& src_md,
+                        Slot dst, const onednn::Epilogue& epilogue) {
+    const auto dst_dims = output_dims(src_md.dims(), c);
+    plan.conv(c.weight, c.bias, c.stride, {c.padding, c.padding}, src, src_md, dst,
+              blocked(dst_dims, type), epilogue);
     return dst_dims;
   };
 
   const memory::dims input_dims{batch, 3, 112, 112};
-  memory::dims dims = output_dims(input_dims, folded.stem);
-  plan.conv(folded.stem.weight, folded.stem.bias, folded.stem.stride,
-            {folded.stem.padding, folded.stem.padding}, kInput,
-            memory::desc(input_dims, memory::data_type::f32, memory::format_tag::nchw), kA,
-            blocked(dims));
-  plan.prelu(folded.stem_prelu, kA, blocked(dims));
+  memory::desc input_md(input_dims, memory::data_type::f32, memory::format_tag::nchw);
+  Slot input = kInput;
+  if (type != memory::data_type::f32) {  // the stem convolution reads its own type
+    const auto converted = onednn::input_layout(input_dims, type);
+    plan.reorder(kInput, input_md, kB, converted);
+    input = kB;
+    input_md = converted;
+  }
+  memory::dims dims = conv(folded.stem, input, input_md, kA, {.prelu = folded.stem_prelu});
   // x lives in one of kA/kB/kC; the other two hold a block's intermediate results.
   Slot x = kA;
   for (const auto& b : folded.blocks) {
     const Slot first = x == kA ? kB : kA;
     const Slot second = static_cast<Slot>(kA + kB + kC - x - first);
-    plan.affine(b.pre_scale, b.pre_shift, x, first, blocked(dims));
-    const auto mid_dims = conv(b.conv1, first, dims, second, false);
-    plan.prelu(b.prelu, second, blocked(mid_dims));
+    plan.affine(b.pre_scale, b.pre_shift, x, first, blocked(dims, type));
+    const auto mid_dims = conv(b.conv1, first, blocked(dims, type), second, {.prelu = b.prelu});
     if (b.downsample) {
-      conv(*b.downsample, x, dims, first, false);
-      dims = conv(b.conv2, second, mid_dims, first, true);
+      conv(*b.downsample, x, blocked(dims, type), first, {});
+      dims = conv(b.conv2, second, blocked(mid_dims, type), first, {.accumulate = true});
       x = first;
     } else {
-      dims = conv(b.conv2, second, mid_dims, x, true);
+      dims = conv(b.conv2, second, blocked(mid_dims, type), x, {.accumulate = true});
     }
   }
-  plan.reorder(x, blocked(dims), kOutput,
+  plan.reorder(x, blocked(dims, type), kOutput,
                memory::desc(dims, memory::data_type::f32, memory::format_tag::nhwc));
 }
 
 }  // namespace
 
 struct OneDnnIResNet::Impl {
-  explicit Impl(const IResNetImpl& net)
+  Impl(const IResNetImpl& net, memory::data_type type)
       : folded(net, torch::kFloat32),
-        network([this](onednn::PlanBuilder& plan, std::int64_t batch) {
-          describe(folded, plan, batch);
+        network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
+          describe(folded, type, plan, batch);
         }) {}
 
   FoldedIResNet folded;
   onednn::Network network;
 };
 
-bool OneDnnIResNet::available() { return true; }
+bool OneDnnIResNet::available(torch::ScalarType dtype) {
+  if (dtype == torch::kFloat32) return true;
+  // oneDNN's bfloat16 convolutions need AVX-512 (they emulate the bf16 instructions where the
+  // CPU lacks them); without it they would fall to its reference kernels.
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+  return dtype == torch::kBFloat16 && (isa & avx512) == avx512;
+}
 
-OneDnnIResNet::OneDnnIResNet(const IResNetImpl& net) : impl_(std::make_unique<Impl>(net)) {}
+OneDnnIResNet::OneDnnIResNet(const IResNetImpl& net, torch::ScalarType dtype) {
+  if (!available(dtype)) {
+    throw InvalidInput(std::string("iResNet on oneDNN in ") + c10::toString(dtype) +
+                       " is not available on this CPU");
+  }
+  impl_ = std::make_unique<Impl>(
+      net, dtype == torch::kBFloat16 ? memory::data_type::bf16 : memory::data_type::f32);
+}
 
 torch::Tensor OneDnnIResNet::forward(const torch::Tensor& x) const {
   if (x.dim() != 4 || x.size(1) != 3 || x.size(2) != 112 || x.size(3) != 112) {
@@ -101,9 +117,9 @@ torch::Tensor OneDnnIResNet::forward(const torch::Tensor& x) const {
 
 struct OneDnnIResNet::Impl {};
 
-bool OneDnnIResNet::available() { return false; }
+bool OneDnnIResNet::available(torch::ScalarType) { return false; }
 
-OneDnnIResNet::OneDnnIResNet(const IResNetImpl&) {
+OneDnnIResNet::OneDnnIResNet(const IResNetImpl&, torch::ScalarType) {
   throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnIResNet");
 }
 

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <stdexcept>
+#include <string>
+#include <string_view>
 
 namespace facemag::nn::onednn {
 namespace {
@@ -41,8 +44,39 @@ memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& 
 
 }  // namespace
 
-memory::desc blocked(const memory::dims& dims) {
-  return memory::desc(dims, DataType::f32, Tag::nChw16c);
+// Whether oneDNN's convolutions in `type` want channels-last activations on this CPU: the
+// layout it picks for a typical 3x3 convolution of iResNet's left free.
+bool prefers_channels_last(DataType type) {
+  const memory::dims src{1, 64, 56, 56}, weights{64, 64, 3, 3}, bias{64};
+  const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  try {
+    const dnnl::convolution_forward::primitive_desc pd({dnnl::prop_kind::forward_inference,
+                                                        dnnl::algorithm::convolution_direct,
+                                                        memory::desc(src, type, Tag::any),
+                                                        memory::desc(weights, type, Tag::any),
+                                                        memory::desc(bias, DataType::f32, Tag::a),
+                                                        memory::desc(src, type, Tag::any),
+                                                        {1, 1},
+                                                        {1, 1},
+                                                        {1, 1}},
+                                                       engine);
+    return pd.dst_desc() == memory::desc(src, type, Tag::nhwc);
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
+
+Tag activation_tag(DataType type) {
+  static const bool bf16_channels_last = prefers_channels_last(DataType::bf16);
+  return type == DataType::bf16 && bf16_channels_last ? Tag::nhwc : Tag::nChw16c;
+}
+
+memory::desc blocked(const memory::dims& dims, memory::data_type type) {
+  return memory::desc(dims, type, activation_tag(type));
+}
+
+memory::desc input_layout(const memory::dims& dims, memory::data_type type) {
+  return memory::desc(dims, type, activation_tag(type) == Tag::nhwc ? Tag::nhwc : Tag::nchw);
 }
 
 memory::dims dims_of(const torch::Tensor& t) { return {t.sizes().begin(), t.sizes().end()}; }
@@ -61,13 +95,21 @@ void PlanBuilder::note_sizes(const PrimitiveDesc& pd, const memory::desc& dst) {
 
 void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, std::int64_t stride,
                        const memory::dims& padding, Slot src, const memory::desc& src_md, Slot dst,
-                       const memory::desc& dst_md, const dnnl::post_ops& ops) {
+                       const memory::desc& dst_md, const Epilogue& epilogue) {
   const auto& engine = network_.engine();
   const int index = conv_index_++;
   const auto weight_dims = dims_of(weight);
   const memory::dims strides{stride, stride};
-  const memory::desc any_weights(weight_dims, DataType::f32, Tag::any);
+  const memory::desc any_weights(weight_dims, src_md.data_type(), Tag::any);
   const memory::desc bias_md({weight_dims[0]}, DataType::f32, Tag::a);
+  const bool has_prelu = epilogue.prelu.defined();
+  const auto post_ops = [&](bool fuse_prelu) {
+    dnnl::post_ops ops;
+    if (epilogue.accumulate) ops.append_sum(1.0f);
+    if (epilogue.relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    if (fuse_prelu) ops.append_prelu(1 << 1);  // one slope per channel (dimension 1)
+    return ops;
+  };
   // oneDNN's implementation iterator points into these descriptions: they outlive it.
   auto describe = [&](dnnl::algorithm algorithm) {
     return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src_md,
@@ -75,15 +117,45 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, s
   };
   const auto winograd = describe(dnnl::algorithm::convolution_winograd);
   const auto direct = describe(dnnl::algorithm::convolution_direct);
-  const auto attr = attributes(ops);
-  dnnl::convolution_forward::primitive_desc pd;
-  if (weight_dims[2] == 3 && weight_dims[3] == 3 && stride == 1) {
+  // Candidates, best first; a reference (unoptimised C++) implementation only as a last resort.
+  struct Candidate {
+    const dnnl::convolution_forward::desc* desc;
+    bool fuse_prelu;
+  };
+  std::vector<Candidate> candidates;
+  if (weight_dims[2] == 3 && weight_dims[3] == 3 && stride == 1 &&
+      src_md.data_type() == DataType::f32) {
+    candidates.push_back({&winograd, has_prelu});
+    if (has_prelu) candidates.push_back({&winograd, false});
+  }
+  candidates.push_back({&direct, has_prelu});
+  if (has_prelu) candidates.push_back({&direct, false});
+  dnnl::convolution_forward::primitive_desc pd, fallback;
+  bool prelu_fused = false, fallback_fused = false;
+  for (const auto& candidate : candidates) {
     try {
-      pd = dnnl::convolution_forward::primitive_desc(winograd, attr, engine);
-    } catch (const dnnl::error&) {  // no Winograd kernel for this CPU or shape
+      dnnl::convolution_forward::primitive_desc found(
+          *candidate.desc, attributes(post_ops(candidate.fuse_prelu)), engine);
+      if (!std::string_view(found.impl_info_str()).starts_with("ref")) {
+        pd = found;
+        prelu_fused = candidate.fuse_prelu;
+        break;
+      }
+      if (!fallback) {
+        fallback = found;
+        fallback_fused = candidate.fuse_prelu;
+      }
+    } catch (const dnnl::error&) {  // no kernel for this CPU, shape and epilogue
     }
   }
-  if (!pd) pd = dnnl::convolution_forward::primitive_desc(direct, attr, engine);
+  if (!pd) {
+    if (!fallback) {
+      throw std::runtime_error("oneDNN has no convolution for weights " + c10::str(weight.sizes()) +
+                               " on this CPU");
+    }
+    pd = fallback;
+    prelu_fused = fallback_fused;
+  }
   // Among the implementations, prefer one whose weight layout is already kept (another batch
   // size asked for it): a layout of iResNet100 costs ~1 GB.
   if (network_.weights_.count(index) && !network_.has_weights(index, pd.weights_desc())) {
@@ -95,10 +167,19 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, s
     }
   }
   note_sizes(pd, dst_md);
-  plan_.steps.push_back({dnnl::convolution_forward(pd),
-                         {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weight, pd.weights_desc())},
-                          {DNNL_ARG_BIAS, view(bias, {weight_dims[0]}, Tag::a, engine)}},
-                         {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}});
+  Plan::Step step{dnnl::convolution_forward(pd),
+                  {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weight, pd.weights_desc())},
+                   {DNNL_ARG_BIAS, view(bias, {weight_dims[0]}, Tag::a, engine)}},
+                  {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
+  if (prelu_fused) {
+    const auto slope = epilogue.prelu.to(torch::kFloat32).contiguous();
+    plan_.constants.push_back(slope);
+    const int position = int{epilogue.accumulate} + int{epilogue.relu};  // prelu comes last
+    step.constant_args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(position) | DNNL_ARG_WEIGHTS,
+                               view(slope, {1, slope.numel(), 1, 1}, Tag::nchw, engine));
+  }
+  plan_.steps.push_back(std::move(step));
+  if (has_prelu && !prelu_fused) prelu(epilogue.prelu, dst, dst_md);
 }
 
 void PlanBuilder::prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md) {

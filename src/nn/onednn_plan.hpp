@@ -1,8 +1,8 @@
-// Float32 networks run straight on oneDNN primitives (internal; built with FACEMAG_HAVE_ONEDNN
-// only). A network describes itself once per batch size through a PlanBuilder; the resulting
-// plan (compiled primitives, weights in the layouts they chose, buffer sizes) is kept for the
-// few most recent batch sizes. A call runs a plan in its own buffers, so one network serves
-// concurrent calls.
+// Networks run straight on oneDNN primitives, in float32 or bfloat16 activations (internal;
+// built with FACEMAG_HAVE_ONEDNN only). A network describes itself once per batch size through a
+// PlanBuilder; the resulting plan (compiled primitives, weights in the layouts they chose, buffer
+// sizes) is kept for the few most recent batch sizes. A call runs a plan in its own buffers, so one
+// network serves concurrent calls.
 #pragma once
 
 #include <torch/types.h>
@@ -26,8 +26,13 @@ using dnnl::memory;
 // as large as the largest activation of the plan.
 enum Slot : int { kInput, kA, kB, kC, kOutput, kSlotCount };
 
-// oneDNN's blocked activation layout for AVX-512 (16 channels innermost).
-memory::desc blocked(const memory::dims& dims);
+// The activation layout oneDNN's convolutions prefer on this CPU for `type`: its blocked layout
+// (16 channels innermost) for float32 and for bfloat16 on AVX512-BF16; channels-last where its
+// bfloat16 kernels want that (the AMX ones). Asked of oneDNN once per type, not hard-coded.
+memory::desc blocked(const memory::dims& dims, memory::data_type type = memory::data_type::f32);
+// The layout of a network's 3-channel input to go with blocked(): NCHW, or NHWC beside
+// channels-last activations.
+memory::desc input_layout(const memory::dims& dims, memory::data_type type);
 memory::dims dims_of(const torch::Tensor& t);
 // N x O x H' x W' of a convolution with `weight` (O x I x kh x kw) over `src` (N x I x H x W).
 memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
@@ -49,18 +54,30 @@ struct Plan {
 
 class Network;
 
+// What a convolution does to its result before storing it, fused into the convolution where
+// oneDNN has a kernel for the combination, otherwise as a pass of its own.
+struct Epilogue {
+  bool accumulate = false;  // dst += result (a residual sum; dst holds the other operand)
+  bool relu = false;
+  torch::Tensor prelu = {};  // one float32 slope per output channel; undefined: none
+};
+
 // Appends primitives to a plan. Convolutions are numbered in the order they are added, which
 // must be the same for every batch size (weights are kept per number and layout).
 class PlanBuilder {
  public:
-  // dst = conv(src) + bias, then `ops` (ReLU, the residual sum...). 3x3 stride-1 convolutions
-  // use oneDNN's Winograd kernels where it has them for this CPU and shape.
+  // dst = epilogue(conv(src) + bias). Weights (float32 O x I x kh x kw) are kept in the data
+  // type of src (bfloat16 activations: bfloat16 weights, float32 accumulation and bias).
+  // float32 3x3 stride-1 convolutions use oneDNN's Winograd kernels where it has them for this
+  // CPU and shape, even where that costs a separate PReLU pass (the Winograd kernels take no
+  // PReLU post-op).
   void conv(const torch::Tensor& weight, const torch::Tensor& bias, std::int64_t stride,
             const memory::dims& padding, Slot src, const memory::desc& src_md, Slot dst,
-            const memory::desc& dst_md, const dnnl::post_ops& ops = dnnl::post_ops());
+            const memory::desc& dst_md, const Epilogue& epilogue = {});
   // PReLU in place, one slope per channel.
   void prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md);
-  // dst = src * scale + shift per channel (a BatchNorm with mean 0 and variance 1).
+  // dst = src * scale + shift per channel (a BatchNorm with mean 0 and variance 1); scale and
+  // shift float32 whatever the activations' type.
   void affine(const torch::Tensor& scale, const torch::Tensor& shift, Slot src, Slot dst,
               const memory::desc& md);
   // Max pooling without padding (floor mode).

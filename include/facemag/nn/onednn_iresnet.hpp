@@ -1,4 +1,5 @@
-// iResNet float32 inference straight on oneDNN, for the speed LibTorch cannot reach: ATen runs
+// iResNet inference straight on oneDNN, in float32 or bfloat16, for the speed LibTorch cannot
+// reach. float32: ATen runs
 // every convolution as a direct one, while oneDNN also has Winograd F(4x4, 3x3) kernels for
 // AVX-512 (4x fewer multiplications; measured 1.6-1.75x faster on iResNet's 3x3 stride-1
 // convolutions, which make up most of the network). Activations stay in oneDNN's blocked layout
@@ -10,6 +11,12 @@
 // where oneDNN offers it (batch 1 would otherwise pick F(2x2, 3x3) with its own).
 // Results are float32 with a different summation order: 1 - cosine to the MagFace goldens
 // <= 6.9e-12, magnitudes within 1.8e-6 (iResNet100).
+//
+// bfloat16: activations and weights in bfloat16 from the stem to the last block, float32
+// accumulation, biases and BatchNorm; PReLU fused into the convolution before it; weights
+// reordered once per layout and kept (iResNet100: ~130 MB), not per call as LibTorch's bf16 path
+// does. Error: that of rounding every stored tensor to 8 significant bits (the tests bound it by
+// a CPU-independent emulation, tests/bf16_error_model.hpp); input and output stay float32.
 //
 // Built only where oneDNN's headers were found (FACEMAG_HAVE_ONEDNN); available() says so.
 #pragma once
@@ -24,10 +31,12 @@ class IResNetImpl;
 
 class OneDnnIResNet {
  public:
-  // True when this build links oneDNN; otherwise the constructor throws std::logic_error.
-  static bool available();
+  // True when this build links oneDNN and this CPU runs `dtype` (kFloat32: always; kBFloat16:
+  // AVX-512). Without oneDNN the constructor throws std::logic_error, for an unavailable dtype
+  // InvalidInput.
+  static bool available(torch::ScalarType dtype = torch::kFloat32);
 
-  explicit OneDnnIResNet(const IResNetImpl& net);
+  explicit OneDnnIResNet(const IResNetImpl& net, torch::ScalarType dtype = torch::kFloat32);
   ~OneDnnIResNet();
   OneDnnIResNet(const OneDnnIResNet&) = delete;
   OneDnnIResNet& operator=(const OneDnnIResNet&) = delete;
