@@ -71,8 +71,9 @@ void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanB
 }  // namespace
 
 struct OneDnnIResNet::Impl {
+  // Folded in the activations' type: the bfloat16 network keeps half the source weights.
   Impl(const IResNetImpl& net, memory::data_type type)
-      : folded(net, torch::kFloat32),
+      : folded(net, type == memory::data_type::bf16 ? torch::kBFloat16 : torch::kFloat32),
         network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
           describe(folded, type, plan, batch);
         }) {}

@@ -17,9 +17,16 @@ namespace {
 using DataType = memory::data_type;
 using Tag = memory::format_tag;
 
-// A float32 tensor seen in place by oneDNN (the tensor must outlive the memory object).
+DataType data_type_of(const torch::Tensor& t) {
+  if (t.scalar_type() == torch::kFloat32) return DataType::f32;
+  if (t.scalar_type() == torch::kBFloat16) return DataType::bf16;
+  throw std::invalid_argument(std::string("oneDNN plan: no tensors of ") +
+                              c10::toString(t.scalar_type()));
+}
+
+// A float32 or bfloat16 tensor seen in place by oneDNN (the tensor must outlive the memory).
 memory view(const torch::Tensor& t, const memory::dims& dims, Tag tag, const dnnl::engine& engine) {
-  return memory({dims, DataType::f32, tag}, engine, t.data_ptr<float>());
+  return memory({dims, data_type_of(t), tag}, engine, t.data_ptr());
 }
 
 // Every primitive takes its scratchpad from the caller's buffer, so concurrent calls never share.
@@ -85,6 +92,13 @@ memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weig
                               std::int64_t stride, const memory::dims& padding) {
   return {src[0], weight.size(0), (src[2] + 2 * padding[0] - weight.size(2)) / stride + 1,
           (src[3] + 2 * padding[1] - weight.size(3)) / stride + 1};
+}
+
+memory PlanBuilder::float32(const torch::Tensor& t, const memory::dims& dims,
+                            memory::format_tag tag) {
+  const auto converted = t.to(torch::kFloat32).contiguous();
+  plan_.constants.push_back(converted);
+  return view(converted, dims, tag, network_.engine());
 }
 
 template <class PrimitiveDesc>
@@ -169,14 +183,13 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, s
   note_sizes(pd, dst_md);
   Plan::Step step{dnnl::convolution_forward(pd),
                   {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weight, pd.weights_desc())},
-                   {DNNL_ARG_BIAS, view(bias, {weight_dims[0]}, Tag::a, engine)}},
+                   {DNNL_ARG_BIAS, float32(bias, {weight_dims[0]}, Tag::a)}},
                   {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
   if (prelu_fused) {
-    const auto slope = epilogue.prelu.to(torch::kFloat32).contiguous();
-    plan_.constants.push_back(slope);
     const int position = int{epilogue.accumulate} + int{epilogue.relu};  // prelu comes last
-    step.constant_args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(position) | DNNL_ARG_WEIGHTS,
-                               view(slope, {1, slope.numel(), 1, 1}, Tag::nchw, engine));
+    step.constant_args.emplace(
+        DNNL_ARG_ATTR_MULTIPLE_POST_OP(position) | DNNL_ARG_WEIGHTS,
+        float32(epilogue.prelu, {1, epilogue.prelu.numel(), 1, 1}, Tag::nchw));
   }
   plan_.steps.push_back(std::move(step));
   if (has_prelu && !prelu_fused) prelu(epilogue.prelu, dst, dst_md);
@@ -189,8 +202,7 @@ void PlanBuilder::prelu(const torch::Tensor& slope, Slot slot, const memory::des
       {dnnl::prop_kind::forward_inference, md, memory::desc(slope_dims, DataType::f32, Tag::any)},
       attributes(), engine);
   note_sizes(pd, md);
-  const auto slopes =
-      in_layout(view(slope, slope_dims, Tag::nchw, engine), pd.weights_desc(), engine);
+  const auto slopes = in_layout(float32(slope, slope_dims, Tag::nchw), pd.weights_desc(), engine);
   plan_.steps.push_back({dnnl::prelu_forward(pd),
                          {{DNNL_ARG_WEIGHTS, slopes}},
                          {{DNNL_ARG_SRC, slot, md}, {DNNL_ARG_DST, slot, md}}});
@@ -212,8 +224,8 @@ void PlanBuilder::affine(const torch::Tensor& scale, const torch::Tensor& shift,
   plan_.steps.push_back({dnnl::batch_normalization_forward(pd),
                          {{DNNL_ARG_MEAN, view(zeros, {channels}, Tag::a, engine)},
                           {DNNL_ARG_VARIANCE, view(ones, {channels}, Tag::a, engine)},
-                          {DNNL_ARG_SCALE, view(scale, {channels}, Tag::a, engine)},
-                          {DNNL_ARG_SHIFT, view(shift, {channels}, Tag::a, engine)}},
+                          {DNNL_ARG_SCALE, float32(scale, {channels}, Tag::a)},
+                          {DNNL_ARG_SHIFT, float32(shift, {channels}, Tag::a)}},
                          {{DNNL_ARG_SRC, src, md}, {DNNL_ARG_DST, dst, md}}});
 }
 
@@ -255,8 +267,8 @@ memory Network::weights_in(int conv_index, const torch::Tensor& weight,
   for (const auto& m : kept) {
     if (m.get_desc() == layout) return m;
   }
-  // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only. Always a copy:
-  // `plain` may be a temporary.
+  // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only (float32 or
+  // bfloat16: the reorder converts). Always a copy: `plain` may be a temporary.
   const auto plain = weight.contiguous();
   auto source = view(plain, dims_of(plain), Tag::oihw, engine_);
   memory target(layout, engine_);

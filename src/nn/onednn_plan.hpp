@@ -66,8 +66,9 @@ struct Epilogue {
 // must be the same for every batch size (weights are kept per number and layout).
 class PlanBuilder {
  public:
-  // dst = epilogue(conv(src) + bias). Weights (float32 O x I x kh x kw) are kept in the data
-  // type of src (bfloat16 activations: bfloat16 weights, float32 accumulation and bias).
+  // dst = epilogue(conv(src) + bias). Weights (O x I x kh x kw, float32 or bfloat16) are kept
+  // in the data type of src (bfloat16 activations: bfloat16 weights, float32 accumulation and
+  // bias); the bias, slopes and scales may come in either type and are used as float32.
   // float32 3x3 stride-1 convolutions use oneDNN's Winograd kernels where it has them for this
   // CPU and shape, even where that costs a separate PReLU pass (the Winograd kernels take no
   // PReLU post-op).
@@ -90,6 +91,8 @@ class PlanBuilder {
   PlanBuilder(const Network& network, Plan& plan) : network_(network), plan_(plan) {}
   template <class PrimitiveDesc>
   void note_sizes(const PrimitiveDesc& pd, const memory::desc& dst);
+  // A small float32 copy of `t` kept by the plan (biases, scales, slopes in any dtype).
+  memory float32(const torch::Tensor& t, const memory::dims& dims, memory::format_tag tag);
 
   const Network& network_;
   Plan& plan_;
