@@ -25,8 +25,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <string>
 #include <vector>
 
+#include "facemag/nn/graph.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
 
@@ -62,6 +65,69 @@ inline torch::Tensor emulated_bf16_iresnet(const nn::IResNetImpl& net, const tor
   const auto flat = x.permute({0, 2, 3, 1}).reshape({x.size(0), -1});
   return torch::addmm(folded.fc_bias, flat, folded.fc_weight.t());
 }
+
+// Any network that describes itself (nn::GraphSink), run the same way: float32 arithmetic on
+// bfloat16-rounded convolution weights, every value an operation stores rounded to bfloat16
+// (after the input cast, each convolution, PReLU/ReLU, affine, sum, pooling), biases and scales
+// float32 as nn::OneDnnGraph keeps them; what follows the flatten in float32. Evaluate with
+// `network.describe(sink, sink.input(x))`, then sink.value(output).
+class Bf16EmulationSink : public nn::GraphSink {
+ public:
+  Value input(const torch::Tensor& x) { return put(x); }
+  torch::Tensor value(const Value& v) const { return values_.at(v); }
+
+  Value conv(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias, Pair stride,
+             Pair padding, std::int64_t groups) override {
+    return put(torch::conv2d(at(x), round_to_bf16(weight.to(torch::kFloat32)),
+                             bias.defined() ? bias.to(torch::kFloat32) : torch::Tensor(),
+                             {stride[0], stride[1]}, {padding[0], padding[1]}, {1, 1}, groups));
+  }
+  Value scale_shift(const Value& x, const torch::Tensor& scale,
+                    const torch::Tensor& shift) override {
+    return put(at(x) * channels(scale) + channels(shift));
+  }
+  Value prelu(const Value& x, const torch::Tensor& slope) override {
+    return put(torch::prelu(at(x), slope.to(torch::kFloat32).flatten()));
+  }
+  Value relu(const Value& x) override { return put(torch::relu(at(x))); }
+  Value add(const Value& a, const Value& b) override { return put(at(a) + at(b)); }
+  Value concat(const std::vector<Value>& values) override {
+    std::vector<torch::Tensor> parts;
+    for (const auto& v : values) parts.push_back(at(v));
+    return put(torch::cat(parts, 1));
+  }
+  Value max_pool(const Value& x, Pair kernel, Pair stride, bool ceil_mode) override {
+    return put(torch::max_pool2d(at(x), {kernel[0], kernel[1]}, {stride[0], stride[1]}, {0, 0},
+                                 {1, 1}, ceil_mode));
+  }
+  Value global_average_pool(const Value& x) override {
+    return put(torch::adaptive_avg_pool2d(at(x), {1, 1}));
+  }
+  Value flatten(const Value& x, bool caffe_order) override {
+    const auto& t = at(x);
+    return keep(caffe_order ? t.permute({0, 3, 2, 1}).reshape({t.size(0), -1})
+                            : t.reshape({t.size(0), -1}));
+  }
+  Value linear(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias) override {
+    auto y = torch::mm(at(x), weight.to(torch::kFloat32).t());
+    return keep(bias.defined() ? y + bias.to(torch::kFloat32) : y);
+  }
+  Value softmax(const Value& x) override { return keep(torch::softmax(at(x), 1)); }
+
+ private:
+  static torch::Tensor channels(const torch::Tensor& t) {
+    return t.to(torch::kFloat32).reshape({1, -1, 1, 1});
+  }
+  const torch::Tensor& at(const Value& v) const { return values_.at(v); }
+  Value put(const torch::Tensor& t) { return keep(round_to_bf16(t)); }
+  Value keep(const torch::Tensor& t) {
+    auto name = std::to_string(values_.size());
+    name.insert(name.begin(), 'v');
+    values_[name] = t;
+    return name;
+  }
+  std::map<Value, torch::Tensor> values_;
+};
 
 // Per row: |actual - reference| / |reference| (rows of N x D matrices, in double).
 inline std::vector<double> relative_errors(const torch::Tensor& actual,

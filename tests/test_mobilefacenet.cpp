@@ -6,12 +6,16 @@
 
 #include <iostream>
 
+#include "bf16_error_model.hpp"
 #include "facemag/align/align.hpp"
 #include "facemag/detect/mtcnn.hpp"
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/io/npy.hpp"
+#include "facemag/nn/mobilefacenet.hpp"
+#include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 #include "facemag/pipeline.hpp"
 #include "test_support.hpp"
 
@@ -100,6 +104,63 @@ TEST(MobileFaceNetGolden, EmbeddingsAndMirrorEmbeddingsMatchTheReference) {
             << ", max relative norm error " << max_norm_err << "\n";
   EXPECT_GE(min_cos, 0.99999);
   EXPECT_LE(max_norm_err, 1e-4);
+}
+
+// bfloat16 (nn::OneDnnGraph) on the real model and real faces: each embedding within the bound
+// of the bf16 error model (bf16_error_model.hpp, run on the same real weights) around the
+// golden, the norm and cosine bounds that follow, and the magnitude order wherever the bounds
+// separate two faces.
+TEST(MobileFaceNetGolden, Bfloat16StaysWithinItsErrorModelOnRealFaces) {
+  FACEMAG_REQUIRE_FILE(weights());
+  FACEMAG_REQUIRE_FILE(golden() / "mobilefacenet.json");
+  if (!nn::OneDnnGraph::available(torch::kBFloat16))
+    GTEST_SKIP() << "no bfloat16 oneDNN network on this build or CPU (needs AVX-512)";
+  const auto json = test::read_json(golden() / "mobilefacenet.json");
+  const auto expected = io::read_npy(golden() / "embeddings.npy");
+  std::vector<cv::Mat> crops;
+  for (const auto& face : json["faces"])
+    crops.push_back(cv::imread((golden() / face["png"].get<std::string>()).string()));
+  const ModelManifest manifest = builtin_manifest("mobilefacenet");
+  const Embedder bf16 = Embedder::load(manifest, weights(), {Precision::kBFloat16});
+  ASSERT_EQ(bf16.precision(), Precision::kBFloat16);
+  const auto embeddings = bf16.embed(crops);
+  std::vector<float> rows;
+  std::vector<double> norms, golden_norms;
+  for (std::size_t i = 0; i < embeddings.size(); ++i) {
+    rows.insert(rows.end(), embeddings[i].raw.begin(), embeddings[i].raw.end());
+    norms.push_back(embeddings[i].magnitude);
+    golden_norms.push_back(expected[static_cast<std::int64_t>(i)].norm().item<double>());
+  }
+  const auto ours = torch::from_blob(rows.data(), expected.sizes(), torch::kFloat32);
+
+  torch::NoGradGuard no_grad;
+  nn::MobileFaceNet net;
+  nn::load_state_dict_strict(*net, bf16.state_dict(), weights().string());
+  net->eval();
+  test::Bf16EmulationSink sink;
+  const auto emulated = sink.value(net->describe(sink, sink.input(bf16.preprocess(crops))));
+  const auto errors = test::relative_errors(ours, expected);
+  const auto model_errors = test::relative_errors(emulated, expected);
+  std::vector<double> bounds;
+  double min_cos = 1;
+  for (std::size_t i = 0; i < errors.size(); ++i) {
+    bounds.push_back(test::kBf16ErrorFactor * model_errors[i]);
+    const auto row = ours[static_cast<std::int64_t>(i)].to(torch::kFloat64);
+    const auto ref = expected[static_cast<std::int64_t>(i)].to(torch::kFloat64);
+    const double cos = (row.dot(ref) / (row.norm() * ref.norm())).item<double>();
+    min_cos = std::min(min_cos, cos);
+    EXPECT_LE(errors[i], bounds[i]) << "face " << i << ", emulated " << model_errors[i];
+    EXPECT_LE(std::abs(norms[i] - golden_norms[i]) / golden_norms[i], bounds[i]) << "face " << i;
+    EXPECT_GE(cos, 1 - test::cosine_loss_bound(bounds[i])) << "face " << i;
+  }
+  const auto order = test::magnitude_order(norms, golden_norms, bounds);
+  std::cout << "[ parity ] mobilefacenet bf16: 1 - min cosine " << 1 - min_cos
+            << ", relative error " << *std::max_element(errors.begin(), errors.end())
+            << " (emulated " << *std::max_element(model_errors.begin(), model_errors.end())
+            << "), magnitude order kept in " << order.checked - order.swapped << " of "
+            << order.checked << " separable pairs\n";
+  EXPECT_EQ(order.swapped, 0);
+  EXPECT_GT(order.checked, 0);
 }
 
 TEST(MobileFaceNetGolden, GoldenFeaturesGiveTheRecordedIdentityStatistics) {

@@ -16,10 +16,12 @@
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/model/store.hpp"
+#include "facemag/nn/graph.hpp"
 #include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 #include "facemag/nn/onednn_iresnet.hpp"
 
 namespace facemag {
@@ -119,11 +121,33 @@ void prepare(Embedder::Impl& impl, Precision precision) {
     impl.forward = [fused](const torch::Tensor& x) { return fused->forward(x); };
     return;
   }
-  if (precision == Precision::kBFloat16)
-    throw InvalidInput("--precision bf16 is implemented for iResNet only, not " +
-                       impl.manifest.architecture);
-  if (auto* net = dynamic_cast<nn::InceptionResnetV1Impl*>(impl.module.get())) {
-    net->prepare_inference();
+  // Every other network on oneDNN through its own description (nn::OneDnnGraph).
+  const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
+  auto* inception = dynamic_cast<nn::InceptionResnetV1Impl*>(impl.module.get());
+  nn::OneDnnGraph::Describe describe;
+  if (const auto* mfn = dynamic_cast<const nn::MobileFaceNetImpl*>(impl.module.get())) {
+    describe = [mfn](nn::GraphSink& sink, const std::string& x) { return mfn->describe(sink, x); };
+  } else if (inception) {
+    describe = [inception](nn::GraphSink& sink, const std::string& x) {
+      return inception->describe(sink, x, /*with_classifier=*/false).front();
+    };
+  }
+  if (describe && nn::OneDnnGraph::available(dtype)) {
+    auto graph = std::make_shared<const nn::OneDnnGraph>(
+        describe,
+        std::array<std::int64_t, 3>{3, impl.manifest.input_height, impl.manifest.input_width},
+        dtype);
+    impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
+    return;
+  }
+  if (precision == Precision::kBFloat16) {
+    throw InvalidInput(
+        "--precision bf16 runs on oneDNN with AVX-512, which this " +
+        std::string(nn::OneDnnGraph::available(torch::kFloat32) ? "CPU lacks" : "build lacks") +
+        " (" + impl.manifest.architecture + ")");
+  }
+  if (inception) {  // a build without oneDNN: the folded LibTorch network
+    inception->prepare_inference();
     return;
   }
   impl.precision = Precision::kReference;

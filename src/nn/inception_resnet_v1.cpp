@@ -7,10 +7,6 @@
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
 
-#if FACEMAG_HAVE_ONEDNN
-#include "onednn_plan.hpp"
-#endif
-
 namespace facemag::nn {
 namespace {
 
@@ -171,90 +167,18 @@ InceptionResnetV1Impl::InceptionResnetV1Impl(std::int64_t num_classes) : num_cla
   if (num_classes > 0) logits_ = register_module("logits", torch::nn::Linear(512, num_classes));
 }
 
-#if FACEMAG_HAVE_ONEDNN
-// The stem of 160 x 160 inputs for one batch size: NCHW input, activations in the
-// blocked layout, ReLU a post-op of every convolution, the output reordered to channels-last for
-// the LibTorch modules that follow.
-struct InceptionResnetV1Impl::OneDnnStem {
-  static constexpr std::int64_t kSize = 160;
-
-  explicit OneDnnStem(std::array<BasicConv2d, 6> convs)
-      : network([convs](onednn::PlanBuilder& plan, std::int64_t batch) {
-          using onednn::blocked, onednn::kA, onednn::kB, onednn::kInput, onednn::kOutput;
-          using onednn::memory;
-          const onednn::Epilogue relu{.relu = true};
-          memory::dims dims{batch, 3, kSize, kSize};
-          // NCHW input: oneDNN's first-layer kernel (3 channels) reads it, not channels-last.
-          memory::desc src_md(dims, memory::data_type::f32, memory::format_tag::nchw);
-          onednn::Slot src = kInput;
-          const auto conv = [&](const BasicConv2dImpl& c) {
-            const memory::dims padding{c.padding()[0], c.padding()[1]};
-            dims = onednn::conv_output_dims(dims, c.folded_weight(), c.stride(), padding);
-            const auto dst = src == kA ? kB : kA;
-            plan.conv(c.folded_weight(), c.folded_bias(), c.stride(), padding, src, src_md, dst,
-                      blocked(dims), relu);
-            src = dst;
-            src_md = blocked(dims);
-          };
-          conv(*convs[0]);
-          conv(*convs[1]);
-          conv(*convs[2]);
-          const memory::dims pooled{batch, dims[1], (dims[2] - 3) / 2 + 1, (dims[3] - 3) / 2 + 1};
-          plan.max_pool(3, 2, src, src_md, src == kA ? kB : kA, blocked(pooled));
-          src = src == kA ? kB : kA;
-          src_md = blocked(pooled);
-          dims = pooled;
-          conv(*convs[3]);
-          conv(*convs[4]);
-          conv(*convs[5]);
-          plan.reorder(src, src_md, kOutput,
-                       memory::desc(dims, memory::data_type::f32, memory::format_tag::nhwc));
-        }),
-        out_channels(convs[5]->folded_weight().size(0)) {}
-
-  // N x 3 x 160 x 160 float32 -> conv2d_4b's output (N x 256 x 17 x 17), channels-last.
-  torch::Tensor forward(const torch::Tensor& x) const {
-    const auto input = x.contiguous();
-    auto output =
-        torch::empty({x.size(0), out_channels, 17, 17},
-                     torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
-    network.run(x.size(0), input.data_ptr<float>(), output.data_ptr<float>());
-    return output;
-  }
-
-  onednn::Network network;
-  std::int64_t out_channels;
-};
-#else
-struct InceptionResnetV1Impl::OneDnnStem {
-  static constexpr std::int64_t kSize = 0;
-  torch::Tensor forward(const torch::Tensor&) const { return {}; }
-};
-#endif
-
 void InceptionResnetV1Impl::prepare_inference() {
   for (const auto& module : modules()) {
     if (auto* basic = module->as<BasicConv2dImpl>()) basic->fold_batch_norm();
     if (auto* residual = module->as<InceptionResidualImpl>()) residual->fold_scale();
   }
-#if FACEMAG_HAVE_ONEDNN
-  stem_ = std::make_shared<const OneDnnStem>(std::array<BasicConv2d, 6>{
-      conv2d_1a_, conv2d_2a_, conv2d_2b_, conv2d_3b_, conv2d_4a_, conv2d_4b_});
-#endif
   prepared_ = true;
 }
 
 torch::Tensor InceptionResnetV1Impl::forward(const torch::Tensor& input) {
-  torch::Tensor y;
-  if (stem_ && input.is_cpu() && input.scalar_type() == torch::kFloat32 && input.dim() == 4 &&
-      input.size(1) == 3 && input.size(2) == OneDnnStem::kSize &&
-      input.size(3) == OneDnnStem::kSize) {
-    y = stem_->forward(input);
-  } else {
-    const auto x = prepared_ ? input.contiguous(torch::MemoryFormat::ChannelsLast) : input;
-    y = conv2d_2b_(conv2d_2a_(conv2d_1a_(x)));
-    y = conv2d_4b_(conv2d_4a_(conv2d_3b_(max_pool_3x3_s2(y))));
-  }
+  const auto x = prepared_ ? input.contiguous(torch::MemoryFormat::ChannelsLast) : input;
+  auto y = conv2d_2b_(conv2d_2a_(conv2d_1a_(x)));
+  y = conv2d_4b_(conv2d_4a_(conv2d_3b_(max_pool_3x3_s2(y))));
   y = repeat_3_->forward(mixed_7a_(repeat_2_->forward(mixed_6a_(repeat_1_->forward(y)))));
   y = torch::adaptive_avg_pool2d(block8_(y), {1, 1});  // dropout is the identity at inference
   return last_bn_(last_linear_(y.flatten(1)));

@@ -29,12 +29,12 @@ void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanB
               std::int64_t batch) {
   using onednn::kA, onednn::kB, onednn::kC, onednn::kInput, onednn::kOutput;
   const auto output_dims = [](const memory::dims& in, const FoldedIResNet::Conv& c) {
-    return onednn::conv_output_dims(in, c.weight, c.stride, {c.padding, c.padding});
+    return onednn::conv_output_dims(in, c.weight, {c.stride, c.stride}, {c.padding, c.padding});
   };
   const auto conv = [&](const FoldedIResNet::Conv& c, Slot src, const memory::desc& src_md,
                         Slot dst, const onednn::Epilogue& epilogue) {
     const auto dst_dims = output_dims(src_md.dims(), c);
-    plan.conv(c.weight, c.bias, c.stride, {c.padding, c.padding}, src, src_md, dst,
+    plan.conv(c.weight, c.bias, {c.stride, c.stride}, {c.padding, c.padding}, 1, src, src_md, dst,
               blocked(dst_dims, type), epilogue);
     return dst_dims;
   };
@@ -83,12 +83,7 @@ struct OneDnnIResNet::Impl {
 };
 
 bool OneDnnIResNet::available(torch::ScalarType dtype) {
-  if (dtype == torch::kFloat32) return true;
-  // oneDNN's bfloat16 convolutions need AVX-512 (they emulate the bf16 instructions where the
-  // CPU lacks them); without it they would fall to its reference kernels.
-  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-  const auto avx512 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
-  return dtype == torch::kBFloat16 && (isa & avx512) == avx512;
+  return onednn::runs(dtype);
 }
 
 OneDnnIResNet::OneDnnIResNet(const IResNetImpl& net, torch::ScalarType dtype) {

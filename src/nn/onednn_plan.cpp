@@ -51,6 +51,17 @@ memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& 
 
 }  // namespace
 
+bool runs(torch::ScalarType dtype) {
+  if (dtype == torch::kFloat32) return true;
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+  return dtype == torch::kBFloat16 && (isa & avx512) == avx512;
+}
+
+memory::data_type data_type(torch::ScalarType dtype) {
+  return dtype == torch::kBFloat16 ? DataType::bf16 : DataType::f32;
+}
+
 // Whether oneDNN's convolutions in `type` want channels-last activations on this CPU: the
 // layout it picks for a typical 3x3 convolution of iResNet's left free.
 bool prefers_channels_last(DataType type) {
@@ -89,9 +100,9 @@ memory::desc input_layout(const memory::dims& dims, memory::data_type type) {
 memory::dims dims_of(const torch::Tensor& t) { return {t.sizes().begin(), t.sizes().end()}; }
 
 memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
-                              std::int64_t stride, const memory::dims& padding) {
-  return {src[0], weight.size(0), (src[2] + 2 * padding[0] - weight.size(2)) / stride + 1,
-          (src[3] + 2 * padding[1] - weight.size(3)) / stride + 1};
+                              const memory::dims& strides, const memory::dims& padding) {
+  return {src[0], weight.size(0), (src[2] + 2 * padding[0] - weight.size(2)) / strides[0] + 1,
+          (src[3] + 2 * padding[1] - weight.size(3)) / strides[1] + 1};
 }
 
 memory PlanBuilder::float32(const torch::Tensor& t, const memory::dims& dims,
@@ -107,15 +118,20 @@ void PlanBuilder::note_sizes(const PrimitiveDesc& pd, const memory::desc& dst) {
   plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst.get_size()));
 }
 
-void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, std::int64_t stride,
-                       const memory::dims& padding, Slot src, const memory::desc& src_md, Slot dst,
+void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias,
+                       const memory::dims& strides, const memory::dims& padding,
+                       std::int64_t groups, Slot src, const memory::desc& src_md, Slot dst,
                        const memory::desc& dst_md, const Epilogue& epilogue) {
   const auto& engine = network_.engine();
   const int index = conv_index_++;
-  const auto weight_dims = dims_of(weight);
-  const memory::dims strides{stride, stride};
+  auto weight_dims = dims_of(weight);
+  const auto out_channels = weight_dims[0];
+  if (groups > 1) {  // oneDNN's grouped weights: G x O/G x I/G x kh x kw
+    weight_dims[0] /= groups;
+    weight_dims.insert(weight_dims.begin(), groups);
+  }
   const memory::desc any_weights(weight_dims, src_md.data_type(), Tag::any);
-  const memory::desc bias_md({weight_dims[0]}, DataType::f32, Tag::a);
+  const memory::desc bias_md({out_channels}, DataType::f32, Tag::a);
   const bool has_prelu = epilogue.prelu.defined();
   const auto post_ops = [&](bool fuse_prelu) {
     dnnl::post_ops ops;
@@ -137,8 +153,8 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, s
     bool fuse_prelu;
   };
   std::vector<Candidate> candidates;
-  if (weight_dims[2] == 3 && weight_dims[3] == 3 && stride == 1 &&
-      src_md.data_type() == DataType::f32) {
+  if (groups == 1 && weight_dims[2] == 3 && weight_dims[3] == 3 && strides[0] == 1 &&
+      strides[1] == 1 && src_md.data_type() == DataType::f32) {
     candidates.push_back({&winograd, has_prelu});
     if (has_prelu) candidates.push_back({&winograd, false});
   }
@@ -183,7 +199,7 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias, s
   note_sizes(pd, dst_md);
   Plan::Step step{dnnl::convolution_forward(pd),
                   {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weight, pd.weights_desc())},
-                   {DNNL_ARG_BIAS, float32(bias, {weight_dims[0]}, Tag::a)}},
+                   {DNNL_ARG_BIAS, float32(bias, {out_channels}, Tag::a)}},
                   {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
   if (prelu_fused) {
     const int position = int{epilogue.accumulate} + int{epilogue.relu};  // prelu comes last
@@ -231,18 +247,49 @@ void PlanBuilder::affine(const torch::Tensor& scale, const torch::Tensor& shift,
 
 void PlanBuilder::max_pool(std::int64_t kernel, std::int64_t stride, Slot src,
                            const memory::desc& src_md, Slot dst, const memory::desc& dst_md) {
+  pool(dnnl::algorithm::pooling_max, {kernel, kernel}, {stride, stride}, {0, 0}, src, src_md, dst,
+       dst_md);
+}
+
+void PlanBuilder::pool(dnnl::algorithm algorithm, const memory::dims& kernel,
+                       const memory::dims& strides, const memory::dims& padding_r, Slot src,
+                       const memory::desc& src_md, Slot dst, const memory::desc& dst_md) {
   const dnnl::pooling_forward::primitive_desc pd({dnnl::prop_kind::forward_inference,
-                                                  dnnl::algorithm::pooling_max,
+                                                  algorithm,
                                                   src_md,
                                                   dst_md,
-                                                  {stride, stride},
-                                                  {kernel, kernel},
+                                                  strides,
+                                                  kernel,
                                                   {0, 0},
-                                                  {0, 0}},
+                                                  padding_r},
                                                  attributes(), network_.engine());
   note_sizes(pd, dst_md);
   plan_.steps.push_back(
       {dnnl::pooling_forward(pd), {}, {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}});
+}
+
+void PlanBuilder::concat(const std::vector<std::pair<Slot, memory::desc>>& sources, Slot dst,
+                         const memory::desc& dst_md) {
+  std::vector<memory::desc> mds;
+  for (const auto& source : sources) mds.push_back(source.second);
+  const dnnl::concat::primitive_desc pd(dst_md, 1, mds, network_.engine(), attributes());
+  note_sizes(pd, dst_md);
+  Plan::Step step{dnnl::concat(pd), {}, {{DNNL_ARG_DST, dst, dst_md}}};
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    step.activation_args.emplace_back(DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), sources[i].first,
+                                      sources[i].second);
+  }
+  plan_.steps.push_back(std::move(step));
+}
+
+void PlanBuilder::add(Slot a, Slot b, Slot dst, const memory::desc& md) {
+  const dnnl::binary::primitive_desc pd({dnnl::algorithm::binary_add, md, md, md}, attributes(),
+                                        network_.engine());
+  note_sizes(pd, md);
+  plan_.steps.push_back(
+      {dnnl::binary(pd),
+       {},
+       {{DNNL_ARG_SRC_0, a, md}, {DNNL_ARG_SRC_1, b, md}, {DNNL_ARG_DST, dst, md}}});
 }
 
 void PlanBuilder::reorder(Slot src, const memory::desc& src_md, Slot dst,
@@ -270,7 +317,9 @@ memory Network::weights_in(int conv_index, const torch::Tensor& weight,
   // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only (float32 or
   // bfloat16: the reorder converts). Always a copy: `plain` may be a temporary.
   const auto plain = weight.contiguous();
-  auto source = view(plain, dims_of(plain), Tag::oihw, engine_);
+  const auto grouped = layout.dims().size() == 5;  // G x O/G x I/G x kh x kw, same order
+  auto source = view(plain, grouped ? layout.dims() : dims_of(plain),
+                     grouped ? Tag::goihw : Tag::oihw, engine_);
   memory target(layout, engine_);
   dnnl::stream stream(engine_);
   dnnl::reorder(source, target).execute(stream, source, target);
@@ -295,6 +344,7 @@ std::shared_ptr<const Plan> Network::plan_for(std::int64_t batch) const {
     for (const auto& [arg, slot, md] : step.activation_args) {
       if (slot == kInput) plan->input_bytes = std::max(plan->input_bytes, md.get_size());
       if (slot == kOutput) plan->output_bytes = std::max(plan->output_bytes, md.get_size());
+      plan->activation_buffers = std::max(plan->activation_buffers, slot - kA + 1);
     }
   }
   plans_.push_front(std::move(plan));
@@ -320,16 +370,16 @@ void Network::run_plan(const Plan& plan, const float* input, float* output) cons
   // thread 55 ms per iResNet100 face (122 ms instead of 67): glibc serves large blocks of a
   // non-main thread's arena from fresh mappings, and every page faults in again.
   thread_local torch::Tensor workspace;
+  const auto buffers = static_cast<std::size_t>(plan.activation_buffers);
   const auto bytes =
-      static_cast<std::int64_t>(3 * plan.activation_bytes + round_up(plan.scratchpad_bytes));
+      static_cast<std::int64_t>(buffers * plan.activation_bytes + round_up(plan.scratchpad_bytes));
   if (!workspace.defined() || workspace.numel() < bytes)
     workspace = torch::empty({bytes}, torch::kUInt8);
   auto* base = workspace.data_ptr<std::uint8_t>();
-  const std::array<void*, kSlotCount> slots{const_cast<float*>(input), base,
-                                            base + plan.activation_bytes,
-                                            base + 2 * plan.activation_bytes, output};
+  std::vector<void*> slots{const_cast<float*>(input), output};
+  for (std::size_t i = 0; i < buffers; ++i) slots.push_back(base + i * plan.activation_bytes);
   const memory scratchpad({{static_cast<memory::dim>(plan.scratchpad_bytes)}, DataType::u8, Tag::a},
-                          engine_, base + 3 * plan.activation_bytes);
+                          engine_, base + buffers * plan.activation_bytes);
   dnnl::stream stream(engine_);
   for (const auto& step : plan.steps) {
     auto args = step.constant_args;

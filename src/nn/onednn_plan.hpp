@@ -22,9 +22,17 @@ namespace facemag::nn::onednn {
 
 using dnnl::memory;
 
-// The buffers of one call: the caller's input and output, and three activation buffers, each
-// as large as the largest activation of the plan.
-enum Slot : int { kInput, kA, kB, kC, kOutput, kSlotCount };
+// The buffers of one call: the caller's input and output, and activation buffers kA, kA + 1, ...
+// (as many as the plan names), each as large as the largest activation of the plan.
+using Slot = int;
+inline constexpr Slot kInput = 0, kOutput = 1, kA = 2, kB = 3, kC = 4;
+
+// Whether this CPU runs networks in `dtype` on oneDNN: float32 always; bfloat16 with AVX-512
+// (oneDNN emulates the bf16 instructions where the CPU lacks them; below AVX-512 it would fall
+// to its reference kernels).
+bool runs(torch::ScalarType dtype);
+// kFloat32 -> f32, kBFloat16 -> bf16.
+memory::data_type data_type(torch::ScalarType dtype);
 
 // The activation layout oneDNN's convolutions prefer on this CPU for `type`: its blocked layout
 // (16 channels innermost) for float32 and for bfloat16 on AVX512-BF16; channels-last where its
@@ -34,9 +42,10 @@ memory::desc blocked(const memory::dims& dims, memory::data_type type = memory::
 // channels-last activations.
 memory::desc input_layout(const memory::dims& dims, memory::data_type type);
 memory::dims dims_of(const torch::Tensor& t);
-// N x O x H' x W' of a convolution with `weight` (O x I x kh x kw) over `src` (N x I x H x W).
+// N x O x H' x W' of a convolution with `weight` (O x I/groups x kh x kw) over `src`
+// (N x I x H x W).
 memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
-                              std::int64_t stride, const memory::dims& padding);
+                              const memory::dims& strides, const memory::dims& padding);
 
 struct Plan {
   struct Step {
@@ -47,7 +56,8 @@ struct Plan {
   std::int64_t batch = 0;
   std::vector<Step> steps;
   std::vector<torch::Tensor> constants;  // what constant_args point into
-  std::size_t activation_bytes = 0;      // size of each of kA, kB, kC
+  std::size_t activation_bytes = 0;      // size of each activation buffer
+  int activation_buffers = 0;            // kA .. kA + activation_buffers - 1
   std::size_t scratchpad_bytes = 0;
   std::size_t input_bytes = 0, output_bytes = 0;  // of the whole batch (N outermost)
 };
@@ -72,9 +82,10 @@ class PlanBuilder {
   // float32 3x3 stride-1 convolutions use oneDNN's Winograd kernels where it has them for this
   // CPU and shape, even where that costs a separate PReLU pass (the Winograd kernels take no
   // PReLU post-op).
-  void conv(const torch::Tensor& weight, const torch::Tensor& bias, std::int64_t stride,
-            const memory::dims& padding, Slot src, const memory::desc& src_md, Slot dst,
-            const memory::desc& dst_md, const Epilogue& epilogue = {});
+  // Grouped (depthwise) convolutions take groups > 1.
+  void conv(const torch::Tensor& weight, const torch::Tensor& bias, const memory::dims& strides,
+            const memory::dims& padding, std::int64_t groups, Slot src, const memory::desc& src_md,
+            Slot dst, const memory::desc& dst_md, const Epilogue& epilogue = {});
   // PReLU in place, one slope per channel.
   void prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md);
   // dst = src * scale + shift per channel (a BatchNorm with mean 0 and variance 1); scale and
@@ -84,6 +95,15 @@ class PlanBuilder {
   // Max pooling without padding (floor mode).
   void max_pool(std::int64_t kernel, std::int64_t stride, Slot src, const memory::desc& src_md,
                 Slot dst, const memory::desc& dst_md);
+  // Pooling in general: max, or the mean over the window; padding_r > 0 gives PyTorch's ceil mode.
+  void pool(dnnl::algorithm algorithm, const memory::dims& kernel, const memory::dims& strides,
+            const memory::dims& padding_r, Slot src, const memory::desc& src_md, Slot dst,
+            const memory::desc& dst_md);
+  // dst = the sources one after the other along the channels.
+  void concat(const std::vector<std::pair<Slot, memory::desc>>& sources, Slot dst,
+              const memory::desc& dst_md);
+  // dst = a + b (elementwise, same dims).
+  void add(Slot a, Slot b, Slot dst, const memory::desc& md);
   void reorder(Slot src, const memory::desc& src_md, Slot dst, const memory::desc& dst_md);
 
  private:

@@ -91,21 +91,16 @@ class InceptionResnetV1Impl : public torch::nn::Module {
   torch::Tensor logits(const torch::Tensor& x);
   std::int64_t num_classes() const { return num_classes_; }
 
-  // Prepares forward() for fast inference; call before the model is shared. Every BatchNorm
-  // that follows a convolution and every residual scale are folded into the convolution (in
-  // double) and activations become channels-last (oneDNN). Where the build has oneDNN, the
-  // stem (conv2d_1a to conv2d_4b) of 160 x 160 float32 inputs then runs on oneDNN primitives
-  // directly: its 3x3 stride-1 convolutions on Winograd kernels (1.4-2.4x faster each than the
-  // direct ones ATen uses), ReLU fused into each convolution, activations in the blocked layout.
-  // Parameters and state_dict() are unchanged; results equal the unprepared ones up to float
-  // rounding.
+  // Prepares forward() for fast inference on LibTorch (the embedder's path where the build has
+  // no oneDNN; with it, nn::OneDnnGraph runs describe()); call before the model is shared. Every
+  // BatchNorm that follows a convolution and every residual scale are folded into the
+  // convolution (in double) and activations become channels-last. Parameters and state_dict()
+  // are unchanged; results equal the unprepared ones up to float rounding.
   void prepare_inference();
 
  private:
-  struct OneDnnStem;
   std::int64_t num_classes_;
   bool prepared_ = false;
-  std::shared_ptr<const OneDnnStem> stem_;  // set by prepare_inference where oneDNN is built in
   BasicConv2d conv2d_1a_{nullptr}, conv2d_2a_{nullptr}, conv2d_2b_{nullptr}, conv2d_3b_{nullptr},
       conv2d_4a_{nullptr}, conv2d_4b_{nullptr};
   torch::nn::Sequential repeat_1_{nullptr}, repeat_2_{nullptr}, repeat_3_{nullptr};

@@ -1,0 +1,57 @@
+// Any network that describes itself (nn::GraphSink, the walk the ONNX exporter reads) run
+// straight on oneDNN primitives, in float32 or bfloat16 activations: MobileFaceNet and
+// InceptionResnetV1 the way nn::OneDnnIResNet runs iResNet. The description is recorded once;
+// per batch size it becomes one oneDNN plan: activations in the layout oneDNN prefers on this
+// CPU from the first convolution to the last 4-D value, PReLU/ReLU and residual sums fused into
+// the convolution before them where a kernel takes them, buffers reused as soon as a value is
+// dead, weights reordered once and kept. What follows the flatten (the Linear layers) runs on
+// LibTorch in float32.
+//
+// bfloat16: weights and activations rounded to bfloat16 (8 significant bits) at every stored
+// value, float32 accumulation, biases and scales; input and output stay float32. Its error is
+// bounded in the tests by a CPU-independent emulation of exactly these roundings
+// (tests/bf16_error_model.hpp).
+//
+// Built only where oneDNN's headers were found (FACEMAG_HAVE_ONEDNN); available() says so.
+#pragma once
+
+#include <torch/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace facemag::nn {
+
+class GraphSink;
+
+class OneDnnGraph {
+ public:
+  // A network's describe(): writes the network into `sink` from the value `input`, returns the
+  // value of its output.
+  using Describe = std::function<std::string(GraphSink& sink, const std::string& input)>;
+
+  // True when this build links oneDNN and this CPU runs `dtype` (kFloat32: always; kBFloat16:
+  // AVX-512, natively or emulated by oneDNN).
+  static bool available(torch::ScalarType dtype);
+
+  // Records the network for inputs of input_chw (C x H x W). Throws InvalidInput for a dtype
+  // this CPU does not run, std::logic_error for an operation it cannot place (a 4-D operation
+  // after the flatten) or a build without oneDNN.
+  OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
+              torch::ScalarType dtype);
+  ~OneDnnGraph();
+  OneDnnGraph(const OneDnnGraph&) = delete;
+  OneDnnGraph& operator=(const OneDnnGraph&) = delete;
+
+  // N x C x H x W float32 -> the network's output, float32. Thread-safe (per-call buffers).
+  torch::Tensor forward(const torch::Tensor& x) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace facemag::nn

@@ -1,0 +1,496 @@
+#include "facemag/nn/onednn_graph.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "facemag/error.hpp"
+#include "facemag/nn/graph.hpp"
+
+#if FACEMAG_HAVE_ONEDNN
+#include "onednn_plan.hpp"
+#endif
+
+namespace facemag::nn {
+
+#if FACEMAG_HAVE_ONEDNN
+
+namespace {
+
+using onednn::memory;
+using onednn::Slot;
+
+// One operation of a recorded network. Values are node indices; -1 is the network's input.
+struct Node {
+  enum class Kind {
+    kConv,
+    kScaleShift,
+    kPrelu,
+    kRelu,
+    kAdd,
+    kConcat,
+    kMaxPool,
+    kGlobalAveragePool,
+    kFlatten,
+    kLinear,
+    kSoftmax
+  };
+  Kind kind;
+  std::vector<int> inputs;
+  torch::Tensor weight = {}, bias = {};  // conv, linear; scale_shift: scale, shift; prelu: slopes
+  GraphSink::Pair stride{1, 1}, padding{0, 0}, kernel{1, 1};
+  std::int64_t groups = 1;
+  bool flag = false;  // max_pool: ceil mode; flatten: Caffe's order
+};
+using Kind = Node::Kind;
+
+constexpr int kNetworkInput = -1;
+
+// GraphSink that keeps the operations (convolution weights in the plan's dtype: the bfloat16
+// network keeps half the source weights; everything else float32).
+class Recorder : public GraphSink {
+ public:
+  explicit Recorder(torch::ScalarType weight_dtype) : weight_dtype_(weight_dtype) {}
+
+  std::vector<Node> nodes;
+
+  static std::string input_name() { return "input"; }
+  int index(const Value& v) const {
+    if (v == input_name()) return kNetworkInput;
+    return std::stoi(v.substr(1));
+  }
+
+  Value conv(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias, Pair stride,
+             Pair padding, std::int64_t groups) override {
+    Node n{Kind::kConv, {index(x)}};
+    n.weight = weight.detach().to(weight_dtype_).contiguous();
+    n.bias = bias.defined() ? float32(bias) : torch::zeros({weight.size(0)});
+    n.stride = stride;
+    n.padding = padding;
+    n.groups = groups;
+    return push(std::move(n));
+  }
+  Value scale_shift(const Value& x, const torch::Tensor& scale,
+                    const torch::Tensor& shift) override {
+    Node n{Kind::kScaleShift, {index(x)}};
+    n.weight = float32(scale).flatten();
+    n.bias = float32(shift).flatten();
+    return push(std::move(n));
+  }
+  Value prelu(const Value& x, const torch::Tensor& slope) override {
+    Node n{Kind::kPrelu, {index(x)}};
+    n.weight = float32(slope).flatten();
+    return push(std::move(n));
+  }
+  Value relu(const Value& x) override { return push({Kind::kRelu, {index(x)}}); }
+  Value add(const Value& a, const Value& b) override {
+    return push({Kind::kAdd, {index(a), index(b)}});
+  }
+  Value concat(const std::vector<Value>& values) override {
+    Node n{Kind::kConcat, {}};
+    for (const auto& v : values) n.inputs.push_back(index(v));
+    return push(std::move(n));
+  }
+  Value max_pool(const Value& x, Pair kernel, Pair stride, bool ceil_mode) override {
+    Node n{Kind::kMaxPool, {index(x)}};
+    n.kernel = kernel;
+    n.stride = stride;
+    n.flag = ceil_mode;
+    return push(std::move(n));
+  }
+  Value global_average_pool(const Value& x) override {
+    return push({Kind::kGlobalAveragePool, {index(x)}});
+  }
+  Value flatten(const Value& x, bool caffe_order) override {
+    Node n{Kind::kFlatten, {index(x)}};
+    n.flag = caffe_order;
+    return push(std::move(n));
+  }
+  Value linear(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias) override {
+    Node n{Kind::kLinear, {index(x)}};
+    n.weight = float32(weight);
+    if (bias.defined()) n.bias = float32(bias);
+    return push(std::move(n));
+  }
+  Value softmax(const Value& x) override { return push({Kind::kSoftmax, {index(x)}}); }
+
+ private:
+  static torch::Tensor float32(const torch::Tensor& t) {
+    return t.detach().to(torch::kFloat32).contiguous();
+  }
+  Value push(Node n) {
+    nodes.push_back(std::move(n));
+    auto name = std::to_string(nodes.size() - 1);
+    name.insert(name.begin(), '%');
+    return name;
+  }
+  torch::ScalarType weight_dtype_;
+};
+
+bool is_spatial(Kind k) { return k != Kind::kFlatten && k != Kind::kLinear && k != Kind::kSoftmax; }
+
+// The recorded network, split at its flatten: nodes [0, split) run on oneDNN and end in
+// `boundary` (a 4-D value); the rest run on LibTorch.
+struct Graph {
+  std::vector<Node> nodes;
+  int output = 0, split = 0, boundary = 0;
+  std::array<std::int64_t, 3> input_chw{};
+  std::vector<memory::dims> shapes = {};  // of nodes [0, split), batch 1
+};
+
+memory::dims pool_padding_r(const Node& node, const memory::dims& in, const memory::dims& out) {
+  if (node.kind != Kind::kMaxPool) return {0, 0};
+  return {(out[2] - 1) * node.stride[0] + node.kernel[0] - in[2],
+          (out[3] - 1) * node.stride[1] + node.kernel[1] - in[3]};
+}
+
+// The shape of node's value from its inputs' shapes.
+memory::dims output_shape(const Node& node, const std::vector<memory::dims>& in) {
+  switch (node.kind) {
+    case Kind::kConv:
+      return onednn::conv_output_dims(in[0], node.weight, {node.stride[0], node.stride[1]},
+                                      {node.padding[0], node.padding[1]});
+    case Kind::kConcat: {
+      auto d = in[0];
+      d[1] = 0;
+      for (const auto& x : in) d[1] += x[1];
+      return d;
+    }
+    case Kind::kGlobalAveragePool:
+      return {in[0][0], in[0][1], 1, 1};
+    case Kind::kMaxPool: {
+      auto out = in[0];
+      for (int d = 0; d < 2; ++d) {
+        const auto span = in[0][2 + d] - node.kernel[d], stride = node.stride[d];
+        auto o = (node.flag ? (span + stride - 1) / stride : span / stride) + 1;
+        if (node.flag && (o - 1) * stride >= in[0][2 + d]) --o;  // PyTorch's ceil-mode rule
+        out[2 + d] = o;
+      }
+      return out;
+    }
+    default:  // elementwise
+      return in[0];
+  }
+}
+
+Graph record(const OneDnnGraph::Describe& describe, std::array<std::int64_t, 3> input_chw,
+             torch::ScalarType weight_dtype) {
+  torch::NoGradGuard no_grad;
+  Recorder recorder(weight_dtype);
+  const auto output = describe(recorder, Recorder::input_name());
+  Graph g{std::move(recorder.nodes), recorder.index(output), 0, 0, input_chw};
+  const int n = static_cast<int>(g.nodes.size());
+  g.split = n;
+  for (int i = 0; i < n; ++i) {
+    if (g.nodes[i].kind == Kind::kFlatten) {
+      g.split = i;
+      break;
+    }
+  }
+  if (g.split == n || g.output < g.split)
+    throw std::logic_error("OneDnnGraph: the network has no flatten before its output");
+  g.boundary = g.nodes[g.split].inputs.front();
+  for (int i = g.split; i < n; ++i) {
+    const auto& node = g.nodes[i];
+    if (is_spatial(node.kind) && node.kind != Kind::kRelu)
+      throw std::logic_error("OneDnnGraph: a 4-D operation after the flatten");
+    for (const int input : node.inputs) {
+      if (input < g.split && !(i == g.split && input == g.boundary))
+        throw std::logic_error("OneDnnGraph: a value from before the flatten used after it");
+    }
+  }
+  if (g.boundary == kNetworkInput)
+    throw std::logic_error("OneDnnGraph: nothing before the flatten");
+  const memory::dims input{1, input_chw[0], input_chw[1], input_chw[2]};
+  for (int i = 0; i < g.split; ++i) {
+    std::vector<memory::dims> in;
+    for (const int v : g.nodes[i].inputs) in.push_back(v == kNetworkInput ? input : g.shapes[v]);
+    g.shapes.push_back(output_shape(g.nodes[i], in));
+  }
+  return g;
+}
+
+// The plan of one batch size: shapes, fusions and buffers decided while walking the nodes.
+class PlanWriter {
+ public:
+  PlanWriter(const Graph& g, memory::data_type type, onednn::PlanBuilder& plan, std::int64_t batch)
+      : g_(g), type_(type), plan_(plan) {
+    const int n = g.split;
+    for (auto d : g.shapes) {
+      d[0] = batch;
+      dims_.push_back(d);
+    }
+    slot_.assign(n, -1);
+    released_.assign(n + 1, false);
+    last_use_.assign(n + 1, -1);  // index n + 1 - 1 == the network input (stored at [n])
+    consumers_.resize(n + 1);
+    for (int i = 0; i < n; ++i) {
+      for (const int v : g.nodes[i].inputs) {
+        last_use_[at(v)] = std::max(last_use_[at(v)], i);
+        consumers_[at(v)].push_back(i);
+      }
+    }
+    last_use_[at(g.boundary)] = n;  // read after the plan: never released
+    fused_.assign(n, false);
+    input_dims_ = {batch, g.input_chw[0], g.input_chw[1], g.input_chw[2]};
+  }
+
+  void write() {
+    // The input: float32 NCHW in the caller's buffer; bfloat16 networks read a converted copy.
+    const memory::desc given(input_dims_, memory::data_type::f32, memory::format_tag::nchw);
+    input_md_ = given;
+    input_slot_ = onednn::kInput;
+    if (type_ != memory::data_type::f32) {
+      input_md_ = onednn::input_layout(input_dims_, type_);
+      input_slot_ = take();
+      ++refs_[input_slot_];
+      plan_.reorder(onednn::kInput, given, input_slot_, input_md_);
+    }
+    for (int i = 0; i < g_.split; ++i) {
+      if (fused_[i]) continue;
+      const int last = emit(i);
+      release_dead(last);
+    }
+    const auto& out = dims(g_.boundary);
+    plan_.reorder(slot(g_.boundary), md(g_.boundary), onednn::kOutput,
+                  memory::desc(out, memory::data_type::f32, memory::format_tag::nchw));
+  }
+
+ private:
+  int at(int v) const { return v == kNetworkInput ? g_.split : v; }
+  const memory::dims& dims(int v) const { return v == kNetworkInput ? input_dims_ : dims_[v]; }
+  memory::desc md(int v) const {
+    return v == kNetworkInput ? input_md_ : onednn::blocked(dims_[v], type_);
+  }
+  Slot slot(int v) const { return v == kNetworkInput ? input_slot_ : slot_[v]; }
+
+  Slot take() {
+    if (!free_.empty()) {
+      const Slot s = free_.back();
+      free_.pop_back();
+      return s;
+    }
+    return onednn::kA + buffers_++;
+  }
+  void assign(int v, Slot s) {
+    slot_[v] = s;
+    ++refs_[s];
+  }
+  // Gives back the buffers of values whose last reader ran at or before node `done`.
+  void release_dead(int done) {
+    for (int v = kNetworkInput; v < g_.split; ++v) {
+      const Slot s = slot(v);
+      if (s < onednn::kA || released_[at(v)] || last_use_[at(v)] > done) continue;
+      released_[at(v)] = true;
+      if (--refs_[s] == 0) free_.push_back(s);
+    }
+  }
+  // The only consumer of v when it has exactly one, else -1.
+  int sole_consumer(int v) const {
+    const auto& c = consumers_[at(v)];
+    return c.size() == 1 && v != g_.boundary ? c.front() : -1;
+  }
+
+  // Emits node i (and what is fused into it); returns the last node index it covers.
+  int emit(int i) {
+    const Node& node = g_.nodes[i];
+    const int x = node.inputs.front();
+    switch (node.kind) {
+      case Kind::kConv:
+        return emit_conv(i);
+      case Kind::kScaleShift: {
+        const Slot dst = take();
+        plan_.affine(node.weight, node.bias, slot(x), dst, md(i));
+        assign(i, dst);
+        return i;
+      }
+      case Kind::kPrelu:
+      case Kind::kRelu: {
+        // In place when nothing reads x afterwards, else on a copy.
+        Slot dst = slot(x);
+        if (last_use_[at(x)] != i || dst < onednn::kA) {
+          dst = take();
+          plan_.reorder(slot(x), md(x), dst, md(i));
+        }
+        const auto slopes =
+            node.kind == Kind::kPrelu ? node.weight : torch::zeros({dims_[i][1]});  // ReLU
+        plan_.prelu(slopes, dst, md(i));
+        assign(i, dst);
+        return i;
+      }
+      case Kind::kAdd: {
+        const Slot dst = take();
+        plan_.add(slot(node.inputs[0]), slot(node.inputs[1]), dst, md(i));
+        assign(i, dst);
+        return i;
+      }
+      case Kind::kConcat: {
+        std::vector<std::pair<Slot, memory::desc>> sources;
+        for (const int v : node.inputs) sources.emplace_back(slot(v), md(v));
+        const Slot dst = take();
+        plan_.concat(sources, dst, md(i));
+        assign(i, dst);
+        return i;
+      }
+      case Kind::kMaxPool:
+      case Kind::kGlobalAveragePool: {
+        const auto& in = dims(x);
+        const bool global = node.kind == Kind::kGlobalAveragePool;
+        const Slot dst = take();
+        plan_.pool(
+            global ? dnnl::algorithm::pooling_avg_exclude_padding : dnnl::algorithm::pooling_max,
+            global ? memory::dims{in[2], in[3]} : memory::dims{node.kernel[0], node.kernel[1]},
+            global ? memory::dims{1, 1} : memory::dims{node.stride[0], node.stride[1]},
+            pool_padding_r(node, in, dims_[i]), slot(x), md(x), dst, md(i));
+        assign(i, dst);
+        return i;
+      }
+      default:
+        throw std::logic_error("OneDnnGraph: unexpected operation before the flatten");
+    }
+  }
+
+  // A convolution with what follows it fused: a residual sum (the other operand's buffer becomes
+  // the destination when nothing reads that operand afterwards), then a ReLU or PReLU.
+  int emit_conv(int i) {
+    const Node& node = g_.nodes[i];
+    const int x = node.inputs.front();
+    onednn::Epilogue epilogue;
+    std::vector<int> chain{i};  // values that end up in the destination
+    int last = i;
+    Slot dst = -1;
+    if (const int k = sole_consumer(i); k >= 0 && g_.nodes[k].kind == Kind::kAdd) {
+      const auto& in = g_.nodes[k].inputs;
+      const int other = in[0] == i ? in[1] : in[0];
+      if (other != i && other != kNetworkInput && other < i && last_use_[at(other)] == k &&
+          slot(other) != slot(x) && dims(other) == dims_[i]) {
+        epilogue.accumulate = true;
+        dst = slot(other);
+        chain.push_back(k);
+        last = k;
+      }
+    }
+    if (const int k = sole_consumer(last); k >= 0) {
+      const Node& next = g_.nodes[k];
+      if (next.kind == Kind::kRelu) {
+        epilogue.relu = true;
+        chain.push_back(k);
+        last = k;
+      } else if (next.kind == Kind::kPrelu) {
+        epilogue.prelu = next.weight;
+        chain.push_back(k);
+        last = k;
+      }
+    }
+    if (dst < 0) dst = take();
+    plan_.conv(node.weight, node.bias, {node.stride[0], node.stride[1]},
+               {node.padding[0], node.padding[1]}, node.groups, slot(x), md(x), dst, md(i),
+               epilogue);
+    for (const int v : chain) {
+      fused_[v] = v != i;
+      assign(v, dst);
+    }
+    return last;
+  }
+
+  const Graph& g_;
+  memory::data_type type_;
+  onednn::PlanBuilder& plan_;
+  memory::dims input_dims_;
+  memory::desc input_md_;
+  Slot input_slot_ = onednn::kInput;
+  std::vector<memory::dims> dims_;
+  std::vector<Slot> slot_;
+  std::vector<int> last_use_;
+  std::vector<std::vector<int>> consumers_;
+  std::vector<bool> fused_, released_;  // released_: indexed by at(v)
+  std::map<Slot, int> refs_;
+  std::vector<Slot> free_;
+  int buffers_ = 0;
+};
+
+}  // namespace
+
+struct OneDnnGraph::Impl {
+  Impl(Graph g, memory::data_type type)
+      : graph(std::move(g)), network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
+          PlanWriter(graph, type, plan, batch).write();
+        }) {}
+
+  Graph graph;
+  onednn::Network network;
+};
+
+bool OneDnnGraph::available(torch::ScalarType dtype) { return onednn::runs(dtype); }
+
+OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
+                         torch::ScalarType dtype) {
+  if (!available(dtype)) {
+    throw InvalidInput(std::string("networks on oneDNN in ") + c10::toString(dtype) +
+                       " are not available on this CPU");
+  }
+  impl_ = std::make_unique<Impl>(record(describe, input_chw, dtype), onednn::data_type(dtype));
+}
+
+torch::Tensor OneDnnGraph::forward(const torch::Tensor& x) const {
+  const auto& g = impl_->graph;
+  const auto& chw = g.input_chw;
+  if (x.dim() != 4 || x.size(1) != chw[0] || x.size(2) != chw[1] || x.size(3) != chw[2]) {
+    throw InvalidInput("network input must be N x " + std::to_string(chw[0]) + " x " +
+                       std::to_string(chw[1]) + " x " + std::to_string(chw[2]) + ", got " +
+                       std::string(c10::str(x.sizes())));
+  }
+  torch::NoGradGuard no_grad;
+  const auto batch = x.size(0);
+  const auto input = x.to(torch::kFloat32).contiguous();
+  const auto& out_dims = g.shapes[g.boundary];
+  auto boundary = torch::empty({batch, out_dims[1], out_dims[2], out_dims[3]});
+  impl_->network.run(batch, input.data_ptr<float>(), boundary.data_ptr<float>());
+  // The LibTorch tail: flatten, Linear layers, softmax, ReLU.
+  std::map<int, torch::Tensor> values{{g.boundary, boundary}};
+  for (int i = g.split; i < static_cast<int>(g.nodes.size()); ++i) {
+    const Node& node = g.nodes[i];
+    const auto& in = values.at(node.inputs.front());
+    switch (node.kind) {
+      case Kind::kFlatten:
+        values[i] =
+            node.flag ? in.permute({0, 3, 2, 1}).reshape({batch, -1}) : in.reshape({batch, -1});
+        break;
+      case Kind::kLinear:
+        values[i] = node.bias.defined() ? torch::addmm(node.bias, in, node.weight.t())
+                                        : torch::mm(in, node.weight.t());
+        break;
+      case Kind::kSoftmax:
+        values[i] = torch::softmax(in, 1);
+        break;
+      case Kind::kRelu:
+        values[i] = torch::relu(in);
+        break;
+      default:
+        throw std::logic_error("OneDnnGraph: unexpected operation after the flatten");
+    }
+  }
+  return values.at(g.output);
+}
+
+#else  // no oneDNN in this build
+
+struct OneDnnGraph::Impl {};
+
+bool OneDnnGraph::available(torch::ScalarType) { return false; }
+
+OneDnnGraph::OneDnnGraph(const Describe&, std::array<std::int64_t, 3>, torch::ScalarType) {
+  throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnGraph");
+}
+
+torch::Tensor OneDnnGraph::forward(const torch::Tensor&) const { return {}; }
+
+#endif
+
+OneDnnGraph::~OneDnnGraph() = default;
+
+}  // namespace facemag::nn
