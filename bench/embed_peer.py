@@ -1,6 +1,6 @@
-"""The PyTorch side of bench/embed_vs_pytorch.sh: iResNet inference (eval mode, no autograd) on
-synthetic 112 x 112 faces, the network as MagFace's models/iresnet.py lays it out (the module of
-bench/train_peer.py). Runs PyTorch the ways a user would tune it and reports each; the best is
+"""The PyTorch side of bench/embed_vs_pytorch.sh: inference (eval mode, no autograd) on
+synthetic faces of the network's input size: iResNet as MagFace's models/iresnet.py lays it out
+(the module of bench/train_peer.py), MobileFaceNet and InceptionResnetV1 (bench/peer_nets.py). Runs PyTorch the ways a user would tune it and reports each; the best is
 the peer. Prints one JSON line per variant.
 
   python3 embed_peer.py --arch iresnet100 --batch 16 --precision bf16 [--repeat 4] [--threads 2]
@@ -18,7 +18,18 @@ import time
 
 import torch
 
+from peer_nets import InceptionResnetV1, MobileFaceNet
 from train_peer import IResNet
+
+INPUT = {"mobilefacenet": (3, 112, 96), "inception_resnet_v1": (3, 160, 160)}
+
+
+def build(arch):
+    if arch == "mobilefacenet":
+        return MobileFaceNet()
+    if arch == "inception_resnet_v1":
+        return InceptionResnetV1()
+    return IResNet(arch)
 
 
 def measure(fn, repeat):
@@ -44,8 +55,8 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    base = IResNet(a.arch).eval()
-    images = torch.rand(a.batch, 3, 112, 112)
+    base = build(a.arch).eval()
+    images = torch.rand(a.batch, *INPUT.get(a.arch, (3, 112, 112)))
     dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
 
     def variant(name):

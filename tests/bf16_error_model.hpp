@@ -32,10 +32,13 @@
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 
 namespace facemag::test {
 
 constexpr double kBf16ErrorFactor = 2.0;
+// The same reasoning for int8 (independent rounding errors add in quadrature).
+constexpr double kInt8ErrorFactor = 2.0;
 
 inline torch::Tensor round_to_bf16(const torch::Tensor& t) {
   return t.to(torch::kBFloat16).to(torch::kFloat32);
@@ -67,66 +70,37 @@ inline torch::Tensor emulated_bf16_iresnet(const nn::IResNetImpl& net, const tor
 }
 
 // Any network that describes itself (nn::GraphSink), run the same way: float32 arithmetic on
-// bfloat16-rounded convolution weights, every value an operation stores rounded to bfloat16
-// (after the input cast, each convolution, PReLU/ReLU, affine, sum, pooling), biases and scales
-// float32 as nn::OneDnnGraph keeps them; what follows the flatten in float32. Evaluate with
-// `network.describe(sink, sink.input(x))`, then sink.value(output).
-class Bf16EmulationSink : public nn::GraphSink {
- public:
-  Value input(const torch::Tensor& x) { return put(x); }
-  torch::Tensor value(const Value& v) const { return values_.at(v); }
+// bfloat16-rounded convolution weights, every value an operation stores before the flatten
+// rounded to bfloat16 (the input, each convolution, PReLU/ReLU, affine, sum, pooling), biases and
+// scales float32 as nn::OneDnnGraph keeps them; what follows the flatten in float32. Evaluate with
+// `sink.value(network.describe(sink, sink.input(x)))`.
+class Bf16EmulationSink : public nn::TorchEvaluator {
+ protected:
+  torch::Tensor conv_weights(const torch::Tensor& weight) override { return round_to_bf16(weight); }
+  torch::Tensor stored(const torch::Tensor& value, int) override { return round_to_bf16(value); }
+};
 
-  Value conv(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias, Pair stride,
-             Pair padding, std::int64_t groups) override {
-    return put(torch::conv2d(at(x), round_to_bf16(weight.to(torch::kFloat32)),
-                             bias.defined() ? bias.to(torch::kFloat32) : torch::Tensor(),
-                             {stride[0], stride[1]}, {padding[0], padding[1]}, {1, 1}, groups));
+// int8's counterpart: weights quantised per output channel to 127 steps of their largest
+// magnitude, every stored value to 127 steps of its calibrated largest magnitude (round to
+// nearest, saturated), arithmetic in float32. nn::OneDnnGraph's int8 network rounds at these
+// points or, where it fuses operations, once at the coarser step of the chain's largest value.
+class Int8EmulationSink : public nn::TorchEvaluator {
+ public:
+  explicit Int8EmulationSink(const nn::Int8Calibration& calibration) : calibration_(calibration) {}
+
+ protected:
+  torch::Tensor conv_weights(const torch::Tensor& weight) override {
+    const auto step = (weight.abs().amax({1, 2, 3}, true) / 127.0f).clamp_min(1e-30f);
+    return (weight / step).round() * step;
   }
-  Value scale_shift(const Value& x, const torch::Tensor& scale,
-                    const torch::Tensor& shift) override {
-    return put(at(x) * channels(scale) + channels(shift));
+  torch::Tensor stored(const torch::Tensor& value, int node) override {
+    const float max_abs = node < 0 ? calibration_.input : calibration_.values.at(node);
+    const float step = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+    return (value / step).round().clamp(-127, 127) * step;
   }
-  Value prelu(const Value& x, const torch::Tensor& slope) override {
-    return put(torch::prelu(at(x), slope.to(torch::kFloat32).flatten()));
-  }
-  Value relu(const Value& x) override { return put(torch::relu(at(x))); }
-  Value add(const Value& a, const Value& b) override { return put(at(a) + at(b)); }
-  Value concat(const std::vector<Value>& values) override {
-    std::vector<torch::Tensor> parts;
-    for (const auto& v : values) parts.push_back(at(v));
-    return put(torch::cat(parts, 1));
-  }
-  Value max_pool(const Value& x, Pair kernel, Pair stride, bool ceil_mode) override {
-    return put(torch::max_pool2d(at(x), {kernel[0], kernel[1]}, {stride[0], stride[1]}, {0, 0},
-                                 {1, 1}, ceil_mode));
-  }
-  Value global_average_pool(const Value& x) override {
-    return put(torch::adaptive_avg_pool2d(at(x), {1, 1}));
-  }
-  Value flatten(const Value& x, bool caffe_order) override {
-    const auto& t = at(x);
-    return keep(caffe_order ? t.permute({0, 3, 2, 1}).reshape({t.size(0), -1})
-                            : t.reshape({t.size(0), -1}));
-  }
-  Value linear(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias) override {
-    auto y = torch::mm(at(x), weight.to(torch::kFloat32).t());
-    return keep(bias.defined() ? y + bias.to(torch::kFloat32) : y);
-  }
-  Value softmax(const Value& x) override { return keep(torch::softmax(at(x), 1)); }
 
  private:
-  static torch::Tensor channels(const torch::Tensor& t) {
-    return t.to(torch::kFloat32).reshape({1, -1, 1, 1});
-  }
-  const torch::Tensor& at(const Value& v) const { return values_.at(v); }
-  Value put(const torch::Tensor& t) { return keep(round_to_bf16(t)); }
-  Value keep(const torch::Tensor& t) {
-    auto name = std::to_string(values_.size());
-    name.insert(name.begin(), 'v');
-    values_[name] = t;
-    return name;
-  }
-  std::map<Value, torch::Tensor> values_;
+  nn::Int8Calibration calibration_;
 };
 
 // Per row: |actual - reference| / |reference| (rows of N x D matrices, in double).
@@ -160,6 +134,48 @@ inline MagnitudeOrder magnitude_order(const std::vector<double>& actual,
     }
   }
   return out;
+}
+
+// Everything the tests hold a bf16 result to, from its rows (N x D), the emulation's rows and
+// the float32 reference's: per row the relative error within kBf16ErrorFactor times the
+// emulated one, the norm and the cosine within the bounds that follow, and the magnitude order
+// where the bounds separate two rows. Failures come back as messages (violations).
+struct Bf16Check {
+  std::vector<double> errors, model_errors, bounds;
+  double min_cosine = 1, worst_ratio = 0;
+  MagnitudeOrder order;
+  std::vector<std::string> violations;
+};
+inline Bf16Check check_bf16(const torch::Tensor& actual, const torch::Tensor& emulated,
+                            const torch::Tensor& reference) {
+  Bf16Check c;
+  c.errors = relative_errors(actual, reference);
+  c.model_errors = relative_errors(emulated, reference);
+  const auto a = actual.to(torch::kFloat64), r = reference.to(torch::kFloat64);
+  const auto norm_a = a.norm(2, 1).contiguous(), norm_r = r.norm(2, 1).contiguous();
+  const auto cosines = ((a * r).sum(1) / (norm_a * norm_r)).contiguous();
+  const std::vector<double> norms(norm_a.data_ptr<double>(),
+                                  norm_a.data_ptr<double>() + norm_a.numel());
+  const std::vector<double> reference_norms(norm_r.data_ptr<double>(),
+                                            norm_r.data_ptr<double>() + norm_r.numel());
+  for (std::size_t i = 0; i < c.errors.size(); ++i) {
+    const double bound = kBf16ErrorFactor * c.model_errors[i];
+    const double cosine = cosines.data_ptr<double>()[i];
+    c.bounds.push_back(bound);
+    c.min_cosine = std::min(c.min_cosine, cosine);
+    c.worst_ratio = std::max(c.worst_ratio, c.errors[i] / c.model_errors[i]);
+    const auto row = "row " + std::to_string(i) + ": ";
+    if (!(c.errors[i] <= bound))
+      c.violations.push_back(row + "relative error " + std::to_string(c.errors[i]) + " > bound " +
+                             std::to_string(bound));
+    if (!(std::abs(norms[i] - reference_norms[i]) / reference_norms[i] <= bound))
+      c.violations.push_back(row + "norm " + std::to_string(norms[i]) + " vs " +
+                             std::to_string(reference_norms[i]));
+    if (!(cosine >= 1 - cosine_loss_bound(bound)))
+      c.violations.push_back(row + "cosine " + std::to_string(cosine));
+  }
+  c.order = magnitude_order(norms, reference_norms, c.bounds);
+  return c;
 }
 
 }  // namespace facemag::test

@@ -13,10 +13,12 @@
 #include <sstream>
 
 #include "bf16_error_model.hpp"
+#include "facemag/embed/embedder.hpp"
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 #include "facemag/runtime.hpp"
 #include "test_support.hpp"
 
@@ -129,6 +131,63 @@ TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
       test::relative_errors(test::emulated_bf16_iresnet(*net, torch::stack(inputs)), expected);
   for (auto& b : bounds) b *= test::kBf16ErrorFactor;
   expect_golden_qualities(records, golden, bounds);
+}
+
+// --precision int8 through the CLI: refused without a calibration (naming the command that
+// makes one), calibrate-int8 on the golden crops, then each quality within the bound of the int8
+// emulation (bf16_error_model.hpp) of that same calibration; a calibration of another
+// architecture refused by name.
+TEST(CliGolden, Int8NeedsACalibrationAndThenStaysCloseToTheGoldens) {
+  const auto dir = test::golden_dir() / "iresnet";
+  FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");
+  if (!nn::OneDnnGraph::available(torch::kChar)) GTEST_SKIP() << "CPU without VNNI: no int8";
+  const auto golden = test::read_json(dir / "iresnet18.json");
+  test::TempDir tmp;
+  const auto weights = (tmp / "m.pth").string();
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const auto quality = "quality --aligned --precision int8 --arch iresnet18 --weights " + weights +
+                       " " + (dir / "inputs").string();
+  const auto refused = run_cli(quality, tmp);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("facemag calibrate-int8"), std::string::npos) << refused.err;
+
+  const auto calibrated = run_cli(
+      "calibrate-int8 --arch iresnet18 --weights " + weights + " " + (dir / "inputs").string(),
+      tmp);
+  ASSERT_EQ(calibrated.exit_code, 0) << calibrated.err;
+  EXPECT_EQ(json::parse(calibrated.out)["faces"].get<int>(), 10);
+  ASSERT_TRUE(std::filesystem::exists(weights + ".int8.json"));
+
+  const auto r = run_cli(quality, tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto records = json_lines(r.out);
+  ASSERT_EQ(records.size(), golden["inputs"].size());
+  std::vector<torch::Tensor> inputs;  // BGR, x / 255, as MagFace feeds the network
+  for (const auto& input : golden["inputs"]) {
+    const cv::Mat face = cv::imread((test::golden_dir() / input.get<std::string>()).string());
+    inputs.push_back(
+        torch::from_blob(face.data, {112, 112, 3}, torch::kUInt8).permute({2, 0, 1}).div(255.0));
+  }
+  nn::IResNet net(nn::IResNetDepth::k18);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const auto calibration =
+      read_int8_calibration(weights + ".int8.json", builtin_manifest("iresnet18"));
+  test::Int8EmulationSink sink(calibration);
+  const auto emulated = sink.value(net->describe(sink, sink.input(torch::stack(inputs))));
+  auto bounds = test::relative_errors(emulated, io::read_npy(dir / "iresnet18.npy"));
+  for (auto& b : bounds) b *= test::kInt8ErrorFactor;
+  expect_golden_qualities(records, golden, bounds);
+
+  write_magface_checkpoint(tmp / "m34.pth", "iresnet34", nn::IResNetDepth::k34);
+  const auto other = run_cli("quality --aligned --precision int8 --arch iresnet34 --weights " +
+                                 (tmp / "m34.pth").string() + " --int8-calibration " + weights +
+                                 ".int8.json " + (dir / "inputs").string(),
+                             tmp);
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_NE(other.err.find("an int8 calibration of iresnet18, not of iresnet34"), std::string::npos)
+      << other.err;
 }
 
 // Which oneDNN kernels a bf16 forward ran on, from oneDNN's verbose log, against the best

@@ -110,17 +110,14 @@ TEST_P(IResNetGolden, EmbeddingsMatchMagFace) {
     ASSERT_EQ(embeddings.size(), faces.size());
 
     double min_cos = 1, max_rel_norm = 0;
-    std::vector<double> ours_norms, cosines;
     std::vector<float> rows;
     for (std::size_t i = 0; i < embeddings.size(); ++i) {
       const auto ours = torch::tensor(embeddings[i].raw, torch::kFloat32).to(torch::kFloat64);
       const auto ref = expected[static_cast<std::int64_t>(i)];
       const double cos = (ours.dot(ref) / (ours.norm() * ref.norm())).item<double>();
       min_cos = std::min(min_cos, cos);
-      cosines.push_back(cos);
       max_rel_norm =
           std::max(max_rel_norm, std::abs(embeddings[i].magnitude - ref_norms[i]) / ref_norms[i]);
-      ours_norms.push_back(embeddings[i].magnitude);
       rows.insert(rows.end(), embeddings[i].raw.begin(), embeddings[i].raw.end());
     }
     std::cout << "[ parity ] " << arch << " " << precision_name(precision) << ": 1 - min cosine "
@@ -137,26 +134,17 @@ TEST_P(IResNetGolden, EmbeddingsMatchMagFace) {
     net->eval();
     const auto emulated = test::emulated_bf16_iresnet(*net, embedder.preprocess(faces));
     const auto ours = torch::from_blob(rows.data(), expected.sizes(), torch::kFloat32);
-    const auto errors = test::relative_errors(ours, expected);
-    const auto model_errors = test::relative_errors(emulated, expected);
-    std::vector<double> bounds;
-    double worst_ratio = 0;
-    for (std::size_t i = 0; i < errors.size(); ++i) {
-      bounds.push_back(test::kBf16ErrorFactor * model_errors[i]);
-      worst_ratio = std::max(worst_ratio, errors[i] / model_errors[i]);
-      EXPECT_LE(errors[i], bounds[i]) << "face " << i << ": relative error " << errors[i]
-                                      << ", emulated bf16 " << model_errors[i];
-      EXPECT_LE(std::abs(ours_norms[i] - ref_norms[i]) / ref_norms[i], bounds[i]) << "face " << i;
-      EXPECT_GE(cosines[i], 1 - test::cosine_loss_bound(bounds[i])) << "face " << i;
-    }
-    const auto order = test::magnitude_order(ours_norms, ref_norms, bounds);
-    std::cout << ", relative error " << *std::max_element(errors.begin(), errors.end())
-              << " (emulated " << *std::max_element(model_errors.begin(), model_errors.end())
-              << ", worst ratio " << worst_ratio << "), magnitude order kept in "
-              << order.checked - order.swapped << " of " << order.checked << " separable pairs\n";
+    const auto check = test::check_bf16(ours, emulated, expected);
+    for (const auto& v : check.violations) ADD_FAILURE() << v;
+    std::cout << ", relative error " << *std::max_element(check.errors.begin(), check.errors.end())
+              << " (emulated "
+              << *std::max_element(check.model_errors.begin(), check.model_errors.end())
+              << ", worst ratio " << check.worst_ratio << "), magnitude order kept in "
+              << check.order.checked - check.order.swapped << " of " << check.order.checked
+              << " separable pairs\n";
     EXPECT_GE(min_cos, 0.999);
-    EXPECT_EQ(order.swapped, 0);
-    EXPECT_GT(order.checked, 0);
+    EXPECT_EQ(check.order.swapped, 0);
+    EXPECT_GT(check.order.checked, 0);
   }
 }
 

@@ -125,12 +125,7 @@ TEST(MobileFaceNetGolden, Bfloat16StaysWithinItsErrorModelOnRealFaces) {
   ASSERT_EQ(bf16.precision(), Precision::kBFloat16);
   const auto embeddings = bf16.embed(crops);
   std::vector<float> rows;
-  std::vector<double> norms, golden_norms;
-  for (std::size_t i = 0; i < embeddings.size(); ++i) {
-    rows.insert(rows.end(), embeddings[i].raw.begin(), embeddings[i].raw.end());
-    norms.push_back(embeddings[i].magnitude);
-    golden_norms.push_back(expected[static_cast<std::int64_t>(i)].norm().item<double>());
-  }
+  for (const auto& e : embeddings) rows.insert(rows.end(), e.raw.begin(), e.raw.end());
   const auto ours = torch::from_blob(rows.data(), expected.sizes(), torch::kFloat32);
 
   torch::NoGradGuard no_grad;
@@ -139,28 +134,66 @@ TEST(MobileFaceNetGolden, Bfloat16StaysWithinItsErrorModelOnRealFaces) {
   net->eval();
   test::Bf16EmulationSink sink;
   const auto emulated = sink.value(net->describe(sink, sink.input(bf16.preprocess(crops))));
+  const auto check = test::check_bf16(ours, emulated, expected);
+  for (const auto& v : check.violations) ADD_FAILURE() << v;
+  std::cout << "[ parity ] mobilefacenet bf16: 1 - min cosine " << 1 - check.min_cosine
+            << ", relative error " << *std::max_element(check.errors.begin(), check.errors.end())
+            << " (emulated "
+            << *std::max_element(check.model_errors.begin(), check.model_errors.end())
+            << "), magnitude order kept in " << check.order.checked - check.order.swapped << " of "
+            << check.order.checked << " separable pairs\n";
+  EXPECT_EQ(check.order.swapped, 0);
+  EXPECT_GT(check.order.checked, 0);
+}
+
+// int8 on the real model: calibrated on half of the golden crops, run on all of them; each
+// embedding within the bound of the int8 emulation of that calibration (the pair accuracy of
+// the identity statistics is printed beside the golden's).
+TEST(MobileFaceNetGolden, Int8StaysWithinItsErrorModelOnRealFaces) {
+  FACEMAG_REQUIRE_FILE(weights());
+  FACEMAG_REQUIRE_FILE(golden() / "mobilefacenet.json");
+  if (!nn::OneDnnGraph::available(torch::kChar)) GTEST_SKIP() << "CPU without VNNI: no int8";
+  const auto json = test::read_json(golden() / "mobilefacenet.json");
+  const auto expected = io::read_npy(golden() / "embeddings.npy");
+  std::vector<cv::Mat> crops;
+  std::vector<std::string> identity;
+  for (const auto& face : json["faces"]) {
+    crops.push_back(cv::imread((golden() / face["png"].get<std::string>()).string()));
+    identity.push_back(face["identity"]);
+  }
+  const ModelManifest manifest = builtin_manifest("mobilefacenet");
+  const Embedder fp32 = Embedder::load(manifest, weights());
+  std::vector<cv::Mat> half;
+  for (std::size_t i = 0; i < crops.size(); i += 2) half.push_back(crops[i]);
+  const auto calibration = fp32.calibrate_int8(half);
+  EXPECT_EQ(calibration.faces, static_cast<std::int64_t>(half.size()));
+  test::TempDir tmp;
+  write_int8_calibration(tmp / "mfn.int8.json", manifest, calibration);
+  const Embedder int8 =
+      Embedder::load(manifest, weights(), {Precision::kInt8, true, tmp / "mfn.int8.json"});
+  const auto embeddings = int8.embed(crops);
+  std::vector<float> rows;
+  for (const auto& e : embeddings) rows.insert(rows.end(), e.raw.begin(), e.raw.end());
+  const auto ours = torch::from_blob(rows.data(), expected.sizes(), torch::kFloat32);
+
+  torch::NoGradGuard no_grad;
+  nn::MobileFaceNet net;
+  nn::load_state_dict_strict(*net, fp32.state_dict(), weights().string());
+  net->eval();
+  test::Int8EmulationSink sink(calibration);
+  const auto emulated = sink.value(net->describe(sink, sink.input(fp32.preprocess(crops))));
   const auto errors = test::relative_errors(ours, expected);
   const auto model_errors = test::relative_errors(emulated, expected);
-  std::vector<double> bounds;
-  double min_cos = 1;
   for (std::size_t i = 0; i < errors.size(); ++i) {
-    bounds.push_back(test::kBf16ErrorFactor * model_errors[i]);
-    const auto row = ours[static_cast<std::int64_t>(i)].to(torch::kFloat64);
-    const auto ref = expected[static_cast<std::int64_t>(i)].to(torch::kFloat64);
-    const double cos = (row.dot(ref) / (row.norm() * ref.norm())).item<double>();
-    min_cos = std::min(min_cos, cos);
-    EXPECT_LE(errors[i], bounds[i]) << "face " << i << ", emulated " << model_errors[i];
-    EXPECT_LE(std::abs(norms[i] - golden_norms[i]) / golden_norms[i], bounds[i]) << "face " << i;
-    EXPECT_GE(cos, 1 - test::cosine_loss_bound(bounds[i])) << "face " << i;
+    EXPECT_LE(errors[i], test::kInt8ErrorFactor * model_errors[i])
+        << "face " << i << ", emulated int8 " << model_errors[i];
   }
-  const auto order = test::magnitude_order(norms, golden_norms, bounds);
-  std::cout << "[ parity ] mobilefacenet bf16: 1 - min cosine " << 1 - min_cos
-            << ", relative error " << *std::max_element(errors.begin(), errors.end())
-            << " (emulated " << *std::max_element(model_errors.begin(), model_errors.end())
-            << "), magnitude order kept in " << order.checked - order.swapped << " of "
-            << order.checked << " separable pairs\n";
-  EXPECT_EQ(order.swapped, 0);
-  EXPECT_GT(order.checked, 0);
+  const auto stats = identity_stats(ours, identity);
+  const auto reference = identity_stats(expected, identity);
+  std::cout << "[ parity ] mobilefacenet int8: relative error "
+            << *std::max_element(errors.begin(), errors.end()) << " (emulated "
+            << *std::max_element(model_errors.begin(), model_errors.end()) << "), pair accuracy "
+            << stats.best_accuracy << " (fp32 golden " << reference.best_accuracy << ")\n";
 }
 
 TEST(MobileFaceNetGolden, GoldenFeaturesGiveTheRecordedIdentityStatistics) {

@@ -14,6 +14,7 @@
 #include "facemag/error.hpp"
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/inception_resnet_v1.hpp"
+#include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
 #include "facemag/nn/onednn_graph.hpp"
@@ -24,25 +25,21 @@ namespace {
 
 using nn::OneDnnGraph;
 
-// Runs `graph` on slices of `input` (batch sizes below, two threads) and returns, per batch
-// size, the rows' relative errors against `expected`.
-std::vector<std::vector<double>> run_from_two_threads(const OneDnnGraph& graph,
-                                                      const torch::Tensor& input,
-                                                      const torch::Tensor& expected) {
-  const std::vector<std::int64_t> batches{1, 5, 2, 3};
-  std::vector<std::vector<double>> errors(batches.size());
+// Runs `graph` on the first n rows of `input` for each batch size n below, from two threads at
+// once (plans of several sizes built and used concurrently); returns the outputs per size.
+const std::vector<std::int64_t> kBatches{1, 5, 2, 3};
+std::vector<torch::Tensor> run_from_two_threads(const OneDnnGraph& graph,
+                                                const torch::Tensor& input) {
+  std::vector<torch::Tensor> outputs(kBatches.size());
   std::vector<std::thread> threads;
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
-      for (std::size_t i = t; i < batches.size(); i += 2) {
-        const auto n = batches[i];
-        errors[i] =
-            test::relative_errors(graph.forward(input.slice(0, 0, n)), expected.slice(0, 0, n));
-      }
+      for (std::size_t i = t; i < kBatches.size(); i += 2)
+        outputs[i] = graph.forward(input.slice(0, 0, kBatches[i]));
     });
   }
   for (auto& th : threads) th.join();
-  return errors;
+  return outputs;
 }
 
 void check_graph(const std::string& name, const OneDnnGraph::Describe& describe,
@@ -55,8 +52,11 @@ void check_graph(const std::string& name, const OneDnnGraph::Describe& describe,
 
   const OneDnnGraph fp32(describe, chw, torch::kFloat32);
   double worst = 0;
-  for (const auto& rows : run_from_two_threads(fp32, input, expected))
+  const auto fp32_outputs = run_from_two_threads(fp32, input);
+  for (std::size_t i = 0; i < kBatches.size(); ++i) {
+    const auto rows = test::relative_errors(fp32_outputs[i], expected.slice(0, 0, kBatches[i]));
     worst = std::max(worst, *std::max_element(rows.begin(), rows.end()));
+  }
   std::cout << "[ graph ] " << name << " fp32: max relative error " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
   EXPECT_THROW(fp32.forward(torch::zeros({1, chw[0], chw[1] + 1, chw[2]})), InvalidInput);
@@ -67,18 +67,54 @@ void check_graph(const std::string& name, const OneDnnGraph::Describe& describe,
   }
   test::Bf16EmulationSink sink;
   const auto emulated = sink.value(describe(sink, sink.input(input)));
-  const auto model_errors = test::relative_errors(emulated, expected);
   const OneDnnGraph bf16(describe, chw, torch::kBFloat16);
+  const auto bf16_outputs = run_from_two_threads(bf16, input);
   double worst_ratio = 0, worst_error = 0;
-  for (const auto& rows : run_from_two_threads(bf16, input, expected)) {
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-      worst_error = std::max(worst_error, rows[r]);
-      worst_ratio = std::max(worst_ratio, rows[r] / model_errors[r]);
-      EXPECT_LE(rows[r], test::kBf16ErrorFactor * model_errors[r])
-          << name << " row " << r << ": emulated bf16 " << model_errors[r];
+  for (std::size_t i = 0; i < kBatches.size(); ++i) {
+    const auto n = kBatches[i];
+    const auto check =
+        test::check_bf16(bf16_outputs[i], emulated.slice(0, 0, n), expected.slice(0, 0, n));
+    for (const auto& v : check.violations) ADD_FAILURE() << name << " batch " << n << " " << v;
+    worst_ratio = std::max(worst_ratio, check.worst_ratio);
+    worst_error =
+        std::max(worst_error, *std::max_element(check.errors.begin(), check.errors.end()));
+  }
+  std::cout << "[ graph ] " << name << " bf16: max relative error " << worst_error
+            << " (worst ratio to the emulation " << worst_ratio << ")\n";
+}
+
+// int8 calibrated on one random batch and run on another, against the int8 emulation
+// (bf16_error_model.hpp) of the same calibration; on a CPU without VNNI, the refusal.
+void check_int8(const std::string& name, const OneDnnGraph::Describe& describe,
+                const std::function<torch::Tensor(const torch::Tensor&)>& reference,
+                std::array<std::int64_t, 3> chw) {
+  torch::NoGradGuard no_grad;
+  const auto generator = torch::Generator(at::detail::createCPUGenerator(17));
+  const auto calibration_input = torch::rand({8, chw[0], chw[1], chw[2]}, generator) * 2 - 1;
+  const auto input = torch::rand({5, chw[0], chw[1], chw[2]}, generator) * 2 - 1;
+  const auto calibration = OneDnnGraph::calibrate(describe, {calibration_input});
+  if (!OneDnnGraph::available(torch::kChar)) {
+    EXPECT_THROW(OneDnnGraph(describe, chw, calibration), InvalidInput);
+    GTEST_SKIP() << "CPU without VNNI: int8 refused";
+  }
+  const auto expected = reference(input);
+  test::Int8EmulationSink sink(calibration);
+  const auto emulated = sink.value(describe(sink, sink.input(input)));
+  const auto model_errors = test::relative_errors(emulated, expected);
+  const OneDnnGraph int8(describe, chw, calibration);
+  const auto outputs = run_from_two_threads(int8, input);
+  double worst_ratio = 0, worst_error = 0;
+  for (std::size_t i = 0; i < kBatches.size(); ++i) {
+    const auto errors = test::relative_errors(outputs[i], expected.slice(0, 0, kBatches[i]));
+    for (std::size_t r = 0; r < errors.size(); ++r) {
+      worst_error = std::max(worst_error, errors[r]);
+      worst_ratio = std::max(worst_ratio, errors[r] / model_errors[r]);
+      EXPECT_LE(errors[r], test::kInt8ErrorFactor * model_errors[r])
+          << name << " batch " << kBatches[i] << " row " << r << ": emulated int8 "
+          << model_errors[r];
     }
   }
-  std::cout << "[ graph ] " << name << " bf16: max relative error " << worst_error << " (emulated "
+  std::cout << "[ graph ] " << name << " int8: max relative error " << worst_error << " (emulated "
             << *std::max_element(model_errors.begin(), model_errors.end()) << ", worst ratio "
             << worst_ratio << ")\n";
 }
@@ -109,6 +145,41 @@ TEST(OneDnnGraph, InceptionResnetV1AgreesWithItsModuleAndItsBf16Model) {
 TEST(OneDnnGraph, RefusesANetworkWithoutAFlatten) {
   const auto no_flatten = [&](nn::GraphSink& sink, const std::string& x) { return sink.relu(x); };
   EXPECT_THROW(OneDnnGraph(no_flatten, {3, 112, 96}, torch::kFloat32), std::logic_error);
+}
+
+TEST(OneDnnGraph, Int8MobileFaceNetStaysWithinItsErrorModel) {
+  nn::MobileFaceNet net;
+  nn::fill_formula_weights(*net);
+  net->eval();
+  check_int8(
+      "mobilefacenet",
+      [&](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); },
+      [&](const torch::Tensor& x) { return net->forward(x); }, {3, 112, 96});
+}
+
+TEST(OneDnnGraph, Int8IResNetStaysWithinItsErrorModel) {
+  nn::IResNet net(nn::IResNetDepth::k18);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  check_int8(
+      "iresnet18",
+      [&](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); },
+      [&](const torch::Tensor& x) { return net->forward(x); }, {3, 112, 112});
+}
+
+// int8 has no kernel for concatenations of differently scaled values: refused by name.
+TEST(OneDnnGraph, Int8RefusesNetworksWithConcatenations) {
+  if (!OneDnnGraph::available(torch::kChar)) GTEST_SKIP() << "CPU without VNNI";
+  nn::InceptionResnetV1 net(0);
+  const auto describe = [&](nn::GraphSink& sink, const std::string& x) {
+    return net->describe(sink, x, false).front();
+  };
+  try {
+    OneDnnGraph(describe, {3, 160, 160}, nn::Int8Calibration{1.0f, std::vector<float>(600, 1.0f)});
+    FAIL() << "int8 Inception accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("concatenations"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -113,9 +114,30 @@ std::vector<cv::Mat> load_images(const std::vector<std::string>& inputs) {
 
 Embedder load_embedder(const BenchOptions& opt, const std::string& precision) {
   const ModelManifest manifest = builtin_manifest(opt.arch);
-  const EmbedderOptions options{parse_precision(precision)};
-  return opt.weights.empty() ? Embedder::with_formula_weights(manifest, options)
-                             : Embedder::load(manifest, opt.weights, options);
+  const auto load = [&](const EmbedderOptions& options) {
+    return opt.weights.empty() ? Embedder::with_formula_weights(manifest, options)
+                               : Embedder::load(manifest, opt.weights, options);
+  };
+  EmbedderOptions options{parse_precision(precision)};
+  if (options.precision == Precision::kInt8 &&
+      (opt.weights.empty() || !std::filesystem::exists(int8_calibration_path(opt.weights)))) {
+    // Speed only: calibrated on synthetic faces (accuracy needs `facemag calibrate-int8` on real
+    // ones); the file is written for the loader and removed.
+    const Embedder fp32 = load({Precision::kReference});  // calibration runs on LibTorch
+    std::vector<cv::Mat> faces(16);
+    for (auto& face : faces) {
+      face = cv::Mat(manifest.input_height, manifest.input_width, CV_8UC3);
+      cv::randu(face, 0, 256);
+    }
+    const auto file = std::filesystem::temp_directory_path() /
+                      ("facemag-bench-" + std::to_string(getpid()) + ".int8.json");
+    write_int8_calibration(file, fp32.manifest(), fp32.calibrate_int8(faces));
+    options.int8_calibration = file;
+    auto embedder = load(options);
+    std::filesystem::remove(file);
+    return embedder;
+  }
+  return load(options);
 }
 
 // Training steps (MagFace loss, SGD) on synthetic faces: what bench/train_vs_pytorch.sh compares
@@ -266,7 +288,8 @@ Runner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   bench
       ->add_option("--precision", opt->precisions,
-                   "reference, fp32 and/or bf16 (comma-separated: compared in one run)")
+                   "reference, fp32, bf16 and/or int8 (comma-separated: compared in one run; "
+                   "int8 without WEIGHTS.int8.json is calibrated on synthetic faces)")
       ->delimiter(',')
       ->capture_default_str();
   bench->add_option("--repeat", opt->repeat, "Timed repetitions (median reported)")

@@ -10,8 +10,11 @@ namespace facemag::cli {
 
 void add_precision_option(CLI::App& cmd, std::string& precision) {
   cmd.add_option("--precision", precision,
-                 "fp32 (BatchNorm folded, oneDNN), bf16 (iResNet: ~2x faster, cosine >= 0.9998 "
-                 "to fp32) or reference (PyTorch's ops one by one)")
+                 "fp32 (BatchNorm folded, on oneDNN; iResNet's Winograd weights cost memory: "
+                 "iResNet100 ~2.0 GB peak at batch 16, PyTorch ~1.0 GB), bf16 (oneDNN bfloat16 "
+                 "on AVX-512 CPUs: faster, about half the memory of fp32, cosine >= 0.9997 to "
+                 "fp32), int8 (VNNI CPUs, iResNet and MobileFaceNet, after `facemag "
+                 "calibrate-int8`: ~1.4-1.8x bf16's speed) or reference (PyTorch's ops one by one)")
       ->check(CLI::IsMember(precision_names()))
       ->capture_default_str();
 }
@@ -32,6 +35,9 @@ void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& defa
   cmd.add_option("--batch", opt.batch, "Faces per forward pass")->capture_default_str();
   cmd.add_option("--threads", opt.threads, "CPU threads (0 = all cores)")->capture_default_str();
   add_precision_option(cmd, opt.precision);
+  cmd.add_option("--int8-calibration", opt.int8_calibration,
+                 "--precision int8: the file `facemag calibrate-int8` wrote (default "
+                 "WEIGHTS.int8.json)");
 }
 
 std::filesystem::path manifest_path_for(const std::filesystem::path& weights) {
@@ -61,6 +67,7 @@ Embedder load_model(const ModelOptions& opt) {
   spdlog::debug("{} threads", configure_runtime(opt.threads));
   const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
   EmbedderOptions options{parse_precision(opt.precision)};
+  options.int8_calibration = opt.int8_calibration;
   if (opt.no_verify) {
     options.verify_sha256 = false;
     spdlog::warn("--no-verify: {} is loaded without checking its SHA-256", weights.string());

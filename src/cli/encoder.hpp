@@ -27,14 +27,15 @@ struct ModelOptions {
   int batch = 16;
   int threads = 0;
   std::string precision = "fp32";
-  bool prewhiten = false;  // facenet-pytorch's per-face standardisation (`embed --prewhiten`)
+  std::string int8_calibration;  // --int8-calibration (default WEIGHTS.int8.json)
+  bool prewhiten = false;        // facenet-pytorch's per-face standardisation (`embed --prewhiten`)
   DetectorOptions detector;
   // One face per photo: which one (see KeepFaces), or the dataset's own landmarks instead of
   // detection.
   std::string keep = "center";
   std::string landmarks;
 };
-// --precision reference|fp32|bf16 (see facemag::Precision).
+// --precision reference|fp32|bf16|int8 (see facemag::Precision).
 void add_precision_option(CLI::App& cmd, std::string& precision);
 void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& default_arch);
 // --landmarks FILE (a dataset's 5-point landmarks: detection skipped).

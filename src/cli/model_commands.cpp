@@ -16,6 +16,7 @@
 #include "facemag/error.hpp"
 #include "facemag/export/onnx.hpp"
 #include "facemag/io/file.hpp"
+#include "facemag/io/image.hpp"
 #include "facemag/io/sha256.hpp"
 #include "facemag/model/store.hpp"
 #include "facemag/nn/mtcnn_nets.hpp"
@@ -211,6 +212,63 @@ int run_export(const ExportOptions& opt) {
 
 }  // namespace
 
+struct Int8Options {
+  ModelOptions model;  // model.int8_calibration: the file to write
+  std::vector<std::string> inputs;
+  std::size_t max_faces = 1000;
+  double percentile = 99.99;
+};
+
+// Aligns up to max_faces faces of the inputs (one per photo, as embed does; unreadable photos and
+// photos without a face are reported and skipped), measures the largest magnitude of every value
+// of the network over them in float32, and writes the calibration beside the weights.
+int run_calibrate_int8(const Int8Options& o) {
+  ModelOptions model = o.model;
+  model.precision = "reference";  // calibration evaluates the description on LibTorch
+  const Embedder embedder = load_model(model);
+  const FaceAligner aligner(model, embedder.manifest());
+  std::vector<cv::Mat> faces;
+  std::size_t skipped = 0;
+  const auto files = io::expand_inputs(o.inputs);
+  ProgressBar progress(std::min(files.size(), o.max_faces), "calibrate");
+  for (std::size_t start = 0; start < files.size() && faces.size() < o.max_faces; start += 32) {
+    std::vector<cv::Mat> images;
+    std::vector<std::string> names;
+    for (std::size_t i = start; i < std::min(files.size(), start + 32); ++i) {
+      try {
+        images.push_back(io::read_image_bgr(files[i].path));
+        names.push_back(files[i].name.string());
+      } catch (const InvalidInput& e) {
+        spdlog::warn("skipped {}: {}", files[i].path.string(), e.what());
+        ++skipped;
+      }
+    }
+    for (auto& candidates : aligner.align(images, names)) {
+      if (candidates.crops.empty()) {
+        spdlog::warn("skipped a photo: {}", candidates.error);
+        ++skipped;
+      } else if (faces.size() < o.max_faces) {
+        faces.push_back(candidates.crops.front());
+        progress.advance(1);
+      }
+    }
+  }
+  if (faces.empty()) throw InvalidInput("calibrate-int8: no face in the inputs");
+  const auto calibration = embedder.calibrate_int8(faces, o.percentile);
+  const auto weights = resolve_weights(model.weights, builtin_manifest(model.arch).name);
+  const auto out = model.int8_calibration.empty() ? int8_calibration_path(weights)
+                                                  : std::filesystem::path(model.int8_calibration);
+  write_int8_calibration(out, embedder.manifest(), calibration);
+  std::cout << nlohmann::json{{"calibration", out.string()},
+                              {"model", embedder.manifest().name},
+                              {"faces", calibration.faces},
+                              {"skipped", skipped},
+                              {"values", calibration.values.size()}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
 Runner add_model_commands(CLI::App& app) {
   auto opt = std::make_shared<ModelsOptions>();
   auto* models = app.add_subcommand(
@@ -262,7 +320,25 @@ Runner add_model_commands(CLI::App& app) {
                  "inception_resnet_v1: leave out the classifier (only \"features\")");
   onnx->add_flag("--no-verify", exp->no_verify,
                  "Export weights even when their SHA-256 is not the manifest's");
+  auto int8 = std::make_shared<Int8Options>();
+  auto* calibrate = app.add_subcommand(
+      "calibrate-int8",
+      "Measure a model's value ranges on your faces for --precision int8 (writes "
+      "WEIGHTS.int8.json, or --int8-calibration FILE); inputs as for embed: aligned crops, "
+      "--landmarks or photos (MTCNN); --flip for models used with mirror features");
+  add_model_options(*calibrate, int8->model, "iresnet100");
+  add_face_choice_options(*calibrate, int8->model);
+  calibrate->add_option("inputs", int8->inputs, "Faces or photos (files, folders, @list.txt)")
+      ->required();
+  calibrate->add_option("--max-faces", int8->max_faces, "Use at most this many faces")
+      ->capture_default_str();
+  calibrate
+      ->add_option("--percentile", int8->percentile,
+                   "A value's range: this percentile of its magnitudes (100: the largest)")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
   return [=]() -> int {
+    if (calibrate->parsed()) return run_calibrate_int8(*int8);
     if (list->parsed()) return run_list(*opt);
     if (add->parsed()) return run_add(*opt);
     if (verify->parsed()) return run_verify(*opt);

@@ -105,12 +105,47 @@ io::NamedTensors select_backbone(const io::NamedTensors& all, const torch::nn::M
 }  // namespace
 
 namespace {
+// The network's op-by-op description (nn::GraphSink), for nn::OneDnnGraph and int8 calibration.
+nn::OneDnnGraph::Describe describe_of(const Embedder::Impl& impl) {
+  if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get()))
+    return [net](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); };
+  if (const auto* net = dynamic_cast<const nn::MobileFaceNetImpl*>(impl.module.get()))
+    return [net](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); };
+  if (const auto* net = dynamic_cast<const nn::InceptionResnetV1Impl*>(impl.module.get())) {
+    return [net](nn::GraphSink& sink, const std::string& x) {
+      return net->describe(sink, x, /*with_classifier=*/false).front();
+    };
+  }
+  return {};
+}
+
+std::array<std::int64_t, 3> input_chw(const ModelManifest& m) {
+  return {3, m.input_height, m.input_width};
+}
+
 // Replaces the reference forward by the fused network where the architecture has one.
-void prepare(Embedder::Impl& impl, Precision precision) {
+// `weights`: where the checkpoint came from (empty for formula weights), for int8's default
+// calibration file.
+void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
+             const std::filesystem::path& weights) {
+  const auto precision = options.precision;
   impl.precision = precision;
   if (precision == Precision::kReference) return;
+  if (precision == Precision::kInt8) {
+    auto file = options.int8_calibration;
+    if (file.empty() && !weights.empty()) file = int8_calibration_path(weights);
+    if (file.empty() || !std::filesystem::exists(file)) {
+      throw InvalidInput("--precision int8 needs a calibration of " + impl.manifest.name +
+                         (file.empty() ? std::string() : " (looked for " + file.string() + ")") +
+                         ": run `facemag calibrate-int8` on a few hundred of your faces first");
+    }
+    auto graph = std::make_shared<const nn::OneDnnGraph>(
+        describe_of(impl), input_chw(impl.manifest), read_int8_calibration(file, impl.manifest));
+    impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
+    return;
+  }
+  const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
   if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get())) {
-    const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
     if (nn::OneDnnIResNet::available(dtype)) {
       auto onednn = std::make_shared<const nn::OneDnnIResNet>(*net, dtype);
       impl.forward = [onednn](const torch::Tensor& x) { return onednn->forward(x); };
@@ -122,21 +157,8 @@ void prepare(Embedder::Impl& impl, Precision precision) {
     return;
   }
   // Every other network on oneDNN through its own description (nn::OneDnnGraph).
-  const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
-  auto* inception = dynamic_cast<nn::InceptionResnetV1Impl*>(impl.module.get());
-  nn::OneDnnGraph::Describe describe;
-  if (const auto* mfn = dynamic_cast<const nn::MobileFaceNetImpl*>(impl.module.get())) {
-    describe = [mfn](nn::GraphSink& sink, const std::string& x) { return mfn->describe(sink, x); };
-  } else if (inception) {
-    describe = [inception](nn::GraphSink& sink, const std::string& x) {
-      return inception->describe(sink, x, /*with_classifier=*/false).front();
-    };
-  }
-  if (describe && nn::OneDnnGraph::available(dtype)) {
-    auto graph = std::make_shared<const nn::OneDnnGraph>(
-        describe,
-        std::array<std::int64_t, 3>{3, impl.manifest.input_height, impl.manifest.input_width},
-        dtype);
+  if (const auto describe = describe_of(impl); describe && nn::OneDnnGraph::available(dtype)) {
+    auto graph = std::make_shared<const nn::OneDnnGraph>(describe, input_chw(impl.manifest), dtype);
     impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
     return;
   }
@@ -146,8 +168,8 @@ void prepare(Embedder::Impl& impl, Precision precision) {
         std::string(nn::OneDnnGraph::available(torch::kFloat32) ? "CPU lacks" : "build lacks") +
         " (" + impl.manifest.architecture + ")");
   }
-  if (inception) {  // a build without oneDNN: the folded LibTorch network
-    inception->prepare_inference();
+  if (auto* inception = dynamic_cast<nn::InceptionResnetV1Impl*>(impl.module.get())) {
+    inception->prepare_inference();  // a build without oneDNN: the folded LibTorch network
     return;
   }
   impl.precision = Precision::kReference;
@@ -155,11 +177,64 @@ void prepare(Embedder::Impl& impl, Precision precision) {
 
 }  // namespace
 
+std::filesystem::path int8_calibration_path(const std::filesystem::path& weights) {
+  return weights.string() + ".int8.json";
+}
+
+namespace {
+constexpr const char* kInt8Format = "facemag-int8-calibration/1";
+}  // namespace
+
+void write_int8_calibration(const std::filesystem::path& file, const ModelManifest& manifest,
+                            const nn::Int8Calibration& calibration) {
+  const nlohmann::json j{{"format", kInt8Format},
+                         {"model", manifest.name},
+                         {"architecture", manifest.architecture},
+                         {"weights_sha256", manifest.sha256},
+                         {"faces", calibration.faces},
+                         {"percentile", calibration.percentile},
+                         {"input_max_abs", calibration.input},
+                         {"max_abs", calibration.values}};
+  io::write_file_atomic(file, j.dump(1) + "\n");
+}
+
+nn::Int8Calibration read_int8_calibration(const std::filesystem::path& file,
+                                          const ModelManifest& manifest) {
+  nlohmann::json j;
+  try {
+    std::ifstream in(file);
+    if (!in) throw InvalidInput(file.string() + ": cannot read the int8 calibration");
+    j = nlohmann::json::parse(in);
+    if (j.value("format", "") != kInt8Format)
+      throw InvalidInput(file.string() + ": not an int8 calibration (format '" +
+                         j.value("format", "") + "', expected '" + kInt8Format + "')");
+  } catch (const nlohmann::json::exception& e) {
+    throw InvalidInput(file.string() + ": " + e.what());
+  }
+  const auto architecture = j.value("architecture", "");
+  if (architecture != manifest.architecture) {
+    throw ModelLoadError(file.string() + ": an int8 calibration of " + architecture + ", not of " +
+                         manifest.architecture);
+  }
+  const auto sha = j.value("weights_sha256", "");
+  if (!sha.empty() && !manifest.sha256.empty() && sha != manifest.sha256) {
+    throw ModelLoadError(file.string() + ": calibrated on weights with SHA-256 " + sha +
+                         ", these have " + manifest.sha256);
+  }
+  nn::Int8Calibration c;
+  c.faces = j.value("faces", std::int64_t{0});
+  c.percentile = j.value("percentile", 100.0);
+  c.input = j.value("input_max_abs", 0.0f);
+  c.values = j.value("max_abs", std::vector<float>{});
+  return c;
+}
+
 namespace {
 constexpr std::pair<Precision, const char*> kPrecisionNames[] = {
     {Precision::kReference, "reference"},
     {Precision::kFloat32, "fp32"},
-    {Precision::kBFloat16, "bf16"}};
+    {Precision::kBFloat16, "bf16"},
+    {Precision::kInt8, "int8"}};
 }  // namespace
 
 Precision parse_precision(const std::string& name) {
@@ -265,7 +340,7 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
   // A loaded model's sha256 is one that was checked, or none.
   if (!options.verify_sha256) impl->manifest.sha256.clear();
   impl->module->eval();
-  prepare(*impl, options.precision);
+  prepare(*impl, options, weights);
   return Embedder(impl);
 }
 
@@ -274,7 +349,7 @@ Embedder Embedder::with_formula_weights(const ModelManifest& manifest,
   auto impl = build(manifest);
   nn::fill_formula_weights(*impl->module);
   impl->notes.push_back("formula weights (deterministic, untrained)");
-  prepare(*impl, options.precision);
+  prepare(*impl, options, {});
   return Embedder(impl);
 }
 
@@ -343,6 +418,26 @@ torch::Tensor Embedder::logits(const torch::Tensor& batch) const {
 
 std::vector<std::pair<std::string, torch::Tensor>> Embedder::state_dict() const {
   return nn::state_dict(*impl_->module);
+}
+
+nn::Int8Calibration Embedder::calibrate_int8(const std::vector<cv::Mat>& faces,
+                                             double percentile) const {
+  const auto describe = describe_of(*impl_);
+  if (!describe) throw InvalidInput(impl_->manifest.architecture + " has no int8 network");
+  if (faces.empty()) throw InvalidInput("int8 calibration needs at least one face");
+  std::vector<torch::Tensor> batches;
+  constexpr std::size_t kChunk = 16;
+  for (std::size_t start = 0; start < faces.size(); start += kChunk) {
+    const std::vector<cv::Mat> chunk(
+        faces.begin() + static_cast<std::ptrdiff_t>(start),
+        faces.begin() + static_cast<std::ptrdiff_t>(std::min(faces.size(), start + kChunk)));
+    batches.push_back(preprocess(chunk));
+    // Mirror features run the network on the mirrored faces too.
+    if (impl_->manifest.concat_flipped) batches.push_back(batches.back().flip(3));
+  }
+  auto calibration = nn::OneDnnGraph::calibrate(describe, batches, percentile);
+  if (impl_->manifest.concat_flipped) calibration.faces /= 2;
+  return calibration;
 }
 
 const ModelManifest& Embedder::manifest() const { return impl_->manifest; }

@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -217,8 +219,10 @@ Graph record(const OneDnnGraph::Describe& describe, std::array<std::int64_t, 3> 
 // The plan of one batch size: shapes, fusions and buffers decided while walking the nodes.
 class PlanWriter {
  public:
-  PlanWriter(const Graph& g, memory::data_type type, onednn::PlanBuilder& plan, std::int64_t batch)
-      : g_(g), type_(type), plan_(plan) {
+  // int8 (type s8) reads each value's scale from `calibration`.
+  PlanWriter(const Graph& g, memory::data_type type, const Int8Calibration* calibration,
+             onednn::PlanBuilder& plan, std::int64_t batch)
+      : g_(g), type_(type), calibration_(calibration), plan_(plan) {
     const int n = g.split;
     for (auto d : g.shapes) {
       d[0] = batch;
@@ -236,6 +240,8 @@ class PlanWriter {
     }
     last_use_[at(g.boundary)] = n;  // read after the plan: never released
     fused_.assign(n, false);
+    float_.assign(n, false);
+    scale_.assign(n + 1, 1.0f);
     input_dims_ = {batch, g.input_chw[0], g.input_chw[1], g.input_chw[2]};
   }
 
@@ -248,7 +254,9 @@ class PlanWriter {
       input_md_ = onednn::input_layout(input_dims_, type_);
       input_slot_ = take();
       ++refs_[input_slot_];
-      plan_.reorder(onednn::kInput, given, input_slot_, input_md_);
+      if (int8()) scale_[at(kNetworkInput)] = quantum(calibration_->input);
+      plan_.reorder(onednn::kInput, given, input_slot_, input_md_,
+                    1.0f / scale_[at(kNetworkInput)]);
     }
     for (int i = 0; i < g_.split; ++i) {
       if (fused_[i]) continue;
@@ -257,14 +265,19 @@ class PlanWriter {
     }
     const auto& out = dims(g_.boundary);
     plan_.reorder(slot(g_.boundary), md(g_.boundary), onednn::kOutput,
-                  memory::desc(out, memory::data_type::f32, memory::format_tag::nchw));
+                  memory::desc(out, memory::data_type::f32, memory::format_tag::nchw),
+                  scale_[at(g_.boundary)]);
   }
 
  private:
   int at(int v) const { return v == kNetworkInput ? g_.split : v; }
+  bool int8() const { return type_ == memory::data_type::s8; }
+  // The real value of one int8 step for values up to max_abs.
+  static float quantum(float max_abs) { return max_abs > 0 ? max_abs / 127.0f : 1.0f; }
   const memory::dims& dims(int v) const { return v == kNetworkInput ? input_dims_ : dims_[v]; }
   memory::desc md(int v) const {
-    return v == kNetworkInput ? input_md_ : onednn::blocked(dims_[v], type_);
+    if (v == kNetworkInput) return input_md_;
+    return onednn::blocked(dims_[v], float_[v] ? memory::data_type::f32 : type_);
   }
   Slot slot(int v) const { return v == kNetworkInput ? input_slot_ : slot_[v]; }
 
@@ -301,8 +314,12 @@ class PlanWriter {
     const int x = node.inputs.front();
     switch (node.kind) {
       case Kind::kConv:
-        return emit_conv(i);
+        return emit_conv(i, node.weight, node.bias, node.groups);
       case Kind::kScaleShift: {
+        if (int8()) {  // a depthwise 1x1 convolution, so that it can requantise
+          const auto channels = node.weight.numel();
+          return emit_conv(i, node.weight.view({channels, 1, 1, 1}), node.bias, channels);
+        }
         const Slot dst = take();
         plan_.affine(node.weight, node.bias, slot(x), dst, md(i));
         assign(i, dst);
@@ -320,15 +337,18 @@ class PlanWriter {
             node.kind == Kind::kPrelu ? node.weight : torch::zeros({dims_[i][1]});  // ReLU
         plan_.prelu(slopes, dst, md(i));
         assign(i, dst);
+        scale_[i] = scale_[at(x)];  // PReLU keeps the int8 scale
         return i;
       }
       case Kind::kAdd: {
+        if (int8()) throw std::logic_error("OneDnnGraph: int8 has no unfused residual sum");
         const Slot dst = take();
         plan_.add(slot(node.inputs[0]), slot(node.inputs[1]), dst, md(i));
         assign(i, dst);
         return i;
       }
       case Kind::kConcat: {
+        if (int8()) throw std::logic_error("OneDnnGraph: int8 has no concatenation");
         std::vector<std::pair<Slot, memory::desc>> sources;
         for (const int v : node.inputs) sources.emplace_back(slot(v), md(v));
         const Slot dst = take();
@@ -347,6 +367,7 @@ class PlanWriter {
             global ? memory::dims{1, 1} : memory::dims{node.stride[0], node.stride[1]},
             pool_padding_r(node, in, dims_[i]), slot(x), md(x), dst, md(i));
         assign(i, dst);
+        scale_[i] = scale_[at(x)];  // pooling keeps the int8 scale
         return i;
       }
       default:
@@ -356,12 +377,13 @@ class PlanWriter {
 
   // A convolution with what follows it fused: a residual sum (the other operand's buffer becomes
   // the destination when nothing reads that operand afterwards), then a ReLU or PReLU.
-  int emit_conv(int i) {
+  // weight, bias, groups: the node's own, or those of an affine run as a depthwise convolution.
+  int emit_conv(int i, torch::Tensor weight, torch::Tensor bias, std::int64_t groups) {
     const Node& node = g_.nodes[i];
     const int x = node.inputs.front();
     onednn::Epilogue epilogue;
     std::vector<int> chain{i};  // values that end up in the destination
-    int last = i;
+    int last = i, summand = -1;
     Slot dst = -1;
     if (const int k = sole_consumer(i); k >= 0 && g_.nodes[k].kind == Kind::kAdd) {
       const auto& in = g_.nodes[k].inputs;
@@ -369,6 +391,7 @@ class PlanWriter {
       if (other != i && other != kNetworkInput && other < i && last_use_[at(other)] == k &&
           slot(other) != slot(x) && dims(other) == dims_[i]) {
         epilogue.accumulate = true;
+        summand = other;
         dst = slot(other);
         chain.push_back(k);
         last = k;
@@ -387,19 +410,46 @@ class PlanWriter {
       }
     }
     if (dst < 0) dst = take();
-    plan_.conv(node.weight, node.bias, {node.stride[0], node.stride[1]},
-               {node.padding[0], node.padding[1]}, node.groups, slot(x), md(x), dst, md(i),
-               epilogue);
+    float dst_scale = 1.0f;
+    // int8: the network's last value straight out of the accumulator in float32 (no rounding of
+    // the embedding itself), unless it is a residual sum into an int8 buffer.
+    const bool to_float = int8() && !epilogue.accumulate &&
+                          std::find(chain.begin(), chain.end(), g_.boundary) != chain.end();
+    if (to_float) {
+      for (const int v : chain) float_[v] = true;
+    }
+    if (int8()) {
+      // One scale for what the destination holds: the largest of the chain's values (an unfused
+      // PReLU reads the value before it from the same buffer).
+      float max_abs = 0;
+      for (const int v : chain) max_abs = std::max(max_abs, calibration_->values.at(v));
+      dst_scale = to_float ? 1.0f : quantum(max_abs);
+      const float input_scale = scale_[at(x)];
+      const auto weight_scale =
+          (weight.abs().amax({1, 2, 3}) / 127.0f).clamp_min(1e-30f).to(torch::kFloat32);
+      weight = (weight / weight_scale.view({-1, 1, 1, 1})).round().to(torch::kChar);
+      bias = bias / (weight_scale * input_scale);  // added to the int32 accumulator
+      const auto scales = (weight_scale * (input_scale / dst_scale)).contiguous();
+      epilogue.output_scales.assign(scales.data_ptr<float>(),
+                                    scales.data_ptr<float>() + scales.numel());
+      if (summand >= 0) epilogue.sum_scale = scale_[at(summand)] / dst_scale;
+    }
+    plan_.conv(weight, bias, {node.stride[0], node.stride[1]}, {node.padding[0], node.padding[1]},
+               groups, slot(x), md(x), dst, md(i), epilogue);
     for (const int v : chain) {
       fused_[v] = v != i;
       assign(v, dst);
+      scale_[v] = dst_scale;
     }
     return last;
   }
 
   const Graph& g_;
   memory::data_type type_;
+  const Int8Calibration* calibration_;
   onednn::PlanBuilder& plan_;
+  std::vector<float> scale_;  // int8: the real value of one step of each value, by at(v)
+  std::vector<bool> float_;   // int8: values kept in float32 (the last one)
   memory::dims input_dims_;
   memory::desc input_md_;
   Slot input_slot_ = onednn::kInput;
@@ -416,13 +466,44 @@ class PlanWriter {
 }  // namespace
 
 struct OneDnnGraph::Impl {
-  Impl(Graph g, memory::data_type type)
-      : graph(std::move(g)), network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
-          PlanWriter(graph, type, plan, batch).write();
+  Impl(Graph g, memory::data_type type, std::optional<Int8Calibration> int8)
+      : graph(std::move(g)),
+        calibration(std::move(int8)),
+        network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
+          PlanWriter(graph, type, calibration ? &*calibration : nullptr, plan, batch).write();
         }) {}
 
   Graph graph;
+  std::optional<Int8Calibration> calibration;
   onednn::Network network;
+};
+
+// Records, for every stored value, the `percentile` of its magnitudes in each batch (the largest
+// for 100), keeping the largest over the batches.
+class RangeRecorder : public TorchEvaluator {
+ public:
+  RangeRecorder(Int8Calibration& out, double percentile) : out_(out), percentile_(percentile) {}
+
+ protected:
+  torch::Tensor stored(const torch::Tensor& value, int node) override {
+    const auto magnitudes = value.abs().flatten();
+    const auto n = magnitudes.numel();
+    const auto k = std::clamp<std::int64_t>(
+        static_cast<std::int64_t>(std::ceil(percentile_ / 100.0 * static_cast<double>(n))), 1, n);
+    const float m =
+        k == n ? magnitudes.max().item<float>() : std::get<0>(magnitudes.kthvalue(k)).item<float>();
+    if (node < 0) {
+      out_.input = std::max(out_.input, m);
+    } else {
+      if (out_.values.size() <= static_cast<std::size_t>(node)) out_.values.resize(node + 1, 0.0f);
+      out_.values[node] = std::max(out_.values[node], m);
+    }
+    return value;
+  }
+
+ private:
+  Int8Calibration& out_;
+  double percentile_;
 };
 
 bool OneDnnGraph::available(torch::ScalarType dtype) { return onednn::runs(dtype); }
@@ -433,7 +514,46 @@ OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> i
     throw InvalidInput(std::string("networks on oneDNN in ") + c10::toString(dtype) +
                        " are not available on this CPU");
   }
-  impl_ = std::make_unique<Impl>(record(describe, input_chw, dtype), onednn::data_type(dtype));
+  impl_ = std::make_unique<Impl>(record(describe, input_chw, dtype), onednn::data_type(dtype),
+                                 std::nullopt);
+}
+
+OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
+                         const Int8Calibration& calibration) {
+  if (!available(torch::kChar)) {
+    throw InvalidInput(
+        "int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8), which "
+        "this one lacks: use bf16 or fp32");
+  }
+  auto graph = record(describe, input_chw, torch::kFloat32);
+  for (int i = 0; i < graph.split; ++i) {
+    if (graph.nodes[i].kind == Kind::kConcat)
+      throw InvalidInput(
+          "int8 is implemented for networks without concatenations (iResNet, "
+          "MobileFaceNet), not for this one");
+  }
+  if (calibration.values.size() < static_cast<std::size_t>(graph.split) || calibration.input <= 0)
+    throw InvalidInput("an int8 calibration of " + std::to_string(calibration.values.size()) +
+                       " values does not fit this network (" + std::to_string(graph.split) +
+                       " operations before its flatten)");
+  impl_ = std::make_unique<Impl>(std::move(graph), memory::data_type::s8, calibration);
+}
+
+Int8Calibration OneDnnGraph::calibrate(const Describe& describe,
+                                       const std::vector<torch::Tensor>& batches,
+                                       double percentile) {
+  if (!(percentile > 0 && percentile <= 100))
+    throw InvalidInput("int8 calibration percentile must be in (0, 100], not " +
+                       std::to_string(percentile));
+  torch::NoGradGuard no_grad;
+  Int8Calibration out;
+  out.percentile = percentile;
+  for (const auto& batch : batches) {
+    RangeRecorder recorder(out, percentile);
+    describe(recorder, recorder.input(batch));
+    out.faces += batch.size(0);
+  }
+  return out;
 }
 
 torch::Tensor OneDnnGraph::forward(const torch::Tensor& x) const {
@@ -484,6 +604,14 @@ struct OneDnnGraph::Impl {};
 bool OneDnnGraph::available(torch::ScalarType) { return false; }
 
 OneDnnGraph::OneDnnGraph(const Describe&, std::array<std::int64_t, 3>, torch::ScalarType) {
+  throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnGraph");
+}
+
+OneDnnGraph::OneDnnGraph(const Describe&, std::array<std::int64_t, 3>, const Int8Calibration&) {
+  throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnGraph");
+}
+
+Int8Calibration OneDnnGraph::calibrate(const Describe&, const std::vector<torch::Tensor>&, double) {
   throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnGraph");
 }
 

@@ -20,6 +20,7 @@ using Tag = memory::format_tag;
 DataType data_type_of(const torch::Tensor& t) {
   if (t.scalar_type() == torch::kFloat32) return DataType::f32;
   if (t.scalar_type() == torch::kBFloat16) return DataType::bf16;
+  if (t.scalar_type() == torch::kChar) return DataType::s8;
   throw std::invalid_argument(std::string("oneDNN plan: no tensors of ") +
                               c10::toString(t.scalar_type()));
 }
@@ -54,11 +55,17 @@ memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& 
 bool runs(torch::ScalarType dtype) {
   if (dtype == torch::kFloat32) return true;
   const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-  const auto avx512 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
-  return dtype == torch::kBFloat16 && (isa & avx512) == avx512;
+  const auto has = [isa](dnnl_cpu_isa_t family) {
+    return (isa & static_cast<unsigned>(family)) == static_cast<unsigned>(family);
+  };
+  if (dtype == torch::kBFloat16) return has(dnnl_cpu_isa_avx512_core);
+  if (dtype == torch::kChar)
+    return has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);
+  return false;
 }
 
 memory::data_type data_type(torch::ScalarType dtype) {
+  if (dtype == torch::kChar) return DataType::s8;
   return dtype == torch::kBFloat16 ? DataType::bf16 : DataType::f32;
 }
 
@@ -86,7 +93,10 @@ bool prefers_channels_last(DataType type) {
 
 Tag activation_tag(DataType type) {
   static const bool bf16_channels_last = prefers_channels_last(DataType::bf16);
-  return type == DataType::bf16 && bf16_channels_last ? Tag::nhwc : Tag::nChw16c;
+  static const bool s8_channels_last = prefers_channels_last(DataType::s8);
+  if (type == DataType::bf16) return bf16_channels_last ? Tag::nhwc : Tag::nChw16c;
+  if (type == DataType::s8) return s8_channels_last ? Tag::nhwc : Tag::nChw16c;
+  return Tag::nChw16c;
 }
 
 memory::desc blocked(const memory::dims& dims, memory::data_type type) {
@@ -135,7 +145,7 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias,
   const bool has_prelu = epilogue.prelu.defined();
   const auto post_ops = [&](bool fuse_prelu) {
     dnnl::post_ops ops;
-    if (epilogue.accumulate) ops.append_sum(1.0f);
+    if (epilogue.accumulate) ops.append_sum(epilogue.sum_scale);
     if (epilogue.relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     if (fuse_prelu) ops.append_prelu(1 << 1);  // one slope per channel (dimension 1)
     return ops;
@@ -164,8 +174,9 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias,
   bool prelu_fused = false, fallback_fused = false;
   for (const auto& candidate : candidates) {
     try {
-      dnnl::convolution_forward::primitive_desc found(
-          *candidate.desc, attributes(post_ops(candidate.fuse_prelu)), engine);
+      auto attr = attributes(post_ops(candidate.fuse_prelu));
+      if (!epilogue.output_scales.empty()) attr.set_output_scales(1 << 1, epilogue.output_scales);
+      dnnl::convolution_forward::primitive_desc found(*candidate.desc, attr, engine);
       if (!std::string_view(found.impl_info_str()).starts_with("ref")) {
         pd = found;
         prelu_fused = candidate.fuse_prelu;
@@ -293,9 +304,11 @@ void PlanBuilder::add(Slot a, Slot b, Slot dst, const memory::desc& md) {
 }
 
 void PlanBuilder::reorder(Slot src, const memory::desc& src_md, Slot dst,
-                          const memory::desc& dst_md) {
+                          const memory::desc& dst_md, float scale) {
   const auto& engine = network_.engine();
-  const dnnl::reorder::primitive_desc pd(engine, src_md, engine, dst_md, attributes());
+  auto attr = attributes();
+  if (scale != 1.0f) attr.set_output_scales(0, {scale});
+  const dnnl::reorder::primitive_desc pd(engine, src_md, engine, dst_md, attr);
   note_sizes(pd, src_md);
   plan_.steps.push_back(
       {dnnl::reorder(pd), {}, {{DNNL_ARG_FROM, src, src_md}, {DNNL_ARG_TO, dst, dst_md}}});

@@ -29,9 +29,9 @@ inline constexpr Slot kInput = 0, kOutput = 1, kA = 2, kB = 3, kC = 4;
 
 // Whether this CPU runs networks in `dtype` on oneDNN: float32 always; bfloat16 with AVX-512
 // (oneDNN emulates the bf16 instructions where the CPU lacks them; below AVX-512 it would fall
-// to its reference kernels).
+// to its reference kernels); int8 (kChar) with VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8).
 bool runs(torch::ScalarType dtype);
-// kFloat32 -> f32, kBFloat16 -> bf16.
+// kFloat32 -> f32, kBFloat16 -> bf16, kChar -> s8.
 memory::data_type data_type(torch::ScalarType dtype);
 
 // The activation layout oneDNN's convolutions prefer on this CPU for `type`: its blocked layout
@@ -66,10 +66,14 @@ class Network;
 
 // What a convolution does to its result before storing it, fused into the convolution where
 // oneDNN has a kernel for the combination, otherwise as a pass of its own.
+// int8: the result (s32 accumulator + bias) is first multiplied by output_scales (one per output
+// channel), the residual sum reads dst times sum_scale.
 struct Epilogue {
   bool accumulate = false;  // dst += result (a residual sum; dst holds the other operand)
   bool relu = false;
-  torch::Tensor prelu = {};  // one float32 slope per output channel; undefined: none
+  torch::Tensor prelu = {};               // one float32 slope per output channel; undefined: none
+  std::vector<float> output_scales = {};  // empty: none
+  float sum_scale = 1.0f;
 };
 
 // Appends primitives to a plan. Convolutions are numbered in the order they are added, which
@@ -104,7 +108,9 @@ class PlanBuilder {
               const memory::desc& dst_md);
   // dst = a + b (elementwise, same dims).
   void add(Slot a, Slot b, Slot dst, const memory::desc& md);
-  void reorder(Slot src, const memory::desc& src_md, Slot dst, const memory::desc& dst_md);
+  // dst = src * scale, converted to dst's type and layout (int8: rounded and saturated).
+  void reorder(Slot src, const memory::desc& src_md, Slot dst, const memory::desc& dst_md,
+               float scale = 1.0f);
 
  private:
   friend class Network;

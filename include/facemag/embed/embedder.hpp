@@ -5,6 +5,7 @@
 #include <opencv2/core/mat.hpp>
 
 #include "facemag/model/manifest.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 
 #include <filesystem>
 #include <memory>
@@ -24,20 +25,26 @@ struct Embedding {
   std::vector<float> normalized() const;
 };
 
-// How an Embedder computes.
+// How an Embedder computes. Measured figures: README "Speed" (per CPU family).
 //   kReference: the network op for op as PyTorch runs it (NCHW, BatchNorm separate).
-//   kFloat32 (default): iResNet with BatchNorm folded into the convolutions, run on oneDNN with
-//     Winograd 3x3 convolutions where this build has oneDNN (nn::OneDnnIResNet, about twice the
-//     reference's speed, ~1.9 GB for iResNet100 at batch 16), else on LibTorch channels-last
-//     (nn::FusedIResNet); float32 results equal up to rounding (1 - cosine ~1e-11 against the
-//     reference). InceptionResnetV1 runs with BatchNorm and residual scales folded and
-//     channels-last activations, its stem on oneDNN Winograd kernels for 160x160 inputs where
-//     the build has oneDNN (~1.55x the reference; ~0.5 GB more memory at batch 16-64);
-//     MobileFaceNet as kReference.
-//   kBFloat16: iResNet convolutions in bfloat16 (AVX512-BF16 where the CPU has it), about
-//     twice as fast; see the README for the measured accuracy cost. iResNet only.
-enum class Precision { kReference, kFloat32, kBFloat16 };
-// "reference", "fp32", "bf16"; InvalidInput for others.
+//   kFloat32 (default): BatchNorm folded into the convolutions, the network on oneDNN where the
+//     build has it: iResNet with Winograd 3x3 convolutions (nn::OneDnnIResNet; its cost is
+//     memory: the 3x3 weights kept as 6x6 Winograd tiles, iResNet100 ~2.0 GB peak at batch 16
+//     against PyTorch's ~1.0 GB), MobileFaceNet and InceptionResnetV1 from their own
+//     descriptions (nn::OneDnnGraph); without oneDNN, LibTorch channels-last (iResNet,
+//     Inception) or kReference (MobileFaceNet). Results equal the reference up to float32
+//     rounding (1 - cosine ~1e-11).
+//   kBFloat16: the same networks on oneDNN in bfloat16 (weights and stored activations rounded
+//     to 8 significant bits, float32 accumulation), where the CPU has AVX-512 (AVX512-BF16 or
+//     AMX natively, else emulated by oneDNN); about half the memory of kFloat32. Accuracy cost
+//     on real faces (MobileFaceNet, LFW folds 1-5): 99.00 -> 98.93 %; against the goldens,
+//     1 - cosine <= ~2e-4.
+//   kInt8: post-training quantisation on oneDNN's VNNI kernels (nn::OneDnnGraph): weights per
+//     output channel, every stored value per tensor with the scale of a calibration measured on
+//     real faces (`facemag calibrate-int8`, read from EmbedderOptions::int8_calibration or
+//     WEIGHTS.int8.json); iResNet and MobileFaceNet. Refused on CPUs without VNNI.
+enum class Precision { kReference, kFloat32, kBFloat16, kInt8 };
+// "reference", "fp32", "bf16", "int8"; InvalidInput for others.
 Precision parse_precision(const std::string& name);
 std::string precision_name(Precision precision);
 // Every accepted name, in the enum's order.
@@ -49,7 +56,19 @@ struct EmbedderOptions {
   // checkpoint is parsed) and refuses a mismatch naming both hashes. Unchecked, the loaded
   // model's manifest has no sha256: what manifest().sha256 says is always verified.
   bool verify_sha256 = true;
+  // kInt8: the calibration file; empty: WEIGHTS.int8.json beside the loaded checkpoint.
+  std::filesystem::path int8_calibration = {};
 };
+
+// Where a checkpoint's int8 calibration is looked for by default: WEIGHTS.int8.json.
+std::filesystem::path int8_calibration_path(const std::filesystem::path& weights);
+// The calibration as JSON (the model's name, architecture and weights SHA-256 when known, the
+// number of faces, the largest magnitudes), written atomically.
+void write_int8_calibration(const std::filesystem::path& file, const ModelManifest& manifest,
+                            const nn::Int8Calibration& calibration);
+// Reads one back; ModelLoadError when it was made for another architecture or other weights.
+nn::Int8Calibration read_int8_calibration(const std::filesystem::path& file,
+                                          const ModelManifest& manifest);
 
 // A loaded model: immutable after load and safe to share between threads; every method is const.
 class Embedder {
@@ -71,6 +90,11 @@ class Embedder {
   torch::Tensor preprocess(const std::vector<cv::Mat>& faces) const;
   // Raw features (N x embedding_size) of a preprocessed batch.
   torch::Tensor forward(const torch::Tensor& batch) const;
+  // int8 calibration: the range of every value of the network over these faces (aligned crops,
+  // as embed() takes them; mirrored too for mirror-feature manifests), measured in float32
+  // whatever this Embedder's precision; see nn::Int8Calibration for the percentile.
+  nn::Int8Calibration calibrate_int8(const std::vector<cv::Mat>& faces,
+                                     double percentile = 99.99) const;
   // Classifier logits (N x num_classes) of a preprocessed batch; InvalidInput for a model
   // without a classifier head.
   torch::Tensor logits(const torch::Tensor& batch) const;

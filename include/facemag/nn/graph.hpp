@@ -50,4 +50,44 @@ class GraphSink {
              const torch::nn::BatchNorm2dImpl& bn);
 };
 
+// Evaluates a description with LibTorch in float32 (NCHW), keeping every value by name: what
+// int8 calibration measures and what the tests' reduced-precision models derive from. Hooks let
+// a subclass change a convolution's weights as used and each value before the flatten as stored.
+class TorchEvaluator : public GraphSink {
+ public:
+  // The network's input (N x C x H x W float32) as a value.
+  Value input(const torch::Tensor& x);
+  const torch::Tensor& value(const Value& v) const;
+
+  Value conv(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias, Pair stride,
+             Pair padding, std::int64_t groups) override;
+  Value scale_shift(const Value& x, const torch::Tensor& scale,
+                    const torch::Tensor& shift) override;
+  Value prelu(const Value& x, const torch::Tensor& slope) override;
+  Value relu(const Value& x) override;
+  Value add(const Value& a, const Value& b) override;
+  Value concat(const std::vector<Value>& values) override;
+  Value max_pool(const Value& x, Pair kernel, Pair stride, bool ceil_mode) override;
+  Value global_average_pool(const Value& x) override;
+  Value flatten(const Value& x, bool caffe_order) override;
+  Value linear(const Value& x, const torch::Tensor& weight, const torch::Tensor& bias) override;
+  Value softmax(const Value& x) override;
+  using GraphSink::conv;
+
+ protected:
+  // A convolution's float32 weights (O x I/groups x kh x kw) as the evaluation uses them.
+  virtual torch::Tensor conv_weights(const torch::Tensor& weight) { return weight; }
+  // A value as stored: the input (node -1) and each operation's result before the flatten, node
+  // counting the operations in the order they are described (as nn::OneDnnGraph numbers them).
+  virtual torch::Tensor stored(const torch::Tensor& value, int node) { return value; }
+
+ private:
+  Value keep(torch::Tensor t);
+  Value store(const torch::Tensor& t) { return keep(stored(t, operations_)); }
+  const torch::Tensor& at(const Value& v) const { return value(v); }
+
+  std::vector<torch::Tensor> values_;
+  int operations_ = 0;  // described so far
+};
+
 }  // namespace facemag::nn
