@@ -102,6 +102,24 @@ TEST(CliGolden, QualityOfAMagFaceTrainingCheckpointMatchesGoldens) {
   }
 }
 
+// The golden iResNet faces as MagFace feeds the network (BGR, x / 255), N x 3 x 112 x 112.
+torch::Tensor golden_network_input(const json& golden) {
+  std::vector<torch::Tensor> inputs;
+  for (const auto& input : golden["inputs"]) {
+    const cv::Mat face = cv::imread((test::golden_dir() / input.get<std::string>()).string());
+    inputs.push_back(
+        torch::from_blob(face.data, {112, 112, 3}, torch::kUInt8).permute({2, 0, 1}).div(255.0));
+  }
+  return torch::stack(inputs);
+}
+
+nn::IResNet formula_iresnet18() {
+  nn::IResNet net(nn::IResNetDepth::k18);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  return net;
+}
+
 // --precision bf16 through the CLI: each quality within the bound of the bf16 error model
 // (bf16_error_model.hpp) around the golden magnitude.
 TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
@@ -117,18 +135,10 @@ TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
   const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), golden["inputs"].size());
 
-  std::vector<torch::Tensor> inputs;  // BGR, x / 255, as MagFace feeds the network
-  for (const auto& input : golden["inputs"]) {
-    const cv::Mat face = cv::imread((test::golden_dir() / input.get<std::string>()).string());
-    inputs.push_back(
-        torch::from_blob(face.data, {112, 112, 3}, torch::kUInt8).permute({2, 0, 1}).div(255.0));
-  }
-  nn::IResNet net(nn::IResNetDepth::k18);
-  nn::fill_formula_weights(*net);
-  net->eval();
+  const auto inputs = golden_network_input(golden);
+  const auto net = formula_iresnet18();
   const auto expected = io::read_npy(dir / "iresnet18.npy");
-  auto bounds =
-      test::relative_errors(test::emulated_bf16_iresnet(*net, torch::stack(inputs)), expected);
+  auto bounds = test::relative_errors(test::emulated_bf16_iresnet(*net, inputs), expected);
   for (auto& b : bounds) b *= test::kBf16ErrorFactor;
   expect_golden_qualities(records, golden, bounds);
 }
@@ -162,20 +172,13 @@ TEST(CliGolden, Int8NeedsACalibrationAndThenStaysCloseToTheGoldens) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto records = json_lines(r.out);
   ASSERT_EQ(records.size(), golden["inputs"].size());
-  std::vector<torch::Tensor> inputs;  // BGR, x / 255, as MagFace feeds the network
-  for (const auto& input : golden["inputs"]) {
-    const cv::Mat face = cv::imread((test::golden_dir() / input.get<std::string>()).string());
-    inputs.push_back(
-        torch::from_blob(face.data, {112, 112, 3}, torch::kUInt8).permute({2, 0, 1}).div(255.0));
-  }
-  nn::IResNet net(nn::IResNetDepth::k18);
-  nn::fill_formula_weights(*net);
-  net->eval();
+  const auto inputs = golden_network_input(golden);
+  const auto net = formula_iresnet18();
   torch::NoGradGuard no_grad;
   const auto calibration =
       read_int8_calibration(weights + ".int8.json", builtin_manifest("iresnet18"));
   test::Int8EmulationSink sink(calibration);
-  const auto emulated = sink.value(net->describe(sink, sink.input(torch::stack(inputs))));
+  const auto emulated = sink.value(net->describe(sink, sink.input(inputs)));
   auto bounds = test::relative_errors(emulated, io::read_npy(dir / "iresnet18.npy"));
   for (auto& b : bounds) b *= test::kInt8ErrorFactor;
   expect_golden_qualities(records, golden, bounds);
