@@ -69,9 +69,9 @@ memory::data_type data_type(torch::ScalarType dtype) {
   return dtype == torch::kBFloat16 ? DataType::bf16 : DataType::f32;
 }
 
-// Whether oneDNN's convolutions in `type` want channels-last activations on this CPU: the
-// layout it picks for a typical 3x3 convolution of iResNet's left free.
-bool prefers_channels_last(DataType type) {
+// The activation layout oneDNN's convolutions in `type` pick on this CPU for a typical 3x3
+// convolution of iResNet left free: channels-last, 16- or 8-channel blocks.
+Tag preferred_tag(DataType type) {
   const memory::dims src{1, 64, 56, 56}, weights{64, 64, 3, 3}, bias{64};
   const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   try {
@@ -85,18 +85,22 @@ bool prefers_channels_last(DataType type) {
                                                         {1, 1},
                                                         {1, 1}},
                                                        engine);
-    return pd.dst_desc() == memory::desc(src, type, Tag::nhwc);
+    for (const Tag tag : {Tag::nhwc, Tag::nChw16c, Tag::nChw8c}) {
+      if (pd.dst_desc() == memory::desc(src, type, tag)) return tag;
+    }
   } catch (const dnnl::error&) {
-    return false;
   }
+  return Tag::nChw16c;
 }
 
 Tag activation_tag(DataType type) {
-  static const bool bf16_channels_last = prefers_channels_last(DataType::bf16);
-  static const bool s8_channels_last = prefers_channels_last(DataType::s8);
-  if (type == DataType::bf16) return bf16_channels_last ? Tag::nhwc : Tag::nChw16c;
-  if (type == DataType::s8) return s8_channels_last ? Tag::nhwc : Tag::nChw16c;
-  return Tag::nChw16c;
+  static const Tag bf16 = preferred_tag(DataType::bf16), s8 = preferred_tag(DataType::s8);
+  // float32 keeps the 16-channel blocks its AVX-512 Winograd kernels need; below AVX-512, what
+  // the direct kernels there want (8-channel blocks on AVX2).
+  static const Tag f32 = runs(torch::kBFloat16) ? Tag::nChw16c : preferred_tag(DataType::f32);
+  if (type == DataType::bf16) return bf16;
+  if (type == DataType::s8) return s8;
+  return f32;
 }
 
 memory::desc blocked(const memory::dims& dims, memory::data_type type) {

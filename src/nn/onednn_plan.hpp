@@ -34,9 +34,9 @@ bool runs(torch::ScalarType dtype);
 // kFloat32 -> f32, kBFloat16 -> bf16, kChar -> s8.
 memory::data_type data_type(torch::ScalarType dtype);
 
-// The activation layout oneDNN's convolutions prefer on this CPU for `type`: its blocked layout
-// (16 channels innermost) for float32 and for bfloat16 on AVX512-BF16; channels-last where its
-// bfloat16 kernels want that (the AMX ones). Asked of oneDNN once per type, not hard-coded.
+// The activation layout oneDNN's convolutions prefer on this CPU for `type` (channels-last for
+// its brgemm and AMX kernels, 16- or 8-channel blocks for the others; float32 on AVX-512 always
+// 16-channel blocks, for Winograd). Asked of oneDNN once per type, not hard-coded.
 memory::desc blocked(const memory::dims& dims, memory::data_type type = memory::data_type::f32);
 // The layout of a network's 3-channel input to go with blocked(): NCHW, or NHWC beside
 // channels-last activations.
