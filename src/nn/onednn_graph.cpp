@@ -230,7 +230,7 @@ class PlanWriter {
     }
     slot_.assign(n, -1);
     released_.assign(n + 1, false);
-    last_use_.assign(n + 1, -1);  // index n + 1 - 1 == the network input (stored at [n])
+    last_use_.assign(n + 1, -1);  // by at(v): the network input at [n]
     consumers_.resize(n + 1);
     for (int i = 0; i < n; ++i) {
       for (const int v : g.nodes[i].inputs) {

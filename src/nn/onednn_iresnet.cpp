@@ -82,9 +82,7 @@ struct OneDnnIResNet::Impl {
   onednn::Network network;
 };
 
-bool OneDnnIResNet::available(torch::ScalarType dtype) {
-  return onednn::runs(dtype);
-}
+bool OneDnnIResNet::available(torch::ScalarType dtype) { return onednn::runs(dtype); }
 
 OneDnnIResNet::OneDnnIResNet(const IResNetImpl& net, torch::ScalarType dtype) {
   if (!available(dtype)) {
