@@ -29,7 +29,7 @@ for arch in $archs; do
       [ "$precision" = bf16 ] && variants="nchw channels_last autocast frozen"
       best=0 best_name="" best_rss=0
       for variant in $variants; do
-        pt=$(MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 /usr/bin/python3 \
+        pt=$(MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=68719476736 /usr/bin/python3 \
           bench/embed_peer.py --arch "$arch" --batch "$batch" --precision "$precision" \
           --variant "$variant" --repeat "$repeat" --threads "$threads")
         rate=$(echo "$pt" | field images_per_s)

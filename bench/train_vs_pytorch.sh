@@ -25,7 +25,7 @@ for arch in $archs; do
     pt=$(/usr/bin/python3 bench/train_peer.py --arch "$arch" --batch "$batch" --precision "$precision" --repeat "$repeat" --threads "$threads")
     # PyTorch at its best here: channels-last and glibc told to keep freed activations (what
     # facemag's runtime sets with mallopt); the default allocator unmaps and re-faults them.
-    cl=$(MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 /usr/bin/python3 \
+    cl=$(MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=68719476736 /usr/bin/python3 \
       bench/train_peer.py --arch "$arch" --batch "$batch" --precision "$precision" --repeat "$repeat" \
       --threads "$threads" --channels-last)
     f=$(echo "$fm" | rate); p=$(echo "$pt" | rate); c=$(echo "$cl" | rate)
