@@ -12,7 +12,7 @@ archs=${1:-"iresnet18 iresnet50"}
 batch=${2:-64}
 precisions=${3:-"fp32 bf16"}
 repeat=${4:-3}
-layout=${5:-nchw}  # facemag's activations: nchw (the default of facemag train) or channels-last
+layout=${5:-nchw}  # facemag's activations: nchw (the default of facemag train), channels-last or blocked
 threads=$(nproc)
 # Both sides print one JSON object per line (Python's json.dumps puts a space after colons).
 rate() { grep '"workload": *"train"' | sed 's/.*"images_per_s": *\([0-9.e+-]*\).*/\1/'; }

@@ -208,7 +208,8 @@ GoldenBatch golden_batch(const nlohmann::json& train, std::size_t step) {
   return {preprocess_faces(iresnet18(), faces), torch::tensor(labels)};
 }
 
-void check_training_variant(const std::string& variant, bool channels_last = false) {
+void check_training_variant(const std::string& variant,
+                            ActivationLayout layout = ActivationLayout::kNchw) {
   const auto train_json = golden_dir() / "train" / "train.json";
   const auto dir = golden_dir() / "train" / variant;
   FACEMAG_REQUIRE_FILE(train_json);
@@ -222,7 +223,7 @@ void check_training_variant(const std::string& variant, bool channels_last = fal
   options.num_classes = 8;
   options.momentum = golden["optimizer"]["momentum"];
   options.weight_decay = golden["optimizer"]["weight_decay"];
-  options.channels_last = channels_last;
+  options.layout = layout;
   options.dropout = 0.0;  // the golden sets Dropout2d's p to 0 (random otherwise)
   auto network = build_network(options.manifest);
   auto single = single_process_collective();
@@ -315,7 +316,7 @@ TEST(TrainGolden, MagFaceOneStepMatchesTrainerPy) { check_training_variant("magf
 TEST(TrainGolden, ArcFaceOneStepMatchesTrainerPy) { check_training_variant("arcface"); }
 TEST(TrainGolden, MagFaceThreeStepsMatchTrainerPy) { check_training_variant("magface"); }
 TEST(TrainGolden, MagFaceOneStepInChannelsLastMatchesTrainerPy) {
-  check_training_variant("magface_1step", true);
+  check_training_variant("magface_1step", ActivationLayout::kChannelsLast);
 }
 
 // ---- the split classifier ----

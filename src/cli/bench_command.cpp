@@ -40,7 +40,7 @@ struct BenchOptions {
   int threads = 0;
   std::int64_t classes = 1000;  // train: classifier width
   std::string profile;          // train: LibTorch profiler trace of one more step
-  std::string layout = "nchw";  // train: activations nchw or channels-last
+  std::string layout = "nchw";  // train: activations (train::ActivationLayout's names)
 };
 
 double peak_rss_mb() {
@@ -151,7 +151,7 @@ int bench_train(const BenchOptions& opt) {
       options.manifest = builtin_manifest(opt.arch);
       options.num_classes = opt.classes;
       options.bfloat16 = precision == "bf16";
-      options.channels_last = opt.layout == "channels-last";
+      options.layout = train::activation_layout_from_name(opt.layout);
       auto network = build_network(options.manifest);
       train::initialize_like_magface(*network.module, 0);
       auto single = train::single_process_collective();
@@ -166,10 +166,14 @@ int bench_train(const BenchOptions& opt) {
         torch::autograd::profiler::RecordProfile trace(opt.profile);
         trainer.step(images, labels, 0.01);
       }
-      std::cout << nlohmann::json{{"workload", "train"},         {"model", m.architecture},
-                                  {"precision", precision},      {"batch", batch},
-                                  {"classes", opt.classes},      {"layout", opt.layout},
-                                  {"seconds_per_step", seconds}, {"images_per_s", batch / seconds},
+      std::cout << nlohmann::json{{"workload", "train"},
+                                  {"model", m.architecture},
+                                  {"precision", precision},
+                                  {"batch", batch},
+                                  {"classes", opt.classes},
+                                  {"layout", train::activation_layout_name(options.layout)},
+                                  {"seconds_per_step", seconds},
+                                  {"images_per_s", batch / seconds},
                                   {"peak_rss_mb", peak_rss_mb()}}
                 << "\n";
     }
@@ -301,8 +305,10 @@ Runner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--classes", opt->classes, "train: classes of the classifier")
       ->capture_default_str();
-  bench->add_option("--layout", opt->layout, "train: nchw or channels-last activations")
-      ->check(CLI::IsMember({"nchw", "channels-last"}))
+  bench
+      ->add_option("--layout", opt->layout,
+                   "train: activations nchw, channels-last or blocked (as facemag train)")
+      ->check(CLI::IsMember({"nchw", "channels-last", "blocked"}))
       ->capture_default_str();
   bench->add_option(
       "--profile", opt->profile,

@@ -4,6 +4,8 @@
 
 #include <tuple>
 
+#include "facemag/error.hpp"
+#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
 
@@ -49,6 +51,25 @@ torch::Tensor IBasicBlockImpl::forward(const torch::Tensor& x) {
   out += downsample ? downsample->forward(x) : x;
   return out;
 }
+
+namespace {
+
+torch::Tensor blocked_conv(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
+  // Every iResNet convolution pads kernel / 2.
+  return blocked::conv2d(x, conv.weight, conv.options.stride()->at(0), conv.weight.size(2) / 2);
+}
+
+}  // namespace
+
+torch::Tensor IBasicBlockImpl::forward_blocked(const torch::Tensor& x) {
+  auto out = blocked::batch_norm(blocked_conv(*conv1, blocked::batch_norm(x, *bn1)), *bn2);
+  out = blocked::batch_norm(blocked_conv(*conv2, blocked::prelu(out, prelu->weight)), *bn3);
+  if (!downsample) return out + x;
+  return out + blocked::batch_norm(blocked_conv(*downsample[0]->as<torch::nn::Conv2d>(), x),
+                                   *downsample[1]->as<torch::nn::BatchNorm2d>());
+}
+
+bool blocked_training_available() { return blocked::available(); }
 
 std::optional<IResNetDepth> iresnet_depth_from_name(std::string_view name) {
   for (auto depth : {IResNetDepth::k18, IResNetDepth::k34, IResNetDepth::k50, IResNetDepth::k100}) {
@@ -100,6 +121,19 @@ torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
   auto y = nn::prelu(bn1(conv1(x)), prelu->weight);
   for (auto& layer : layers) y = layer->forward(y);
   y = dropout(bn2(y));  // identity at inference
+  return features(fc(y.flatten(1)));
+}
+
+torch::Tensor IResNetImpl::forward_blocked(const torch::Tensor& x) {
+  if (!blocked::available())
+    throw InvalidInput("blocked iResNet training needs oneDNN and a CPU with AVX-512");
+  auto y = blocked::prelu(blocked::batch_norm(blocked_conv(*conv1, x.contiguous()), *bn1),
+                          prelu->weight);
+  for (auto& layer : layers) {
+    for (const auto& block : layer->children()) y = block->as<IBasicBlock>()->forward_blocked(y);
+  }
+  // The last 512 x 7 x 7 in NCHW again: bn2 and the dropout masks exactly as forward() draws them.
+  y = dropout(bn2(blocked::to_nchw(y)));
   return features(fc(y.flatten(1)));
 }
 

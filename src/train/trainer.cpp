@@ -93,6 +93,25 @@ class BFloat16Autocast {
 
 }  // namespace
 
+ActivationLayout activation_layout_from_name(const std::string& name) {
+  if (name == "nchw") return ActivationLayout::kNchw;
+  if (name == "channels-last") return ActivationLayout::kChannelsLast;
+  if (name == "blocked") return ActivationLayout::kBlocked;
+  throw InvalidInput("activation layout: nchw, channels-last or blocked, not '" + name + "'");
+}
+
+const char* activation_layout_name(ActivationLayout layout) {
+  switch (layout) {
+    case ActivationLayout::kNchw:
+      return "nchw";
+    case ActivationLayout::kChannelsLast:
+      return "channels-last";
+    case ActivationLayout::kBlocked:
+      return "blocked";
+  }
+  return "?";
+}
+
 void initialize_like_magface(torch::nn::Module& network, std::uint64_t seed) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(seed);
@@ -186,10 +205,11 @@ struct Trainer::Impl {
   TrainableNetwork network;
   Collective& collective;
   std::int64_t class_offset = 0;
-  std::vector<std::int64_t> class_counts;  // per process
-  torch::Tensor classifier;                // D x C_local, requires grad
-  std::vector<torch::Tensor> parameters;   // backbone parameters, then the classifier
-  std::vector<torch::Tensor> momentum;     // SGD buffers, undefined until the first step
+  std::vector<std::int64_t> class_counts;      // per process
+  nn::IResNetImpl* blocked_network = nullptr;  // the network, when trained in blocks
+  torch::Tensor classifier;                    // D x C_local, requires grad
+  std::vector<torch::Tensor> parameters;       // backbone parameters, then the classifier
+  std::vector<torch::Tensor> momentum;         // SGD buffers, undefined until the first step
   std::int64_t steps = 0;
 
   Impl(const TrainerOptions& o, TrainableNetwork n, Collective& c)
@@ -215,7 +235,16 @@ struct Trainer::Impl {
     classifier = (w / w.norm(2, 0, true)).to(dtype).requires_grad_(true);
     if (auto* iresnet = network.module->as<nn::IResNetImpl>())
       iresnet->dropout->options.p(o.dropout);
-    if (o.channels_last) {
+    if (o.layout == ActivationLayout::kBlocked) {
+      blocked_network = network.module->as<nn::IResNetImpl>();
+      if (!blocked_network || o.bfloat16 || !nn::blocked_training_available())
+        throw InvalidInput(
+            "the blocked activation layout trains iResNet in float32 on CPUs with AVX-512 "
+            "(here: " +
+            o.manifest.architecture + (o.bfloat16 ? ", bf16" : ", fp32") +
+            (nn::blocked_training_available() ? "" : ", no AVX-512 or no oneDNN") + ")");
+    }
+    if (o.layout == ActivationLayout::kChannelsLast) {
       torch::NoGradGuard no_grad;
       for (auto& p : network.module->parameters()) {
         if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
@@ -258,11 +287,11 @@ struct Trainer::Impl {
     torch::Tensor embeddings;
     if (images.size(0)) {
       const BFloat16Autocast autocast(options.bfloat16);
-      embeddings = network
-                       .forward(options.channels_last && images.dim() == 4
-                                    ? images.contiguous(torch::MemoryFormat::ChannelsLast)
-                                    : images)
-                       .to(classifier.scalar_type());
+      embeddings = blocked_network ? blocked_network->forward_blocked(images)
+                   : options.layout == ActivationLayout::kChannelsLast && images.dim() == 4
+                       ? network.forward(images.contiguous(torch::MemoryFormat::ChannelsLast))
+                       : network.forward(images);
+      embeddings = embeddings.to(classifier.scalar_type());
     } else {
       embeddings = torch::zeros({0, options.manifest.embedding_size},
                                 classifier.options().requires_grad(false));

@@ -30,6 +30,8 @@ class IBasicBlockImpl : public torch::nn::Module {
  public:
   IBasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride);
   torch::Tensor forward(const torch::Tensor& x);
+  // forward() on activations in 16-channel blocks (IResNetImpl::forward_blocked).
+  torch::Tensor forward_blocked(const torch::Tensor& x);
 
   torch::nn::BatchNorm2d bn1{nullptr};
   torch::nn::Conv2d conv1{nullptr};
@@ -40,6 +42,9 @@ class IBasicBlockImpl : public torch::nn::Module {
   torch::nn::Sequential downsample{nullptr};  // conv1x1(stride) + BN, when the shape changes
 };
 TORCH_MODULE(IBasicBlock);
+
+// Whether IResNetImpl::forward_blocked runs here (a build with oneDNN, a CPU with AVX-512).
+bool blocked_training_available();
 
 enum class IResNetDepth { k18 = 18, k34 = 34, k50 = 50, k100 = 100 };
 
@@ -53,6 +58,11 @@ class IResNetImpl : public torch::nn::Module {
  public:
   explicit IResNetImpl(IResNetDepth depth, std::int64_t embedding_size = 512);
   torch::Tensor forward(const torch::Tensor& x);
+  // forward() for training on CPUs with AVX-512 (float32, same parameters, running statistics
+  // and dropout): the convolutions and BatchNorms on oneDNN with the activations in its
+  // 16-channel blocks from the first convolution to the last block, where its training kernels
+  // are fastest. Throws InvalidInput where blocked_training_available() is false.
+  torch::Tensor forward_blocked(const torch::Tensor& x);
   // The inference network (eval mode) written to `sink`, folded as FoldedIResNet folds it;
   // returns the features' value.
   std::string describe(GraphSink& sink, const std::string& input) const;

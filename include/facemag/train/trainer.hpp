@@ -48,6 +48,21 @@ struct ScheduleOptions {
 double learning_rate(const ScheduleOptions& schedule, std::int64_t epoch,
                      std::int64_t global_iteration);
 
+enum class ActivationLayout {
+  kNchw,          // upstream's
+  kChannelsLast,  // LibTorch's channels-last (weights too)
+  // oneDNN's 16-channel blocks end to end with Winograd 3x3 convolutions
+  // (nn::IResNetImpl::forward_blocked): iResNet in float32 on CPUs with AVX-512 only; ~1.5x
+  // PyTorch's fastest step (README, Training). More float rounding than upstream's (gradients
+  // ~3x LibTorch float32's distance from float64), so not the default: the one-step goldens
+  // hold NCHW and channels-last to PyTorch's own rounding.
+  kBlocked,
+};
+
+// "nchw", "channels-last", "blocked"; InvalidInput for other names.
+ActivationLayout activation_layout_from_name(const std::string& name);
+const char* activation_layout_name(ActivationLayout layout);
+
 struct TrainerOptions {
   ModelManifest manifest;  // architecture, input size, preprocessing, embedding size
   MarginLossOptions loss;
@@ -63,11 +78,8 @@ struct TrainerOptions {
   // The backbone's forward and backward in bfloat16 (LibTorch's CPU autocast), parameters,
   // gradients, the classifier and the loss in float32.
   bool bfloat16 = false;
-  // Convolution weights and activations in channels-last memory (oneDNN's native layout: about
-  // 13 % faster iResNet-18 steps here). Same values up to rounding, but more of it than upstream's
-  // NCHW: it meets the one-step goldens, while after three steps the pure-noise biases (zero
-  // gradient) drift past their tolerance, so NCHW stays the default.
-  bool channels_last = false;
+  // The backbone's activation memory. Same values up to float rounding in each.
+  ActivationLayout layout = ActivationLayout::kNchw;
 };
 
 // What one step measured (over the global batch).

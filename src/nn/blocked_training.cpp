@@ -1,0 +1,463 @@
+#include "facemag/nn/blocked_training.hpp"
+
+#include <torch/torch.h>
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "facemag/error.hpp"
+#include "kernels.hpp"
+
+#if FACEMAG_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace facemag::nn::blocked {
+namespace {
+
+std::string shape_of(const torch::Tensor& t) {
+  std::string s = "[";
+  for (std::int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+void require_blocked(const torch::Tensor& x, const char* what) {
+  if (x.dim() != 5 || x.size(4) != kBlock || !x.is_contiguous() ||
+      x.scalar_type() != torch::kFloat32 || !x.device().is_cpu())
+    throw InvalidInput(std::string(what) +
+                       ": expected a contiguous float32 CPU tensor N x C/16 x H x W x 16, got " +
+                       shape_of(x));
+}
+
+}  // namespace
+
+torch::Tensor from_nchw(const torch::Tensor& x) {
+  if (x.dim() != 4 || x.size(1) % kBlock != 0)
+    throw InvalidInput("blocked layout: expected N x C x H x W with C a multiple of 16, got " +
+                       shape_of(x));
+  return x.view({x.size(0), x.size(1) / kBlock, kBlock, x.size(2), x.size(3)})
+      .permute({0, 1, 3, 4, 2})
+      .contiguous();
+}
+
+torch::Tensor to_nchw(const torch::Tensor& x) {
+  require_blocked(x, "blocked layout");
+  return x.permute({0, 1, 4, 2, 3}).reshape({x.size(0), x.size(1) * kBlock, x.size(2), x.size(3)});
+}
+
+namespace {
+
+// BatchNorm's sums in double (LibTorch's sums each sample's plane in float; these are closer to
+// float64 than either). Parallel over channel blocks: visit(block, begin, end) for each sample's
+// run of the block's values (16 lanes per pixel, lanes fastest).
+template <class Visit>
+void for_each_block(const torch::Tensor& x, Visit visit) {
+  const std::int64_t batch = x.size(0), blocks = x.size(1), rows = x.size(2) * x.size(3);
+  at::parallel_for(0, blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t block = begin; block < end; ++block) {
+      for (std::int64_t n = 0; n < batch; ++n) {
+        const std::int64_t first = (n * blocks + block) * rows * kBlock;
+        visit(block, first, first + rows * kBlock);
+      }
+    }
+  });
+}
+
+// Sums over `pixels` runs of 16 channels into 16 double sums; where a product is added, it is
+// exact in double, so the v3/v4 clones' fused multiply-adds round as the baseline does.
+FACEMAG_VECTOR_CLONES void sum_runs(const float* __restrict x, std::int64_t pixels,
+                                    double* __restrict sums) {
+  double local[kBlock] = {};
+  for (std::int64_t p = 0; p < pixels; ++p)
+    for (std::int64_t l = 0; l < kBlock; ++l) local[l] += x[p * kBlock + l];
+  for (std::int64_t l = 0; l < kBlock; ++l) sums[l] += local[l];
+}
+
+// Deviations in double: the variance feeds every gradient of the layers below through 1/sqrt(var),
+// and float differences (as LibTorch takes) made iResNet-18's first-stage gradients 5-13x
+// further from float64. Not cloned: a fused d * d + sum would round differently per CPU.
+void sum_squared_deviations(const float* __restrict x, std::int64_t pixels,
+                            const float* __restrict mean, double* __restrict sums) {
+  double local[kBlock] = {};
+  for (std::int64_t p = 0; p < pixels; ++p)
+    for (std::int64_t l = 0; l < kBlock; ++l) {
+      const double d = static_cast<double>(x[p * kBlock + l]) - mean[l];
+      local[l] += d * d;
+    }
+  for (std::int64_t l = 0; l < kBlock; ++l) sums[l] += local[l];
+}
+
+// sum dy and sum dy (x - mean).
+FACEMAG_VECTOR_CLONES void sum_gradient_runs(const float* __restrict dy, const float* __restrict x,
+                                             std::int64_t pixels, const float* __restrict mean,
+                                             double* __restrict sum_dy, double* __restrict dot) {
+  double s[kBlock] = {}, d[kBlock] = {};
+  for (std::int64_t p = 0; p < pixels; ++p)
+    for (std::int64_t l = 0; l < kBlock; ++l) {
+      const std::int64_t i = p * kBlock + l;
+      s[l] += dy[i];
+      d[l] += static_cast<double>(dy[i]) * (x[i] - mean[l]);
+    }
+  for (std::int64_t l = 0; l < kBlock; ++l) {
+    sum_dy[l] += s[l];
+    dot[l] += d[l];
+  }
+}
+
+struct Statistics {
+  torch::Tensor mean, variance;  // per channel, float64; the variance biased
+};
+
+Statistics batch_statistics(const torch::Tensor& x) {
+  const std::int64_t channels = x.size(1) * kBlock;
+  const double count = static_cast<double>(x.numel() / channels);
+  auto mean = torch::zeros({channels}, torch::kFloat64);
+  auto variance = torch::zeros({channels}, torch::kFloat64);
+  const float* xd = x.data_ptr<float>();
+  double* m = mean.data_ptr<double>();
+  double* v = variance.data_ptr<double>();
+  // Two passes (mean, then squared deviations) as LibTorch does, not sum and sum of squares.
+  for_each_block(x, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
+    sum_runs(xd + begin, (end - begin) / kBlock, m + block * kBlock);
+  });
+  mean /= count;
+  // The variance pass subtracts the mean rounded to float32, as LibTorch's does.
+  mean = mean.to(torch::kFloat32).to(torch::kFloat64);
+  const auto mean32 = mean.to(torch::kFloat32);
+  for_each_block(x, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
+    sum_squared_deviations(xd + begin, (end - begin) / kBlock,
+                           mean32.data_ptr<float>() + block * kBlock, v + block * kBlock);
+  });
+  variance /= count;
+  return {mean, variance};
+}
+
+// out = x * scale + shift per channel (float32 coefficients), in parallel over planes.
+torch::Tensor scale_shift(const torch::Tensor& x, const torch::Tensor& scale,
+                          const torch::Tensor& shift) {
+  auto out = torch::empty_like(x);
+  const std::int64_t blocks = x.size(1), plane = x.size(2) * x.size(3) * kBlock;
+  const float* xd = x.data_ptr<float>();
+  float* od = out.data_ptr<float>();
+  const float* a = scale.data_ptr<float>();
+  const float* b = shift.data_ptr<float>();
+  at::parallel_for(0, x.size(0) * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t p = begin; p < end; ++p) {
+      const float* pa = a + (p % blocks) * kBlock;
+      const float* pb = b + (p % blocks) * kBlock;
+      for (std::int64_t i = p * plane; i < (p + 1) * plane; i += kBlock)
+        for (std::int64_t l = 0; l < kBlock; ++l) od[i + l] = xd[i + l] * pa[l] + pb[l];
+    }
+  });
+  return out;
+}
+
+// Training-mode BatchNorm: the batch's mean and biased variance, scale and shift.
+class BatchNorm : public torch::autograd::Function<BatchNorm> {
+ public:
+  // Returns the normalised x, and the batch's mean and biased variance (float64, no gradient).
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const torch::Tensor& x, const torch::Tensor& weight,
+                                                const torch::Tensor& bias, double eps) {
+    const auto stats = batch_statistics(x);
+    const auto invstd = (stats.variance + eps).rsqrt();
+    const auto scale = invstd * weight.to(torch::kFloat64);
+    const auto shift = bias.to(torch::kFloat64) - stats.mean * scale;
+    auto y = scale_shift(x, scale.to(torch::kFloat32), shift.to(torch::kFloat32));
+    ctx->save_for_backward({x, weight, stats.mean, invstd});
+    ctx->mark_non_differentiable({stats.mean, stats.variance});
+    return {y, stats.mean, stats.variance};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
+    const auto dy = grads[0].contiguous();
+    const std::int64_t channels = weight.numel();
+    const double count = static_cast<double>(x.numel() / channels);
+    // Per channel, in double: sum dy and sum dy (x - mean).
+    auto sum_dy = torch::zeros({channels}, torch::kFloat64);
+    auto dot = torch::zeros({channels}, torch::kFloat64);
+    const float* xd = x.data_ptr<float>();
+    const float* gd = dy.data_ptr<float>();
+    const auto mean32 = mean.to(torch::kFloat32);
+    const float* mu = mean32.data_ptr<float>();
+    double* s = sum_dy.data_ptr<double>();
+    double* d = dot.data_ptr<double>();
+    for_each_block(x, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
+      const std::int64_t c = block * kBlock;
+      sum_gradient_runs(gd + begin, xd + begin, (end - begin) / kBlock, mu + c, s + c, d + c);
+    });
+    // dx = (dy - sum_dy / n - (x - mean) invstd^2 dot / n) invstd weight, in float32 with the
+    // coefficients rounded once, as LibTorch computes it.
+    const auto to_float = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+    const auto grad_scale = to_float(invstd * weight.to(torch::kFloat64));
+    const auto projection = to_float(dot * invstd * invstd / count);
+    const auto grad_mean = to_float(sum_dy / count);
+    auto dx = torch::empty_like(x);
+    const std::int64_t blocks = x.size(1), plane = x.size(2) * x.size(3) * kBlock;
+    float* dd = dx.data_ptr<float>();
+    at::parallel_for(0, x.size(0) * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t p = begin; p < end; ++p) {
+        const std::int64_t c = (p % blocks) * kBlock;
+        const float* scale = grad_scale.data_ptr<float>() + c;
+        const float* proj = projection.data_ptr<float>() + c;
+        const float* g = grad_mean.data_ptr<float>() + c;
+        const float* m = mean32.data_ptr<float>() + c;
+        for (std::int64_t i = p * plane; i < (p + 1) * plane; i += kBlock)
+          for (std::int64_t l = 0; l < kBlock; ++l)
+            dd[i + l] = (gd[i + l] - g[l] - (xd[i + l] - m[l]) * proj[l]) * scale[l];
+      }
+    });
+    return {dx, (dot * invstd).to(weight.scalar_type()), sum_dy.to(weight.scalar_type()),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor batch_norm(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn) {
+  require_blocked(x, "blocked BatchNorm");
+  const auto& o = bn.options;
+  const auto per_channel = [&](const torch::Tensor& v) {
+    return v.view({1, x.size(1), 1, 1, kBlock});
+  };
+  if (!bn.is_training()) {
+    // The running statistics: an affine map whose scale and shift still train.
+    const auto scale = bn.weight / (bn.running_var + o.eps()).sqrt();
+    const auto shift = bn.bias - bn.running_mean * scale;
+    return x * per_channel(scale) + per_channel(shift);
+  }
+  if (!o.momentum() || !o.affine() || !o.track_running_stats())
+    throw InvalidInput("blocked BatchNorm: needs an affine BatchNorm with momentum");
+  const auto out = BatchNorm::apply(x, bn.weight, bn.bias, o.eps());
+  // As LibTorch's BatchNorm: running = momentum * batch + (1 - momentum) * running, the
+  // variance unbiased (n / (n - 1)), in double.
+  const torch::NoGradGuard no_grad;
+  const double momentum = *o.momentum();
+  const double n = static_cast<double>(x.numel() / bn.weight.numel());
+  const auto update = [&](torch::Tensor& running, const torch::Tensor& batch, double factor) {
+    running.copy_(batch.to(torch::kFloat64) * (momentum * factor) +
+                  running.to(torch::kFloat64) * (1 - momentum));
+  };
+  update(bn.running_mean, out[1], 1.0);
+  update(bn.running_var, out[2], n / std::max(n - 1, 1.0));
+  bn.num_batches_tracked += 1;
+  return out[0];
+}
+
+#if FACEMAG_HAVE_ONEDNN
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+constexpr auto kF32 = memory::data_type::f32;
+
+const dnnl::engine& engine() {
+  static const dnnl::engine cpu(dnnl::engine::kind::cpu, 0);
+  return cpu;
+}
+
+memory::dims logical_dims(const torch::Tensor& x) {
+  if (x.dim() == 4) return {x.size(0), x.size(1), x.size(2), x.size(3)};
+  return {x.size(0), x.size(1) * kBlock, x.size(2), x.size(3)};
+}
+
+memory::desc activation(const memory::dims& dims) { return {dims, kF32, Tag::nChw16c}; }
+
+memory view(const torch::Tensor& t, const memory::desc& md) {
+  return memory(md, engine(), t.data_ptr());
+}
+
+// `t` (plain OIHW float32) in `layout`: t itself, or a reordered copy kept alive by `storage`.
+memory weights_in(const torch::Tensor& t, const memory::desc& layout, torch::Tensor& storage,
+                  dnnl::stream& stream) {
+  memory plain = view(t, {logical_dims(t), kF32, Tag::oihw});
+  if (plain.get_desc() == layout) return plain;
+  storage =
+      torch::empty({static_cast<std::int64_t>(layout.get_size() / sizeof(float))}, torch::kFloat32);
+  memory target = view(storage, layout);
+  dnnl::reorder(plain, target).execute(stream, plain, target);
+  return target;
+}
+
+struct ConvShape {
+  memory::dims src, weight;
+  std::int64_t stride, padding;
+  bool operator<(const ConvShape& o) const {
+    return std::tie(src, weight, stride, padding) < std::tie(o.src, o.weight, o.stride, o.padding);
+  }
+  memory::dims dst() const {
+    const auto out = [&](std::int64_t in) { return (in + 2 * padding - weight[2]) / stride + 1; };
+    return {src[0], weight[0], out(src[2]), out(src[3])};
+  }
+  // A network's image input (fewer than 16 channels) stays plain NCHW and gets no gradient.
+  bool image_input() const { return src[1] % kBlock != 0; }
+  memory::desc src_md() const {
+    return image_input() ? memory::desc(src, kF32, Tag::nchw) : activation(src);
+  }
+};
+
+// The primitives of one convolution shape, all with one algorithm.
+struct ConvPrimitives {
+  dnnl::convolution_forward::primitive_desc forward_pd;
+  dnnl::convolution_backward_data::primitive_desc data_pd;  // empty for an image input
+  dnnl::convolution_backward_weights::primitive_desc weights_pd;
+  dnnl::convolution_forward forward;
+  dnnl::convolution_backward_data data;
+  dnnl::convolution_backward_weights weights;
+
+  ConvPrimitives(const ConvShape& shape, dnnl::algorithm algorithm) {
+    const auto weights_md = memory::desc(shape.weight, kF32, Tag::any);
+    const auto dst_md = activation(shape.dst());
+    const memory::dims strides{shape.stride, shape.stride}, pads{shape.padding, shape.padding};
+    forward_pd = {{dnnl::prop_kind::forward_training, algorithm, shape.src_md(), weights_md, dst_md,
+                   strides, pads, pads},
+                  engine()};
+    if (!shape.image_input()) {
+      data_pd = {{algorithm, shape.src_md(), weights_md, dst_md, strides, pads, pads},
+                 engine(),
+                 forward_pd};
+      data = dnnl::convolution_backward_data(data_pd);
+    }
+    weights_pd = {
+        {algorithm, shape.src_md(), weights_md, dst_md, strides, pads, pads}, engine(), forward_pd};
+    forward = dnnl::convolution_forward(forward_pd);
+    weights = dnnl::convolution_backward_weights(weights_pd);
+  }
+};
+
+class ConvCache {
+ public:
+  const ConvPrimitives& get(const ConvShape& shape) {
+    const std::lock_guard lock(mutex_);
+    auto it = cache_.find(shape);
+    if (it != cache_.end()) return it->second;
+    // Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions where oneDNN has it for this CPU in
+    // all three directions (1.2-2.3x direct's speed, about 3x its float rounding), else direct.
+    if (shape.stride == 1 && shape.weight[2] == 3 && !shape.image_input()) {
+      try {
+        return cache_.try_emplace(shape, shape, dnnl::algorithm::convolution_winograd)
+            .first->second;
+      } catch (const dnnl::error&) {
+        // no Winograd kernels on this CPU or for this shape
+      }
+    }
+    return cache_.try_emplace(shape, shape, dnnl::algorithm::convolution_direct).first->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<ConvShape, ConvPrimitives> cache_;  // a training run has a few dozen shapes
+};
+
+ConvCache& conv_cache() {
+  static ConvCache cache;
+  return cache;
+}
+
+torch::Tensor blocked_like(const memory::dims& dims) {
+  return torch::empty({dims[0], dims[1] / kBlock, dims[2], dims[3], kBlock}, torch::kFloat32);
+}
+
+class Conv : public torch::autograd::Function<Conv> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, std::int64_t stride,
+                               std::int64_t padding) {
+    const auto w = weight.contiguous();
+    const ConvShape shape{logical_dims(x), logical_dims(w), stride, padding};
+    const auto& p = conv_cache().get(shape);
+    auto y = blocked_like(shape.dst());
+    dnnl::stream stream(engine());
+    torch::Tensor storage;
+    const auto wm = weights_in(w, p.forward_pd.weights_desc(), storage, stream);
+    p.forward.execute(stream, {{DNNL_ARG_SRC, view(x, shape.src_md())},
+                               {DNNL_ARG_WEIGHTS, wm},
+                               {DNNL_ARG_DST, view(y, p.forward_pd.dst_desc())}});
+    stream.wait();
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& w = saved[1];
+    const ConvShape shape{logical_dims(x), logical_dims(w), ctx->saved_data["stride"].toInt(),
+                          ctx->saved_data["padding"].toInt()};
+    const auto& p = conv_cache().get(shape);
+    const auto g = grads[0].contiguous();
+    const auto diff_dst = view(g, activation(shape.dst()));
+    dnnl::stream stream(engine());
+    torch::Tensor dx, storage;
+    if (ctx->needs_input_grad(0)) {
+      if (shape.image_input())
+        throw InvalidInput("blocked convolution: no gradient for an image input");
+      dx = torch::empty_like(x);
+      const auto wm = weights_in(w, p.data_pd.weights_desc(), storage, stream);
+      p.data.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
+                              {DNNL_ARG_WEIGHTS, wm},
+                              {DNNL_ARG_DIFF_SRC, view(dx, p.data_pd.diff_src_desc())}});
+    }
+    torch::Tensor dw;
+    if (ctx->needs_input_grad(1)) {
+      dw = torch::empty_like(w);
+      memory plain = view(dw, {shape.weight, kF32, Tag::oihw});
+      const auto layout = p.weights_pd.diff_weights_desc();
+      torch::Tensor scratch;
+      memory target = plain;
+      if (layout != plain.get_desc()) {
+        scratch = torch::empty({static_cast<std::int64_t>(layout.get_size() / sizeof(float))},
+                               torch::kFloat32);
+        target = view(scratch, layout);
+      }
+      p.weights.execute(stream, {{DNNL_ARG_SRC, view(x, shape.src_md())},
+                                 {DNNL_ARG_DIFF_DST, diff_dst},
+                                 {DNNL_ARG_DIFF_WEIGHTS, target}});
+      if (target.get_data_handle() != plain.get_data_handle())
+        dnnl::reorder(target, plain).execute(stream, target, plain);
+    }
+    stream.wait();
+    return {dx, dw, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool available() {
+  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+  return (isa & avx512) == avx512;
+}
+
+torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::int64_t stride,
+                     std::int64_t padding) {
+  const bool image =
+      x.dim() == 4 && x.size(1) < kBlock && x.is_contiguous() && x.scalar_type() == torch::kFloat32;
+  if (!image) require_blocked(x, "blocked convolution");
+  if (weight.dim() != 4 || weight.size(0) % kBlock != 0 || weight.size(2) != weight.size(3) ||
+      weight.size(1) != logical_dims(x)[1] || weight.scalar_type() != torch::kFloat32)
+    throw InvalidInput("blocked convolution: weight " + shape_of(weight) + " does not fit input " +
+                       shape_of(x));
+  return Conv::apply(x, weight, stride, padding);
+}
+
+#else  // without oneDNN: never available
+
+bool available() { return false; }
+
+torch::Tensor conv2d(const torch::Tensor&, const torch::Tensor&, std::int64_t, std::int64_t) {
+  throw InvalidInput("blocked training needs oneDNN (this build has none)");
+}
+
+#endif
+
+}  // namespace facemag::nn::blocked
