@@ -50,9 +50,9 @@ torch::Tensor to_nchw(const torch::Tensor& x) {
 
 namespace {
 
-// BatchNorm's sums in double (LibTorch's sums each sample's plane in float; these are closer to
-// float64 than either). Parallel over channel blocks: visit(block, begin, end) for each sample's
-// run of the block's values (16 lanes per pixel, lanes fastest).
+// BatchNorm's sums are taken in double (LibTorch sums each sample's plane in float first; double
+// sums are closer to float64, test_blocked_training measures it). Parallel over channel blocks:
+// visit(block, begin, end) for each sample's run of the block's values (16 lanes per pixel).
 template <class Visit>
 void for_each_block(const torch::Tensor& x, Visit visit) {
   const std::int64_t batch = x.size(0), blocks = x.size(1), rows = x.size(2) * x.size(3);
