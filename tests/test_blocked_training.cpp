@@ -51,6 +51,12 @@ TEST(BlockedTraining, LayoutRoundTrips) {
   ASSERT_EQ(b.sizes(), (std::vector<std::int64_t>{2, 2, 5, 3, 16}));
   EXPECT_EQ(b[1][1][4][2][3].item<float>(), x[1][19][4][2].item<float>());
   EXPECT_TRUE(torch::equal(blocked::to_nchw(b), x));
+  try {
+    blocked::from_nchw(torch::zeros({4, 3, 2, 2}));
+    FAIL() << "3 channels went into 16-channel blocks";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("got [4, 3, 2, 2]"), std::string::npos) << e.what();
+  }
 }
 
 TEST(BlockedTraining, BatchNormMatchesLibTorch) {

@@ -18,11 +18,8 @@
 namespace facemag::nn::blocked {
 namespace {
 
-std::string shape_of(const torch::Tensor& t) {
-  std::string s = "[";
-  for (std::int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
+// "[N, C, H, W]" (LibTorch prints sizes so).
+std::string shape_of(const torch::Tensor& t) { return c10::str(t.sizes()); }
 
 void require_blocked(const torch::Tensor& x, const char* what) {
   if (x.dim() != 5 || x.size(4) != kBlock || !x.is_contiguous() ||
