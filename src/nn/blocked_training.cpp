@@ -4,7 +4,6 @@
 
 #include <map>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <tuple>
 
@@ -215,7 +214,92 @@ class BatchNorm : public torch::autograd::Function<BatchNorm> {
   }
 };
 
+// PReLU: a (sample, channel block) plane is `rows` pixels of 16 channels sharing the block's 16
+// slopes. In place ...
+FACEMAG_VECTOR_CLONES void prelu_blocked_plane(float* __restrict data,
+                                               const float* __restrict slope, std::int64_t rows) {
+  constexpr std::int64_t kLanes = kBlock;
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t l = 0; l < kLanes; ++l)
+      data[r * kLanes + l] = prelu_value(data[r * kLanes + l], slope[l]);
+}
+
+// ... and backward: the input's gradient, each slope's gradient added to `slope_grad`.
+FACEMAG_VECTOR_CLONES void prelu_backward_blocked_plane(
+    const float* __restrict x, const float* __restrict g, const float* __restrict slope,
+    float* __restrict gx, float* __restrict slope_grad, std::int64_t rows) {
+  constexpr std::int64_t kLanes = kBlock;
+  float sums[kLanes] = {};
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t l = 0; l < kLanes; ++l) {
+      const std::int64_t i = r * kLanes + l;
+      const bool positive = x[i] > 0;
+      gx[i] = positive ? g[i] : slope[l] * g[i];
+      sums[l] += positive ? 0.0f : g[i] * x[i];
+    }
+  for (std::int64_t l = 0; l < kLanes; ++l) slope_grad[l] += sums[l];
+}
+
+class BlockedPRelu : public torch::autograd::Function<BlockedPRelu> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight) {
+    ctx->save_for_backward({x, weight});
+    auto y = x.clone();
+    float* yd = y.data_ptr<float>();
+    for_each_plane(x, weight,
+                   [&](std::int64_t offset, const float* slope, std::int64_t rows, float*) {
+                     prelu_blocked_plane(yd + offset, slope, rows);
+                   });
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto g = grads[0].contiguous();
+    auto gx = torch::empty_like(x);
+    const float* xd = x.data_ptr<float>();
+    const float* gd = g.data_ptr<float>();
+    float* gxd = gx.data_ptr<float>();
+    const auto partial = for_each_plane(
+        x, weight, [&](std::int64_t offset, const float* slope, std::int64_t rows, float* mine) {
+          prelu_backward_blocked_plane(xd + offset, gd + offset, slope, gxd + offset, mine, rows);
+        });
+    return {gx, partial.sum(0).view(weight.sizes())};
+  }
+
+ private:
+  // Calls plane(offset of the plane, its 16 slopes, its pixel count, this thread's 16
+  // slope-gradient sums) for every plane, in parallel; returns the per-thread sums (threads x C).
+  template <class Plane>
+  static torch::Tensor for_each_plane(const torch::Tensor& x, const torch::Tensor& weight,
+                                      Plane plane) {
+    const std::int64_t blocks = x.size(1), rows = x.size(2) * x.size(3);
+    auto partial = torch::zeros({at::get_num_threads(), blocks * kBlock}, torch::kFloat32);
+    const float* slope = weight.data_ptr<float>();
+    at::parallel_for(0, x.size(0) * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+      float* mine = partial.data_ptr<float>() + at::get_thread_num() * partial.size(1);
+      for (std::int64_t p = begin; p < end; ++p) {
+        const std::int64_t channel = (p % blocks) * kBlock;
+        plane(p * rows * kBlock, slope + channel, rows, mine + channel);
+      }
+    });
+    return partial;
+  }
+};
+
 }  // namespace
+
+torch::Tensor prelu(const torch::Tensor& x, const torch::Tensor& weight) {
+  require_blocked(x, "blocked PReLU");
+  if (x.size(1) * kBlock != weight.numel())
+    throw InvalidInput("blocked PReLU: " + std::to_string(weight.numel()) + " slopes for " +
+                       std::to_string(x.size(1) * kBlock) + " channels");
+  return BlockedPRelu::apply(x, weight.contiguous());
+}
 
 torch::Tensor batch_norm(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn) {
   require_blocked(x, "blocked BatchNorm");

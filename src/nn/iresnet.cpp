@@ -69,8 +69,6 @@ torch::Tensor IBasicBlockImpl::forward_blocked(const torch::Tensor& x) {
                                    *downsample[1]->as<torch::nn::BatchNorm2d>());
 }
 
-bool blocked_training_available() { return blocked::available(); }
-
 std::optional<IResNetDepth> iresnet_depth_from_name(std::string_view name) {
   for (auto depth : {IResNetDepth::k18, IResNetDepth::k34, IResNetDepth::k50, IResNetDepth::k100}) {
     if (name == "iresnet" + std::to_string(static_cast<int>(depth))) return depth;

@@ -11,6 +11,7 @@
 
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/io/pickle.hpp"
+#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
 #include "facemag/train/collective.hpp"
@@ -237,12 +238,12 @@ struct Trainer::Impl {
       iresnet->dropout->options.p(o.dropout);
     if (o.layout == ActivationLayout::kBlocked) {
       blocked_network = network.module->as<nn::IResNetImpl>();
-      if (!blocked_network || o.bfloat16 || !nn::blocked_training_available())
+      if (!blocked_network || o.bfloat16 || !nn::blocked::available())
         throw InvalidInput(
             "the blocked activation layout trains iResNet in float32 on CPUs with AVX-512 "
             "(here: " +
             o.manifest.architecture + (o.bfloat16 ? ", bf16" : ", fp32") +
-            (nn::blocked_training_available() ? "" : ", no AVX-512 or no oneDNN") + ")");
+            (nn::blocked::available() ? "" : ", no AVX-512 or no oneDNN") + ")");
     }
     if (o.layout == ActivationLayout::kChannelsLast) {
       torch::NoGradGuard no_grad;

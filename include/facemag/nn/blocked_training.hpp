@@ -37,7 +37,7 @@ torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::i
 // module's momentum and counting the batch; in eval mode with the running statistics.
 torch::Tensor batch_norm(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn);
 
-// PReLU with one slope per channel (module_utils.cpp, beside the other PReLU passes).
+// PReLU with one slope per channel.
 torch::Tensor prelu(const torch::Tensor& x, const torch::Tensor& weight);
 
 }  // namespace facemag::nn::blocked

@@ -43,9 +43,6 @@ class IBasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(IBasicBlock);
 
-// Whether IResNetImpl::forward_blocked runs here (a build with oneDNN, a CPU with AVX-512).
-bool blocked_training_available();
-
 enum class IResNetDepth { k18 = 18, k34 = 34, k50 = 50, k100 = 100 };
 
 // "iresnet18" -> k18 ... ; nullopt for other names.
@@ -61,7 +58,7 @@ class IResNetImpl : public torch::nn::Module {
   // forward() for training on CPUs with AVX-512 (float32, same parameters, running statistics
   // and dropout): the convolutions and BatchNorms on oneDNN with the activations in its
   // 16-channel blocks from the first convolution to the last block, where its training kernels
-  // are fastest. Throws InvalidInput where blocked_training_available() is false.
+  // are fastest. Throws InvalidInput where nn::blocked::available() is false.
   torch::Tensor forward_blocked(const torch::Tensor& x);
   // The inference network (eval mode) written to `sink`, folded as FoldedIResNet folds it;
   // returns the features' value.
