@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "facemag/error.hpp"
 #include "facemag/model/store.hpp"
 
@@ -68,6 +70,8 @@ int finish_batch(std::size_t failures, std::size_t total) {
   std::cerr << "facemag: " << failures << " of " << total << " input(s) failed\n";
   return kExitSomeInputsFailed;
 }
+
+nlohmann::json box_json(const Detection& d) { return {d.box.x1, d.box.y1, d.box.x2, d.box.y2}; }
 
 void report_skipped(const std::string& path, const std::string& reason) {
   // Messages of facemag errors already start with the path.

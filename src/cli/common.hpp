@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "facemag/detect/mtcnn.hpp"
 #include "facemag/io/image.hpp"
@@ -61,6 +62,9 @@ int finish_batch(std::size_t failures, std::size_t total);
 
 // Reports one input that was skipped, on stderr, as one line.
 void report_skipped(const std::string& path, const std::string& reason);
+
+// A face's box as every command writes it: [x1, y1, x2, y2] in pixels of its image.
+nlohmann::json box_json(const Detection& d);
 
 // Options of the MTCNN detector as every photo command takes them.
 struct DetectorOptions {

@@ -44,8 +44,7 @@ struct AlignCliOptions {
 nlohmann::json to_json(const Detection& d) {
   nlohmann::json marks = nlohmann::json::array();
   for (const auto& p : d.landmarks.points) marks.push_back({p.x, p.y});
-  return {
-      {"box", {d.box.x1, d.box.y1, d.box.x2, d.box.y2}}, {"score", d.score}, {"landmarks", marks}};
+  return {{"box", box_json(d)}, {"score", d.score}, {"landmarks", marks}};
 }
 
 void draw(cv::Mat& image, const std::vector<Detection>& faces) {

@@ -65,7 +65,7 @@ nlohmann::json to_json(const Record& r, const std::string& model, bool with_vect
   if (r.face) {
     const auto& d = r.face->detection;
     j["face"] = r.face->index;
-    j["box"] = {d.box.x1, d.box.y1, d.box.x2, d.box.y2};
+    j["box"] = box_json(d);
     j["score"] = d.score;
   }
   j["model"] = model;

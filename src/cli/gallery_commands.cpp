@@ -84,8 +84,6 @@ double quality_gate(const ModelBinding& m, double min_quality) {
   return m.magnitude_is_quality ? m.quality_threshold : 0.0;
 }
 
-nlohmann::json box_json(const Detection& d) { return {d.box.x1, d.box.y1, d.box.x2, d.box.y2}; }
-
 // Detection and embedding of photos, loaded once per command.
 struct PhotoFaces {
   MtcnnDetector detector;
@@ -173,7 +171,7 @@ int run_enroll(const EnrollOptions& opt) {
               ++refused;
               continue;
             }
-            faces.push_back({person, path, sha, r.detection, r.embedding.raw});
+            faces.push_back({person, path, sha, r.detection, r.embedding.raw, /*enrolled_at=*/{}});
           }
         }
         if (faces.empty()) return;

@@ -101,8 +101,6 @@ void draw_boxes(cv::Mat& image, std::span<const video::FrameBox> boxes, bool mag
   }
 }
 
-nlohmann::json box_json(const Detection& d) { return {d.box.x1, d.box.y1, d.box.x2, d.box.y2}; }
-
 nlohmann::json face_json(const video::TrackedFace& f) {
   return {{"frame", f.frame}, {"time", f.time}};
 }
