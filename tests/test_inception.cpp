@@ -1,18 +1,22 @@
 // FaceNet InceptionResnetV1 against facenet-pytorch with formula weights
-// (../shared/golden/inception_resnet_v1): embeddings and classifier logits.
+// (../shared/golden/inception_resnet_v1): embeddings (also in int8, within its error model) and
+// classifier logits.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
+#include "bf16_error_model.hpp"
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 #include "test_support.hpp"
 
 namespace facemag {
@@ -87,6 +91,48 @@ TEST(InceptionGolden, LogitsMatchFacenetPytorch) {
   EXPECT_THROW(Embedder::with_formula_weights(builtin_manifest("inception_resnet_v1"))
                    .logits(torch::zeros({1, 3, 160, 160})),
                InvalidInput);
+}
+
+// int8 through the Embedder, calibrated on the golden faces: each embedding's direction within
+// the bound of the int8 emulation (bf16_error_model.hpp) of that calibration, both against the
+// golden (facenet-pytorch normalises its embeddings, so directions are what it records).
+TEST(InceptionGolden, Int8StaysWithinItsErrorModel) {
+  FACEMAG_REQUIRE_FILE(golden() / "embeddings.npy");
+  if (!nn::OneDnnGraph::available(torch::kChar)) GTEST_SKIP() << "CPU without VNNI: no int8";
+  const auto json = test::read_json(golden() / "inception_resnet_v1.json");
+  const auto faces = golden_inputs(json);
+  const auto manifest = builtin_manifest("inception_resnet_v1");
+  const Embedder fp32 = Embedder::with_formula_weights(manifest);
+  const auto calibration = fp32.calibrate_int8(faces);
+  test::TempDir tmp;
+  write_int8_calibration(tmp / "inception.int8.json", manifest, calibration);
+  const Embedder int8 = Embedder::with_formula_weights(
+      manifest, {Precision::kInt8, true, tmp / "inception.int8.json"});
+  std::vector<float> rows;
+  for (const auto& e : int8.embed(faces)) rows.insert(rows.end(), e.raw.begin(), e.raw.end());
+  const auto expected = io::read_npy(golden() / "embeddings.npy");
+  const auto direction = [](const torch::Tensor& t) {
+    return torch::nn::functional::normalize(t.to(torch::kFloat64),
+                                            torch::nn::functional::NormalizeFuncOptions().dim(1));
+  };
+  const auto ours = direction(torch::from_blob(rows.data(), expected.sizes(), torch::kFloat32));
+
+  torch::NoGradGuard no_grad;
+  nn::InceptionResnetV1 net(0);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  test::Int8EmulationSink sink(calibration);
+  const auto emulated =
+      direction(sink.value(net->describe(sink, sink.input(fp32.preprocess(faces)), false).front()));
+  const auto errors = test::relative_errors(ours, direction(expected));
+  const auto model_errors = test::relative_errors(emulated, direction(expected));
+  for (std::size_t i = 0; i < errors.size(); ++i) {
+    EXPECT_LE(errors[i], test::kInt8ErrorFactor * model_errors[i])
+        << "face " << i << ", emulated int8 " << model_errors[i];
+  }
+  std::cout << "[ parity ] inception_resnet_v1 int8: relative error of the direction "
+            << *std::max_element(errors.begin(), errors.end()) << " (emulated "
+            << *std::max_element(model_errors.begin(), model_errors.end()) << ")\n";
 }
 
 // prepare_inference() against the module as PyTorch runs it: 160 x 160 batches of several

@@ -13,8 +13,9 @@ void add_precision_option(CLI::App& cmd, std::string& precision) {
                  "fp32 (BatchNorm folded, on oneDNN; iResNet's Winograd weights cost memory: "
                  "iResNet100 ~2.0 GB peak at batch 16, PyTorch ~1.0 GB), bf16 (oneDNN bfloat16 "
                  "on AVX-512 CPUs: faster, about half the memory of fp32, cosine >= 0.9997 to "
-                 "fp32), int8 (VNNI CPUs, iResNet and MobileFaceNet, after `facemag "
-                 "calibrate-int8`: ~1.4-1.8x bf16's speed) or reference (PyTorch's ops one by one)")
+                 "fp32), int8 (VNNI CPUs, after `facemag calibrate-int8`: ~1.4-1.8x bf16's speed "
+                 "for iResNet and Inception, ~1.2x for MobileFaceNet) or reference (PyTorch's "
+                 "ops one by one)")
       ->check(CLI::IsMember(precision_names()))
       ->capture_default_str();
 }

@@ -41,8 +41,18 @@ GraphSink::Value GraphSink::conv(const Value& x, const torch::nn::Conv2dImpl& mo
 
 // Values are named by their position in values_; the input is stored as node -1.
 GraphSink::Value TorchEvaluator::input(const torch::Tensor& x) {
+  stored_at_.resize(std::max<std::size_t>(stored_at_.size(), 1));
+  stored_at_[0] = values_.size();
   return keep(stored(x.to(torch::kFloat32), -1));
 }
+
+GraphSink::Value TorchEvaluator::store(const torch::Tensor& t) {
+  stored_at_.resize(static_cast<std::size_t>(operations_) + 2);
+  stored_at_[operations_ + 1] = values_.size();
+  return keep(stored(t, operations_));
+}
+
+void TorchEvaluator::forget(int node) { values_.at(stored_at_.at(node + 1)) = torch::Tensor(); }
 
 const torch::Tensor& TorchEvaluator::value(const Value& v) const {
   return values_.at(std::stoul(v));

@@ -103,8 +103,9 @@ Tag activation_tag(DataType type) {
   return f32;
 }
 
-memory::desc blocked(const memory::dims& dims, memory::data_type type) {
-  return memory::desc(dims, type, activation_tag(type));
+memory::desc blocked(const memory::dims& dims, memory::data_type type,
+                     memory::data_type layout_of) {
+  return memory::desc(dims, type, activation_tag(layout_of == DataType::undef ? type : layout_of));
 }
 
 memory::desc input_layout(const memory::dims& dims, memory::data_type type) {

@@ -36,8 +36,11 @@ memory::data_type data_type(torch::ScalarType dtype);
 
 // The activation layout oneDNN's convolutions prefer on this CPU for `type` (channels-last for
 // its brgemm and AMX kernels, 16- or 8-channel blocks for the others; float32 on AVX-512 always
-// 16-channel blocks, for Winograd). Asked of oneDNN once per type, not hard-coded.
-memory::desc blocked(const memory::dims& dims, memory::data_type type = memory::data_type::f32);
+// 16-channel blocks, for Winograd). Asked of oneDNN once per type, not hard-coded. `layout_of`:
+// the type whose layout to take when not `type`'s own (a convolution's kernels read and write one
+// layout: int8's float32 last value lies in the int8 layout).
+memory::desc blocked(const memory::dims& dims, memory::data_type type = memory::data_type::f32,
+                     memory::data_type layout_of = memory::data_type::undef);
 // The layout of a network's 3-channel input to go with blocked(): NCHW, or NHWC beside
 // channels-last activations.
 memory::desc input_layout(const memory::dims& dims, memory::data_type type);

@@ -42,7 +42,7 @@ struct Embedding {
 //   kInt8: post-training quantisation on oneDNN's VNNI kernels (nn::OneDnnGraph): weights per
 //     output channel, every stored value per tensor with the scale of a calibration measured on
 //     real faces (`facemag calibrate-int8`, read from EmbedderOptions::int8_calibration or
-//     WEIGHTS.int8.json); iResNet and MobileFaceNet. Refused on CPUs without VNNI.
+//     WEIGHTS.int8.json); every network. Refused on CPUs without VNNI.
 enum class Precision { kReference, kFloat32, kBFloat16, kInt8 };
 // "reference", "fp32", "bf16", "int8"; InvalidInput for others.
 Precision parse_precision(const std::string& name);

@@ -9,6 +9,7 @@
 #include <torch/types.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -80,14 +81,18 @@ class TorchEvaluator : public GraphSink {
   // A value as stored: the input (node -1) and each operation's result before the flatten, node
   // counting the operations in the order they are described (as nn::OneDnnGraph numbers them).
   virtual torch::Tensor stored(const torch::Tensor& value, int node) { return value; }
+  // Frees the stored value of `node` (numbered as for stored()), for a subclass that knows no
+  // later operation reads it: int8 calibration keeps only the live values of a deep network.
+  void forget(int node);
 
  private:
   Value keep(torch::Tensor t);
-  Value store(const torch::Tensor& t) { return keep(stored(t, operations_)); }
+  Value store(const torch::Tensor& t);
   const torch::Tensor& at(const Value& v) const { return value(v); }
 
   std::vector<torch::Tensor> values_;
-  int operations_ = 0;  // described so far
+  std::vector<std::size_t> stored_at_;  // the position in values_ of node + 1's value
+  int operations_ = 0;                  // described so far
 };
 
 }  // namespace facemag::nn

@@ -33,7 +33,9 @@ class GraphSink;
 // those after the flatten are not quantized and read 0). A range is a percentile of the
 // magnitudes, the largest over the calibration batches: 99.99 by default, which clips the rare
 // outliers that would otherwise coarsen every step (MobileFaceNet on LFW: 98.77 % with the
-// maxima, 98.80 % with 99.99, fp32 99.00 %; README "int8").
+// maxima, 98.80 % with 99.99, fp32 99.00 %; README "int8"). A value that only a concatenation
+// reads takes the concatenation's range: the concatenated tensor has one scale, and the values
+// that make it up are stored at that scale from the start.
 struct Int8Calibration {
   float input = 0;
   std::vector<float> values;
@@ -61,9 +63,9 @@ class OneDnnGraph {
   OneDnnGraph& operator=(const OneDnnGraph&) = delete;
 
   // int8 (post-training quantisation): weights per output channel, each value per tensor
-  // (scale = its calibrated largest magnitude / 127), int32 accumulation, on VNNI kernels. For
-  // networks without concatenations (iResNet, MobileFaceNet): InvalidInput otherwise, and where
-  // the CPU lacks VNNI (available(torch::kChar)) or the calibration is of another network.
+  // (scale = its calibrated largest magnitude / 127), int32 accumulation, on VNNI kernels; every
+  // network (concatenations take one scale, see Int8Calibration). InvalidInput where the CPU
+  // lacks VNNI (available(torch::kChar)) or the calibration is of another network.
   OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
               const Int8Calibration& calibration);
 
