@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "facemag/nn/module_utils.hpp"
 
 namespace facemag::nn {

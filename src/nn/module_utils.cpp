@@ -5,21 +5,12 @@
 #include <cmath>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "facemag/error.hpp"
 #include "kernels.hpp"
 
 namespace facemag::nn {
 namespace {
-
-std::string shape_string(c10::IntArrayRef sizes) {
-  std::ostringstream s;
-  s << "[";
-  for (std::size_t i = 0; i < sizes.size(); ++i) s << (i ? ", " : "") << sizes[i];
-  s << "]";
-  return s.str();
-}
 
 std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
@@ -273,8 +264,8 @@ void load_state_dict_strict(torch::nn::Module& module, const io::NamedTensors& t
     const torch::Tensor& src = given.at(name);
     if (src.sizes() != target.sizes()) {
       throw ModelLoadError(source + ": tensor '" + name + "' has shape " +
-                           shape_string(src.sizes()) + ", the architecture expects " +
-                           shape_string(target.sizes()));
+                           std::string(c10::str(src.sizes())) + ", the architecture expects " +
+                           std::string(c10::str(target.sizes())));
     }
     if (src.is_floating_point() != target.is_floating_point()) {
       throw ModelLoadError(source + ": tensor '" + name + "' has dtype " +
