@@ -142,6 +142,22 @@ struct Graph {
   int output = 0, split = 0, boundary = 0;
   std::array<std::int64_t, 3> input_chw{};
   std::vector<memory::dims> shapes = {};  // of nodes [0, split), batch 1
+  // The nodes that read each value before the flatten, in order, by at(v); the boundary's end
+  // with the flatten (split).
+  std::vector<std::vector<int>> readers = {};
+
+  // Index of a value before the flatten in per-value tables: the network input at [split].
+  int at(int v) const { return v == kNetworkInput ? split : v; }
+  // The last node that reads v (the flatten for the boundary), -1 when none does.
+  int last_reader(int v) const {
+    const auto& r = readers[at(v)];
+    return r.empty() ? -1 : r.back();
+  }
+  // The node that reads v when exactly one node before the flatten does and nothing else, else -1.
+  int sole_reader(int v) const {
+    const auto& r = readers[at(v)];
+    return r.size() == 1 && r.front() < split ? r.front() : -1;
+  }
 };
 
 memory::dims pool_padding_r(const Node& node, const memory::dims& in, const memory::dims& out) {
@@ -213,6 +229,11 @@ Graph record(const OneDnnGraph::Describe& describe, std::array<std::int64_t, 3> 
     for (const int v : g.nodes[i].inputs) in.push_back(v == kNetworkInput ? input : g.shapes[v]);
     g.shapes.push_back(output_shape(g.nodes[i], in));
   }
+  g.readers.resize(g.split + 1);
+  for (int i = 0; i < g.split; ++i) {
+    for (const int v : g.nodes[i].inputs) g.readers[g.at(v)].push_back(i);
+  }
+  g.readers[g.at(g.boundary)].push_back(g.split);  // the flatten
   return g;
 }
 
@@ -230,15 +251,6 @@ class PlanWriter {
     }
     slot_.assign(n, -1);
     released_.assign(n + 1, false);
-    last_use_.assign(n + 1, -1);  // by at(v): the network input at [n]
-    consumers_.resize(n + 1);
-    for (int i = 0; i < n; ++i) {
-      for (const int v : g.nodes[i].inputs) {
-        last_use_[at(v)] = std::max(last_use_[at(v)], i);
-        consumers_[at(v)].push_back(i);
-      }
-    }
-    last_use_[at(g.boundary)] = n;  // read after the plan: never released
     fused_.assign(n, false);
     float_.assign(n, false);
     scale_.assign(n + 1, 1.0f);
@@ -270,7 +282,7 @@ class PlanWriter {
   }
 
  private:
-  int at(int v) const { return v == kNetworkInput ? g_.split : v; }
+  int at(int v) const { return g_.at(v); }
   bool int8() const { return type_ == memory::data_type::s8; }
   // The real value of one int8 step for values up to max_abs.
   static float quantum(float max_abs) { return max_abs > 0 ? max_abs / 127.0f : 1.0f; }
@@ -298,15 +310,10 @@ class PlanWriter {
   void release_dead(int done) {
     for (int v = kNetworkInput; v < g_.split; ++v) {
       const Slot s = slot(v);
-      if (s < onednn::kA || released_[at(v)] || last_use_[at(v)] > done) continue;
+      if (s < onednn::kA || released_[at(v)] || g_.last_reader(v) > done) continue;
       released_[at(v)] = true;
       if (--refs_[s] == 0) free_.push_back(s);
     }
-  }
-  // The only consumer of v when it has exactly one, else -1.
-  int sole_consumer(int v) const {
-    const auto& c = consumers_[at(v)];
-    return c.size() == 1 && v != g_.boundary ? c.front() : -1;
   }
 
   // Emits node i (and what is fused into it); returns the last node index it covers.
@@ -330,7 +337,7 @@ class PlanWriter {
       case Kind::kRelu: {
         // In place when nothing reads x afterwards, else on a copy.
         Slot dst = slot(x);
-        if (last_use_[at(x)] != i || dst < onednn::kA) {
+        if (g_.last_reader(x) != i || dst < onednn::kA) {
           dst = take();
           plan_.reorder(slot(x), md(x), dst, md(i));
         }
@@ -400,10 +407,10 @@ class PlanWriter {
     std::vector<int> chain{i};  // values that end up in the destination
     int last = i, summand = -1;
     Slot dst = -1;
-    if (const int k = sole_consumer(i); k >= 0 && g_.nodes[k].kind == Kind::kAdd) {
+    if (const int k = g_.sole_reader(i); k >= 0 && g_.nodes[k].kind == Kind::kAdd) {
       const auto& in = g_.nodes[k].inputs;
       const int other = in[0] == i ? in[1] : in[0];
-      if (other != i && other != kNetworkInput && other < i && last_use_[at(other)] == k &&
+      if (other != i && other != kNetworkInput && other < i && g_.last_reader(other) == k &&
           slot(other) != slot(x) && dims(other) == dims_[i]) {
         epilogue.accumulate = true;
         summand = other;
@@ -412,7 +419,7 @@ class PlanWriter {
         last = k;
       }
     }
-    if (const int k = sole_consumer(last); k >= 0) {
+    if (const int k = g_.sole_reader(last); k >= 0) {
       const Node& next = g_.nodes[k];
       if (next.kind == Kind::kRelu) {
         epilogue.relu = true;
@@ -439,7 +446,7 @@ class PlanWriter {
       // concatenation reads the result, so that it copies the values as they are.
       float max_abs = 0;
       for (const int v : chain) max_abs = std::max(max_abs, calibration_->values.at(v));
-      if (const int k = sole_consumer(last); k >= 0 && g_.nodes[k].kind == Kind::kConcat)
+      if (const int k = g_.sole_reader(last); k >= 0 && g_.nodes[k].kind == Kind::kConcat)
         max_abs = calibration_->values.at(k);
       dst_scale = to_float ? 1.0f : quantum(max_abs);
       const float input_scale = scale_[at(x)];
@@ -473,8 +480,6 @@ class PlanWriter {
   Slot input_slot_ = onednn::kInput;
   std::vector<memory::dims> dims_;
   std::vector<Slot> slot_;
-  std::vector<int> last_use_;
-  std::vector<std::vector<int>> consumers_;
   std::vector<bool> fused_, released_;  // released_: indexed by at(v)
   std::map<Slot, int> refs_;
   std::vector<Slot> free_;
@@ -502,12 +507,7 @@ struct OneDnnGraph::Impl {
 class RangeRecorder : public TorchEvaluator {
  public:
   RangeRecorder(Int8Calibration& out, double percentile, const Graph& g)
-      : out_(out), percentile_(percentile), g_(g), last_reader_(g.split + 1, -1) {
-    for (int i = 0; i < g.split; ++i) {
-      for (const int v : g.nodes[i].inputs) last_reader_[v + 1] = i;
-    }
-    last_reader_[g.boundary + 1] = g.split;  // the flatten
-  }
+      : out_(out), percentile_(percentile), g_(g) {}
 
  protected:
   torch::Tensor stored(const torch::Tensor& value, int node) override {
@@ -523,7 +523,7 @@ class RangeRecorder : public TorchEvaluator {
       if (out_.values.size() <= static_cast<std::size_t>(node)) out_.values.resize(node + 1, 0.0f);
       out_.values[node] = std::max(out_.values[node], m);
       for (const int v : g_.nodes[node].inputs) {
-        if (last_reader_[v + 1] == node) forget(v);
+        if (g_.last_reader(v) == node) forget(v);
       }
     }
     return value;
@@ -533,7 +533,6 @@ class RangeRecorder : public TorchEvaluator {
   Int8Calibration& out_;
   double percentile_;
   const Graph& g_;
-  std::vector<int> last_reader_;  // of each value, by node + 1 (the input at 0)
 };
 
 bool OneDnnGraph::available(torch::ScalarType dtype) { return onednn::runs(dtype); }
@@ -586,17 +585,10 @@ Int8Calibration OneDnnGraph::calibrate(const Describe& describe,
   }
   // A value that only a concatenation reads is stored at the concatenation's scale (see
   // Int8Calibration): its range becomes the concatenation's.
-  std::vector<int> readers(graph.split, 0);
-  ++readers[graph.boundary];  // the flatten
-  for (int i = 0; i < graph.split; ++i) {
-    for (const int v : graph.nodes[i].inputs) {
-      if (v != kNetworkInput) ++readers[v];
-    }
-  }
   for (int i = 0; i < graph.split; ++i) {
     if (graph.nodes[i].kind != Kind::kConcat) continue;
     for (const int v : graph.nodes[i].inputs) {
-      if (v != kNetworkInput && readers[v] == 1) out.values[v] = out.values[i];
+      if (v != kNetworkInput && graph.sole_reader(v) == i) out.values[v] = out.values[i];
     }
   }
   return out;
