@@ -172,6 +172,10 @@ TEST(GalleryStore, TheSameFaceOfTheSameFileIsStoredOnce) {
   const auto r = g.enroll({again, face("ann", "a.jpg", {0, 1}, 300)});
   EXPECT_EQ(r.added, 1);  // the second face of a.jpg is a different face
   EXPECT_EQ(r.duplicates, 1);
+  // The ids line up with the faces given: none for the one already stored.
+  ASSERT_EQ(r.face_ids.size(), 2u);
+  EXPECT_FALSE(r.face_ids[0].has_value());
+  EXPECT_TRUE(r.face_ids[1].has_value());
   const auto people = g.persons();
   ASSERT_EQ(people.size(), 1u);  // no empty "bob"
   EXPECT_EQ(people[0].faces, 2);

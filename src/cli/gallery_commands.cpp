@@ -149,6 +149,7 @@ int run_enroll(const EnrollOptions& opt) {
       [&](const std::vector<const io::InputFile*>& which,
           const std::vector<std::vector<FaceRecord>>& records) {
         std::vector<gallery::NewFace> faces;
+        std::vector<float> qualities;  // of faces, for the acknowledgements
         for (std::size_t k = 0; k < which.size(); ++k) {
           if (records[k].empty()) continue;
           std::string person = opt.person;
@@ -172,6 +173,7 @@ int run_enroll(const EnrollOptions& opt) {
               continue;
             }
             faces.push_back({person, path, sha, r.detection, r.embedding.raw, /*enrolled_at=*/{}});
+            qualities.push_back(r.embedding.magnitude);
           }
         }
         if (faces.empty()) return;
@@ -179,11 +181,14 @@ int run_enroll(const EnrollOptions& opt) {
         enrolled += result.added;
         duplicates += result.duplicates;
         // Acknowledge what is committed, as it is committed.
-        std::size_t next = 0;
-        for (const auto& f : faces) {
-          nlohmann::json ack{{"enrolled", f.source_path}, {"person", f.person}};
-          if (next < result.face_ids.size()) ack["face_id"] = result.face_ids[next];
-          ++next;
+        for (std::size_t i = 0; i < faces.size(); ++i) {
+          const auto& f = faces[i];
+          nlohmann::json ack{
+              {"enrolled", f.source_path}, {"person", f.person}, {"quality", qualities[i]}};
+          if (result.face_ids[i])
+            ack["face_id"] = *result.face_ids[i];
+          else
+            ack["already_enrolled"] = true;
           std::cout << ack << "\n";
         }
         std::cout.flush();

@@ -375,6 +375,7 @@ EnrollResult Gallery::enroll(const std::vector<NewFace>& faces) {
            f.enrolled_at.empty() ? now : f.enrolled_at});
       if (inserted.empty()) {
         ++result.duplicates;
+        result.face_ids.emplace_back();
         // A person created only for a duplicate face keeps no empty row.
         if (as_int(s.sql->run("SELECT COUNT(*) FROM faces WHERE person_id = ?", {person})[0][0]) ==
             0)

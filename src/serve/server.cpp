@@ -413,7 +413,7 @@ struct FaceServer::Impl {
              {"added", result.added == 1},
              {"quality", f.embeddings[i].magnitude},
              {"face", face_json(f, i, false)}};
-    if (!result.face_ids.empty()) out["face_id"] = result.face_ids[0];
+    if (result.face_ids.at(0)) out["face_id"] = *result.face_ids[0];
     send_json(res, out, result.added == 1 ? 201 : 200);
   }
 
