@@ -125,6 +125,8 @@ nn::IResNet formula_iresnet18() {
 TEST(CliGolden, QualityInBfloat16StaysCloseToTheGoldens) {
   const auto dir = test::golden_dir() / "iresnet";
   FACEMAG_REQUIRE_FILE(dir / "iresnet18.json");
+  if (!nn::OneDnnGraph::available(torch::kBFloat16))
+    GTEST_SKIP() << "CPU without AVX-512: bf16 refused (CliDispatch.APrecision...RefusedByName)";
   const auto golden = test::read_json(dir / "iresnet18.json");
   test::TempDir tmp;
   write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
@@ -196,17 +198,20 @@ TEST(CliGolden, Int8NeedsACalibrationAndThenStaysCloseToTheGoldens) {
 // Which oneDNN kernels a bf16 forward ran on, from oneDNN's verbose log, against the best
 // family this CPU's flags (/proc/cpuinfo) allow: AMX tiles, AVX512-BF16 instructions, or
 // AVX-512 with bf16 emulated. The log lines read "onednn_verbose,exec,cpu,convolution,<impl>,...".
-TEST(CliDispatch, Bf16ConvolutionsRunOnTheBestKernelsOfThisCpu) {
+std::set<std::string> cpu_flags() {
   std::set<std::string> flags;
-  {
-    std::ifstream in("/proc/cpuinfo");
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("flags", 0) != 0) continue;
-      std::istringstream words(line.substr(line.find(':') + 1));
-      for (std::string w; words >> w;) flags.insert(w);
-      break;
-    }
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string w; words >> w;) flags.insert(w);
+    break;
   }
+  return flags;
+}
+
+TEST(CliDispatch, Bf16ConvolutionsRunOnTheBestKernelsOfThisCpu) {
+  const auto flags = cpu_flags();
   const auto has = [&](std::initializer_list<const char*> names) {
     return std::all_of(names.begin(), names.end(), [&](const char* n) { return flags.count(n); });
   };
@@ -244,6 +249,38 @@ TEST(CliDispatch, Bf16ConvolutionsRunOnTheBestKernelsOfThisCpu) {
     EXPECT_NE(impl.find(expected), std::string::npos)
         << impl << " is not a " << expected << " kernel";
   }
+}
+
+// Where the CPU lacks what a precision needs (AVX-512 for bf16, VNNI for int8), asking for it is
+// one line naming what is missing and what to use instead, exit code 2, nothing on stdout.
+TEST(CliDispatch, APrecisionTheCpuCannotRunIsRefusedByName) {
+  const auto flags = cpu_flags();
+  const bool avx512 = flags.count("avx512f") && flags.count("avx512bw") && flags.count("avx512vl");
+  const bool vnni =
+      flags.count("avx512_vnni") || flags.count("avx_vnni") || flags.count("amx_int8");
+  if (avx512 && vnni) GTEST_SKIP() << "this CPU runs bf16 and int8";
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const auto quality = [&](const std::string& precision) {
+    return run_cli("quality --aligned --precision " + precision + " --arch iresnet18 --weights " +
+                       (tmp / "m.pth").string() + " " +
+                       (test::golden_dir() / "iresnet" / "inputs" / "0.png").string(),
+                   tmp);
+  };
+  const auto suggestion = avx512 ? "use bf16 or fp32" : "use fp32";
+  const auto int8 = quality("int8");
+  EXPECT_EQ(int8.exit_code, 2);
+  EXPECT_TRUE(int8.out.empty()) << int8.out;
+  EXPECT_NE(int8.err.find("--precision int8 needs a CPU with VNNI"), std::string::npos) << int8.err;
+  EXPECT_NE(int8.err.find(suggestion), std::string::npos) << int8.err;
+  if (avx512) return;
+  const auto bf16 = quality("bf16");
+  EXPECT_EQ(bf16.exit_code, 2);
+  EXPECT_TRUE(bf16.out.empty()) << bf16.out;
+  EXPECT_NE(
+      bf16.err.find("--precision bf16 runs on oneDNN with AVX-512, which this CPU lacks: use fp32"),
+      std::string::npos)
+      << bf16.err;
 }
 
 TEST(CliGolden, SortListsBestQualityFirstAndEmbedPrintsVectors) {

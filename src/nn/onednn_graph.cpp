@@ -539,21 +539,14 @@ bool OneDnnGraph::available(torch::ScalarType dtype) { return onednn::runs(dtype
 
 OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
                          torch::ScalarType dtype) {
-  if (!available(dtype)) {
-    throw InvalidInput(std::string("networks on oneDNN in ") + c10::toString(dtype) +
-                       " are not available on this CPU");
-  }
+  require(dtype);
   impl_ = std::make_unique<Impl>(record(describe, input_chw, dtype), onednn::data_type(dtype),
                                  std::nullopt);
 }
 
 OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
                          const Int8Calibration& calibration) {
-  if (!available(torch::kChar)) {
-    throw InvalidInput(
-        "int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8), which "
-        "this one lacks: use bf16 or fp32");
-  }
+  require(torch::kChar);
   auto graph = record(describe, input_chw, torch::kFloat32);
   if (calibration.values.size() < static_cast<std::size_t>(graph.split) || calibration.input <= 0)
     throw InvalidInput("an int8 calibration of " + std::to_string(calibration.values.size()) +
@@ -656,6 +649,24 @@ Int8Calibration OneDnnGraph::calibrate(const Describe&, const std::vector<torch:
 torch::Tensor OneDnnGraph::forward(const torch::Tensor&) const { return {}; }
 
 #endif
+
+void OneDnnGraph::require(torch::ScalarType dtype) {
+  if (available(dtype)) return;
+  const bool build = available(torch::kFloat32);  // false: no oneDNN in this build
+  const std::string lacking = build ? "this CPU lacks" : "this build lacks (no libdnnl-dev)";
+  if (dtype == torch::kBFloat16)
+    throw InvalidInput("--precision bf16 runs on oneDNN with AVX-512, which " + lacking +
+                       ": use fp32");
+  if (dtype == torch::kChar) {
+    throw InvalidInput(
+        std::string(build ? "--precision int8 needs a CPU with VNNI (AVX512-VNNI, AVX-VNNI or "
+                            "AMX-INT8), which this one lacks"
+                          : "--precision int8 runs on oneDNN, which " + lacking) +
+        ": use " + (available(torch::kBFloat16) ? "bf16 or fp32" : "fp32"));
+  }
+  throw InvalidInput(std::string("networks on oneDNN in ") + c10::toString(dtype) +
+                     " are not available: " + lacking + " oneDNN");
+}
 
 OneDnnGraph::~OneDnnGraph() = default;
 

@@ -74,7 +74,7 @@ struct PersonSummary {
 
 struct EnrollResult {
   int added = 0;
-  int duplicates = 0;                  // the same face of the same file was already stored
+  int duplicates = 0;  // the same face of the same file was already stored
   // One per face given, in order: its new id, or none where it was already stored.
   std::vector<std::optional<std::int64_t>> face_ids;
 };

@@ -52,6 +52,9 @@ class OneDnnGraph {
   // True when this build links oneDNN and this CPU runs `dtype` (kFloat32: always; kBFloat16:
   // AVX-512, natively or emulated by oneDNN; kChar, int8: VNNI).
   static bool available(torch::ScalarType dtype);
+  // Throws InvalidInput where !available(dtype), naming what the CPU (AVX-512 for bf16, VNNI for
+  // int8) or the build (oneDNN) lacks and which precision to use instead.
+  static void require(torch::ScalarType dtype);
 
   // Records the network for inputs of input_chw (C x H x W). Throws InvalidInput for a dtype
   // this CPU does not run, std::logic_error for an operation it cannot place (a 4-D operation
