@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "facemag/io/checkpoint.hpp"
+#include "facemag/nn/onednn_graph.hpp"
 #include "test_support.hpp"
 
 namespace facemag::test {
@@ -223,6 +224,9 @@ TEST(TrainCli, BadInputsStopBeforeTraining) {
       run_cli("train " + casia().string() + " --out " + (tmp / "out").string() + " --loss softmax",
               tmp),
       "unknown loss 'softmax'");
+  if (nn::OneDnnGraph::available(torch::kFloat32) && !nn::OneDnnGraph::available(torch::kBFloat16))
+    expect_error(run_cli(fine_tune_args(tmp / "out", "--precision bf16"), tmp),
+                 "--precision bf16 runs on oneDNN with AVX-512, which this CPU lacks: use fp32");
 }
 
 TEST(TrainCli, UnreadableImagesAreSkippedAndDivergenceKeepsTheLastGoodState) {
