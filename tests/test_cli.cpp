@@ -195,9 +195,7 @@ TEST(CliGolden, Int8NeedsACalibrationAndThenStaysCloseToTheGoldens) {
       << other.err;
 }
 
-// Which oneDNN kernels a bf16 forward ran on, from oneDNN's verbose log, against the best
-// family this CPU's flags (/proc/cpuinfo) allow: AMX tiles, AVX512-BF16 instructions, or
-// AVX-512 with bf16 emulated. The log lines read "onednn_verbose,exec,cpu,convolution,<impl>,...".
+// This CPU's flags, as /proc/cpuinfo lists them.
 std::set<std::string> cpu_flags() {
   std::set<std::string> flags;
   std::ifstream in("/proc/cpuinfo");
@@ -210,6 +208,9 @@ std::set<std::string> cpu_flags() {
   return flags;
 }
 
+// Which oneDNN kernels a bf16 forward ran on, from oneDNN's verbose log, against the best
+// family this CPU's flags allow: AMX tiles, AVX512-BF16 instructions, or AVX-512 with bf16
+// emulated. The log lines read "onednn_verbose,exec,cpu,convolution,<impl>,...".
 TEST(CliDispatch, Bf16ConvolutionsRunOnTheBestKernelsOfThisCpu) {
   const auto flags = cpu_flags();
   const auto has = [&](std::initializer_list<const char*> names) {

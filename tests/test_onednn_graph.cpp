@@ -129,16 +129,19 @@ TEST(OneDnnGraph, MobileFaceNetAgreesWithItsModuleAndItsBf16Model) {
       [&](const torch::Tensor& x) { return net->forward(x); }, {3, 112, 96});
 }
 
+// InceptionResnetV1 up to its embedding (no classifier), as a description.
+OneDnnGraph::Describe describe_embedding(const nn::InceptionResnetV1& net) {
+  return [net](nn::GraphSink& sink, const std::string& x) {
+    return net->describe(sink, x, /*with_classifier=*/false).front();
+  };
+}
+
 TEST(OneDnnGraph, InceptionResnetV1AgreesWithItsModuleAndItsBf16Model) {
   nn::InceptionResnetV1 net(0);
   nn::fill_formula_weights(*net);
   net->eval();
-  check_graph(
-      "inception_resnet_v1",
-      [&](nn::GraphSink& sink, const std::string& x) {
-        return net->describe(sink, x, /*with_classifier=*/false).front();
-      },
-      [&](const torch::Tensor& x) { return net->forward(x); }, {3, 160, 160});
+  check_graph("inception_resnet_v1", describe_embedding(net),
+              [&](const torch::Tensor& x) { return net->forward(x); }, {3, 160, 160});
 }
 
 // A flatten-less network has nothing for the LibTorch tail to start from.
@@ -173,12 +176,8 @@ TEST(OneDnnGraph, Int8InceptionResnetV1StaysWithinItsErrorModel) {
   nn::InceptionResnetV1 net(0);
   nn::fill_formula_weights(*net);
   net->eval();
-  check_int8(
-      "inception_resnet_v1",
-      [&](nn::GraphSink& sink, const std::string& x) {
-        return net->describe(sink, x, /*with_classifier=*/false).front();
-      },
-      [&](const torch::Tensor& x) { return net->forward(x); }, {3, 160, 160});
+  check_int8("inception_resnet_v1", describe_embedding(net),
+             [&](const torch::Tensor& x) { return net->forward(x); }, {3, 160, 160});
 }
 
 }  // namespace

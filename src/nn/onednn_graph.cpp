@@ -668,6 +668,10 @@ void OneDnnGraph::require(torch::ScalarType dtype) {
                      " are not available: " + lacking + " oneDNN");
 }
 
+void OneDnnGraph::require_of_this_cpu(torch::ScalarType dtype) {
+  if (available(torch::kFloat32)) require(dtype);
+}
+
 OneDnnGraph::~OneDnnGraph() = default;
 
 }  // namespace facemag::nn

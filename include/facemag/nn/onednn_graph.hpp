@@ -55,6 +55,10 @@ class OneDnnGraph {
   // Throws InvalidInput where !available(dtype), naming what the CPU (AVX-512 for bf16, VNNI for
   // int8) or the build (oneDNN) lacks and which precision to use instead.
   static void require(torch::ScalarType dtype);
+  // require(dtype) where this build has oneDNN, whatever runs the network: there the CPU alone
+  // decides, and LibTorch's own bf16 on a CPU without AVX-512 falls to reference code (~30-65x
+  // slower than fp32). A build without oneDNN leaves the choice to LibTorch.
+  static void require_of_this_cpu(torch::ScalarType dtype);
 
   // Records the network for inputs of input_chw (C x H x W). Throws InvalidInput for a dtype
   // this CPU does not run, std::logic_error for an operation it cannot place (a 4-D operation
