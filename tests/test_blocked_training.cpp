@@ -1,5 +1,5 @@
-// The blocked training layers (oneDNN's 16-channel blocks) against LibTorch's own layers: every
-// output and gradient of the blocked float32 computation is held to the error of LibTorch's
+// The blocked training layers (oneDNN's 16- or 8-channel blocks) against LibTorch's own layers:
+// every output and gradient of the blocked float32 computation is held to the error of LibTorch's
 // float32 computation, both measured against LibTorch in float64 (the independent reference).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -43,17 +43,18 @@ void expect_as_accurate(const std::string& what, const torch::Tensor& blocked_re
 
 #define SKIP_WITHOUT_BLOCKED() \
   if (!blocked::available())   \
-  GTEST_SKIP() << "blocked training needs oneDNN and AVX-512 (not on this machine/build)"
+  GTEST_SKIP() << "blocked training needs oneDNN and AVX2 (not on this machine/build)"
 
 TEST(BlockedTraining, LayoutRoundTrips) {
   const auto x = torch::randn({2, 32, 5, 3});
   const auto b = blocked::from_nchw(x);
-  ASSERT_EQ(b.sizes(), (std::vector<std::int64_t>{2, 2, 5, 3, 16}));
-  EXPECT_EQ(b[1][1][4][2][3].item<float>(), x[1][19][4][2].item<float>());
+  const std::int64_t width = blocked::block_width();
+  ASSERT_EQ(b.sizes(), (std::vector<std::int64_t>{2, 32 / width, 5, 3, width}));
+  EXPECT_EQ(b[1][19 / width][4][2][19 % width].item<float>(), x[1][19][4][2].item<float>());
   EXPECT_TRUE(torch::equal(blocked::to_nchw(b), x));
   try {
     blocked::from_nchw(torch::zeros({4, 3, 2, 2}));
-    FAIL() << "3 channels went into 16-channel blocks";
+    FAIL() << "3 channels went into " << width << "-channel blocks";
   } catch (const InvalidInput& e) {
     EXPECT_NE(std::string(e.what()).find("got [4, 3, 2, 2]"), std::string::npos) << e.what();
   }

@@ -12,6 +12,8 @@
 
 #if FACEMAG_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
+
+#include "onednn_plan.hpp"
 #endif
 
 namespace facemag::nn::blocked {
@@ -21,83 +23,102 @@ namespace {
 std::string shape_of(const torch::Tensor& t) { return c10::str(t.sizes()); }
 
 void require_blocked(const torch::Tensor& x, const char* what) {
-  if (x.dim() != 5 || x.size(4) != kBlock || !x.is_contiguous() ||
+  const auto width = block_width();
+  if (x.dim() != 5 || x.size(4) != width || !x.is_contiguous() ||
       x.scalar_type() != torch::kFloat32 || !x.device().is_cpu())
-    throw InvalidInput(std::string(what) +
-                       ": expected a contiguous float32 CPU tensor N x C/16 x H x W x 16, got " +
+    throw InvalidInput(std::string(what) + ": expected a contiguous float32 CPU tensor N x C/" +
+                       std::to_string(width) + " x H x W x " + std::to_string(width) + ", got " +
                        shape_of(x));
+}
+
+// Calls run(lanes) with the block width as a compile-time constant (std::integral_constant), so
+// that the loops over a block's lanes below compile to whole vectors.
+template <class Run>
+void with_lanes(std::int64_t width, Run run) {
+  if (width == 16) {
+    run(std::integral_constant<std::int64_t, 16>{});
+  } else {
+    run(std::integral_constant<std::int64_t, 8>{});
+  }
 }
 
 }  // namespace
 
 torch::Tensor from_nchw(const torch::Tensor& x) {
-  if (x.dim() != 4 || x.size(1) % kBlock != 0)
-    throw InvalidInput("blocked layout: expected N x C x H x W with C a multiple of 16, got " +
-                       shape_of(x));
-  return x.view({x.size(0), x.size(1) / kBlock, kBlock, x.size(2), x.size(3)})
+  const auto width = block_width();
+  if (x.dim() != 4 || x.size(1) % width != 0)
+    throw InvalidInput("blocked layout: expected N x C x H x W with C a multiple of " +
+                       std::to_string(width) + ", got " + shape_of(x));
+  return x.view({x.size(0), x.size(1) / width, width, x.size(2), x.size(3)})
       .permute({0, 1, 3, 4, 2})
       .contiguous();
 }
 
 torch::Tensor to_nchw(const torch::Tensor& x) {
   require_blocked(x, "blocked layout");
-  return x.permute({0, 1, 4, 2, 3}).reshape({x.size(0), x.size(1) * kBlock, x.size(2), x.size(3)});
+  return x.permute({0, 1, 4, 2, 3})
+      .reshape({x.size(0), x.size(1) * x.size(4), x.size(2), x.size(3)});
 }
 
 namespace {
 
 // BatchNorm's sums are taken in double (LibTorch sums each sample's plane in float first; double
 // sums are closer to float64, test_blocked_training measures it). Parallel over channel blocks:
-// visit(block, begin, end) for each sample's run of the block's values (16 lanes per pixel).
+// visit(block, begin, end) for each sample's run of the block's values (a block's lanes per
+// pixel).
 template <class Visit>
 void for_each_block(const torch::Tensor& x, Visit visit) {
-  const std::int64_t batch = x.size(0), blocks = x.size(1), rows = x.size(2) * x.size(3);
+  const std::int64_t batch = x.size(0), blocks = x.size(1), run = x.size(2) * x.size(3) * x.size(4);
   at::parallel_for(0, blocks, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t block = begin; block < end; ++block) {
       for (std::int64_t n = 0; n < batch; ++n) {
-        const std::int64_t first = (n * blocks + block) * rows * kBlock;
-        visit(block, first, first + rows * kBlock);
+        const std::int64_t first = (n * blocks + block) * run;
+        visit(block, first, first + run);
       }
     }
   });
 }
 
-// Sums over `pixels` runs of 16 channels into 16 double sums; where a product is added, it is
-// exact in double, so the v3/v4 clones' fused multiply-adds round as the baseline does.
+// Sums over `pixels` runs of L channels into L double sums (each channel's in pixel order, so
+// the same for either block width); where a product is added, it is exact in double, so the
+// v3/v4 clones' fused multiply-adds round as the baseline does.
+template <std::int64_t L>
 FACEMAG_VECTOR_CLONES void sum_runs(const float* __restrict x, std::int64_t pixels,
                                     double* __restrict sums) {
-  double local[kBlock] = {};
+  double local[L] = {};
   for (std::int64_t p = 0; p < pixels; ++p)
-    for (std::int64_t l = 0; l < kBlock; ++l) local[l] += x[p * kBlock + l];
-  for (std::int64_t l = 0; l < kBlock; ++l) sums[l] += local[l];
+    for (std::int64_t l = 0; l < L; ++l) local[l] += x[p * L + l];
+  for (std::int64_t l = 0; l < L; ++l) sums[l] += local[l];
 }
 
 // Deviations in double: the variance feeds every gradient of the layers below through 1/sqrt(var),
 // and float differences (as LibTorch takes) made iResNet-18's first-stage gradients 5-13x
 // further from float64. Not cloned: a fused d * d + sum would round differently per CPU.
+template <std::int64_t L>
 void sum_squared_deviations(const float* __restrict x, std::int64_t pixels,
                             const float* __restrict mean, double* __restrict sums) {
-  double local[kBlock] = {};
+  double local[L] = {};
   for (std::int64_t p = 0; p < pixels; ++p)
-    for (std::int64_t l = 0; l < kBlock; ++l) {
-      const double d = static_cast<double>(x[p * kBlock + l]) - mean[l];
+    for (std::int64_t l = 0; l < L; ++l) {
+      const double d = static_cast<double>(x[p * L + l]) - mean[l];
       local[l] += d * d;
     }
-  for (std::int64_t l = 0; l < kBlock; ++l) sums[l] += local[l];
+  for (std::int64_t l = 0; l < L; ++l) sums[l] += local[l];
 }
 
 // sum dy and sum dy (x - mean).
+template <std::int64_t L>
 FACEMAG_VECTOR_CLONES void sum_gradient_runs(const float* __restrict dy, const float* __restrict x,
                                              std::int64_t pixels, const float* __restrict mean,
                                              double* __restrict sum_dy, double* __restrict dot) {
-  double s[kBlock] = {}, d[kBlock] = {};
+  double s[L] = {}, d[L] = {};
   for (std::int64_t p = 0; p < pixels; ++p)
-    for (std::int64_t l = 0; l < kBlock; ++l) {
-      const std::int64_t i = p * kBlock + l;
+    for (std::int64_t l = 0; l < L; ++l) {
+      const std::int64_t i = p * L + l;
       s[l] += dy[i];
       d[l] += static_cast<double>(dy[i]) * (x[i] - mean[l]);
     }
-  for (std::int64_t l = 0; l < kBlock; ++l) {
+  for (std::int64_t l = 0; l < L; ++l) {
     sum_dy[l] += s[l];
     dot[l] += d[l];
   }
@@ -107,8 +128,9 @@ struct Statistics {
   torch::Tensor mean, variance;  // per channel, float64; the variance biased
 };
 
+template <std::int64_t L>
 Statistics batch_statistics(const torch::Tensor& x) {
-  const std::int64_t channels = x.size(1) * kBlock;
+  const std::int64_t channels = x.size(1) * L;
   const double count = static_cast<double>(x.numel() / channels);
   auto mean = torch::zeros({channels}, torch::kFloat64);
   auto variance = torch::zeros({channels}, torch::kFloat64);
@@ -117,35 +139,36 @@ Statistics batch_statistics(const torch::Tensor& x) {
   double* v = variance.data_ptr<double>();
   // Two passes (mean, then squared deviations) as LibTorch does, not sum and sum of squares.
   for_each_block(x, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
-    sum_runs(xd + begin, (end - begin) / kBlock, m + block * kBlock);
+    sum_runs<L>(xd + begin, (end - begin) / L, m + block * L);
   });
   mean /= count;
   // The variance pass subtracts the mean rounded to float32, as LibTorch's does.
   mean = mean.to(torch::kFloat32).to(torch::kFloat64);
   const auto mean32 = mean.to(torch::kFloat32);
   for_each_block(x, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
-    sum_squared_deviations(xd + begin, (end - begin) / kBlock,
-                           mean32.data_ptr<float>() + block * kBlock, v + block * kBlock);
+    sum_squared_deviations<L>(xd + begin, (end - begin) / L, mean32.data_ptr<float>() + block * L,
+                              v + block * L);
   });
   variance /= count;
   return {mean, variance};
 }
 
 // out = x * scale + shift per channel (float32 coefficients), in parallel over planes.
+template <std::int64_t L>
 torch::Tensor scale_shift(const torch::Tensor& x, const torch::Tensor& scale,
                           const torch::Tensor& shift) {
   auto out = torch::empty_like(x);
-  const std::int64_t blocks = x.size(1), plane = x.size(2) * x.size(3) * kBlock;
+  const std::int64_t blocks = x.size(1), plane = x.size(2) * x.size(3) * L;
   const float* xd = x.data_ptr<float>();
   float* od = out.data_ptr<float>();
   const float* a = scale.data_ptr<float>();
   const float* b = shift.data_ptr<float>();
   at::parallel_for(0, x.size(0) * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t p = begin; p < end; ++p) {
-      const float* pa = a + (p % blocks) * kBlock;
-      const float* pb = b + (p % blocks) * kBlock;
-      for (std::int64_t i = p * plane; i < (p + 1) * plane; i += kBlock)
-        for (std::int64_t l = 0; l < kBlock; ++l) od[i + l] = xd[i + l] * pa[l] + pb[l];
+      const float* pa = a + (p % blocks) * L;
+      const float* pb = b + (p % blocks) * L;
+      for (std::int64_t i = p * plane; i < (p + 1) * plane; i += L)
+        for (std::int64_t l = 0; l < L; ++l) od[i + l] = xd[i + l] * pa[l] + pb[l];
     }
   });
   return out;
@@ -158,11 +181,15 @@ class BatchNorm : public torch::autograd::Function<BatchNorm> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const torch::Tensor& x, const torch::Tensor& weight,
                                                 const torch::Tensor& bias, double eps) {
-    const auto stats = batch_statistics(x);
+    Statistics stats;
+    with_lanes(x.size(4), [&](auto lanes) { stats = batch_statistics<lanes()>(x); });
     const auto invstd = (stats.variance + eps).rsqrt();
     const auto scale = invstd * weight.to(torch::kFloat64);
     const auto shift = bias.to(torch::kFloat64) - stats.mean * scale;
-    auto y = scale_shift(x, scale.to(torch::kFloat32), shift.to(torch::kFloat32));
+    torch::Tensor y;
+    with_lanes(x.size(4), [&](auto lanes) {
+      y = scale_shift<lanes()>(x, scale.to(torch::kFloat32), shift.to(torch::kFloat32));
+    });
     ctx->save_for_backward({x, weight, stats.mean, invstd});
     ctx->mark_non_differentiable({stats.mean, stats.variance});
     return {y, stats.mean, stats.variance};
@@ -178,66 +205,89 @@ class BatchNorm : public torch::autograd::Function<BatchNorm> {
     // Per channel, in double: sum dy and sum dy (x - mean).
     auto sum_dy = torch::zeros({channels}, torch::kFloat64);
     auto dot = torch::zeros({channels}, torch::kFloat64);
+    const auto mean32 = mean.to(torch::kFloat32);
+    with_lanes(x.size(4), [&](auto lanes) { gradient_sums<lanes()>(dy, x, mean32, sum_dy, dot); });
+    // dx = (dy - sum_dy / n - (x - mean) invstd^2 dot / n) invstd weight, in float32 with the
+    // coefficients rounded once, as LibTorch computes it.
+    const auto to_float = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+    const InputGradient coefficients{to_float(invstd * weight.to(torch::kFloat64)),
+                                     to_float(dot * invstd * invstd / count),
+                                     to_float(sum_dy / count), mean32};
+    torch::Tensor dx;
+    with_lanes(x.size(4), [&](auto lanes) { dx = input_gradient<lanes()>(dy, x, coefficients); });
+    return {dx, (dot * invstd).to(weight.scalar_type()), sum_dy.to(weight.scalar_type()),
+            torch::Tensor()};
+  }
+
+ private:
+  // Adds each channel's sum dy and sum dy (x - mean) to `sum_dy` and `dot` (float64).
+  template <std::int64_t L>
+  static void gradient_sums(const torch::Tensor& dy, const torch::Tensor& x,
+                            const torch::Tensor& mean32, torch::Tensor& sum_dy,
+                            torch::Tensor& dot) {
     const float* xd = x.data_ptr<float>();
     const float* gd = dy.data_ptr<float>();
-    const auto mean32 = mean.to(torch::kFloat32);
     const float* mu = mean32.data_ptr<float>();
     double* s = sum_dy.data_ptr<double>();
     double* d = dot.data_ptr<double>();
     for_each_block(x, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
-      const std::int64_t c = block * kBlock;
-      sum_gradient_runs(gd + begin, xd + begin, (end - begin) / kBlock, mu + c, s + c, d + c);
+      const std::int64_t c = block * L;
+      sum_gradient_runs<L>(gd + begin, xd + begin, (end - begin) / L, mu + c, s + c, d + c);
     });
-    // dx = (dy - sum_dy / n - (x - mean) invstd^2 dot / n) invstd weight, in float32 with the
-    // coefficients rounded once, as LibTorch computes it.
-    const auto to_float = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
-    const auto grad_scale = to_float(invstd * weight.to(torch::kFloat64));
-    const auto projection = to_float(dot * invstd * invstd / count);
-    const auto grad_mean = to_float(sum_dy / count);
+  }
+
+  // Per channel, float32: dx = (dy - mean_gradient - (x - mean) projection) scale.
+  struct InputGradient {
+    torch::Tensor scale, projection, mean_gradient, mean;
+  };
+
+  template <std::int64_t L>
+  static torch::Tensor input_gradient(const torch::Tensor& dy, const torch::Tensor& x,
+                                      const InputGradient& k) {
     auto dx = torch::empty_like(x);
-    const std::int64_t blocks = x.size(1), plane = x.size(2) * x.size(3) * kBlock;
+    const std::int64_t blocks = x.size(1), plane = x.size(2) * x.size(3) * L;
+    const float* xd = x.data_ptr<float>();
+    const float* gd = dy.data_ptr<float>();
     float* dd = dx.data_ptr<float>();
     at::parallel_for(0, x.size(0) * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t p = begin; p < end; ++p) {
-        const std::int64_t c = (p % blocks) * kBlock;
-        const float* scale = grad_scale.data_ptr<float>() + c;
-        const float* proj = projection.data_ptr<float>() + c;
-        const float* g = grad_mean.data_ptr<float>() + c;
-        const float* m = mean32.data_ptr<float>() + c;
-        for (std::int64_t i = p * plane; i < (p + 1) * plane; i += kBlock)
-          for (std::int64_t l = 0; l < kBlock; ++l)
+        const std::int64_t c = (p % blocks) * L;
+        const float* scale = k.scale.data_ptr<float>() + c;
+        const float* proj = k.projection.data_ptr<float>() + c;
+        const float* g = k.mean_gradient.data_ptr<float>() + c;
+        const float* m = k.mean.data_ptr<float>() + c;
+        for (std::int64_t i = p * plane; i < (p + 1) * plane; i += L)
+          for (std::int64_t l = 0; l < L; ++l)
             dd[i + l] = (gd[i + l] - g[l] - (xd[i + l] - m[l]) * proj[l]) * scale[l];
       }
     });
-    return {dx, (dot * invstd).to(weight.scalar_type()), sum_dy.to(weight.scalar_type()),
-            torch::Tensor()};
+    return dx;
   }
 };
 
-// PReLU: a (sample, channel block) plane is `rows` pixels of 16 channels sharing the block's 16
+// PReLU: a (sample, channel block) plane is `rows` pixels of L channels sharing the block's L
 // slopes. In place ...
+template <std::int64_t L>
 FACEMAG_VECTOR_CLONES void prelu_blocked_plane(float* __restrict data,
                                                const float* __restrict slope, std::int64_t rows) {
-  constexpr std::int64_t kLanes = kBlock;
   for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t l = 0; l < kLanes; ++l)
-      data[r * kLanes + l] = prelu_value(data[r * kLanes + l], slope[l]);
+    for (std::int64_t l = 0; l < L; ++l) data[r * L + l] = prelu_value(data[r * L + l], slope[l]);
 }
 
 // ... and backward: the input's gradient, each slope's gradient added to `slope_grad`.
+template <std::int64_t L>
 FACEMAG_VECTOR_CLONES void prelu_backward_blocked_plane(
     const float* __restrict x, const float* __restrict g, const float* __restrict slope,
     float* __restrict gx, float* __restrict slope_grad, std::int64_t rows) {
-  constexpr std::int64_t kLanes = kBlock;
-  float sums[kLanes] = {};
+  float sums[L] = {};
   for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t l = 0; l < kLanes; ++l) {
-      const std::int64_t i = r * kLanes + l;
+    for (std::int64_t l = 0; l < L; ++l) {
+      const std::int64_t i = r * L + l;
       const bool positive = x[i] > 0;
       gx[i] = positive ? g[i] : slope[l] * g[i];
       sums[l] += positive ? 0.0f : g[i] * x[i];
     }
-  for (std::int64_t l = 0; l < kLanes; ++l) slope_grad[l] += sums[l];
+  for (std::int64_t l = 0; l < L; ++l) slope_grad[l] += sums[l];
 }
 
 class BlockedPRelu : public torch::autograd::Function<BlockedPRelu> {
@@ -247,10 +297,12 @@ class BlockedPRelu : public torch::autograd::Function<BlockedPRelu> {
     ctx->save_for_backward({x, weight});
     auto y = x.clone();
     float* yd = y.data_ptr<float>();
-    for_each_plane(x, weight,
-                   [&](std::int64_t offset, const float* slope, std::int64_t rows, float*) {
-                     prelu_blocked_plane(yd + offset, slope, rows);
-                   });
+    with_lanes(x.size(4), [&](auto lanes) {
+      for_each_plane(x, weight,
+                     [&](std::int64_t offset, const float* slope, std::int64_t rows, float*) {
+                       prelu_blocked_plane<lanes()>(yd + offset, slope, rows);
+                     });
+    });
     return y;
   }
 
@@ -264,27 +316,32 @@ class BlockedPRelu : public torch::autograd::Function<BlockedPRelu> {
     const float* xd = x.data_ptr<float>();
     const float* gd = g.data_ptr<float>();
     float* gxd = gx.data_ptr<float>();
-    const auto partial = for_each_plane(
-        x, weight, [&](std::int64_t offset, const float* slope, std::int64_t rows, float* mine) {
-          prelu_backward_blocked_plane(xd + offset, gd + offset, slope, gxd + offset, mine, rows);
-        });
+    torch::Tensor partial;
+    with_lanes(x.size(4), [&](auto lanes) {
+      partial = for_each_plane(
+          x, weight, [&](std::int64_t offset, const float* slope, std::int64_t rows, float* mine) {
+            prelu_backward_blocked_plane<lanes()>(xd + offset, gd + offset, slope, gxd + offset,
+                                                  mine, rows);
+          });
+    });
     return {gx, partial.sum(0).view(weight.sizes())};
   }
 
  private:
-  // Calls plane(offset of the plane, its 16 slopes, its pixel count, this thread's 16
-  // slope-gradient sums) for every plane, in parallel; returns the per-thread sums (threads x C).
+  // Calls plane(offset of the plane, its block's slopes, its pixel count, this thread's
+  // slope-gradient sums for the block) for every plane, in parallel; returns the per-thread sums
+  // (threads x C).
   template <class Plane>
   static torch::Tensor for_each_plane(const torch::Tensor& x, const torch::Tensor& weight,
                                       Plane plane) {
-    const std::int64_t blocks = x.size(1), rows = x.size(2) * x.size(3);
-    auto partial = torch::zeros({at::get_num_threads(), blocks * kBlock}, torch::kFloat32);
+    const std::int64_t blocks = x.size(1), rows = x.size(2) * x.size(3), width = x.size(4);
+    auto partial = torch::zeros({at::get_num_threads(), blocks * width}, torch::kFloat32);
     const float* slope = weight.data_ptr<float>();
     at::parallel_for(0, x.size(0) * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
       float* mine = partial.data_ptr<float>() + at::get_thread_num() * partial.size(1);
       for (std::int64_t p = begin; p < end; ++p) {
-        const std::int64_t channel = (p % blocks) * kBlock;
-        plane(p * rows * kBlock, slope + channel, rows, mine + channel);
+        const std::int64_t channel = (p % blocks) * width;
+        plane(p * rows * width, slope + channel, rows, mine + channel);
       }
     });
     return partial;
@@ -295,9 +352,9 @@ class BlockedPRelu : public torch::autograd::Function<BlockedPRelu> {
 
 torch::Tensor prelu(const torch::Tensor& x, const torch::Tensor& weight) {
   require_blocked(x, "blocked PReLU");
-  if (x.size(1) * kBlock != weight.numel())
+  if (x.size(1) * x.size(4) != weight.numel())
     throw InvalidInput("blocked PReLU: " + std::to_string(weight.numel()) + " slopes for " +
-                       std::to_string(x.size(1) * kBlock) + " channels");
+                       std::to_string(x.size(1) * x.size(4)) + " channels");
   return BlockedPRelu::apply(x, weight.contiguous());
 }
 
@@ -305,7 +362,7 @@ torch::Tensor batch_norm(const torch::Tensor& x, torch::nn::BatchNorm2dImpl& bn)
   require_blocked(x, "blocked BatchNorm");
   const auto& o = bn.options;
   const auto per_channel = [&](const torch::Tensor& v) {
-    return v.view({1, x.size(1), 1, 1, kBlock});
+    return v.view({1, x.size(1), 1, 1, x.size(4)});
   };
   if (!bn.is_training()) {
     // The running statistics: an affine map whose scale and shift still train.
@@ -345,10 +402,12 @@ const dnnl::engine& engine() {
 
 memory::dims logical_dims(const torch::Tensor& x) {
   if (x.dim() == 4) return {x.size(0), x.size(1), x.size(2), x.size(3)};
-  return {x.size(0), x.size(1) * kBlock, x.size(2), x.size(3)};
+  return {x.size(0), x.size(1) * x.size(4), x.size(2), x.size(3)};
 }
 
-memory::desc activation(const memory::dims& dims) { return {dims, kF32, Tag::nChw16c}; }
+memory::desc activation(const memory::dims& dims) {
+  return {dims, kF32, block_width() == 16 ? Tag::nChw16c : Tag::nChw8c};
+}
 
 memory view(const torch::Tensor& t, const memory::desc& md) {
   return memory(md, engine(), t.data_ptr());
@@ -376,8 +435,8 @@ struct ConvShape {
     const auto out = [&](std::int64_t in) { return (in + 2 * padding - weight[2]) / stride + 1; };
     return {src[0], weight[0], out(src[2]), out(src[3])};
   }
-  // A network's image input (fewer than 16 channels) stays plain NCHW and gets no gradient.
-  bool image_input() const { return src[1] % kBlock != 0; }
+  // A network's image input (fewer channels than a block) stays plain NCHW and gets no gradient.
+  bool image_input() const { return src[1] % block_width() != 0; }
   memory::desc src_md() const {
     return image_input() ? memory::desc(src, kF32, Tag::nchw) : activation(src);
   }
@@ -442,7 +501,8 @@ ConvCache& conv_cache() {
 }
 
 torch::Tensor blocked_like(const memory::dims& dims) {
-  return torch::empty({dims[0], dims[1] / kBlock, dims[2], dims[3], kBlock}, torch::kFloat32);
+  const auto width = block_width();
+  return torch::empty({dims[0], dims[1] / width, dims[2], dims[3], width}, torch::kFloat32);
 }
 
 class Conv : public torch::autograd::Function<Conv> {
@@ -513,19 +573,21 @@ class Conv : public torch::autograd::Function<Conv> {
 
 }  // namespace
 
-bool available() {
-  const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
-  const auto avx512 = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
-  return (isa & avx512) == avx512;
+bool available() { return onednn::cpu_has(dnnl_cpu_isa_avx2); }
+
+std::int64_t block_width() {
+  static const std::int64_t width = onednn::cpu_has(dnnl_cpu_isa_avx512_core) ? 16 : 8;
+  return width;
 }
 
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::int64_t stride,
                      std::int64_t padding) {
-  const bool image =
-      x.dim() == 4 && x.size(1) < kBlock && x.is_contiguous() && x.scalar_type() == torch::kFloat32;
+  const bool image = x.dim() == 4 && x.size(1) < block_width() && x.is_contiguous() &&
+                     x.scalar_type() == torch::kFloat32;
   if (!image) require_blocked(x, "blocked convolution");
-  if (weight.dim() != 4 || weight.size(0) % kBlock != 0 || weight.size(2) != weight.size(3) ||
-      weight.size(1) != logical_dims(x)[1] || weight.scalar_type() != torch::kFloat32)
+  if (weight.dim() != 4 || weight.size(0) % block_width() != 0 ||
+      weight.size(2) != weight.size(3) || weight.size(1) != logical_dims(x)[1] ||
+      weight.scalar_type() != torch::kFloat32)
     throw InvalidInput("blocked convolution: weight " + shape_of(weight) + " does not fit input " +
                        shape_of(x));
   return Conv::apply(x, weight, stride, padding);
@@ -534,6 +596,8 @@ torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::i
 #else  // without oneDNN: never available
 
 bool available() { return false; }
+
+std::int64_t block_width() { return 16; }
 
 torch::Tensor conv2d(const torch::Tensor&, const torch::Tensor&, std::int64_t, std::int64_t) {
   throw InvalidInput("blocked training needs oneDNN (this build has none)");

@@ -124,7 +124,7 @@ torch::Tensor IResNetImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor IResNetImpl::forward_blocked(const torch::Tensor& x) {
   if (!blocked::available())
-    throw InvalidInput("blocked iResNet training needs oneDNN and a CPU with AVX-512");
+    throw InvalidInput("blocked iResNet training needs oneDNN and a CPU with AVX2");
   auto y = blocked::prelu(blocked::batch_norm(blocked_conv(*conv1, x.contiguous()), *bn1),
                           prelu->weight);
   for (auto& layer : layers) {

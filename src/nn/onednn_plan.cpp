@@ -50,13 +50,12 @@ memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& 
   return target;
 }
 
-// Whether oneDNN runs `family`'s instructions on this CPU (as limited by ONEDNN_MAX_CPU_ISA).
+}  // namespace
+
 bool cpu_has(dnnl_cpu_isa_t family) {
   const auto isa = static_cast<unsigned>(dnnl_get_effective_cpu_isa());
   return (isa & static_cast<unsigned>(family)) == static_cast<unsigned>(family);
 }
-
-}  // namespace
 
 bool runs(torch::ScalarType dtype) {
   if (dtype == torch::kFloat32) return true;

@@ -31,6 +31,10 @@ inline constexpr Slot kInput = 0, kOutput = 1, kA = 2, kB = 3, kC = 4;
 // (oneDNN emulates the bf16 instructions where the CPU lacks them; below AVX-512 it would fall
 // to its reference kernels); int8 (kChar) with VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8).
 bool runs(torch::ScalarType dtype);
+
+// Whether oneDNN runs `family`'s instructions on this CPU (as limited by ONEDNN_MAX_CPU_ISA).
+bool cpu_has(dnnl_cpu_isa_t family);
+
 // kFloat32 -> f32, kBFloat16 -> bf16, kChar -> s8.
 memory::data_type data_type(torch::ScalarType dtype);
 

@@ -244,10 +244,10 @@ struct Trainer::Impl {
       blocked_network = network.module->as<nn::IResNetImpl>();
       if (!blocked_network || o.bfloat16 || !nn::blocked::available())
         throw InvalidInput(
-            "the blocked activation layout trains iResNet in float32 on CPUs with AVX-512 "
+            "the blocked activation layout trains iResNet in float32 on CPUs with AVX2 "
             "(here: " +
             o.manifest.architecture + (o.bfloat16 ? ", bf16" : ", fp32") +
-            (nn::blocked::available() ? "" : ", no AVX-512 or no oneDNN") + ")");
+            (nn::blocked::available() ? "" : ", no AVX2 or no oneDNN") + ")");
     }
     if (o.layout == ActivationLayout::kChannelsLast) {
       torch::NoGradGuard no_grad;

@@ -30,7 +30,7 @@ class IBasicBlockImpl : public torch::nn::Module {
  public:
   IBasicBlockImpl(std::int64_t inplanes, std::int64_t planes, std::int64_t stride);
   torch::Tensor forward(const torch::Tensor& x);
-  // forward() on activations in 16-channel blocks (IResNetImpl::forward_blocked).
+  // forward() on activations in oneDNN's channel blocks (IResNetImpl::forward_blocked).
   torch::Tensor forward_blocked(const torch::Tensor& x);
 
   torch::nn::BatchNorm2d bn1{nullptr};
@@ -55,10 +55,10 @@ class IResNetImpl : public torch::nn::Module {
  public:
   explicit IResNetImpl(IResNetDepth depth, std::int64_t embedding_size = 512);
   torch::Tensor forward(const torch::Tensor& x);
-  // forward() for training on CPUs with AVX-512 (float32, same parameters, running statistics
-  // and dropout): the convolutions and BatchNorms on oneDNN with the activations in its
-  // 16-channel blocks from the first convolution to the last block, where its training kernels
-  // are fastest. Throws InvalidInput where nn::blocked::available() is false.
+  // forward() for training on CPUs with AVX2 or AVX-512 (float32, same parameters, running
+  // statistics and dropout): the convolutions and BatchNorms on oneDNN with the activations in
+  // its channel blocks (nn::blocked) from the first convolution to the last block, where its
+  // training kernels are fastest. Throws InvalidInput where nn::blocked::available() is false.
   torch::Tensor forward_blocked(const torch::Tensor& x);
   // The inference network (eval mode) written to `sink`, folded as FoldedIResNet folds it;
   // returns the features' value.

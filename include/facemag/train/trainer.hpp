@@ -51,11 +51,11 @@ double learning_rate(const ScheduleOptions& schedule, std::int64_t epoch,
 enum class ActivationLayout {
   kNchw,          // upstream's
   kChannelsLast,  // LibTorch's channels-last (weights too)
-  // oneDNN's 16-channel blocks end to end with Winograd 3x3 convolutions
-  // (nn::IResNetImpl::forward_blocked): iResNet in float32 on CPUs with AVX-512 only; ~1.5x
-  // PyTorch's fastest step (README, Training). More float rounding than upstream's (gradients
-  // ~3x LibTorch float32's distance from float64), so not the default: the one-step goldens
-  // hold NCHW and channels-last to PyTorch's own rounding.
+  // oneDNN's channel blocks end to end (nn::IResNetImpl::forward_blocked): iResNet in float32 on
+  // CPUs with AVX2 or AVX-512; 1.3-1.8x PyTorch's fastest step (README, Training). On AVX-512 its
+  // Winograd 3x3 convolutions round more than upstream's (gradients ~3x LibTorch float32's
+  // distance from float64), so not the default: the one-step goldens hold NCHW and
+  // channels-last to PyTorch's own rounding.
   kBlocked,
 };
 
