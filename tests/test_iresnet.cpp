@@ -202,6 +202,35 @@ TEST(IResNet, StrictLoadingNamesTheOffendingTensor) {
 
 using test::relative_difference;
 
+// Folding on demand (what OneDnnIResNet uses, so that it keeps no folded copy of the weights)
+// gives the very weights kept folding gives, and keeps none.
+TEST(IResNet, FoldingOnDemandGivesTheKeptWeights) {
+  nn::IResNet net(nn::IResNetDepth::k18);
+  nn::fill_formula_weights(*net);
+  net->eval();
+  using Kept = nn::FoldedIResNet::ConvWeights;
+  const nn::FoldedIResNet kept(*net, torch::kFloat32, Kept::kKept);
+  const nn::FoldedIResNet on_demand(*net, torch::kFloat32, Kept::kOnDemand);
+  const auto expect_same = [](const nn::FoldedIResNet::Conv& lazy,
+                              const nn::FoldedIResNet::Conv& folded, const std::string& what) {
+    EXPECT_FALSE(lazy.weight.defined()) << what;
+    EXPECT_EQ(lazy.weight_sizes, folded.weight.sizes().vec()) << what;
+    EXPECT_TRUE(torch::equal(lazy.folded_weight(), folded.weight)) << what;
+    EXPECT_TRUE(torch::equal(folded.folded_weight(), folded.weight)) << what;
+    EXPECT_TRUE(torch::equal(lazy.bias, folded.bias)) << what;
+  };
+  expect_same(on_demand.stem, kept.stem, "stem");
+  ASSERT_EQ(on_demand.blocks.size(), kept.blocks.size());
+  for (std::size_t i = 0; i < kept.blocks.size(); ++i) {
+    const auto& lazy = on_demand.blocks[i];
+    const auto& folded = kept.blocks[i];
+    expect_same(lazy.conv1, folded.conv1, "block " + std::to_string(i) + " conv1");
+    expect_same(lazy.conv2, folded.conv2, "block " + std::to_string(i) + " conv2");
+    ASSERT_EQ(lazy.downsample.has_value(), folded.downsample.has_value());
+    if (folded.downsample) expect_same(*lazy.downsample, *folded.downsample, "downsample");
+  }
+}
+
 // The two float32 fast paths against the network as PyTorch runs it, and the oneDNN one under
 // concurrent calls with more batch sizes than it keeps compiled (plans are evicted and rebuilt).
 TEST(IResNet, FastFloat32PathsAgreeWithTheReferenceForEveryBatchSize) {
@@ -215,7 +244,7 @@ TEST(IResNet, FastFloat32PathsAgreeWithTheReferenceForEveryBatchSize) {
   const nn::FusedIResNet fused(*net, torch::kFloat32);
   EXPECT_LT(relative_difference(fused.forward(input), expected), 1e-5);
   if (!nn::OneDnnIResNet::available()) GTEST_SKIP() << "built without oneDNN (libdnnl-dev)";
-  const nn::OneDnnIResNet winograd(*net);
+  const nn::OneDnnIResNet winograd(net.ptr());
   const std::vector<std::int64_t> batches{1, 2, 5, 3, 4, 1, 5};
   std::vector<double> worst(2, 0.0);
   std::vector<std::thread> threads;
@@ -247,7 +276,7 @@ TEST(IResNet, OneDnnBfloat16StaysWithinItsErrorModelForEveryBatchSize) {
   const auto expected = net->forward(input);
   const auto model_errors =
       test::relative_errors(test::emulated_bf16_iresnet(*net, input), expected);
-  const nn::OneDnnIResNet bf16(*net, torch::kBFloat16);
+  const nn::OneDnnIResNet bf16(net.ptr(), torch::kBFloat16);
   const std::vector<std::int64_t> batches{1, 7, 2, 5, 3};
   std::vector<std::vector<std::string>> failures(2);
   std::vector<std::thread> threads;

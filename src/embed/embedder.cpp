@@ -148,9 +148,9 @@ void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
   const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
   // LibTorch's bf16 without AVX-512: iResNet-18 on an AVX2 CPU 0.27 against fp32's 17.6 img/s.
   nn::OneDnnGraph::require_of_this_cpu(dtype);
-  if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get())) {
+  if (const auto net = std::dynamic_pointer_cast<const nn::IResNetImpl>(impl.module)) {
     if (nn::OneDnnIResNet::available(dtype)) {
-      auto onednn = std::make_shared<const nn::OneDnnIResNet>(*net, dtype);
+      auto onednn = std::make_shared<const nn::OneDnnIResNet>(net, dtype);
       impl.forward = [onednn](const torch::Tensor& x) { return onednn->forward(x); };
       return;
     }

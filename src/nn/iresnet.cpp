@@ -138,9 +138,21 @@ torch::Tensor IResNetImpl::forward_blocked(const torch::Tensor& x) {
 namespace {
 
 FoldedIResNet::Conv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn,
-                         torch::ScalarType dtype) {
+                         torch::ScalarType dtype, FoldedIResNet::ConvWeights kept) {
   FoldedIResNet::Conv out;
-  std::tie(out.weight, out.bias) = fold_conv_batch_norm(conv.weight, bn, dtype);
+  out.weight_sizes = conv.weight.sizes().vec();
+  if (kept == FoldedIResNet::ConvWeights::kKept) {
+    std::tie(out.weight, out.bias) = fold_conv_batch_norm(conv.weight, bn, dtype);
+    out.folded_weight = [weight = out.weight] { return weight; };
+  } else {
+    // The bias as fold_conv_batch_norm gives it, the weight only when asked for: folding them
+    // all here would leave the freed temporaries in the heap, which facemag never trims.
+    out.bias = batch_norm_affine(bn).second.to(dtype);
+    out.folded_weight = [&conv, &bn, dtype] {
+      const torch::NoGradGuard no_grad;
+      return fold_conv_batch_norm(conv.weight, bn, dtype).first;
+    };
+  }
   out.stride = conv.options.stride()->at(0);
   out.padding = conv.weight.size(2) / 2;  // every iResNet convolution pads kernel / 2
   return out;
@@ -156,9 +168,10 @@ torch::Tensor channel_vector(const torch::Tensor& v, torch::ScalarType dtype) {
 
 }  // namespace
 
-FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype) {
+FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype,
+                             ConvWeights conv_weights) {
   torch::NoGradGuard no_grad;
-  stem = fold(*net.conv1, *net.bn1, dtype);
+  stem = fold(*net.conv1, *net.bn1, dtype, conv_weights);
   stem_prelu = net.prelu->weight.to(dtype);
   for (const auto& layer : net.layers) {
     for (const auto& child : layer->children()) {
@@ -167,34 +180,32 @@ FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype) {
       const auto [scale, shift] = batch_norm_affine(*b.bn1);
       block.pre_scale = channel_vector(scale, dtype);
       block.pre_shift = channel_vector(shift, dtype);
-      block.conv1 = fold(*b.conv1, *b.bn2, dtype);
+      block.conv1 = fold(*b.conv1, *b.bn2, dtype, conv_weights);
       block.prelu = b.prelu->weight.to(dtype);
-      block.conv2 = fold(*b.conv2, *b.bn3, dtype);
+      block.conv2 = fold(*b.conv2, *b.bn3, dtype, conv_weights);
       if (b.downsample) {
-        block.downsample = fold(*b.downsample->ptr(0)->as<torch::nn::Conv2dImpl>(),
-                                *b.downsample->ptr(1)->as<torch::nn::BatchNorm2dImpl>(), dtype);
+        block.downsample =
+            fold(*b.downsample->ptr(0)->as<torch::nn::Conv2dImpl>(),
+                 *b.downsample->ptr(1)->as<torch::nn::BatchNorm2dImpl>(), dtype, conv_weights);
       }
       blocks.push_back(std::move(block));
     }
   }
   // features(fc(flatten(bn2(y)))): bn2 scales the fc's input columns (channel c owns columns
   // c*49 .. c*49+48), `features` scales its output rows.
+  // In place where it can: iResNet100's fc is 51 MB in float32, and every temporary in double
+  // (102 MB) would stay in facemag's untrimmed heap.
   const auto [s2, t2] = batch_norm_affine(*net.bn2);
-  const auto w = net.fc->weight.to(torch::kFloat64);
-  const auto spatial = w.size(1) / s2.size(0);
-  const auto column_scale = s2.repeat_interleave(spatial);
-  const auto column_shift = t2.repeat_interleave(spatial);
-  auto weight = w * column_scale;
-  auto bias = net.fc->bias.to(torch::kFloat64) + w.matmul(column_shift);
+  auto weight = net.fc->weight.to(torch::kFloat64);
+  const auto spatial = weight.size(1) / s2.size(0);
+  auto bias = net.fc->bias.to(torch::kFloat64) + weight.matmul(t2.repeat_interleave(spatial));
   const auto [fs, ft] = batch_norm_affine(*net.features);
-  weight = weight * fs.view({-1, 1});
+  weight.mul_(s2.repeat_interleave(spatial)).mul_(fs.view({-1, 1}));
   bias = bias * fs + ft;
   // Columns reordered from (c, hw) to (hw, c): a channels-last activation flattens without a copy.
-  fc_weight = weight.view({weight.size(0), s2.size(0), spatial})
-                  .permute({0, 2, 1})
-                  .reshape({weight.size(0), -1})
-                  .to(torch::kFloat32)
-                  .contiguous();
+  fc_weight = torch::empty({weight.size(0), weight.size(1)}, torch::kFloat32);
+  fc_weight.view({weight.size(0), spatial, s2.size(0)})
+      .copy_(weight.view({weight.size(0), s2.size(0), spatial}).permute({0, 2, 1}));
   fc_bias = bias.to(torch::kFloat32);
 }
 

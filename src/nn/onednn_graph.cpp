@@ -170,7 +170,7 @@ memory::dims pool_padding_r(const Node& node, const memory::dims& in, const memo
 memory::dims output_shape(const Node& node, const std::vector<memory::dims>& in) {
   switch (node.kind) {
     case Kind::kConv:
-      return onednn::conv_output_dims(in[0], node.weight, {node.stride[0], node.stride[1]},
+      return onednn::conv_output_dims(in[0], node.weight.sizes(), {node.stride[0], node.stride[1]},
                                       {node.padding[0], node.padding[1]});
     case Kind::kConcat: {
       auto d = in[0];

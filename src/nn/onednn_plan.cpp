@@ -123,10 +123,10 @@ memory::desc input_layout(const memory::dims& dims, memory::data_type type) {
 
 memory::dims dims_of(const torch::Tensor& t) { return {t.sizes().begin(), t.sizes().end()}; }
 
-memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
+memory::dims conv_output_dims(const memory::dims& src, c10::IntArrayRef weight_sizes,
                               const memory::dims& strides, const memory::dims& padding) {
-  return {src[0], weight.size(0), (src[2] + 2 * padding[0] - weight.size(2)) / strides[0] + 1,
-          (src[3] + 2 * padding[1] - weight.size(3)) / strides[1] + 1};
+  return {src[0], weight_sizes[0], (src[2] + 2 * padding[0] - weight_sizes[2]) / strides[0] + 1,
+          (src[3] + 2 * padding[1] - weight_sizes[3]) / strides[1] + 1};
 }
 
 memory PlanBuilder::float32(const torch::Tensor& t, const memory::dims& dims,
@@ -142,13 +142,13 @@ void PlanBuilder::note_sizes(const PrimitiveDesc& pd, const memory::desc& dst) {
   plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst.get_size()));
 }
 
-void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias,
+void PlanBuilder::conv(const ConvWeights& weights, const torch::Tensor& bias,
                        const memory::dims& strides, const memory::dims& padding,
                        std::int64_t groups, Slot src, const memory::desc& src_md, Slot dst,
                        const memory::desc& dst_md, const Epilogue& epilogue) {
   const auto& engine = network_.engine();
   const int index = conv_index_++;
-  auto weight_dims = dims_of(weight);
+  auto weight_dims = weights.sizes;
   const auto out_channels = weight_dims[0];
   if (groups > 1) {  // oneDNN's grouped weights: G x O/G x I/G x kh x kw
     weight_dims[0] /= groups;
@@ -205,8 +205,8 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias,
   }
   if (!pd) {
     if (!fallback) {
-      throw std::runtime_error("oneDNN has no convolution for weights " + c10::str(weight.sizes()) +
-                               " on this CPU");
+      throw std::runtime_error("oneDNN has no convolution for weights " +
+                               c10::str(c10::IntArrayRef(weights.sizes)) + " on this CPU");
     }
     pd = fallback;
     prelu_fused = fallback_fused;
@@ -223,7 +223,7 @@ void PlanBuilder::conv(const torch::Tensor& weight, const torch::Tensor& bias,
   }
   note_sizes(pd, dst_md);
   Plan::Step step{dnnl::convolution_forward(pd),
-                  {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weight, pd.weights_desc())},
+                  {{DNNL_ARG_WEIGHTS, network_.weights_in(index, weights, pd.weights_desc())},
                    {DNNL_ARG_BIAS, float32(bias, {out_channels}, Tag::a)}},
                   {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
   if (prelu_fused) {
@@ -335,7 +335,7 @@ bool Network::has_weights(int conv_index, const memory::desc& layout) const {
                      [&](const memory& m) { return m.get_desc() == layout; });
 }
 
-memory Network::weights_in(int conv_index, const torch::Tensor& weight,
+memory Network::weights_in(int conv_index, const ConvWeights& weights,
                            const memory::desc& layout) const {
   auto& kept = weights_[conv_index];
   for (const auto& m : kept) {
@@ -343,7 +343,7 @@ memory Network::weights_in(int conv_index, const torch::Tensor& weight,
   }
   // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only (float32 or
   // bfloat16: the reorder converts). Always a copy: `plain` may be a temporary.
-  const auto plain = weight.contiguous();
+  const auto plain = weights.values().contiguous();
   const auto grouped = layout.dims().size() == 5;  // G x O/G x I/G x kh x kw, same order
   auto source = view(plain, grouped ? layout.dims() : dims_of(plain),
                      grouped ? Tag::goihw : Tag::oihw, engine_);

@@ -51,7 +51,7 @@ memory::desc input_layout(const memory::dims& dims, memory::data_type type);
 memory::dims dims_of(const torch::Tensor& t);
 // N x O x H' x W' of a convolution with `weight` (O x I/groups x kh x kw) over `src`
 // (N x I x H x W).
-memory::dims conv_output_dims(const memory::dims& src, const torch::Tensor& weight,
+memory::dims conv_output_dims(const memory::dims& src, c10::IntArrayRef weight_sizes,
                               const memory::dims& strides, const memory::dims& padding);
 
 struct Plan {
@@ -83,6 +83,15 @@ struct Epilogue {
   float sum_scale = 1.0f;
 };
 
+// A convolution's weights (O x I x kh x kw, float32 or bfloat16) by their sizes and a way to get
+// their values, asked for only where a plan needs them in a layout the network does not keep
+// yet: a network then need not hold a plain copy of its weights beside oneDNN's (iResNet100:
+// 260 MB).
+struct ConvWeights {
+  std::vector<std::int64_t> sizes;
+  std::function<torch::Tensor()> values;
+};
+
 // Appends primitives to a plan. Convolutions are numbered in the order they are added, which
 // must be the same for every batch size (weights are kept per number and layout).
 class PlanBuilder {
@@ -94,9 +103,15 @@ class PlanBuilder {
   // CPU and shape, even where that costs a separate PReLU pass (the Winograd kernels take no
   // PReLU post-op).
   // Grouped (depthwise) convolutions take groups > 1.
-  void conv(const torch::Tensor& weight, const torch::Tensor& bias, const memory::dims& strides,
+  void conv(const ConvWeights& weights, const torch::Tensor& bias, const memory::dims& strides,
             const memory::dims& padding, std::int64_t groups, Slot src, const memory::desc& src_md,
             Slot dst, const memory::desc& dst_md, const Epilogue& epilogue = {});
+  void conv(const torch::Tensor& weight, const torch::Tensor& bias, const memory::dims& strides,
+            const memory::dims& padding, std::int64_t groups, Slot src, const memory::desc& src_md,
+            Slot dst, const memory::desc& dst_md, const Epilogue& epilogue = {}) {
+    conv(ConvWeights{weight.sizes().vec(), [weight] { return weight; }}, bias, strides, padding,
+         groups, src, src_md, dst, dst_md, epilogue);
+  }
   // PReLU in place, one slope per channel.
   void prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md);
   // dst = src * scale + shift per channel (a BatchNorm with mean 0 and variance 1); scale and
@@ -150,7 +165,7 @@ class Network {
  private:
   friend class PlanBuilder;
   std::shared_ptr<const Plan> plan_for(std::int64_t batch) const;
-  memory weights_in(int conv_index, const torch::Tensor& weight, const memory::desc& layout) const;
+  memory weights_in(int conv_index, const ConvWeights& weights, const memory::desc& layout) const;
   bool has_weights(int conv_index, const memory::desc& layout) const;
 
   void run_plan(const Plan& plan, const float* input, float* output) const;

@@ -16,6 +16,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include <array>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,10 +81,17 @@ TORCH_MODULE(IResNet);
 // the final Linear always float32). The BatchNorm that *precedes* each block's first convolution
 // cannot be folded exactly (zero padding), so it stays a per-channel multiply-add.
 struct FoldedIResNet {
-  FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype);
+  // kOnDemand leaves each convolution's `weight` undefined and folds it again at every call of
+  // its `folded_weight` (for a copy that is reordered and dropped: no second copy of the weights
+  // is kept); `net` must then outlive this.
+  enum class ConvWeights { kKept, kOnDemand };
+  FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype,
+                ConvWeights conv_weights = ConvWeights::kKept);
 
   struct Conv {
-    torch::Tensor weight;  // O x I x kh x kw, channels-last memory (O, kh, kw, I)
+    torch::Tensor weight;  // O x I x kh x kw, channels-last memory (O, kh, kw, I); or undefined
+    std::vector<std::int64_t> weight_sizes;
+    std::function<torch::Tensor()> folded_weight;  // `weight`, or folded anew (kOnDemand)
     torch::Tensor bias;
     std::int64_t stride = 1, padding = 0;
   };

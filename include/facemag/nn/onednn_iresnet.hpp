@@ -4,7 +4,8 @@
 // AVX-512 (4x fewer multiplications; measured 1.6-1.75x faster on iResNet's 3x3 stride-1
 // convolutions, which make up most of the network). Activations stay in oneDNN's blocked layout
 // from the stem to the last block, the residual addition is fused into the second convolution of
-// each block, and the folded weights of FoldedIResNet are used (float32).
+// each block, and the folded weights of FoldedIResNet are used (float32), folded from the
+// network when oneDNN reorders them and not kept otherwise.
 //
 // Cost: Winograd keeps weights transformed to 6x6 tiles, ~4x the memory of the 3x3 weights
 // (iResNet100: about 1 GB instead of 260 MB), per weight layout; batch sizes share one layout
@@ -36,7 +37,10 @@ class OneDnnIResNet {
   // InvalidInput.
   static bool available(torch::ScalarType dtype = torch::kFloat32);
 
-  explicit OneDnnIResNet(const IResNetImpl& net, torch::ScalarType dtype = torch::kFloat32);
+  // Keeps `net` (never mutated): each convolution's weights are folded from it when a batch size
+  // needs them in a layout not yet kept, then only oneDNN's copy stays.
+  explicit OneDnnIResNet(std::shared_ptr<const IResNetImpl> net,
+                         torch::ScalarType dtype = torch::kFloat32);
   ~OneDnnIResNet();
   OneDnnIResNet(const OneDnnIResNet&) = delete;
   OneDnnIResNet& operator=(const OneDnnIResNet&) = delete;
