@@ -26,11 +26,20 @@ double relative_error(const torch::Tensor& a, const torch::Tensor& reference) {
 
 // Bounds, as multiples of LibTorch float32's distance from float64 (plus 1e-6 for results it
 // happens to get almost exact): direct kernels and double-accumulated BatchNorm round no worse
-// than LibTorch (measured 0.1-1.1x); Winograd F(4x4, 3x3) rounds up to an order of magnitude
-// worse than direct convolution in float32 (its transforms multiply values by up to 8; measured
-// here 1.5-3.4x).
+// than LibTorch (measured 0.1-1.1x; oneDNN's direct kernels are LibTorch's, 1.0x); Winograd
+// F(4x4, 3x3) rounds up to an order of magnitude worse than direct convolution in float32 (its
+// transforms multiply values by up to 8; measured here 1.5-3.4x). Over a whole training step of
+// direct kernels two float32 computations drift apart further: measured on AVX2 (Zen 3) up to
+// 1.7x for gradients and 2.0x for running means, hence 3.
 constexpr double kDirectFactor = 2.0;
+constexpr double kDirectStepFactor = 3.0;
 constexpr double kWinogradFactor = 10.0;
+
+// Where 3x3 stride-1 convolutions run direct kernels (CPUs without AVX-512), they are held to the
+// direct bound.
+double stride_one_factor(double direct) {
+  return blocked::winograd_available() ? kWinogradFactor : direct;
+}
 
 void expect_as_accurate(const std::string& what, const torch::Tensor& blocked_result,
                         const torch::Tensor& float32_result, const torch::Tensor& float64_result,
@@ -109,21 +118,25 @@ TEST(BlockedTraining, BatchNormMatchesLibTorch) {
                      plain->forward(x), reference->forward(x.to(torch::kFloat64)), kDirectFactor);
 }
 
-// One convolution of each kind: 3x3 stride 1 (Winograd where oneDNN has it), 3x3 stride 2 and
-// 1x1 stride 2 (direct), and the 3-channel image input; forward and both gradients.
+// One convolution of each kind: 3x3 stride 1 (Winograd where oneDNN has it), the same with 256
+// channels (on AVX2 its weight gradient is a sum of matrix products over groups of 8 images; 12
+// images make two), 3x3 stride 2 and 1x1 stride 2 (direct), and the 3-channel image input;
+// forward and both gradients.
 TEST(BlockedTraining, ConvolutionMatchesLibTorch) {
   SKIP_WITHOUT_BLOCKED();
   struct Case {
     std::int64_t in, out, size, kernel, stride;
     double factor;
+    std::int64_t batch = 8;
   };
-  for (const Case c :
-       {Case{64, 64, 56, 3, 1, kWinogradFactor}, Case{32, 48, 20, 3, 2, kDirectFactor},
-        Case{32, 64, 20, 1, 2, kDirectFactor}, Case{3, 64, 24, 3, 1, kDirectFactor}}) {
-    SCOPED_TRACE("in " + std::to_string(c.in) + " kernel " + std::to_string(c.kernel) + " stride " +
-                 std::to_string(c.stride));
+  for (const Case c : {Case{64, 64, 56, 3, 1, stride_one_factor(kDirectFactor)},
+                       Case{256, 256, 6, 3, 1, stride_one_factor(kDirectFactor), 12},
+                       Case{32, 48, 20, 3, 2, kDirectFactor}, Case{32, 64, 20, 1, 2, kDirectFactor},
+                       Case{3, 64, 24, 3, 1, kDirectFactor}}) {
+    SCOPED_TRACE("in " + std::to_string(c.in) + " batch " + std::to_string(c.batch) + " kernel " +
+                 std::to_string(c.kernel) + " stride " + std::to_string(c.stride));
     torch::manual_seed(c.in + c.kernel + c.stride);
-    const auto x = torch::randn({8, c.in, c.size, c.size});
+    const auto x = torch::randn({c.batch, c.in, c.size, c.size});
     const auto w = torch::randn({c.out, c.in, c.kernel, c.kernel}) / (c.in * c.kernel);
     const std::int64_t padding = c.kernel / 2;
     const auto x64 = x.to(torch::kFloat64).requires_grad_(c.in >= 16);
@@ -197,12 +210,13 @@ TEST(BlockedTraining, IResNetStepMatchesLibTorch) {
   const auto eb = ours->forward_blocked(images);
   (eb * direction).sum().backward();
 
-  expect_as_accurate("embeddings", eb, e32, e64, kWinogradFactor);
+  const double factor = stride_one_factor(kDirectStepFactor);
+  expect_as_accurate("embeddings", eb, e32, e64, factor);
   const auto p64 = reference->named_parameters(), p32 = plain->named_parameters();
   for (const auto& item : ours->named_parameters()) {
     const auto& name = item.key();
     expect_as_accurate(name + " gradient", item.value().grad(), p32[name].grad(), p64[name].grad(),
-                       kWinogradFactor);
+                       factor);
   }
   const auto b64 = reference->named_buffers(), b32 = plain->named_buffers();
   for (const auto& item : ours->named_buffers()) {
@@ -210,7 +224,7 @@ TEST(BlockedTraining, IResNetStepMatchesLibTorch) {
     if (name.ends_with("num_batches_tracked")) {
       EXPECT_EQ(item.value().item<std::int64_t>(), 1) << name;
     } else {
-      expect_as_accurate(name, item.value(), b32[name], b64[name], kWinogradFactor);
+      expect_as_accurate(name, item.value(), b32[name], b64[name], factor);
     }
   }
 }

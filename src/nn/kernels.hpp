@@ -27,6 +27,13 @@ struct FloatVecOf {
 };
 template <int V>
 using FloatVec = typename FloatVecOf<V>::type;
+// V doubles, for sums taken in double.
+template <int V>
+struct DoubleVecOf {
+  typedef double type __attribute__((vector_size(V * sizeof(double))));
+};
+template <int V>
+using DoubleVec = typename DoubleVecOf<V>::type;
 
 // The helpers below are always inlined: a clone must not call a copy compiled for another
 // target, whose vector arguments would be passed differently. GCC's -Wpsabi notes about that

@@ -21,6 +21,10 @@ namespace facemag::nn::blocked {
 // Whether this build and CPU train in blocks: oneDNN present and AVX2 at least.
 bool available();
 
+// Whether 3x3 stride-1 convolutions run Winograd here (oneDNN has Winograd training kernels for
+// AVX-512 CPUs only; the others run direct kernels, whose rounding is LibTorch's).
+bool winograd_available();
+
 // Channels per block: 16 where oneDNN runs AVX-512 (one vector), else 8 (one AVX2 vector).
 std::int64_t block_width();
 
@@ -31,7 +35,9 @@ torch::Tensor to_nchw(const torch::Tensor& x);
 // A convolution without bias (square kernel `weight`, O x I x k x k, O a multiple of the block
 // width) of a blocked input, or of an N x C x H x W input with fewer channels than a block (a
 // network's image input, whose gradient is never asked for); returns the blocked result. 3x3
-// stride-1 convolutions run Winograd F(4x4, 3x3) where oneDNN has it for this CPU, others direct.
+// stride-1 convolutions run Winograd F(4x4, 3x3) where oneDNN has it for this CPU, others direct;
+// on AVX2 the weight gradient of a 3x3 stride-1 convolution of 256 channels or more is a sum of
+// matrix products (oneDNN's sgemm), faster there than its direct kernel.
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::int64_t stride,
                      std::int64_t padding);
 
