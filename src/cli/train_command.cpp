@@ -560,9 +560,9 @@ Runner add_train_command(CLI::App& app) {
                 "BatchNorm uses and keeps its running statistics (small-batch fine-tuning)");
   cmd->add_option("--layout", opt->layout,
                   "Activations: nchw (upstream's rounding), channels-last, or blocked (iResNet, "
-                  "fp32, oneDNN's channel blocks end to end, 1.3-1.8x PyTorch's fastest step; "
+                  "fp32, oneDNN's channel blocks end to end, 1.2-1.8x PyTorch's fastest step; "
                   "AVX-512: Winograd kernels, gradients ~3x LibTorch's float rounding; AVX2: "
-                  "direct kernels)")
+                  "direct kernels and sgemm, rounding no worse than LibTorch's)")
       ->check(CLI::IsMember({"nchw", "channels-last", "blocked"}))
       ->capture_default_str();
   cmd->add_option("--init", opt->init,
