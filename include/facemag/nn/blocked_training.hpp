@@ -22,7 +22,8 @@ namespace facemag::nn::blocked {
 bool available();
 
 // Whether 3x3 stride-1 convolutions run Winograd here (oneDNN has Winograd training kernels for
-// AVX-512 CPUs only; the others run direct kernels, whose rounding is LibTorch's).
+// AVX-512 CPUs only; the others run direct kernels, or sgemm for some weight gradients (below),
+// rounding no worse than LibTorch's).
 bool winograd_available();
 
 // Channels per block: 16 where oneDNN runs AVX-512 (one vector), else 8 (one AVX2 vector).
