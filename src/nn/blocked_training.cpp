@@ -517,70 +517,288 @@ torch::Tensor blocked_like(const memory::dims& dims) {
   return torch::empty({dims[0], dims[1] / width, dims[2], dims[3], width}, torch::kFloat32);
 }
 
-// The weight gradient of a 3x3 stride-1 convolution as matrix products, where that is faster than
-// oneDNN's direct kernel: on AVX2 from 256 input channels (standalone, batch 64, best of four on
-// a Zen 3: 256 channels at 14x14 105 against the kernel's 139 ms, 512 at 7x7 119 against 170; at
-// 128 channels and 28x28 the kernel is faster, 112 against 134). Winograd CPUs keep Winograd.
-bool products_are_faster(const ConvShape& shape, const ConvPrimitives& primitives) {
-  return block_width() == 8 && primitives.algorithm == dnnl::algorithm::convolution_direct &&
-         shape.weight[2] == 3 && shape.stride == 1 && shape.padding == 1 && shape.src[1] >= 256;
+// Winograd F(2x2, 3x3) on 8-channel blocks, for CPUs where oneDNN has no Winograd (AVX2): each
+// 2x2 output tile comes from a 4x4 input tile with 16 products per pair of channels instead of
+// 36, as 16 matrix products (oneDNN's sgemm, one per point of the transformed tile) between
+// transforms that run on whole blocks. Its transforms add and subtract only (the weights' halve,
+// exactly), so it rounds close to direct convolution (test_blocked_training measures it).
+// Standalone on a Zen 3 (batch 64, 2 threads, ms, oneDNN's direct kernel against F(2x2)):
+// 256 channels at 14x14 forward 107 / 62, data gradient 88 / 63, weight gradient 145 / 70;
+// 512 at 7x7 132 / 78, 90 / 67, 183 / 96; 128 at 28x28 83 / 70, 79 / 69, 115 / 77. At 64
+// channels the products are too narrow (56x56 forward 88 against 143), so those stay direct.
+namespace winograd {
+
+constexpr std::int64_t kLanes = 8;
+constexpr std::int64_t kPoints = 16;  // the transformed 4x4 tile
+// Tiles per product: ~800 keeps the products efficient and the transformed chunk (~25 MB at 512
+// channels) small.
+constexpr std::int64_t kTilesPerProduct = 784;
+using Lanes = FloatVec<kLanes>;
+
+bool applies(const ConvShape& shape) {
+  return block_width() == kLanes && shape.weight[2] == 3 && shape.stride == 1 &&
+         shape.padding == 1 && !shape.image_input() && shape.src[1] >= 128 &&
+         shape.weight[0] >= 128;
 }
 
-// dW (O x I*9) = sum over images of dY^T (O x pixels) times the image's columns (pixels x I*9,
-// each row the 3x3 neighbourhood of an output pixel in the blocked input, zeros outside),
-// eight images per product; the columns are ordered (channel block, kh, kw, lane), so that dW
-// comes out blocked by 8 input channels (oneDNN's aBcd8b), reordered to OIHW at the end.
-torch::Tensor weight_gradient_by_products(const torch::Tensor& x, const torch::Tensor& dy,
-                                          const ConvShape& shape, dnnl::stream& stream) {
-  constexpr std::int64_t kLanes = 8, kImagesPerProduct = 8;
-  const std::int64_t batch = shape.src[0], channels = shape.src[1], height = shape.src[2],
-                     width = shape.src[3], outputs = shape.weight[0];
-  const std::int64_t blocks = channels / kLanes, pixels = height * width, row = channels * 9;
-  // dY channels-last: one image's pixels x O, contiguous.
-  auto dy_rows = torch::empty({batch * pixels * outputs}, torch::kFloat32);
-  memory dy_blocked = view(dy, activation(shape.dst()));
-  memory dy_plain = view(dy_rows, {shape.dst(), kF32, Tag::nhwc});
-  dnnl::reorder(dy_blocked, dy_plain).execute(stream, dy_blocked, dy_plain);
-  stream.wait();
-  auto columns = torch::empty({std::min(kImagesPerProduct, batch) * pixels * row}, torch::kFloat32);
-  auto dw_blocked = torch::empty({outputs * row}, torch::kFloat32);
-  const float* xd = x.data_ptr<float>();
-  float* cd = columns.data_ptr<float>();
-  for (std::int64_t first = 0; first < batch; first += kImagesPerProduct) {
-    const std::int64_t images = std::min(kImagesPerProduct, batch - first);
-    at::parallel_for(0, images * height, 1, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t r = begin; r < end; ++r) {
-        const std::int64_t n = first + r / height, h = r % height;
-        for (std::int64_t w = 0; w < width; ++w) {
-          float* out = cd + (r * width + w) * row;
-          for (std::int64_t block = 0; block < blocks; ++block)
-            for (std::int64_t kh = 0; kh < 3; ++kh)
-              for (std::int64_t kw = 0; kw < 3; ++kw, out += kLanes) {
-                const std::int64_t ih = h + kh - 1, iw = w + kw - 1;
-                if (ih < 0 || ih >= height || iw < 0 || iw >= width) {
-                  std::fill_n(out, kLanes, 0.0f);
-                } else {
-                  std::copy_n(xd + (((n * blocks + block) * height + ih) * width + iw) * kLanes,
-                              kLanes, out);
-                }
-              }
+// 2x2 output tiles over an H x W image (the last row or column of tiles half outside when odd).
+struct Tiling {
+  std::int64_t height, width;
+  std::int64_t rows() const { return (height + 1) / 2; }
+  std::int64_t cols() const { return (width + 1) / 2; }
+  std::int64_t per_image() const { return rows() * cols(); }
+};
+
+// Transformed values are stored [point][tile][channel]: one row-major tiles x channels matrix per
+// point. A transform handles one row of tiles of one channel block of one image: `tiles` points at
+// the row's first tile and the block's first channel, `channels` is the distance between tiles
+// and `point_stride` between points.
+
+// B^T d B of each 4x4 input tile d (the tile's outputs' 3x3 neighbourhoods, zeros outside).
+FACEMAG_VECTOR_CLONES void transform_input_row(const float* __restrict plane, Tiling tiling,
+                                               std::int64_t row, float* __restrict tiles,
+                                               std::int64_t channels, std::int64_t point_stride) {
+  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
+    Lanes d[4][4];
+    for (std::int64_t i = 0; i < 4; ++i)
+      for (std::int64_t j = 0; j < 4; ++j) {
+        const std::int64_t y = 2 * row - 1 + i, x = 2 * col - 1 + j;
+        d[i][j] = y < 0 || y >= tiling.height || x < 0 || x >= tiling.width
+                      ? Lanes{}
+                      : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
+      }
+    Lanes r[4][4];  // B^T d
+    for (std::int64_t j = 0; j < 4; ++j) {
+      r[0][j] = d[0][j] - d[2][j];
+      r[1][j] = d[1][j] + d[2][j];
+      r[2][j] = d[2][j] - d[1][j];
+      r[3][j] = d[1][j] - d[3][j];
+    }
+    for (std::int64_t i = 0; i < 4; ++i) {  // (B^T d) B
+      float* out = tiles + 4 * i * point_stride;
+      store_floats<kLanes>(out, r[i][0] - r[i][2]);
+      store_floats<kLanes>(out + point_stride, r[i][1] + r[i][2]);
+      store_floats<kLanes>(out + 2 * point_stride, r[i][2] - r[i][1]);
+      store_floats<kLanes>(out + 3 * point_stride, r[i][1] - r[i][3]);
+    }
+  }
+}
+
+// A^T m A of each transformed product m: the 2x2 outputs, those inside the image stored.
+FACEMAG_VECTOR_CLONES void transform_output_row(const float* __restrict tiles,
+                                                std::int64_t channels, std::int64_t point_stride,
+                                                Tiling tiling, std::int64_t row,
+                                                float* __restrict plane) {
+  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
+    Lanes m[4][4];
+    for (std::int64_t p = 0; p < kPoints; ++p)
+      m[p / 4][p % 4] = load_floats<kLanes>(tiles + p * point_stride);
+    for (std::int64_t i = 0; i < 2; ++i) {
+      const std::int64_t y = 2 * row + i, x = 2 * col;
+      if (y >= tiling.height) break;
+      Lanes r[4];  // row i of A^T m
+      for (std::int64_t j = 0; j < 4; ++j)
+        r[j] = i == 0 ? m[0][j] + m[1][j] + m[2][j] : m[1][j] - m[2][j] - m[3][j];
+      float* out = plane + (y * tiling.width + x) * kLanes;
+      store_floats<kLanes>(out, r[0] + r[1] + r[2]);
+      if (x + 1 < tiling.width) store_floats<kLanes>(out + kLanes, r[1] - r[2] - r[3]);
+    }
+  }
+}
+
+// A g A^T of each 2x2 tile g of the output's gradient (zeros outside): the gradient of the
+// transformed products.
+FACEMAG_VECTOR_CLONES void transform_output_gradient_row(const float* __restrict plane,
+                                                         Tiling tiling, std::int64_t row,
+                                                         float* __restrict tiles,
+                                                         std::int64_t channels,
+                                                         std::int64_t point_stride) {
+  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
+    Lanes g[2][2];
+    for (std::int64_t i = 0; i < 2; ++i)
+      for (std::int64_t j = 0; j < 2; ++j) {
+        const std::int64_t y = 2 * row + i, x = 2 * col + j;
+        g[i][j] = y >= tiling.height || x >= tiling.width
+                      ? Lanes{}
+                      : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
+      }
+    const Lanes r[4][2] = {{g[0][0], g[0][1]},  // A g
+                           {g[0][0] + g[1][0], g[0][1] + g[1][1]},
+                           {g[0][0] - g[1][0], g[0][1] - g[1][1]},
+                           {-g[1][0], -g[1][1]}};
+    for (std::int64_t i = 0; i < 4; ++i) {  // (A g) A^T
+      float* out = tiles + 4 * i * point_stride;
+      store_floats<kLanes>(out, r[i][0]);
+      store_floats<kLanes>(out + point_stride, r[i][0] + r[i][1]);
+      store_floats<kLanes>(out + 2 * point_stride, r[i][0] - r[i][1]);
+      store_floats<kLanes>(out + 3 * point_stride, -r[i][1]);
+    }
+  }
+}
+
+// G k G^T of every 3x3 kernel k of OIHW weights, as [point][in][out] matrices (the right-hand
+// factors of the forward products). For the data gradient (a forward convolution of the output's
+// gradient with the kernels rotated by 180 degrees, in and out swapped): [point][out][in] of the
+// rotated kernels.
+torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient) {
+  const std::int64_t outs = weight.size(0), ins = weight.size(1);
+  auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
+  const float* w = weight.data_ptr<float>();
+  float* u = transformed.data_ptr<float>();
+  at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t o = begin; o < end; ++o)
+      for (std::int64_t i = 0; i < ins; ++i) {
+        const float* k = w + (o * ins + i) * 9;
+        float g[3][3];
+        for (int y = 0; y < 3; ++y)
+          for (int x = 0; x < 3; ++x) g[y][x] = for_data_gradient ? k[8 - 3 * y - x] : k[3 * y + x];
+        float r[4][3];  // G k
+        for (int x = 0; x < 3; ++x) {
+          r[0][x] = g[0][x];
+          r[1][x] = (g[0][x] + g[1][x] + g[2][x]) * 0.5f;
+          r[2][x] = (g[0][x] - g[1][x] + g[2][x]) * 0.5f;
+          r[3][x] = g[2][x];
+        }
+        const std::int64_t at = for_data_gradient ? o * ins + i : i * outs + o;
+        for (int y = 0; y < 4; ++y) {  // (G k) G^T
+          const float row[4] = {r[y][0], (r[y][0] + r[y][1] + r[y][2]) * 0.5f,
+                                (r[y][0] - r[y][1] + r[y][2]) * 0.5f, r[y][2]};
+          for (int x = 0; x < 4; ++x) u[(4 * y + x) * ins * outs + at] = row[x];
         }
       }
-    });
-    const auto status =
-        dnnl::sgemm('T', 'N', outputs, row, images * pixels, 1.0f,
-                    dy_rows.data_ptr<float>() + first * pixels * outputs, outputs, cd, row,
-                    first == 0 ? 0.0f : 1.0f, dw_blocked.data_ptr<float>(), row);
-    if (status != dnnl::status::success)
-      throw Error("blocked convolution: oneDNN's sgemm failed for weight " +
-                  c10::str(c10::IntArrayRef(shape.weight)));
-  }
-  auto dw = torch::empty(shape.weight, torch::kFloat32);
-  memory from = view(dw_blocked, {shape.weight, kF32, Tag::aBcd8b});  // O x I/8 x 3 x 3 x 8
-  memory to = view(dw, {shape.weight, kF32, Tag::oihw});
-  dnnl::reorder(from, to).execute(stream, from, to);
+  });
+  return transformed;
+}
+
+// OIHW weight gradient from the transformed one ([point][in][out]): G^T d G of each pair.
+torch::Tensor weight_gradient_of(const torch::Tensor& transformed, std::int64_t outs,
+                                 std::int64_t ins) {
+  auto dw = torch::empty({outs, ins, 3, 3}, torch::kFloat32);
+  const float* u = transformed.data_ptr<float>();
+  float* w = dw.data_ptr<float>();
+  at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t o = begin; o < end; ++o)
+      for (std::int64_t i = 0; i < ins; ++i) {
+        float d[4][4];
+        for (int p = 0; p < kPoints; ++p) d[p / 4][p % 4] = u[p * ins * outs + i * outs + o];
+        float r[3][4];  // G^T d
+        for (int x = 0; x < 4; ++x) {
+          const float half_sum = (d[1][x] + d[2][x]) * 0.5f;
+          r[0][x] = d[0][x] + half_sum;
+          r[1][x] = (d[1][x] - d[2][x]) * 0.5f;
+          r[2][x] = half_sum + d[3][x];
+        }
+        float* k = w + (o * ins + i) * 9;
+        for (int y = 0; y < 3; ++y) {  // (G^T d) G
+          const float half_sum = (r[y][1] + r[y][2]) * 0.5f;
+          k[3 * y] = r[y][0] + half_sum;
+          k[3 * y + 1] = (r[y][1] - r[y][2]) * 0.5f;
+          k[3 * y + 2] = half_sum + r[y][3];
+        }
+      }
+  });
   return dw;
 }
+
+void multiply(char transpose_a, std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
+              const float* b, float beta, float* c) {
+  const auto status =
+      dnnl::sgemm(transpose_a, 'N', m, n, k, 1.0f, a, transpose_a == 'N' ? k : m, b, n, beta, c, n);
+  if (status != dnnl::status::success)
+    throw Error("blocked convolution: oneDNN's sgemm failed for a " + std::to_string(m) + " x " +
+                std::to_string(k) + " by " + std::to_string(k) + " x " + std::to_string(n) +
+                " product");
+}
+
+std::int64_t images_per_product(const Tiling& tiling, std::int64_t batch) {
+  return std::clamp((kTilesPerProduct + tiling.per_image() - 1) / tiling.per_image(),
+                    std::int64_t{1}, batch);
+}
+
+// Calls transform(image, block, tile row) for every row of tiles of the chunk's images, in
+// parallel.
+template <class Transform>
+void for_each_tile_row(std::int64_t images, std::int64_t blocks, const Tiling& tiling,
+                       Transform transform) {
+  at::parallel_for(
+      0, images * blocks * tiling.rows(), 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r = begin; r < end; ++r)
+          transform(r / (blocks * tiling.rows()), r / tiling.rows() % blocks, r % tiling.rows());
+      });
+}
+
+// The input tiles of images first .. first + images - 1 of blocked x (ins channels) into v.
+void transform_inputs(const torch::Tensor& x, std::int64_t ins, std::int64_t first,
+                      std::int64_t images, float* v) {
+  const Tiling tiling{x.size(2), x.size(3)};
+  const std::int64_t blocks = ins / kLanes, tiles = images * tiling.per_image();
+  const float* xd = x.data_ptr<float>() + first * ins * tiling.height * tiling.width;
+  for_each_tile_row(images, blocks, tiling, [&](auto image, auto block, auto row) {
+    transform_input_row(
+        xd + (image * blocks + block) * tiling.height * tiling.width * kLanes, tiling, row,
+        v + (image * tiling.per_image() + row * tiling.cols()) * ins + block * kLanes, ins,
+        tiles * ins);
+  });
+}
+
+// The stride-1, padding-1 convolution of blocked x (N x ins) with transformed weights
+// ([point][ins][outs], transform_weights) into blocked y (N x outs).
+void convolve(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& weights,
+              std::int64_t outs, torch::Tensor& y) {
+  const Tiling tiling{x.size(2), x.size(3)};
+  const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
+  const std::int64_t out_blocks = outs / kLanes, plane = tiling.height * tiling.width * kLanes;
+  auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
+  auto products = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
+  float* yd = y.data_ptr<float>();
+  float* v = inputs.data_ptr<float>();
+  float* m = products.data_ptr<float>();
+  for (std::int64_t first = 0; first < batch; first += chunk) {
+    const std::int64_t images = std::min(chunk, batch - first);
+    const std::int64_t tiles = images * tiling.per_image();
+    transform_inputs(x, ins, first, images, v);
+    for (std::int64_t p = 0; p < kPoints; ++p)
+      multiply('N', tiles, outs, ins, v + p * tiles * ins,
+               weights.data_ptr<float>() + p * ins * outs, 0.0f, m + p * tiles * outs);
+    for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
+      transform_output_row(
+          m + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
+          tiles * outs, tiling, row, yd + ((first + image) * out_blocks + block) * plane);
+    });
+  }
+}
+
+// The OIHW weight gradient of that convolution from blocked x and the output's gradient dy:
+// sum over tiles of the transformed input times the transformed gradient, per point.
+torch::Tensor weight_gradient(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& dy,
+                              std::int64_t outs) {
+  const Tiling tiling{x.size(2), x.size(3)};
+  const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
+  const std::int64_t out_blocks = outs / kLanes, plane = tiling.height * tiling.width * kLanes;
+  auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
+  auto gradients = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
+  auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
+  const float* gd = dy.data_ptr<float>();
+  float* v = inputs.data_ptr<float>();
+  float* z = gradients.data_ptr<float>();
+  for (std::int64_t first = 0; first < batch; first += chunk) {
+    const std::int64_t images = std::min(chunk, batch - first);
+    const std::int64_t tiles = images * tiling.per_image();
+    transform_inputs(x, ins, first, images, v);
+    for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
+      transform_output_gradient_row(
+          gd + ((first + image) * out_blocks + block) * plane, tiling, row,
+          z + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
+          tiles * outs);
+    });
+    for (std::int64_t p = 0; p < kPoints; ++p)
+      multiply('T', ins, outs, tiles, v + p * tiles * ins, z + p * tiles * outs,
+               first == 0 ? 0.0f : 1.0f, transformed.data_ptr<float>() + p * ins * outs);
+  }
+  return weight_gradient_of(transformed, outs, ins);
+}
+
+}  // namespace winograd
 
 class Conv : public torch::autograd::Function<Conv> {
  public:
@@ -589,8 +807,16 @@ class Conv : public torch::autograd::Function<Conv> {
                                std::int64_t padding) {
     const auto w = weight.contiguous();
     const ConvShape shape{logical_dims(x), logical_dims(w), stride, padding};
-    const auto& p = conv_cache().get(shape);
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
     auto y = blocked_like(shape.dst());
+    if (winograd::applies(shape)) {
+      winograd::convolve(x, shape.src[1], winograd::transform_weights(w, false), shape.weight[0],
+                         y);
+      return y;
+    }
+    const auto& p = conv_cache().get(shape);
     dnnl::stream stream(engine());
     torch::Tensor storage;
     const auto wm = weights_in(w, p.forward_pd.weights_desc(), storage, stream);
@@ -598,9 +824,6 @@ class Conv : public torch::autograd::Function<Conv> {
                                {DNNL_ARG_WEIGHTS, wm},
                                {DNNL_ARG_DST, view(y, p.forward_pd.dst_desc())}});
     stream.wait();
-    ctx->save_for_backward({x, w});
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
     return y;
   }
 
@@ -611,8 +834,19 @@ class Conv : public torch::autograd::Function<Conv> {
     const auto& w = saved[1];
     const ConvShape shape{logical_dims(x), logical_dims(w), ctx->saved_data["stride"].toInt(),
                           ctx->saved_data["padding"].toInt()};
-    const auto& p = conv_cache().get(shape);
     const auto g = grads[0].contiguous();
+    if (winograd::applies(shape)) {
+      torch::Tensor dx, dw;
+      if (ctx->needs_input_grad(0)) {
+        dx = torch::empty_like(x);
+        winograd::convolve(g, shape.weight[0], winograd::transform_weights(w, true), shape.src[1],
+                           dx);
+      }
+      if (ctx->needs_input_grad(1))
+        dw = winograd::weight_gradient(x, shape.src[1], g, shape.weight[0]);
+      return {dx, dw, torch::Tensor(), torch::Tensor()};
+    }
+    const auto& p = conv_cache().get(shape);
     const auto diff_dst = view(g, activation(shape.dst()));
     dnnl::stream stream(engine());
     torch::Tensor dx, storage;
@@ -626,9 +860,7 @@ class Conv : public torch::autograd::Function<Conv> {
                               {DNNL_ARG_DIFF_SRC, view(dx, p.data_pd.diff_src_desc())}});
     }
     torch::Tensor dw;
-    if (ctx->needs_input_grad(1) && products_are_faster(shape, p)) {
-      dw = weight_gradient_by_products(x, g, shape, stream);
-    } else if (ctx->needs_input_grad(1)) {
+    if (ctx->needs_input_grad(1)) {
       dw = torch::empty_like(w);
       memory plain = view(dw, {shape.weight, kF32, Tag::oihw});
       const auto layout = p.weights_pd.diff_weights_desc();
@@ -654,11 +886,13 @@ class Conv : public torch::autograd::Function<Conv> {
 
 bool available() { return onednn::cpu_has(dnnl_cpu_isa_avx2); }
 
-bool winograd_available() {
-  static const bool winograd =
-      available() && conv_cache().get(ConvShape{{8, 64, 56, 56}, {64, 64, 3, 3}, 1, 1}).algorithm ==
-                         dnnl::algorithm::convolution_winograd;
-  return winograd;
+StrideOneAlgorithm stride_one_algorithm(std::int64_t in, std::int64_t out) {
+  if (!available()) return StrideOneAlgorithm::kDirect;
+  const ConvShape shape{{8, in, 14, 14}, {out, in, 3, 3}, 1, 1};
+  if (winograd::applies(shape)) return StrideOneAlgorithm::kWinograd2x2;
+  return conv_cache().get(shape).algorithm == dnnl::algorithm::convolution_winograd
+             ? StrideOneAlgorithm::kWinograd4x4
+             : StrideOneAlgorithm::kDirect;
 }
 
 std::int64_t block_width() {
@@ -683,7 +917,9 @@ torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::i
 
 bool available() { return false; }
 
-bool winograd_available() { return false; }
+StrideOneAlgorithm stride_one_algorithm(std::int64_t, std::int64_t) {
+  return StrideOneAlgorithm::kDirect;
+}
 
 std::int64_t block_width() { return 16; }
 

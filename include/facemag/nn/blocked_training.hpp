@@ -6,9 +6,10 @@
 // (its Winograd training kernels for 3x3 stride-1 convolutions, forward, backward data and
 // weights: 1.2-2.3x its direct kernels, which LibTorch runs) and nChw8c on AVX2 (its direct
 // kernels in 8-channel blocks: 1.1-2.5x the same kernels on LibTorch's channels-last
-// activations, backward weights gaining most); kept from layer to layer, no reorders.
-// Float rounding: Winograd's is about 3x direct's; BatchNorm sums in double (closer to float64
-// than LibTorch's float sums). Every function here is differentiable (LibTorch autograd).
+// activations, backward weights gaining most; from 128 channels facemag's own Winograd
+// F(2x2, 3x3), 1.2-2.1x those kernels); kept from layer to layer, no reorders. Float rounding:
+// Winograd F(4x4)'s is about 3x direct's; BatchNorm sums in double (closer to float64 than
+// LibTorch's float sums). Every function here is differentiable (LibTorch autograd).
 #pragma once
 
 #include <torch/nn/modules/batchnorm.h>
@@ -21,10 +22,15 @@ namespace facemag::nn::blocked {
 // Whether this build and CPU train in blocks: oneDNN present and AVX2 at least.
 bool available();
 
-// Whether 3x3 stride-1 convolutions run Winograd here (oneDNN has Winograd training kernels for
-// AVX-512 CPUs only; the others run direct kernels, or sgemm for some weight gradients (below),
-// rounding no worse than LibTorch's).
-bool winograd_available();
+// How 3x3 stride-1 convolutions (padding 1) from `in` to `out` channels run here, forward and both
+// gradients.
+enum class StrideOneAlgorithm {
+  kDirect,       // oneDNN's direct kernels, LibTorch's (and its rounding)
+  kWinograd4x4,  // oneDNN's Winograd F(4x4, 3x3): AVX-512 CPUs
+  kWinograd2x2,  // facemag's Winograd F(2x2, 3x3) on oneDNN's sgemm: AVX2 CPUs, 128 channels or
+                 // more in and out
+};
+StrideOneAlgorithm stride_one_algorithm(std::int64_t in, std::int64_t out);
 
 // Channels per block: 16 where oneDNN runs AVX-512 (one vector), else 8 (one AVX2 vector).
 std::int64_t block_width();
@@ -36,9 +42,7 @@ torch::Tensor to_nchw(const torch::Tensor& x);
 // A convolution without bias (square kernel `weight`, O x I x k x k, O a multiple of the block
 // width) of a blocked input, or of an N x C x H x W input with fewer channels than a block (a
 // network's image input, whose gradient is never asked for); returns the blocked result. 3x3
-// stride-1 convolutions run Winograd F(4x4, 3x3) where oneDNN has it for this CPU, others direct;
-// on AVX2 the weight gradient of a 3x3 stride-1 convolution of 256 channels or more is a sum of
-// matrix products (oneDNN's sgemm), faster there than its direct kernel.
+// stride-1 convolutions run Winograd where stride_one_algorithm() says so, others direct.
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, std::int64_t stride,
                      std::int64_t padding);
 
