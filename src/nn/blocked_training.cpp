@@ -741,60 +741,67 @@ void transform_inputs(const torch::Tensor& x, std::int64_t ins, std::int64_t fir
   });
 }
 
+// Goes through the batch of blocked x (ins channels) a chunk of images at a time: transforms the
+// chunk's input tiles into v ([point][tile][ins]), then calls visit(tiling, first image, images,
+// tiles, v, w) with w room for [point][tile][outs].
+template <class Visit>
+void for_each_chunk(const torch::Tensor& x, std::int64_t ins, std::int64_t outs, Visit visit) {
+  const Tiling tiling{x.size(2), x.size(3)};
+  const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
+  auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
+  auto outputs = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
+  for (std::int64_t first = 0; first < batch; first += chunk) {
+    const std::int64_t images = std::min(chunk, batch - first);
+    transform_inputs(x, ins, first, images, inputs.data_ptr<float>());
+    visit(tiling, first, images, images * tiling.per_image(), inputs.data_ptr<float>(),
+          outputs.data_ptr<float>());
+  }
+}
+
 // The stride-1, padding-1 convolution of blocked x (N x ins) with transformed weights
 // ([point][ins][outs], transform_weights) into blocked y (N x outs).
 void convolve(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& weights,
               std::int64_t outs, torch::Tensor& y) {
-  const Tiling tiling{x.size(2), x.size(3)};
-  const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
-  const std::int64_t out_blocks = outs / kLanes, plane = tiling.height * tiling.width * kLanes;
-  auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
-  auto products = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
+  const std::int64_t out_blocks = outs / kLanes;
   float* yd = y.data_ptr<float>();
-  float* v = inputs.data_ptr<float>();
-  float* m = products.data_ptr<float>();
-  for (std::int64_t first = 0; first < batch; first += chunk) {
-    const std::int64_t images = std::min(chunk, batch - first);
-    const std::int64_t tiles = images * tiling.per_image();
-    transform_inputs(x, ins, first, images, v);
-    for (std::int64_t p = 0; p < kPoints; ++p)
-      multiply('N', tiles, outs, ins, v + p * tiles * ins,
-               weights.data_ptr<float>() + p * ins * outs, 0.0f, m + p * tiles * outs);
-    for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
-      transform_output_row(
-          m + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
-          tiles * outs, tiling, row, yd + ((first + image) * out_blocks + block) * plane);
-    });
-  }
+  for_each_chunk(
+      x, ins, outs,
+      [&](const Tiling& tiling, std::int64_t first, std::int64_t images, std::int64_t tiles,
+          const float* v, float* m) {
+        for (std::int64_t p = 0; p < kPoints; ++p)
+          multiply('N', tiles, outs, ins, v + p * tiles * ins,
+                   weights.data_ptr<float>() + p * ins * outs, 0.0f, m + p * tiles * outs);
+        const std::int64_t plane = tiling.height * tiling.width * kLanes;
+        for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
+          transform_output_row(
+              m + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
+              tiles * outs, tiling, row, yd + ((first + image) * out_blocks + block) * plane);
+        });
+      });
 }
 
 // The OIHW weight gradient of that convolution from blocked x and the output's gradient dy:
 // sum over tiles of the transformed input times the transformed gradient, per point.
 torch::Tensor weight_gradient(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& dy,
                               std::int64_t outs) {
-  const Tiling tiling{x.size(2), x.size(3)};
-  const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
-  const std::int64_t out_blocks = outs / kLanes, plane = tiling.height * tiling.width * kLanes;
-  auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
-  auto gradients = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
+  const std::int64_t out_blocks = outs / kLanes;
   auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
   const float* gd = dy.data_ptr<float>();
-  float* v = inputs.data_ptr<float>();
-  float* z = gradients.data_ptr<float>();
-  for (std::int64_t first = 0; first < batch; first += chunk) {
-    const std::int64_t images = std::min(chunk, batch - first);
-    const std::int64_t tiles = images * tiling.per_image();
-    transform_inputs(x, ins, first, images, v);
-    for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
-      transform_output_gradient_row(
-          gd + ((first + image) * out_blocks + block) * plane, tiling, row,
-          z + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
-          tiles * outs);
-    });
-    for (std::int64_t p = 0; p < kPoints; ++p)
-      multiply('T', ins, outs, tiles, v + p * tiles * ins, z + p * tiles * outs,
-               first == 0 ? 0.0f : 1.0f, transformed.data_ptr<float>() + p * ins * outs);
-  }
+  for_each_chunk(
+      x, ins, outs,
+      [&](const Tiling& tiling, std::int64_t first, std::int64_t images, std::int64_t tiles,
+          const float* v, float* z) {
+        const std::int64_t plane = tiling.height * tiling.width * kLanes;
+        for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
+          transform_output_gradient_row(
+              gd + ((first + image) * out_blocks + block) * plane, tiling, row,
+              z + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
+              tiles * outs);
+        });
+        for (std::int64_t p = 0; p < kPoints; ++p)
+          multiply('T', ins, outs, tiles, v + p * tiles * ins, z + p * tiles * outs,
+                   first == 0 ? 0.0f : 1.0f, transformed.data_ptr<float>() + p * ins * outs);
+      });
   return weight_gradient_of(transformed, outs, ins);
 }
 

@@ -7,9 +7,10 @@
 // weights: 1.2-2.3x its direct kernels, which LibTorch runs) and nChw8c on AVX2 (its direct
 // kernels in 8-channel blocks: 1.1-2.5x the same kernels on LibTorch's channels-last
 // activations, backward weights gaining most; from 128 channels facemag's own Winograd
-// F(2x2, 3x3), 1.2-2.1x those kernels); kept from layer to layer, no reorders. Float rounding:
-// Winograd F(4x4)'s is about 3x direct's; BatchNorm sums in double (closer to float64 than
-// LibTorch's float sums). Every function here is differentiable (LibTorch autograd).
+// F(2x2, 3x3), 1.1-2.1x those kernels); kept from layer to layer, no reorders. Float rounding:
+// Winograd F(4x4)'s is about 3x direct's, F(2x2)'s 0.3-2.2x LibTorch's per layer; BatchNorm sums
+// in double (closer to float64 than LibTorch's float sums). Every function here is differentiable
+// (LibTorch autograd).
 #pragma once
 
 #include <torch/nn/modules/batchnorm.h>
