@@ -520,8 +520,8 @@ torch::Tensor blocked_like(const memory::dims& dims) {
 // Winograd F(2x2, 3x3) on 8-channel blocks, for CPUs where oneDNN has no Winograd (AVX2): each
 // 2x2 output tile comes from a 4x4 input tile with 16 products per pair of channels instead of
 // 36, as 16 matrix products (oneDNN's sgemm, one per point of the transformed tile) between
-// transforms that run on whole blocks. Its transforms add and subtract only (the weights' halve,
-// exactly), so it rounds close to direct convolution (test_blocked_training measures it).
+// transforms that run on whole blocks. The transforms only add and subtract (and halve the
+// weights, exactly), so it rounds close to direct convolution (test_blocked_training measures it).
 // Standalone on a Zen 3 (batch 64, 2 threads, ms, oneDNN's direct kernel against F(2x2)):
 // 256 channels at 14x14 forward 107 / 62, data gradient 88 / 63, weight gradient 145 / 70;
 // 512 at 7x7 132 / 78, 90 / 67, 183 / 96; 128 at 28x28 83 / 70, 79 / 69, 115 / 77. At 64
