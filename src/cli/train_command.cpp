@@ -560,7 +560,7 @@ Runner add_train_command(CLI::App& app) {
                 "BatchNorm uses and keeps its running statistics (small-batch fine-tuning)");
   cmd->add_option("--layout", opt->layout,
                   "Activations: nchw (upstream's rounding), channels-last, or blocked (iResNet, "
-                  "fp32, oneDNN's channel blocks end to end, 1.5-1.8x PyTorch's fastest step; "
+                  "fp32, oneDNN's channel blocks end to end, 1.2-1.8x PyTorch's fastest step; "
                   "AVX-512: oneDNN's Winograd F(4x4), gradients ~3x LibTorch's float rounding; "
                   "AVX2: direct kernels and facemag's Winograd F(2x2) from 128 channels, "
                   "rounding within 3x LibTorch's)")

@@ -52,7 +52,7 @@ enum class ActivationLayout {
   kNchw,          // upstream's
   kChannelsLast,  // LibTorch's channels-last (weights too)
   // oneDNN's channel blocks end to end (nn::IResNetImpl::forward_blocked): iResNet in float32 on
-  // CPUs with AVX2 or AVX-512; 1.5-1.8x PyTorch's fastest step (README, Training). Its Winograd 3x3
+  // CPUs with AVX2 or AVX-512; 1.2-1.8x PyTorch's fastest step (README, Training). Its Winograd 3x3
   // convolutions round more than upstream's (AVX-512: gradients ~3x LibTorch float32's distance
   // from float64; AVX2, from 128 channels: up to ~2x), so not the default: the one-step goldens
   // hold NCHW and channels-last to PyTorch's own rounding.
