@@ -549,6 +549,14 @@ struct Tiling {
   std::int64_t per_image() const { return rows() * cols(); }
 };
 
+// A block's values at pixel (y, x) of its H x W plane, zeros outside.
+[[gnu::always_inline]] inline Lanes pixel_or_zero(const float* plane, const Tiling& tiling,
+                                                  std::int64_t y, std::int64_t x) {
+  return y < 0 || y >= tiling.height || x < 0 || x >= tiling.width
+             ? Lanes{}
+             : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
+}
+
 // Transformed values are stored [point][tile][channel]: one row-major tiles x channels matrix per
 // point. A transform handles one row of tiles of one channel block of one image: `tiles` points at
 // the row's first tile and the block's first channel, `channels` is the distance between tiles
@@ -561,12 +569,8 @@ FACEMAG_VECTOR_CLONES void transform_input_row(const float* __restrict plane, Ti
   for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
     Lanes d[4][4];
     for (std::int64_t i = 0; i < 4; ++i)
-      for (std::int64_t j = 0; j < 4; ++j) {
-        const std::int64_t y = 2 * row - 1 + i, x = 2 * col - 1 + j;
-        d[i][j] = y < 0 || y >= tiling.height || x < 0 || x >= tiling.width
-                      ? Lanes{}
-                      : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
-      }
+      for (std::int64_t j = 0; j < 4; ++j)
+        d[i][j] = pixel_or_zero(plane, tiling, 2 * row - 1 + i, 2 * col - 1 + j);
     Lanes r[4][4];  // B^T d
     for (std::int64_t j = 0; j < 4; ++j) {
       r[0][j] = d[0][j] - d[2][j];
@@ -616,12 +620,8 @@ FACEMAG_VECTOR_CLONES void transform_output_gradient_row(const float* __restrict
   for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
     Lanes g[2][2];
     for (std::int64_t i = 0; i < 2; ++i)
-      for (std::int64_t j = 0; j < 2; ++j) {
-        const std::int64_t y = 2 * row + i, x = 2 * col + j;
-        g[i][j] = y >= tiling.height || x >= tiling.width
-                      ? Lanes{}
-                      : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
-      }
+      for (std::int64_t j = 0; j < 2; ++j)
+        g[i][j] = pixel_or_zero(plane, tiling, 2 * row + i, 2 * col + j);
     const Lanes r[4][2] = {{g[0][0], g[0][1]},  // A g
                            {g[0][0] + g[1][0], g[0][1] + g[1][1]},
                            {g[0][0] - g[1][0], g[0][1] - g[1][1]},
@@ -727,11 +727,10 @@ void for_each_tile_row(std::int64_t images, std::int64_t blocks, const Tiling& t
       });
 }
 
-// The input tiles of images first .. first + images - 1 of blocked x (ins channels) into v.
-void transform_inputs(const torch::Tensor& x, std::int64_t ins, std::int64_t first,
-                      std::int64_t images, float* v) {
+// The input tiles of images first .. first + images - 1 of blocked x into v.
+void transform_inputs(const torch::Tensor& x, std::int64_t first, std::int64_t images, float* v) {
   const Tiling tiling{x.size(2), x.size(3)};
-  const std::int64_t blocks = ins / kLanes, tiles = images * tiling.per_image();
+  const std::int64_t blocks = x.size(1), ins = blocks * kLanes, tiles = images * tiling.per_image();
   const float* xd = x.data_ptr<float>() + first * ins * tiling.height * tiling.width;
   for_each_tile_row(images, blocks, tiling, [&](auto image, auto block, auto row) {
     transform_input_row(
@@ -741,18 +740,19 @@ void transform_inputs(const torch::Tensor& x, std::int64_t ins, std::int64_t fir
   });
 }
 
-// Goes through the batch of blocked x (ins channels) a chunk of images at a time: transforms the
-// chunk's input tiles into v ([point][tile][ins]), then calls visit(tiling, first image, images,
-// tiles, v, w) with w room for [point][tile][outs].
+// Goes through the batch of blocked x a chunk of images at a time: transforms the chunk's input
+// tiles into v ([point][tile][x's channels]), then calls visit(tiling, first image, images, tiles,
+// v, w) with w room for [point][tile][outs].
 template <class Visit>
-void for_each_chunk(const torch::Tensor& x, std::int64_t ins, std::int64_t outs, Visit visit) {
+void for_each_chunk(const torch::Tensor& x, std::int64_t outs, Visit visit) {
   const Tiling tiling{x.size(2), x.size(3)};
+  const std::int64_t ins = x.size(1) * kLanes;
   const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
   auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
   auto outputs = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
   for (std::int64_t first = 0; first < batch; first += chunk) {
     const std::int64_t images = std::min(chunk, batch - first);
-    transform_inputs(x, ins, first, images, inputs.data_ptr<float>());
+    transform_inputs(x, first, images, inputs.data_ptr<float>());
     visit(tiling, first, images, images * tiling.per_image(), inputs.data_ptr<float>(),
           outputs.data_ptr<float>());
   }
@@ -760,12 +760,11 @@ void for_each_chunk(const torch::Tensor& x, std::int64_t ins, std::int64_t outs,
 
 // The stride-1, padding-1 convolution of blocked x (N x ins) with transformed weights
 // ([point][ins][outs], transform_weights) into blocked y (N x outs).
-void convolve(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& weights,
-              std::int64_t outs, torch::Tensor& y) {
-  const std::int64_t out_blocks = outs / kLanes;
+void convolve(const torch::Tensor& x, const torch::Tensor& weights, torch::Tensor& y) {
+  const std::int64_t ins = x.size(1) * kLanes, out_blocks = y.size(1), outs = out_blocks * kLanes;
   float* yd = y.data_ptr<float>();
   for_each_chunk(
-      x, ins, outs,
+      x, outs,
       [&](const Tiling& tiling, std::int64_t first, std::int64_t images, std::int64_t tiles,
           const float* v, float* m) {
         for (std::int64_t p = 0; p < kPoints; ++p)
@@ -782,13 +781,12 @@ void convolve(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& wei
 
 // The OIHW weight gradient of that convolution from blocked x and the output's gradient dy:
 // sum over tiles of the transformed input times the transformed gradient, per point.
-torch::Tensor weight_gradient(const torch::Tensor& x, std::int64_t ins, const torch::Tensor& dy,
-                              std::int64_t outs) {
-  const std::int64_t out_blocks = outs / kLanes;
+torch::Tensor weight_gradient(const torch::Tensor& x, const torch::Tensor& dy) {
+  const std::int64_t ins = x.size(1) * kLanes, out_blocks = dy.size(1), outs = out_blocks * kLanes;
   auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
   const float* gd = dy.data_ptr<float>();
   for_each_chunk(
-      x, ins, outs,
+      x, outs,
       [&](const Tiling& tiling, std::int64_t first, std::int64_t images, std::int64_t tiles,
           const float* v, float* z) {
         const std::int64_t plane = tiling.height * tiling.width * kLanes;
@@ -819,8 +817,7 @@ class Conv : public torch::autograd::Function<Conv> {
     ctx->saved_data["padding"] = padding;
     auto y = blocked_like(shape.dst());
     if (winograd::applies(shape)) {
-      winograd::convolve(x, shape.src[1], winograd::transform_weights(w, false), shape.weight[0],
-                         y);
+      winograd::convolve(x, winograd::transform_weights(w, false), y);
       return y;
     }
     const auto& p = conv_cache().get(shape);
@@ -846,11 +843,9 @@ class Conv : public torch::autograd::Function<Conv> {
       torch::Tensor dx, dw;
       if (ctx->needs_input_grad(0)) {
         dx = torch::empty_like(x);
-        winograd::convolve(g, shape.weight[0], winograd::transform_weights(w, true), shape.src[1],
-                           dx);
+        winograd::convolve(g, winograd::transform_weights(w, true), dx);
       }
-      if (ctx->needs_input_grad(1))
-        dw = winograd::weight_gradient(x, shape.src[1], g, shape.weight[0]);
+      if (ctx->needs_input_grad(1)) dw = winograd::weight_gradient(x, g);
       return {dx, dw, torch::Tensor(), torch::Tensor()};
     }
     const auto& p = conv_cache().get(shape);
