@@ -15,6 +15,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "onednn_plan.hpp"
+#include "winograd.hpp"
 #endif
 
 namespace facemag::nn::blocked {
@@ -526,284 +527,30 @@ torch::Tensor blocked_like(const memory::dims& dims) {
 // 256 channels at 14x14 forward 107 / 62, data gradient 88 / 63, weight gradient 145 / 70;
 // 512 at 7x7 132 / 78, 90 / 67, 183 / 96; 128 at 28x28 83 / 70, 79 / 69, 115 / 77. At 64
 // channels the products are too narrow (56x56 forward 88 against 143), so those stay direct.
-namespace winograd {
-
-constexpr std::int64_t kLanes = 8;
-constexpr std::int64_t kPoints = 16;  // the transformed 4x4 tile
-// Tiles per product: ~800 keeps the products efficient and the transformed chunk (~25 MB at 512
-// channels) small.
-constexpr std::int64_t kTilesPerProduct = 784;
-using Lanes = FloatVec<kLanes>;
-
-bool applies(const ConvShape& shape) {
-  return block_width() == kLanes && shape.weight[2] == 3 && shape.stride == 1 &&
-         shape.padding == 1 && !shape.image_input() && shape.src[1] >= 128 &&
-         shape.weight[0] >= 128;
+// Facemag's Winograd F(2x2, 3x3) (winograd.hpp) where oneDNN has none: 8-channel blocks.
+bool winograd_applies(const ConvShape& shape) {
+  return block_width() == winograd::kLanes && shape.weight[2] == 3 && shape.stride == 1 &&
+         shape.padding == 1 && !shape.image_input() &&
+         winograd::pays_off(shape.src[1], shape.weight[0]);
 }
 
-// 2x2 output tiles over an H x W image (the last row or column of tiles half outside when odd).
-struct Tiling {
-  std::int64_t height, width;
-  std::int64_t rows() const { return (height + 1) / 2; }
-  std::int64_t cols() const { return (width + 1) / 2; }
-  std::int64_t per_image() const { return rows() * cols(); }
-};
-
-// A block's values at pixel (y, x) of its H x W plane, zeros outside.
-[[gnu::always_inline]] inline Lanes pixel_or_zero(const float* plane, const Tiling& tiling,
-                                                  std::int64_t y, std::int64_t x) {
-  return y < 0 || y >= tiling.height || x < 0 || x >= tiling.width
-             ? Lanes{}
-             : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
+winograd::Blocked blocked_view(const torch::Tensor& x) {
+  const auto dims = logical_dims(x);
+  return {x.data_ptr<float>(), dims[0], dims[1], dims[2], dims[3]};
 }
 
-// Transformed values are stored [point][tile][channel]: one row-major tiles x channels matrix per
-// point. A transform handles one row of tiles of one channel block of one image: `tiles` points at
-// the row's first tile and the block's first channel, `channels` is the distance between tiles
-// and `point_stride` between points.
-
-// B^T d B of each 4x4 input tile d (the tile's outputs' 3x3 neighbourhoods, zeros outside).
-FACEMAG_VECTOR_CLONES void transform_input_row(const float* __restrict plane, Tiling tiling,
-                                               std::int64_t row, float* __restrict tiles,
-                                               std::int64_t channels, std::int64_t point_stride) {
-  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
-    Lanes d[4][4];
-    for (std::int64_t i = 0; i < 4; ++i)
-      for (std::int64_t j = 0; j < 4; ++j)
-        d[i][j] = pixel_or_zero(plane, tiling, 2 * row - 1 + i, 2 * col - 1 + j);
-    Lanes r[4][4];  // B^T d
-    for (std::int64_t j = 0; j < 4; ++j) {
-      r[0][j] = d[0][j] - d[2][j];
-      r[1][j] = d[1][j] + d[2][j];
-      r[2][j] = d[2][j] - d[1][j];
-      r[3][j] = d[1][j] - d[3][j];
-    }
-    for (std::int64_t i = 0; i < 4; ++i) {  // (B^T d) B
-      float* out = tiles + 4 * i * point_stride;
-      store_floats<kLanes>(out, r[i][0] - r[i][2]);
-      store_floats<kLanes>(out + point_stride, r[i][1] + r[i][2]);
-      store_floats<kLanes>(out + 2 * point_stride, r[i][2] - r[i][1]);
-      store_floats<kLanes>(out + 3 * point_stride, r[i][1] - r[i][3]);
-    }
-  }
+torch::Tensor winograd_workspace(const winograd::Blocked& x, std::int64_t outs) {
+  return torch::empty({winograd::workspace_floats(x, outs)}, torch::kFloat32);
 }
 
-// A^T m A of each transformed product m: the 2x2 outputs, those inside the image stored.
-FACEMAG_VECTOR_CLONES void transform_output_row(const float* __restrict tiles,
-                                                std::int64_t channels, std::int64_t point_stride,
-                                                Tiling tiling, std::int64_t row,
-                                                float* __restrict plane) {
-  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
-    Lanes m[4][4];
-    for (std::int64_t p = 0; p < kPoints; ++p)
-      m[p / 4][p % 4] = load_floats<kLanes>(tiles + p * point_stride);
-    for (std::int64_t i = 0; i < 2; ++i) {
-      const std::int64_t y = 2 * row + i, x = 2 * col;
-      if (y >= tiling.height) break;
-      Lanes r[4];  // row i of A^T m
-      for (std::int64_t j = 0; j < 4; ++j)
-        r[j] = i == 0 ? m[0][j] + m[1][j] + m[2][j] : m[1][j] - m[2][j] - m[3][j];
-      float* out = plane + (y * tiling.width + x) * kLanes;
-      store_floats<kLanes>(out, r[0] + r[1] + r[2]);
-      if (x + 1 < tiling.width) store_floats<kLanes>(out + kLanes, r[1] - r[2] - r[3]);
-    }
-  }
+// The stride-1 padding-1 convolution of blocked x with transformed weights into blocked y.
+void winograd_convolve(const torch::Tensor& x, const torch::Tensor& transformed, torch::Tensor& y) {
+  const auto input = blocked_view(x);
+  const auto outs = logical_dims(y)[1];
+  auto workspace = winograd_workspace(input, outs);
+  winograd::convolve(input, transformed.data_ptr<float>(), outs, y.data_ptr<float>(), {},
+                     workspace.data_ptr<float>());
 }
-
-// A g A^T of each 2x2 tile g of the output's gradient (zeros outside): the gradient of the
-// transformed products.
-FACEMAG_VECTOR_CLONES void transform_output_gradient_row(const float* __restrict plane,
-                                                         Tiling tiling, std::int64_t row,
-                                                         float* __restrict tiles,
-                                                         std::int64_t channels,
-                                                         std::int64_t point_stride) {
-  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
-    Lanes g[2][2];
-    for (std::int64_t i = 0; i < 2; ++i)
-      for (std::int64_t j = 0; j < 2; ++j)
-        g[i][j] = pixel_or_zero(plane, tiling, 2 * row + i, 2 * col + j);
-    const Lanes r[4][2] = {{g[0][0], g[0][1]},  // A g
-                           {g[0][0] + g[1][0], g[0][1] + g[1][1]},
-                           {g[0][0] - g[1][0], g[0][1] - g[1][1]},
-                           {-g[1][0], -g[1][1]}};
-    for (std::int64_t i = 0; i < 4; ++i) {  // (A g) A^T
-      float* out = tiles + 4 * i * point_stride;
-      store_floats<kLanes>(out, r[i][0]);
-      store_floats<kLanes>(out + point_stride, r[i][0] + r[i][1]);
-      store_floats<kLanes>(out + 2 * point_stride, r[i][0] - r[i][1]);
-      store_floats<kLanes>(out + 3 * point_stride, -r[i][1]);
-    }
-  }
-}
-
-// G k G^T of every 3x3 kernel k of OIHW weights, as [point][in][out] matrices (the right-hand
-// factors of the forward products). For the data gradient (a forward convolution of the output's
-// gradient with the kernels rotated by 180 degrees, in and out swapped): [point][out][in] of the
-// rotated kernels.
-torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient) {
-  const std::int64_t outs = weight.size(0), ins = weight.size(1);
-  auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
-  const float* w = weight.data_ptr<float>();
-  float* u = transformed.data_ptr<float>();
-  at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t o = begin; o < end; ++o)
-      for (std::int64_t i = 0; i < ins; ++i) {
-        const float* k = w + (o * ins + i) * 9;
-        float g[3][3];
-        for (int y = 0; y < 3; ++y)
-          for (int x = 0; x < 3; ++x) g[y][x] = for_data_gradient ? k[8 - 3 * y - x] : k[3 * y + x];
-        float r[4][3];  // G k
-        for (int x = 0; x < 3; ++x) {
-          r[0][x] = g[0][x];
-          r[1][x] = (g[0][x] + g[1][x] + g[2][x]) * 0.5f;
-          r[2][x] = (g[0][x] - g[1][x] + g[2][x]) * 0.5f;
-          r[3][x] = g[2][x];
-        }
-        const std::int64_t at = for_data_gradient ? o * ins + i : i * outs + o;
-        for (int y = 0; y < 4; ++y) {  // (G k) G^T
-          const float row[4] = {r[y][0], (r[y][0] + r[y][1] + r[y][2]) * 0.5f,
-                                (r[y][0] - r[y][1] + r[y][2]) * 0.5f, r[y][2]};
-          for (int x = 0; x < 4; ++x) u[(4 * y + x) * ins * outs + at] = row[x];
-        }
-      }
-  });
-  return transformed;
-}
-
-// OIHW weight gradient from the transformed one ([point][in][out]): G^T d G of each pair.
-torch::Tensor weight_gradient_of(const torch::Tensor& transformed, std::int64_t outs,
-                                 std::int64_t ins) {
-  auto dw = torch::empty({outs, ins, 3, 3}, torch::kFloat32);
-  const float* u = transformed.data_ptr<float>();
-  float* w = dw.data_ptr<float>();
-  at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t o = begin; o < end; ++o)
-      for (std::int64_t i = 0; i < ins; ++i) {
-        float d[4][4];
-        for (int p = 0; p < kPoints; ++p) d[p / 4][p % 4] = u[p * ins * outs + i * outs + o];
-        float r[3][4];  // G^T d
-        for (int x = 0; x < 4; ++x) {
-          const float half_sum = (d[1][x] + d[2][x]) * 0.5f;
-          r[0][x] = d[0][x] + half_sum;
-          r[1][x] = (d[1][x] - d[2][x]) * 0.5f;
-          r[2][x] = half_sum + d[3][x];
-        }
-        float* k = w + (o * ins + i) * 9;
-        for (int y = 0; y < 3; ++y) {  // (G^T d) G
-          const float half_sum = (r[y][1] + r[y][2]) * 0.5f;
-          k[3 * y] = r[y][0] + half_sum;
-          k[3 * y + 1] = (r[y][1] - r[y][2]) * 0.5f;
-          k[3 * y + 2] = half_sum + r[y][3];
-        }
-      }
-  });
-  return dw;
-}
-
-void multiply(char transpose_a, std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
-              const float* b, float beta, float* c) {
-  const auto status =
-      dnnl::sgemm(transpose_a, 'N', m, n, k, 1.0f, a, transpose_a == 'N' ? k : m, b, n, beta, c, n);
-  if (status != dnnl::status::success)
-    throw Error("blocked convolution: oneDNN's sgemm failed for a " + std::to_string(m) + " x " +
-                std::to_string(k) + " by " + std::to_string(k) + " x " + std::to_string(n) +
-                " product");
-}
-
-std::int64_t images_per_product(const Tiling& tiling, std::int64_t batch) {
-  return std::clamp((kTilesPerProduct + tiling.per_image() - 1) / tiling.per_image(),
-                    std::int64_t{1}, batch);
-}
-
-// Calls transform(image, block, tile row) for every row of tiles of the chunk's images, in
-// parallel.
-template <class Transform>
-void for_each_tile_row(std::int64_t images, std::int64_t blocks, const Tiling& tiling,
-                       Transform transform) {
-  at::parallel_for(
-      0, images * blocks * tiling.rows(), 1, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t r = begin; r < end; ++r)
-          transform(r / (blocks * tiling.rows()), r / tiling.rows() % blocks, r % tiling.rows());
-      });
-}
-
-// The input tiles of images first .. first + images - 1 of blocked x into v.
-void transform_inputs(const torch::Tensor& x, std::int64_t first, std::int64_t images, float* v) {
-  const Tiling tiling{x.size(2), x.size(3)};
-  const std::int64_t blocks = x.size(1), ins = blocks * kLanes, tiles = images * tiling.per_image();
-  const float* xd = x.data_ptr<float>() + first * ins * tiling.height * tiling.width;
-  for_each_tile_row(images, blocks, tiling, [&](auto image, auto block, auto row) {
-    transform_input_row(
-        xd + (image * blocks + block) * tiling.height * tiling.width * kLanes, tiling, row,
-        v + (image * tiling.per_image() + row * tiling.cols()) * ins + block * kLanes, ins,
-        tiles * ins);
-  });
-}
-
-// Goes through the batch of blocked x a chunk of images at a time: transforms the chunk's input
-// tiles into v ([point][tile][x's channels]), then calls visit(tiling, first image, images, tiles,
-// v, w) with w room for [point][tile][outs].
-template <class Visit>
-void for_each_chunk(const torch::Tensor& x, std::int64_t outs, Visit visit) {
-  const Tiling tiling{x.size(2), x.size(3)};
-  const std::int64_t ins = x.size(1) * kLanes;
-  const std::int64_t batch = x.size(0), chunk = images_per_product(tiling, batch);
-  auto inputs = torch::empty({kPoints * chunk * tiling.per_image() * ins}, torch::kFloat32);
-  auto outputs = torch::empty({kPoints * chunk * tiling.per_image() * outs}, torch::kFloat32);
-  for (std::int64_t first = 0; first < batch; first += chunk) {
-    const std::int64_t images = std::min(chunk, batch - first);
-    transform_inputs(x, first, images, inputs.data_ptr<float>());
-    visit(tiling, first, images, images * tiling.per_image(), inputs.data_ptr<float>(),
-          outputs.data_ptr<float>());
-  }
-}
-
-// The stride-1, padding-1 convolution of blocked x (N x ins) with transformed weights
-// ([point][ins][outs], transform_weights) into blocked y (N x outs).
-void convolve(const torch::Tensor& x, const torch::Tensor& weights, torch::Tensor& y) {
-  const std::int64_t ins = x.size(1) * kLanes, out_blocks = y.size(1), outs = out_blocks * kLanes;
-  float* yd = y.data_ptr<float>();
-  for_each_chunk(
-      x, outs,
-      [&](const Tiling& tiling, std::int64_t first, std::int64_t images, std::int64_t tiles,
-          const float* v, float* m) {
-        for (std::int64_t p = 0; p < kPoints; ++p)
-          multiply('N', tiles, outs, ins, v + p * tiles * ins,
-                   weights.data_ptr<float>() + p * ins * outs, 0.0f, m + p * tiles * outs);
-        const std::int64_t plane = tiling.height * tiling.width * kLanes;
-        for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
-          transform_output_row(
-              m + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
-              tiles * outs, tiling, row, yd + ((first + image) * out_blocks + block) * plane);
-        });
-      });
-}
-
-// The OIHW weight gradient of that convolution from blocked x and the output's gradient dy:
-// sum over tiles of the transformed input times the transformed gradient, per point.
-torch::Tensor weight_gradient(const torch::Tensor& x, const torch::Tensor& dy) {
-  const std::int64_t ins = x.size(1) * kLanes, out_blocks = dy.size(1), outs = out_blocks * kLanes;
-  auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
-  const float* gd = dy.data_ptr<float>();
-  for_each_chunk(
-      x, outs,
-      [&](const Tiling& tiling, std::int64_t first, std::int64_t images, std::int64_t tiles,
-          const float* v, float* z) {
-        const std::int64_t plane = tiling.height * tiling.width * kLanes;
-        for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
-          transform_output_gradient_row(
-              gd + ((first + image) * out_blocks + block) * plane, tiling, row,
-              z + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
-              tiles * outs);
-        });
-        for (std::int64_t p = 0; p < kPoints; ++p)
-          multiply('T', ins, outs, tiles, v + p * tiles * ins, z + p * tiles * outs,
-                   first == 0 ? 0.0f : 1.0f, transformed.data_ptr<float>() + p * ins * outs);
-      });
-  return weight_gradient_of(transformed, outs, ins);
-}
-
-}  // namespace winograd
 
 class Conv : public torch::autograd::Function<Conv> {
  public:
@@ -816,8 +563,8 @@ class Conv : public torch::autograd::Function<Conv> {
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
     auto y = blocked_like(shape.dst());
-    if (winograd::applies(shape)) {
-      winograd::convolve(x, winograd::transform_weights(w, false), y);
+    if (winograd_applies(shape)) {
+      winograd_convolve(x, winograd::transform_weights(w, false), y);
       return y;
     }
     const auto& p = conv_cache().get(shape);
@@ -839,13 +586,18 @@ class Conv : public torch::autograd::Function<Conv> {
     const ConvShape shape{logical_dims(x), logical_dims(w), ctx->saved_data["stride"].toInt(),
                           ctx->saved_data["padding"].toInt()};
     const auto g = grads[0].contiguous();
-    if (winograd::applies(shape)) {
+    if (winograd_applies(shape)) {
       torch::Tensor dx, dw;
       if (ctx->needs_input_grad(0)) {
         dx = torch::empty_like(x);
-        winograd::convolve(g, winograd::transform_weights(w, true), dx);
+        winograd_convolve(g, winograd::transform_weights(w, true), dx);
       }
-      if (ctx->needs_input_grad(1)) dw = winograd::weight_gradient(x, g);
+      if (ctx->needs_input_grad(1)) {
+        const auto input = blocked_view(x);
+        auto workspace = winograd_workspace(input, shape.weight[0]);
+        dw = winograd::weight_gradient(input, g.data_ptr<float>(), shape.weight[0],
+                                       workspace.data_ptr<float>());
+      }
       return {dx, dw, torch::Tensor(), torch::Tensor()};
     }
     const auto& p = conv_cache().get(shape);
@@ -891,7 +643,7 @@ bool available() { return onednn::cpu_has(dnnl_cpu_isa_avx2); }
 StrideOneAlgorithm stride_one_algorithm(std::int64_t in, std::int64_t out) {
   if (!available()) return StrideOneAlgorithm::kDirect;
   const ConvShape shape{{8, in, 14, 14}, {out, in, 3, 3}, 1, 1};
-  if (winograd::applies(shape)) return StrideOneAlgorithm::kWinograd2x2;
+  if (winograd_applies(shape)) return StrideOneAlgorithm::kWinograd2x2;
   return conv_cache().get(shape).algorithm == dnnl::algorithm::convolution_winograd
              ? StrideOneAlgorithm::kWinograd4x4
              : StrideOneAlgorithm::kDirect;

@@ -1,0 +1,63 @@
+// Winograd F(2x2, 3x3) for 3x3 stride-1 padding-1 float32 convolutions on 8-channel blocked
+// activations (oneDNN's nChw8c: N x C/8 x H x W x 8, channel c of pixel (h, w) at
+// [n][c / 8][h][w][c % 8]), on AVX2 CPUs, where oneDNN has no Winograd kernels of its own
+// (internal; built with FACEMAG_HAVE_ONEDNN only). Used by blocked training (forward, both
+// gradients) and by the oneDNN inference plans (forward with bias, residual sum and PReLU in the
+// output transform).
+//
+// Each 2x2 output tile comes from a 4x4 input tile: 16 multiplications per pair of channels instead
+// of 36, as 16 oneDNN sgemm products (tiles x in by in x out, one per point of the transformed
+// tile) between transforms that only add and subtract (the weight transform also halves, exactly).
+// Rounding against float64: 0.3-2.2x LibTorch's direct kernels per layer (test_blocked_training).
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+
+namespace facemag::nn::winograd {
+
+inline constexpr std::int64_t kLanes = 8;    // channels per block
+inline constexpr std::int64_t kPoints = 16;  // the transformed 4x4 tile
+
+// Whether F(2x2) is faster than oneDNN's direct kernels for a layer from `ins` to `outs` channels
+// (measured on AVX2: 1.1-2.1x from 128 channels on each side; the products of 64-channel layers
+// are too narrow).
+bool pays_off(std::int64_t ins, std::int64_t outs);
+
+// A blocked activation: `batch` images of `channels` (a multiple of kLanes) x height x width.
+struct Blocked {
+  const float* data;
+  std::int64_t batch, channels, height, width;
+};
+
+// What the output transform does to each result before storing it: y = prelu(result + bias
+// [+ y]). Null pointers: none.
+struct OutputEpilogue {
+  const float* bias = nullptr;   // one per output channel
+  bool accumulate = false;       // add what y holds (a residual sum)
+  const float* prelu = nullptr;  // one slope per output channel
+};
+
+// G k G^T of every 3x3 kernel k of OIHW float32 weights, as [point][in][out] matrices (the
+// right-hand factors of the forward products). For the data gradient (a forward convolution of
+// the output's gradient with the kernels rotated by 180 degrees, in and out swapped):
+// [point][out][in] of the rotated kernels.
+torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient);
+
+// Floats of workspace that convolve() and weight_gradient() need for x with `outs` output
+// channels.
+std::int64_t workspace_floats(const Blocked& x, std::int64_t outs);
+
+// y (blocked, x's batch and size, `outs` channels) = epilogue(conv(x)) with transformed weights
+// ([point][ins][outs], transform_weights).
+void convolve(const Blocked& x, const float* weights, std::int64_t outs, float* y,
+              const OutputEpilogue& epilogue, float* workspace);
+
+// The OIHW weight gradient (outs x ins x 3 x 3) of that convolution from x and the output's
+// gradient dy (blocked, `outs` channels): the sum over tiles of the transformed input times the
+// transformed gradient, per point, transformed back.
+torch::Tensor weight_gradient(const Blocked& x, const float* dy, std::int64_t outs,
+                              float* workspace);
+
+}  // namespace facemag::nn::winograd
