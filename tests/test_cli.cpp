@@ -208,9 +208,32 @@ std::set<std::string> cpu_flags() {
   return flags;
 }
 
-// Which oneDNN kernels a bf16 forward ran on, from oneDNN's verbose log, against the best
-// family this CPU's flags allow: AMX tiles, AVX512-BF16 instructions, or AVX-512 with bf16
-// emulated. The log lines read "onednn_verbose,exec,cpu,convolution,<impl>,...".
+// The convolutions one `facemag quality` of an iResNet-18 in `precision` ran on oneDNN, from its
+// verbose log ("onednn_verbose,exec,cpu,convolution,<impl>,..."): implementation -> executions.
+std::map<std::string, int> onednn_convolutions(const std::string& precision) {
+  test::TempDir tmp;
+  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
+  const auto r = run_cli("quality --aligned --precision " + precision +
+                             " --arch iresnet18 --weights " + (tmp / "m.pth").string() + " " +
+                             (test::golden_dir() / "iresnet" / "inputs" / "0.png").string(),
+                         tmp, "ONEDNN_VERBOSE=1");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, int> kernels;
+  std::istringstream log(r.out + r.err);
+  for (std::string line; std::getline(log, line);) {
+    if (line.rfind("onednn_verbose,exec,cpu,convolution,", 0) != 0) continue;
+    std::istringstream fields(line);
+    std::string field;
+    for (int i = 0; i < 5; ++i) std::getline(fields, field, ',');
+    ++kernels[field];
+  }
+  for (const auto& [impl, count] : kernels)
+    std::cout << "[ kernels ] " << precision << ": " << count << " x " << impl << "\n";
+  return kernels;
+}
+
+// Which oneDNN kernels a bf16 forward ran on, against the best family this CPU's flags allow:
+// AMX tiles, AVX512-BF16 instructions, or AVX-512 with bf16 emulated.
 TEST(CliDispatch, Bf16ConvolutionsRunOnTheBestKernelsOfThisCpu) {
   const auto flags = cpu_flags();
   const auto has = [&](std::initializer_list<const char*> names) {
@@ -227,28 +250,34 @@ TEST(CliDispatch, Bf16ConvolutionsRunOnTheBestKernelsOfThisCpu) {
     GTEST_SKIP() << "CPU without AVX-512: bf16 convolutions do not run on oneDNN here";
   }
   EXPECT_EQ(cpu_kernel_family(), expected) << "oneDNN's effective ISA (facemag bench reports it)";
-
-  test::TempDir tmp;
-  write_magface_checkpoint(tmp / "m.pth", "iresnet18", nn::IResNetDepth::k18);
-  const auto r = run_cli("quality --aligned --precision bf16 --arch iresnet18 --weights " +
-                             (tmp / "m.pth").string() + " " +
-                             (test::golden_dir() / "iresnet" / "inputs" / "0.png").string(),
-                         tmp, "ONEDNN_VERBOSE=1");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::map<std::string, int> kernels;  // convolution implementation -> executions
-  std::istringstream log(r.out + r.err);
-  for (std::string line; std::getline(log, line);) {
-    if (line.rfind("onednn_verbose,exec,cpu,convolution,", 0) != 0) continue;
-    std::istringstream fields(line);
-    std::string field;
-    for (int i = 0; i < 5; ++i) std::getline(fields, field, ',');
-    ++kernels[field];
-  }
-  ASSERT_FALSE(kernels.empty()) << "no oneDNN convolution in the log:\n" << r.err;
+  const auto kernels = onednn_convolutions("bf16");
+  ASSERT_FALSE(kernels.empty()) << "no oneDNN convolution in the log";
   for (const auto& [impl, count] : kernels) {
-    std::cout << "[ kernels ] " << count << " x " << impl << "\n";
     EXPECT_NE(impl.find(expected), std::string::npos)
         << impl << " is not a " << expected << " kernel";
+  }
+}
+
+// float32 iResNet's 3x3 stride-1 convolutions run Winograd on every CPU with AVX2: oneDNN's
+// F(4x4)/F(2x2) kernels on AVX-512 ("jit_wino_*" in its log), else facemag's F(2x2) for the layers
+// with 128 channels or more in and out, which then are absent from oneDNN's log. iResNet-18 has 21
+// convolutions (stem, 16 in blocks, 4 downsampling 1x1); 8 of them are such layers (stage 2's
+// second block, stage 3's and 4's first convolution and second block).
+TEST(CliDispatch, Float32IResNetRunsWinogradWhereTheCpuHasAvx2) {
+  const auto flags = cpu_flags();
+  if (!flags.count("avx2")) GTEST_SKIP() << "CPU without AVX2: direct convolutions only";
+  const auto kernels = onednn_convolutions("fp32");
+  int executions = 0, winograd = 0;
+  for (const auto& [impl, count] : kernels) {
+    executions += count;
+    if (impl.find("wino") != std::string::npos) winograd += count;
+  }
+  if (cpu_kernel_family().starts_with("avx512")) {
+    EXPECT_EQ(executions, 21);
+    EXPECT_GT(winograd, 0) << "no oneDNN Winograd kernel ran";
+  } else {
+    EXPECT_EQ(executions, 21 - 8) << "facemag's F(2x2) should have taken 8 convolutions";
+    EXPECT_EQ(winograd, 0);
   }
 }
 

@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "winograd.hpp"
 
 namespace facemag::nn::onednn {
 namespace {
@@ -39,6 +42,12 @@ dnnl::primitive_attr attributes(const dnnl::post_ops& ops = dnnl::post_ops()) {
 }
 
 std::size_t round_up(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+// Where facemag's Winograd F(2x2) keeps a convolution's weights: [point][in][out] float32, a
+// layout no oneDNN convolution asks for.
+memory::desc winograd_weights(std::int64_t ins, std::int64_t outs) {
+  return {{winograd::kPoints, ins, outs}, DataType::f32, Tag::abc};
+}
 
 // `source` in `layout`: source itself when it already is, else a reordered copy.
 memory in_layout(memory source, const memory::desc& layout, const dnnl::engine& engine) {
@@ -148,6 +157,9 @@ void PlanBuilder::conv(const ConvWeights& weights, const torch::Tensor& bias,
                        const memory::desc& dst_md, const Epilogue& epilogue) {
   const auto& engine = network_.engine();
   const int index = conv_index_++;
+  if (winograd_conv(index, weights, bias, strides, padding, groups, src, src_md, dst, dst_md,
+                    epilogue))
+    return;
   auto weight_dims = weights.sizes;
   const auto out_channels = weight_dims[0];
   if (groups > 1) {  // oneDNN's grouped weights: G x O/G x I/G x kh x kw
@@ -234,6 +246,45 @@ void PlanBuilder::conv(const ConvWeights& weights, const torch::Tensor& bias,
   }
   plan_.steps.push_back(std::move(step));
   if (has_prelu && !prelu_fused) prelu(epilogue.prelu, dst, dst_md);
+}
+
+bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const torch::Tensor& bias,
+                                const memory::dims& strides, const memory::dims& padding,
+                                std::int64_t groups, Slot src, const memory::desc& src_md, Slot dst,
+                                const memory::desc& dst_md, const Epilogue& epilogue) {
+  const auto& w = weights.sizes;
+  const auto blocks_of_8 = [](const memory::desc& md) {
+    return md == memory::desc(md.dims(), DataType::f32, Tag::nChw8c);
+  };
+  if (groups != 1 || w[2] != 3 || w[3] != 3 || strides != memory::dims{1, 1} ||
+      padding != memory::dims{1, 1} || !blocks_of_8(src_md) || !blocks_of_8(dst_md) ||
+      epilogue.relu || !epilogue.output_scales.empty() || !winograd::pays_off(w[1], w[0]))
+    return false;
+  const auto dims = src_md.dims();
+  const winograd::Blocked shape{nullptr, dims[0], dims[1], dims[2], dims[3]};
+  const std::int64_t outs = w[0];
+  const auto transformed = network_.weights_in(index, weights, winograd_weights(w[1], outs));
+  const auto bias_values = float32(bias, {outs}, Tag::a);
+  winograd::OutputEpilogue out{.bias = static_cast<const float*>(bias_values.get_data_handle()),
+                               .accumulate = epilogue.accumulate};
+  if (epilogue.prelu.defined()) {
+    out.prelu = static_cast<const float*>(
+        float32(epilogue.prelu, {epilogue.prelu.numel()}, Tag::a).get_data_handle());
+  }
+  plan_.scratchpad_bytes =
+      std::max(plan_.scratchpad_bytes,
+               static_cast<std::size_t>(winograd::workspace_floats(shape, outs)) * sizeof(float));
+  plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst_md.get_size()));
+  Plan::Step step{{}, {}, {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
+  step.kernel = [shape, transformed, out, outs, src, dst](const std::vector<void*>& slots,
+                                                          void* scratchpad) {
+    auto input = shape;
+    input.data = static_cast<const float*>(slots[src]);
+    winograd::convolve(input, static_cast<const float*>(transformed.get_data_handle()), outs,
+                       static_cast<float*>(slots[dst]), out, static_cast<float*>(scratchpad));
+  };
+  plan_.steps.push_back(std::move(step));
+  return true;
 }
 
 void PlanBuilder::prelu(const torch::Tensor& slope, Slot slot, const memory::desc& md) {
@@ -341,6 +392,13 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
   for (const auto& m : kept) {
     if (m.get_desc() == layout) return m;
   }
+  if (layout == winograd_weights(weights.sizes[1], weights.sizes[0])) {
+    const auto transformed = winograd::transform_weights(weights.values(), false);
+    memory target(layout, engine_);
+    std::memcpy(target.get_data_handle(), transformed.data_ptr(), layout.get_size());
+    kept.push_back(target);
+    return target;
+  }
   // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only (float32 or
   // bfloat16: the reorder converts). Always a copy: `plain` may be a temporary.
   const auto plain = weights.values().contiguous();
@@ -409,6 +467,11 @@ void Network::run_plan(const Plan& plan, const float* input, float* output) cons
                           engine_, base + buffers * plan.activation_bytes);
   dnnl::stream stream(engine_);
   for (const auto& step : plan.steps) {
+    if (step.kernel) {
+      stream.wait();  // the primitives before it have written its input
+      step.kernel(slots, scratchpad.get_data_handle());
+      continue;
+    }
     auto args = step.constant_args;
     for (const auto& [arg, slot, md] : step.activation_args) {
       args.emplace(arg, memory(md, engine_, slots[slot]));
