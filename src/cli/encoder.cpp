@@ -10,9 +10,10 @@ namespace facemag::cli {
 
 void add_precision_option(CLI::App& cmd, std::string& precision) {
   cmd.add_option("--precision", precision,
-                 "fp32 (BatchNorm folded, on oneDNN; iResNet100 peaks at 1.0 GB at batch 16 on "
-                 "AVX2 against PyTorch's 0.8 GB, and its Winograd weights on AVX-512 cost more: "
-                 "~1.7-2.0 GB against ~1.0 GB), bf16 (oneDNN bfloat16 "
+                 "fp32 (BatchNorm folded, on oneDNN, iResNet's 3x3 convolutions Winograd: "
+                 "their transformed weights cost memory, iResNet100 peaks at batch 16 at ~1.2 GB "
+                 "on AVX2 and ~1.7-2.0 GB on AVX-512 against PyTorch's ~0.8-1.0 GB), bf16 "
+                 "(oneDNN bfloat16 "
                  "on AVX-512 CPUs: faster, about half the memory of fp32, cosine >= 0.9997 to "
                  "fp32), int8 (VNNI CPUs, after `facemag calibrate-int8`: ~1.4-1.8x bf16's speed "
                  "for iResNet and Inception, ~1.2x for MobileFaceNet) or reference (PyTorch's "

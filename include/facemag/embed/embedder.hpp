@@ -29,11 +29,11 @@ struct Embedding {
 //   kReference: the network op for op as PyTorch runs it (NCHW, BatchNorm separate).
 //   kFloat32 (default): BatchNorm folded into the convolutions, the network on oneDNN where the
 //     build has it: iResNet with Winograd 3x3 convolutions (nn::OneDnnIResNet; its cost is
-//     memory: the 3x3 weights kept as 6x6 Winograd tiles, iResNet100 ~2.0 GB peak at batch 16
-//     against PyTorch's ~1.0 GB), MobileFaceNet and InceptionResnetV1 from their own
-//     descriptions (nn::OneDnnGraph); without oneDNN, LibTorch channels-last (iResNet,
-//     Inception) or kReference (MobileFaceNet). Results equal the reference up to float32
-//     rounding (1 - cosine ~1e-11).
+//     memory: the 3x3 weights kept as Winograd tiles, iResNet100 at batch 16 peaks at ~2.0 GB on
+//     AVX-512 (6x6 tiles) and ~1.2 GB on AVX2 (4x4) against PyTorch's ~1.0 and ~0.8), MobileFaceNet
+//     and InceptionResnetV1 from their own descriptions (nn::OneDnnGraph); without oneDNN, LibTorch
+//     channels-last (iResNet, Inception) or kReference (MobileFaceNet). Results equal the reference
+//     up to float32 rounding (1 - cosine ~1e-11).
 //   kBFloat16: the same networks on oneDNN in bfloat16 (weights and stored activations rounded
 //     to 8 significant bits, float32 accumulation), where the CPU has AVX-512 (AVX512-BF16 or
 //     AMX natively, else emulated by oneDNN); about half the memory of kFloat32. Accuracy cost
