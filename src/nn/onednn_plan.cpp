@@ -258,7 +258,7 @@ bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const tor
   };
   if (groups != 1 || w[2] != 3 || w[3] != 3 || strides != memory::dims{1, 1} ||
       padding != memory::dims{1, 1} || !blocks_of_8(src_md) || !blocks_of_8(dst_md) ||
-      epilogue.relu || !epilogue.output_scales.empty() || !winograd::pays_off(w[1], w[0]))
+      !epilogue.output_scales.empty() || !winograd::pays_off(w[1], w[0]))
     return false;
   const auto dims = src_md.dims();
   const winograd::Blocked shape{nullptr, dims[0], dims[1], dims[2], dims[3]};
@@ -266,7 +266,8 @@ bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const tor
   const auto transformed = network_.weights_in(index, weights, winograd_weights(w[1], outs));
   const auto bias_values = float32(bias, {outs}, Tag::a);
   winograd::OutputEpilogue out{.bias = static_cast<const float*>(bias_values.get_data_handle()),
-                               .accumulate = epilogue.accumulate};
+                               .accumulate = epilogue.accumulate,
+                               .relu = epilogue.relu};
   if (epilogue.prelu.defined()) {
     out.prelu = static_cast<const float*>(
         float32(epilogue.prelu, {epilogue.prelu.numel()}, Tag::a).get_data_handle());

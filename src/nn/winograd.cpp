@@ -71,18 +71,19 @@ FACEMAG_VECTOR_CLONES void transform_input_row(const float* __restrict plane, Ti
 
 // One block's epilogue: its lanes of the bias and slopes.
 struct BlockEpilogue {
-  bool bias, accumulate, prelu;
+  bool bias, accumulate, relu, prelu;
   Lanes bias_lanes, slope_lanes;
 
   BlockEpilogue(const OutputEpilogue& e, std::int64_t block)
-      : bias(e.bias != nullptr), accumulate(e.accumulate), prelu(e.prelu != nullptr) {
+      : bias(e.bias != nullptr), accumulate(e.accumulate), relu(e.relu), prelu(e.prelu != nullptr) {
     if (bias) bias_lanes = load_floats<kLanes>(e.bias + block * kLanes);
     if (prelu) slope_lanes = load_floats<kLanes>(e.prelu + block * kLanes);
   }
-  // In oneDNN's order: bias, then the residual sum, then PReLU.
+  // In oneDNN's order: bias, the residual sum, ReLU, PReLU.
   [[gnu::always_inline]] void store(float* out, Lanes v) const {
     if (bias) v += bias_lanes;
     if (accumulate) v += load_floats<kLanes>(out);
+    if (relu) v = max_floats<kLanes>(v, Lanes{});
     if (prelu) v = prelu_floats<kLanes>(v, slope_lanes);
     store_floats<kLanes>(out, v);
   }

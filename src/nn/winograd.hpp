@@ -2,8 +2,8 @@
 // activations (oneDNN's nChw8c: N x C/8 x H x W x 8, channel c of pixel (h, w) at
 // [n][c / 8][h][w][c % 8]), on AVX2 CPUs, where oneDNN has no Winograd kernels of its own
 // (internal; built with FACEMAG_HAVE_ONEDNN only). Used by blocked training (forward, both
-// gradients) and by the oneDNN inference plans (forward with bias, residual sum and PReLU in the
-// output transform).
+// gradients) and by the oneDNN inference plans (forward with bias, residual sum, ReLU and PReLU
+// in the output transform).
 //
 // Each 2x2 output tile comes from a 4x4 input tile: 16 multiplications per pair of channels instead
 // of 36, as 16 oneDNN sgemm products (tiles x in by in x out, one per point of the transformed
@@ -31,11 +31,12 @@ struct Blocked {
   std::int64_t batch, channels, height, width;
 };
 
-// What the output transform does to each result before storing it: y = prelu(result + bias
-// [+ y]). Null pointers: none.
+// What the output transform does to each result before storing it, in oneDNN's post-op order:
+// y = prelu(relu(result + bias [+ y])). Null pointers, false: none.
 struct OutputEpilogue {
-  const float* bias = nullptr;   // one per output channel
-  bool accumulate = false;       // add what y holds (a residual sum)
+  const float* bias = nullptr;  // one per output channel
+  bool accumulate = false;      // add what y holds (a residual sum)
+  bool relu = false;
   const float* prelu = nullptr;  // one slope per output channel
 };
 
