@@ -19,6 +19,7 @@
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/image.hpp"
+#include "facemag/nn/blocked_training.hpp"
 #include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
 #include "facemag/train/collective.hpp"
@@ -181,10 +182,19 @@ int bench_train(const BenchOptions& opt) {
   return kExitOk;
 }
 
+// The kernel family oneDNN runs here, and where facemag's own Winograd F(2x2) takes the 3x3
+// stride-1 convolutions of 128 channels or more (float32 on AVX2: oneDNN has no Winograd there).
+std::string kernels() {
+  std::string text = "oneDNN " + cpu_kernel_family();
+  if (nn::blocked::stride_one_algorithm(128, 128) == nn::blocked::StrideOneAlgorithm::kWinograd2x2)
+    text += " + facemag Winograd F(2x2) for fp32 3x3";
+  return text;
+}
+
 int run_bench(const BenchOptions& opt) {
   const int threads = configure_runtime(opt.threads);
   std::cout << nlohmann::json{{"cpu", cpu_model_name()},
-                              {"kernels", "oneDNN " + cpu_kernel_family()},
+                              {"kernels", kernels()},
                               {"threads", threads},
                               {"libtorch", TORCH_VERSION},
                               {"repeat", opt.repeat}}
