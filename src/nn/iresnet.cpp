@@ -192,21 +192,31 @@ FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype,
     }
   }
   // features(fc(flatten(bn2(y)))): bn2 scales the fc's input columns (channel c owns columns
-  // c*49 .. c*49+48), `features` scales its output rows.
-  // In place where it can: iResNet100's fc is 51 MB in float32, and every temporary in double
-  // (102 MB) would stay in facemag's untrimmed heap.
+  // c*49 .. c*49+48), `features` scales its output rows. Folded in double a few rows at a time:
+  // iResNet100's fc is 51 MB in float32, all of it in double 102 MB, which would stay in
+  // facemag's untrimmed heap.
   const auto [s2, t2] = batch_norm_affine(*net.bn2);
-  auto weight = net.fc->weight.to(torch::kFloat64);
-  const auto spatial = weight.size(1) / s2.size(0);
-  auto bias = net.fc->bias.to(torch::kFloat64) + weight.matmul(t2.repeat_interleave(spatial));
   const auto [fs, ft] = batch_norm_affine(*net.features);
-  weight.mul_(s2.repeat_interleave(spatial)).mul_(fs.view({-1, 1}));
-  bias = bias * fs + ft;
+  const auto rows = net.fc->weight.size(0), columns = net.fc->weight.size(1), channels = s2.size(0),
+             spatial = columns / channels;
+  const auto column_scale = s2.repeat_interleave(spatial),
+             column_shift = t2.repeat_interleave(spatial);
   // Columns reordered from (c, hw) to (hw, c): a channels-last activation flattens without a copy.
-  fc_weight = torch::empty({weight.size(0), weight.size(1)}, torch::kFloat32);
-  fc_weight.view({weight.size(0), spatial, s2.size(0)})
-      .copy_(weight.view({weight.size(0), s2.size(0), spatial}).permute({0, 2, 1}));
-  fc_bias = bias.to(torch::kFloat32);
+  fc_weight = torch::empty({rows, columns}, torch::kFloat32);
+  fc_bias = torch::empty({rows}, torch::kFloat32);
+  constexpr std::int64_t kRowsAtATime = 32;
+  for (std::int64_t first = 0; first < rows; first += kRowsAtATime) {
+    const auto n = std::min(kRowsAtATime, rows - first);
+    auto weight = net.fc->weight.narrow(0, first, n).to(torch::kFloat64);
+    const auto bias =
+        net.fc->bias.narrow(0, first, n).to(torch::kFloat64) + weight.matmul(column_shift);
+    const auto row_scale = fs.narrow(0, first, n);
+    weight.mul_(column_scale).mul_(row_scale.view({-1, 1}));
+    fc_weight.narrow(0, first, n)
+        .view({n, spatial, channels})
+        .copy_(weight.view({n, channels, spatial}).permute({0, 2, 1}));
+    fc_bias.narrow(0, first, n).copy_(bias * row_scale + ft.narrow(0, first, n));
+  }
 }
 
 FusedIResNet::FusedIResNet(const IResNetImpl& net, torch::ScalarType dtype)
