@@ -529,9 +529,9 @@ torch::Tensor blocked_like(const memory::dims& dims) {
 // channels the products are too narrow (56x56 forward 88 against 143), so those stay direct.
 // Facemag's Winograd F(2x2, 3x3) (winograd.hpp) where oneDNN has none: 8-channel blocks.
 bool winograd_applies(const ConvShape& shape) {
-  return block_width() == winograd::kLanes && shape.weight[2] == 3 && shape.stride == 1 &&
-         shape.padding == 1 && !shape.image_input() &&
-         winograd::pays_off(shape.src[1], shape.weight[0]);
+  return block_width() == winograd::kLanes && !shape.image_input() &&
+         winograd::applies(shape.src[1], shape.weight[0], shape.weight[2], shape.stride,
+                           shape.padding);
 }
 
 winograd::Blocked blocked_view(const torch::Tensor& x) {

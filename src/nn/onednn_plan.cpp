@@ -256,10 +256,9 @@ bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const tor
   const auto blocks_of_8 = [](const memory::desc& md) {
     return md == memory::desc(md.dims(), DataType::f32, Tag::nChw8c);
   };
-  // Measured against oneDNN's direct kernels on AVX2 only; its 8-channel blocks are AVX2's.
-  if (!cpu_has(dnnl_cpu_isa_avx2) || groups != 1 || w[2] != 3 || w[3] != 3 ||
-      strides != memory::dims{1, 1} || padding != memory::dims{1, 1} || !blocks_of_8(src_md) ||
-      !blocks_of_8(dst_md) || !epilogue.output_scales.empty() || !winograd::pays_off(w[1], w[0]))
+  if (groups != 1 || w[2] != w[3] || strides[0] != strides[1] || padding[0] != padding[1] ||
+      !winograd::applies(w[1], w[0], w[2], strides[0], padding[0]) || !blocks_of_8(src_md) ||
+      !blocks_of_8(dst_md) || !epilogue.output_scales.empty())
     return false;
   const auto dims = src_md.dims();
   const winograd::Blocked shape{nullptr, dims[0], dims[1], dims[2], dims[3]};

@@ -12,6 +12,7 @@
 
 #include "facemag/error.hpp"
 #include "kernels.hpp"
+#include "onednn_plan.hpp"
 
 namespace facemag::nn::winograd {
 namespace {
@@ -227,7 +228,11 @@ void require_blocks(const Blocked& x, std::int64_t outs) {
 
 }  // namespace
 
-bool pays_off(std::int64_t ins, std::int64_t outs) { return ins >= 128 && outs >= 128; }
+bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int64_t stride,
+             std::int64_t padding) {
+  return kernel == 3 && stride == 1 && padding == 1 && ins >= 128 && outs >= 128 &&
+         onednn::cpu_has(dnnl_cpu_isa_avx2);
+}
 
 torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient) {
   const auto k = weight.to(torch::kFloat32).contiguous();

@@ -20,10 +20,13 @@ namespace facemag::nn::winograd {
 inline constexpr std::int64_t kLanes = 8;    // channels per block
 inline constexpr std::int64_t kPoints = 16;  // the transformed 4x4 tile
 
-// Whether F(2x2) is faster than oneDNN's direct kernels for a layer from `ins` to `outs` channels
-// (measured on AVX2: 1.1-2.1x from 128 channels on each side; the products of 64-channel layers
-// are too narrow).
-bool pays_off(std::int64_t ins, std::int64_t outs);
+// Whether F(2x2) takes a convolution from `ins` to `outs` channels with a square kernel and equal
+// strides and paddings: 3x3, stride 1, padding 1, on a CPU where oneDNN runs AVX2, and where it is
+// faster than oneDNN's direct kernels (measured on AVX2: 1.1-2.1x from 128 channels on each side;
+// the products of 64-channel layers are too narrow). The caller checks its layout (8-channel
+// blocks, float32).
+bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int64_t stride,
+             std::int64_t padding);
 
 // A blocked activation: `batch` images of `channels` (a multiple of kLanes) x height x width.
 struct Blocked {
