@@ -387,18 +387,40 @@ bool Network::has_weights(int conv_index, const memory::desc& layout) const {
                      [&](const memory& m) { return m.get_desc() == layout; });
 }
 
+namespace {
+
+// Whether `kept` holds a convolution's weights in a layout oneDNN reorders from into any other
+// layout of theirs (not a Winograd layout: those are reorder targets only).
+bool reorderable_to(const memory& kept, const memory::desc& layout) {
+  const auto& desc = kept.get_desc();
+  return desc.data.format_kind == dnnl_blocked && desc.dims() == layout.dims() &&
+         desc.data_type() == layout.data_type();
+}
+
+}  // namespace
+
 memory Network::weights_in(int conv_index, const ConvWeights& weights,
                            const memory::desc& layout) const {
   auto& kept = weights_[conv_index];
   for (const auto& m : kept) {
     if (m.get_desc() == layout) return m;
   }
+  memory target(layout, engine_);
   if (layout == winograd_weights(weights.sizes[1], weights.sizes[0])) {
-    const auto transformed = winograd::transform_weights(weights.values(), false);
-    memory target(layout, engine_);
-    std::memcpy(target.get_data_handle(), transformed.data_ptr(), layout.get_size());
+    winograd::transform_weights(weights.values(), false,
+                                static_cast<float*>(target.get_data_handle()));
     kept.push_back(target);
     return target;
+  }
+  dnnl::stream stream(engine_);
+  // Another layout of the same weights: a permutation, exact, and no need of the network's own.
+  for (auto m : kept) {  // a handle
+    if (reorderable_to(m, layout)) {
+      dnnl::reorder(m, target).execute(stream, m, target);
+      stream.wait();
+      kept.push_back(target);
+      return target;
+    }
   }
   // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only (float32 or
   // bfloat16: the reorder converts). Always a copy: `plain` may be a temporary.
@@ -406,13 +428,22 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
   const auto grouped = layout.dims().size() == 5;  // G x O/G x I/G x kh x kw, same order
   auto source = view(plain, grouped ? layout.dims() : dims_of(plain),
                      grouped ? Tag::goihw : Tag::oihw, engine_);
-  memory target(layout, engine_);
-  dnnl::stream stream(engine_);
   dnnl::reorder(source, target).execute(stream, source, target);
   stream.wait();
   kept.push_back(target);
   return target;
 }
+
+bool Network::keeps_all_weights() const {
+  std::lock_guard lock(mutex_);
+  return !weights_.empty() && std::all_of(weights_.begin(), weights_.end(), [](const auto& conv) {
+    return std::any_of(conv.second.begin(), conv.second.end(), [](const memory& m) {
+      return m.get_desc().data.format_kind == dnnl_blocked;
+    });
+  });
+}
+
+void Network::prepare(std::int64_t batch) const { plan_for(batch); }
 
 std::shared_ptr<const Plan> Network::plan_for(std::int64_t batch) const {
   std::lock_guard lock(mutex_);

@@ -171,6 +171,14 @@ class Network {
 
   const dnnl::engine& engine() const { return engine_; }
 
+  // Builds the plan for `batch` now (run() would on its first call with that size).
+  void prepare(std::int64_t batch) const;
+  // Whether the plans built so far left every convolution's weights in a layout from which any
+  // later plan gets them without asking ConvWeights::values again: facemag's Winograd layout
+  // (which a convolution keeps for every batch size) or one of oneDNN's blocked layouts (another
+  // is a reorder away). Not where oneDNN's own Winograd kernels took some (AVX-512 float32).
+  bool keeps_all_weights() const;
+
  private:
   friend class PlanBuilder;
   std::shared_ptr<const Plan> plan_for(std::int64_t batch) const;

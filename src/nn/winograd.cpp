@@ -235,22 +235,27 @@ bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int6
 }
 
 torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient) {
-  const auto k = weight.to(torch::kFloat32).contiguous();
-  if (k.dim() != 4 || k.size(2) != 3 || k.size(3) != 3)
-    throw InvalidInput("Winograd convolution: weights must be O x I x 3 x 3, got " +
-                       std::string(c10::str(k.sizes())));
-  const std::int64_t outs = k.size(0), ins = k.size(1);
-  auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
-  const float* w = k.data_ptr<float>();
-  float* u = transformed.data_ptr<float>();
+  auto transformed = torch::empty({kPoints, weight.size(0) * weight.size(1)}, torch::kFloat32);
+  transform_weights(weight, for_data_gradient, transformed.data_ptr<float>());
+  return transformed.view({kPoints, for_data_gradient ? weight.size(0) : weight.size(1),
+                           for_data_gradient ? weight.size(1) : weight.size(0)});
+}
+
+void transform_weights(const torch::Tensor& weight, bool for_data_gradient, float* u) {
+  if (weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
+      weight.scalar_type() != torch::kFloat32)
+    throw InvalidInput("Winograd convolution: weights must be float32 O x I x 3 x 3, got " +
+                       std::string(c10::str(weight.sizes())) + " " +
+                       c10::toString(weight.scalar_type()));
+  const auto k = weight.accessor<float, 4>();
+  const std::int64_t outs = weight.size(0), ins = weight.size(1);
   at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t o = begin; o < end; ++o)
       for (std::int64_t i = 0; i < ins; ++i) {
-        const float* kernel = w + (o * ins + i) * 9;
         float g[3][3];
         for (int y = 0; y < 3; ++y)
           for (int x = 0; x < 3; ++x)
-            g[y][x] = for_data_gradient ? kernel[8 - 3 * y - x] : kernel[3 * y + x];
+            g[y][x] = for_data_gradient ? k[o][i][2 - y][2 - x] : k[o][i][y][x];
         float r[4][3];  // G k
         for (int x = 0; x < 3; ++x) {
           r[0][x] = g[0][x];
@@ -266,7 +271,6 @@ torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradi
         }
       }
   });
-  return transformed;
 }
 
 std::int64_t workspace_floats(const Blocked& x, std::int64_t outs) {

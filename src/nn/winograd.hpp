@@ -48,6 +48,9 @@ struct OutputEpilogue {
 // the output's gradient with the kernels rotated by 180 degrees, in and out swapped):
 // [point][out][in] of the rotated kernels.
 torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient);
+// The same written to `out` (16 x I x O floats), reading float32 `weight` in any memory format
+// (a network's kept weights are made without a contiguous copy or a temporary result).
+void transform_weights(const torch::Tensor& weight, bool for_data_gradient, float* out);
 
 // Floats of workspace that convolve() and weight_gradient() need for x with `outs` output
 // channels.
