@@ -34,6 +34,8 @@ int configure_runtime(int threads) {
   return at::get_num_threads();
 }
 
+void release_free_heap() { malloc_trim(0); }
+
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {

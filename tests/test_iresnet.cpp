@@ -13,6 +13,7 @@
 #include "bf16_error_model.hpp"
 #include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
+#include "facemag/io/checkpoint.hpp"
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
@@ -263,6 +264,35 @@ TEST(IResNet, FastFloat32PathsAgreeWithTheReferenceForEveryBatchSize) {
   EXPECT_THROW(winograd.forward(torch::zeros({1, 3, 96, 96})), InvalidInput);
 }
 
+// Where oneDNN's own Winograd layouts are not in play (float32 below AVX-512), the oneDNN
+// network builds its batch-1 plan when made and lets go of the network: the network is
+// freed with its owner's last reference (iResNet100: 260 MB), and later batch sizes still
+// agree with it (their plans get the weights from the kept ones; asking the network would throw).
+TEST(IResNet, OneDnnLetsGoOfTheNetworkWhereItsKeptWeightsServeEveryBatchSize) {
+  if (!nn::OneDnnIResNet::available()) GTEST_SKIP() << "built without oneDNN (libdnnl-dev)";
+  nn::IResNet net(nn::IResNetDepth::k18), reference(nn::IResNetDepth::k18);
+  for (auto* m : {&net, &reference}) {
+    nn::fill_formula_weights(**m);
+    (*m)->eval();
+  }
+  const nn::OneDnnIResNet onednn(net.ptr());
+  const bool onednn_winograd =
+      nn::blocked::stride_one_algorithm(128, 128) == nn::blocked::StrideOneAlgorithm::kWinograd4x4;
+  EXPECT_EQ(onednn.holds_network(), onednn_winograd);
+  const std::weak_ptr<nn::IResNetImpl> watched = net.ptr();
+  net = nullptr;
+  EXPECT_EQ(watched.expired(), !onednn_winograd);
+  torch::NoGradGuard no_grad;
+  const auto input =
+      torch::rand({7, 3, 112, 112}, torch::Generator(at::detail::createCPUGenerator(11)));
+  const auto expected = reference->forward(input);
+  for (const std::int64_t n : {7, 1, 2}) {  // 7 = 4 + 2 + 1: three plans
+    EXPECT_LT(relative_difference(onednn.forward(input.slice(0, 0, n)), expected.slice(0, 0, n)),
+              1e-5)
+        << "batch " << n;
+  }
+}
+
 // Where facemag's own Winograd F(2x2) runs (AVX2: 8 of iResNet-18's 21 convolutions), the
 // oneDNN network's float32 rounding against float64 stays within a small multiple of LibTorch
 // float32's, per embedding. Measured on a Zen 3 over 2 x 6 faces: 1.43-1.70x; the same network
@@ -343,6 +373,42 @@ TEST(Embedder, RejectsFacesOfTheWrongSize) {
   const Embedder e = Embedder::with_formula_weights(builtin_manifest("iresnet18"));
   EXPECT_THROW(e.embed({cv::Mat(100, 100, CV_8UC3)}), InvalidInput);
   EXPECT_THROW(builtin_manifest("resnet9"), InvalidInput);
+}
+
+// An iResNet at float32 keeps only its oneDNN weights (above); what needs the network itself
+// builds it again: the state dict and the int8 calibration are those of the reference model, from
+// formula weights and from a checkpoint, and a checkpoint changed since the load is refused.
+TEST(Embedder, Float32IResNetGivesTheNetworksStateDictAndCalibrationWithoutKeepingIt) {
+  const auto manifest = builtin_manifest("iresnet18");
+  const auto expect_same_model = [](const Embedder& fast, const Embedder& reference) {
+    const auto ours = fast.state_dict(), theirs = reference.state_dict();
+    ASSERT_EQ(ours.size(), theirs.size());
+    for (std::size_t i = 0; i < ours.size(); ++i) {
+      EXPECT_EQ(ours[i].first, theirs[i].first);
+      EXPECT_TRUE(torch::equal(ours[i].second, theirs[i].second)) << ours[i].first;
+    }
+    std::vector<cv::Mat> faces(2);
+    for (auto& face : faces) {
+      face = cv::Mat(112, 112, CV_8UC3);
+      cv::randu(face, 0, 256);
+    }
+    EXPECT_EQ(fast.calibrate_int8(faces).values, reference.calibrate_int8(faces).values);
+  };
+  const auto formula = Embedder::with_formula_weights(manifest, {Precision::kReference});
+  expect_same_model(Embedder::with_formula_weights(manifest, {Precision::kFloat32}), formula);
+
+  const test::TempDir tmp;
+  const auto file = tmp.path() / "iresnet18.pth";
+  io::save_checkpoint(file, *io::make_state_dict_value(formula.state_dict()));
+  const auto loaded = Embedder::load(manifest, file, {Precision::kFloat32});
+  expect_same_model(loaded, Embedder::load(manifest, file, {Precision::kReference}));
+  test::write_file(file, "not a checkpoint any more");
+  try {
+    loaded.state_dict();
+    ADD_FAILURE() << "a changed checkpoint was read again";
+  } catch (const ModelLoadError& e) {
+    EXPECT_NE(std::string(e.what()).find(file.string()), std::string::npos) << e.what();
+  }
 }
 
 TEST(Embedder, MagnitudeIsTheNormOfTheUntouchedRawVector) {

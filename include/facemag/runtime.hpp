@@ -12,6 +12,11 @@ namespace facemag {
 // Returns the thread count in effect.
 int configure_runtime(int threads = 0);
 
+// Returns the heap's free pages to the OS now, which configure_runtime() otherwise keeps: once
+// after a model's load, whose temporaries (a checkpoint's tensors, a network folded into another
+// form and dropped) would stay resident for the life of the process.
+void release_free_heap();
+
 // The CPU's model name as the kernel reports it (/proc/cpuinfo), or "unknown".
 std::string cpu_model_name();
 

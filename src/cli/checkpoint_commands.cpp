@@ -58,7 +58,7 @@ int run_inspect(const InspectOptions& opt) {
 int run_formula(const FormulaOptions& opt) {
   ModelManifest manifest = builtin_manifest(opt.arch);
   manifest.num_classes = opt.classes;
-  const Embedder embedder = Embedder::with_formula_weights(manifest);
+  const Embedder embedder = Embedder::with_formula_weights(manifest, {Precision::kReference});
   io::save_checkpoint(opt.out, *io::make_state_dict_value(embedder.state_dict()));
   std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch
             << " with deterministic formula weights: untrained, for trying the tools only)\n";

@@ -23,16 +23,22 @@
 #include "facemag/nn/module_utils.hpp"
 #include "facemag/nn/onednn_graph.hpp"
 #include "facemag/nn/onednn_iresnet.hpp"
+#include "facemag/runtime.hpp"
 
 namespace facemag {
 
 struct Embedder::Impl {
   ModelManifest manifest;
-  std::shared_ptr<torch::nn::Module> module;  // never mutated after load
+  // Never mutated after load. Null where the fused network keeps all it needs (an iResNet on
+  // oneDNN: nn::OneDnnIResNet::holds_network); network() then builds it again from `rebuild`.
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<std::shared_ptr<torch::nn::Module>()> rebuild;
   std::function<torch::Tensor(const torch::Tensor&)> forward;
   std::function<torch::Tensor(const torch::Tensor&)> logits;  // empty without a classifier
   std::vector<std::string> notes;
   Precision precision = Precision::kReference;
+
+  std::shared_ptr<const torch::nn::Module> network() const { return module ? module : rebuild(); }
 };
 
 namespace {
@@ -106,12 +112,14 @@ io::NamedTensors select_backbone(const io::NamedTensors& all, const torch::nn::M
 
 namespace {
 // The network's op-by-op description (nn::GraphSink), for nn::OneDnnGraph and int8 calibration.
+// The closure holds the network.
 nn::OneDnnGraph::Describe describe_of(const Embedder::Impl& impl) {
-  if (const auto* net = dynamic_cast<const nn::IResNetImpl*>(impl.module.get()))
+  const auto module = impl.network();
+  if (const auto net = std::dynamic_pointer_cast<const nn::IResNetImpl>(module))
     return [net](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); };
-  if (const auto* net = dynamic_cast<const nn::MobileFaceNetImpl*>(impl.module.get()))
+  if (const auto net = std::dynamic_pointer_cast<const nn::MobileFaceNetImpl>(module))
     return [net](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); };
-  if (const auto* net = dynamic_cast<const nn::InceptionResnetV1Impl*>(impl.module.get())) {
+  if (const auto net = std::dynamic_pointer_cast<const nn::InceptionResnetV1Impl>(module)) {
     return [net](nn::GraphSink& sink, const std::string& x) {
       return net->describe(sink, x, /*with_classifier=*/false).front();
     };
@@ -152,6 +160,7 @@ void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
     if (nn::OneDnnIResNet::available(dtype)) {
       auto onednn = std::make_shared<const nn::OneDnnIResNet>(net, dtype);
       impl.forward = [onednn](const torch::Tensor& x) { return onednn->forward(x); };
+      if (!onednn->holds_network() && impl.rebuild) impl.module.reset();
       return;
     }
     // LibTorch's channels-last path: a build without oneDNN.
@@ -314,6 +323,34 @@ std::shared_ptr<Embedder::Impl> load_impl(const ModelManifest& requested,
   }
 }
 
+// The network of a checkpoint, loaded again (for state_dict() and calibrate_int8() of a model
+// that let go of it); ModelLoadError if the file changed since the first load.
+std::function<std::shared_ptr<torch::nn::Module>()> reloader(const ModelManifest& requested,
+                                                             const std::filesystem::path& weights,
+                                                             bool verify) {
+  const auto stamp = [weights] {
+    std::error_code size_error, time_error;
+    return std::pair(std::filesystem::file_size(weights, size_error),
+                     std::filesystem::last_write_time(weights, time_error));
+  };
+  return [=, loaded = stamp()] {
+    if (stamp() != loaded) {
+      throw ModelLoadError(weights.string() +
+                           " changed or went away since the model was loaded from it; load it "
+                           "again (the model keeps only its fused weights)");
+    }
+    return load_impl(requested, weights, verify)->module;
+  };
+}
+
+std::shared_ptr<Embedder::Impl> with_formula(const ModelManifest& manifest) {
+  auto impl = build(manifest);
+  nn::fill_formula_weights(*impl->module);
+  impl->notes.push_back("formula weights (deterministic, untrained)");
+  impl->rebuild = [manifest] { return with_formula(manifest)->module; };
+  return impl;
+}
+
 TrainableNetwork trainable(const Embedder::Impl& impl) {
   impl.module->train();
   return {impl.module, impl.forward};
@@ -338,16 +375,17 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
   // A loaded model's sha256 is one that was checked, or none.
   if (!options.verify_sha256) impl->manifest.sha256.clear();
   impl->module->eval();
+  impl->rebuild = reloader(requested, weights, options.verify_sha256);
   prepare(*impl, options, weights);
+  release_free_heap();  // the checkpoint's tensors, and the network where the fused one let go
   return Embedder(impl);
 }
 
 Embedder Embedder::with_formula_weights(const ModelManifest& manifest,
                                         const EmbedderOptions& options) {
-  auto impl = build(manifest);
-  nn::fill_formula_weights(*impl->module);
-  impl->notes.push_back("formula weights (deterministic, untrained)");
+  auto impl = with_formula(manifest);
   prepare(*impl, options, {});
+  release_free_heap();  // the network, where the fused one let go of it
   return Embedder(impl);
 }
 
@@ -415,7 +453,7 @@ torch::Tensor Embedder::logits(const torch::Tensor& batch) const {
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> Embedder::state_dict() const {
-  return nn::state_dict(*impl_->module);
+  return nn::state_dict(*impl_->network());
 }
 
 nn::Int8Calibration Embedder::calibrate_int8(const std::vector<cv::Mat>& faces,

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "facemag/error.hpp"
+#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
 
 #if FACEMAG_HAVE_ONEDNN
@@ -80,9 +81,33 @@ struct OneDnnIResNet::Impl {
                FoldedIResNet::ConvWeights::kOnDemand),
         network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
           describe(folded, type, plan, batch);
-        }) {}
+        }) {
+    // float32 below AVX-512 (no oneDNN Winograd layouts; facemag's F(2x2) keeps one layout for
+    // every batch size): every later plan's weights come from the first one's
+    // (onednn::Network::keeps_all_weights), so build it now and let go of the network. Not on
+    // AVX-512, where the first plan's layouts steer later batch sizes' choice of kernels: that
+    // order stays the caller's.
+    if (type != memory::data_type::f32 || nn::blocked::stride_one_algorithm(128, 128) ==
+                                              nn::blocked::StrideOneAlgorithm::kWinograd4x4)
+      return;
+    network.prepare(1);
+    if (network.keeps_all_weights()) release_source();
+  }
 
-  std::shared_ptr<const IResNetImpl> source;  // never mutated
+  void release_source() {
+    const auto released = []() -> torch::Tensor {
+      throw std::logic_error(
+          "OneDnnIResNet: a plan asked for weights after the network was released");
+    };
+    folded.stem.folded_weight = released;
+    for (auto& b : folded.blocks) {
+      b.conv1.folded_weight = b.conv2.folded_weight = released;
+      if (b.downsample) b.downsample->folded_weight = released;
+    }
+    source.reset();
+  }
+
+  std::shared_ptr<const IResNetImpl> source;  // never mutated; null once released
   FoldedIResNet folded;
   onednn::Network network;
 };
@@ -97,6 +122,8 @@ OneDnnIResNet::OneDnnIResNet(std::shared_ptr<const IResNetImpl> net, torch::Scal
   impl_ = std::make_unique<Impl>(
       std::move(net), dtype == torch::kBFloat16 ? memory::data_type::bf16 : memory::data_type::f32);
 }
+
+bool OneDnnIResNet::holds_network() const { return impl_->source != nullptr; }
 
 torch::Tensor OneDnnIResNet::forward(const torch::Tensor& x) const {
   if (x.dim() != 4 || x.size(1) != 3 || x.size(2) != 112 || x.size(3) != 112) {
@@ -115,6 +142,8 @@ torch::Tensor OneDnnIResNet::forward(const torch::Tensor& x) const {
 #else  // no oneDNN in this build
 
 struct OneDnnIResNet::Impl {};
+
+bool OneDnnIResNet::holds_network() const { return false; }
 
 bool OneDnnIResNet::available(torch::ScalarType) { return false; }
 

@@ -30,7 +30,8 @@ struct Embedding {
 //   kFloat32 (default): BatchNorm folded into the convolutions, the network on oneDNN where the
 //     build has it: iResNet with Winograd 3x3 convolutions (nn::OneDnnIResNet; its cost is
 //     memory: the 3x3 weights kept as Winograd tiles, iResNet100 at batch 16 peaks at ~2.0 GB on
-//     AVX-512 (6x6 tiles) and ~1.1 GB on AVX2 (4x4) against PyTorch's ~1.0 and ~0.8), MobileFaceNet
+//     AVX-512 (6x6 tiles, the loaded network kept beside them) and ~0.92 GB on AVX2 (4x4 tiles,
+//     the loaded network let go of) against PyTorch's ~1.0 and ~0.74-0.83), MobileFaceNet
 //     and InceptionResnetV1 from their own descriptions (nn::OneDnnGraph); without oneDNN, LibTorch
 //     channels-last (iResNet, Inception) or kReference (MobileFaceNet). Results equal the reference
 //     up to float32 rounding (1 - cosine ~1e-11).
@@ -104,7 +105,10 @@ class Embedder {
   // Values per embedding: embedding_size, doubled when concat_flipped.
   int output_size() const;
   // The network's parameters and buffers in PyTorch's state_dict() order and names (for
-  // writing a checkpoint torch.load and facemag read back).
+  // writing a checkpoint torch.load and facemag read back). An iResNet whose fused network let
+  // go of the loaded one (kFloat32 below AVX-512) builds it again for this and for
+  // calibrate_int8(): from the formula, or by reading its checkpoint again (ModelLoadError if
+  // the file's size or time changed since the load).
   std::vector<std::pair<std::string, torch::Tensor>> state_dict() const;
   // What loading noticed but accepted (e.g. an ignored classifier tensor).
   const std::vector<std::string>& load_notes() const;

@@ -40,8 +40,10 @@ class OneDnnIResNet {
   // InvalidInput.
   static bool available(torch::ScalarType dtype = torch::kFloat32);
 
-  // Keeps `net` (never mutated): each convolution's weights are folded from it when a batch size
-  // needs them in a layout not yet kept, then only oneDNN's copy stays.
+  // Never mutates `net`. Each convolution's weights are folded from it when a plan needs them in
+  // a layout not kept yet; only oneDNN's (or facemag's Winograd) copy stays. float32 below
+  // AVX-512 (no oneDNN Winograd layouts): the batch-1 plan is built here and `net` let go, later
+  // batch sizes take the kept weights or reorder them (holds_network()).
   explicit OneDnnIResNet(std::shared_ptr<const IResNetImpl> net,
                          torch::ScalarType dtype = torch::kFloat32);
   ~OneDnnIResNet();
@@ -52,6 +54,11 @@ class OneDnnIResNet {
   // Thread-safe: the oneDNN primitives for a batch size are created once (the few most recent
   // batch sizes are kept) and every call works in its own buffers.
   torch::Tensor forward(const torch::Tensor& x) const;
+
+  // Whether this still holds the network it was made from (needs it for plans to come). When
+  // false, a caller that drops its own references frees the network's weights (iResNet100:
+  // 260 MB).
+  bool holds_network() const;
 
  private:
   struct Impl;
