@@ -134,8 +134,8 @@ std::array<std::int64_t, 3> input_chw(const ModelManifest& m) {
 // Replaces the reference forward by the fused network where the architecture has one.
 // `weights`: where the checkpoint came from (empty for formula weights), for int8's default
 // calibration file.
-void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
-             const std::filesystem::path& weights) {
+void fuse(Embedder::Impl& impl, const EmbedderOptions& options,
+          const std::filesystem::path& weights) {
   const auto precision = options.precision;
   impl.precision = precision;
   if (precision == Precision::kReference) return;
@@ -156,11 +156,18 @@ void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
   const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
   // LibTorch's bf16 without AVX-512: iResNet-18 on an AVX2 CPU 0.27 against fp32's 17.6 img/s.
   nn::OneDnnGraph::require_of_this_cpu(dtype);
-  if (const auto net = std::dynamic_pointer_cast<const nn::IResNetImpl>(impl.module)) {
+  if (auto net = std::dynamic_pointer_cast<const nn::IResNetImpl>(impl.module)) {
     if (nn::OneDnnIResNet::available(dtype)) {
-      auto onednn = std::make_shared<const nn::OneDnnIResNet>(net, dtype);
+      // The fused network gets the only reference where the network can be built again: it may
+      // let go of it (freed then, before its own weights are made; network() rebuilds it).
+      const std::weak_ptr<torch::nn::Module> loaded = impl.module;
+      if (impl.rebuild) {
+        impl.module.reset();
+        impl.forward = {};
+      }
+      auto onednn = std::make_shared<const nn::OneDnnIResNet>(std::move(net), dtype);
+      impl.module = loaded.lock();
       impl.forward = [onednn](const torch::Tensor& x) { return onednn->forward(x); };
-      if (!onednn->holds_network() && impl.rebuild) impl.module.reset();
       return;
     }
     // LibTorch's channels-last path: a build without oneDNN.
@@ -180,6 +187,17 @@ void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
     return;
   }
   impl.precision = Precision::kReference;
+}
+
+// fuse() between two returns of the heap's free pages (facemag never trims it otherwise): what
+// loading left (a checkpoint's tensors, 260 MB for iResNet100) goes before the fused network's
+// weights are made, and afterwards what fusing left (the loaded network where the fused one let go
+// of it, folding's temporaries).
+void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
+             const std::filesystem::path& weights) {
+  release_free_heap();
+  fuse(impl, options, weights);
+  release_free_heap();
 }
 
 }  // namespace
@@ -376,11 +394,7 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
   if (!options.verify_sha256) impl->manifest.sha256.clear();
   impl->module->eval();
   impl->rebuild = reloader(requested, weights, options.verify_sha256);
-  // The checkpoint's tensors, copied into the network: out of the peak of what follows (260 MB
-  // for iResNet100).
-  release_free_heap();
   prepare(*impl, options, weights);
-  release_free_heap();  // the network, where the fused one let go of it
   return Embedder(impl);
 }
 
@@ -388,7 +402,6 @@ Embedder Embedder::with_formula_weights(const ModelManifest& manifest,
                                         const EmbedderOptions& options) {
   auto impl = with_formula(manifest);
   prepare(*impl, options, {});
-  release_free_heap();  // the network, where the fused one let go of it
   return Embedder(impl);
 }
 

@@ -172,7 +172,8 @@ FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype,
                              ConvWeights conv_weights) {
   torch::NoGradGuard no_grad;
   stem = fold(*net.conv1, *net.bn1, dtype, conv_weights);
-  stem_prelu = net.prelu->weight.to(dtype);
+  // Copies, never views of the network's tensors: it may be freed after folding.
+  stem_prelu = net.prelu->weight.to(dtype, false, /*copy=*/true);
   for (const auto& layer : net.layers) {
     for (const auto& child : layer->children()) {
       const auto& b = *child->as<IBasicBlockImpl>();
@@ -181,7 +182,7 @@ FoldedIResNet::FoldedIResNet(const IResNetImpl& net, torch::ScalarType dtype,
       block.pre_scale = channel_vector(scale, dtype);
       block.pre_shift = channel_vector(shift, dtype);
       block.conv1 = fold(*b.conv1, *b.bn2, dtype, conv_weights);
-      block.prelu = b.prelu->weight.to(dtype);
+      block.prelu = b.prelu->weight.to(dtype, false, /*copy=*/true);
       block.conv2 = fold(*b.conv2, *b.bn3, dtype, conv_weights);
       if (b.downsample) {
         block.downsample =

@@ -72,42 +72,53 @@ void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanB
 
 }  // namespace
 
+// float32 below AVX-512: no oneDNN Winograd layouts (which oneDNN cannot reorder from), and
+// facemag's F(2x2) keeps one layout for every batch size. Not on AVX-512, where the first plan's
+// layouts steer later batch sizes' choice of kernels: that order stays the caller's.
+bool lets_go_of_the_network(memory::data_type type) {
+  return type == memory::data_type::f32 && nn::blocked::stride_one_algorithm(128, 128) !=
+                                               nn::blocked::StrideOneAlgorithm::kWinograd4x4;
+}
+
 struct OneDnnIResNet::Impl {
-  // Folded in the activations' type, each convolution's weights on demand: oneDNN keeps them in
-  // its layouts, `source` in the loaded form, and no third copy is kept (iResNet100: 260 MB).
+  // Folded in the activations' type. Each convolution's weights on demand, from `source`, where
+  // it is kept: oneDNN keeps them in its layouts, and no third copy is kept (iResNet100: 260 MB).
+  // Otherwise folded at once and the network let go of before the first plan (the batch-1 one,
+  // built here), whose weights serve every later plan (onednn::Network::keeps_all_weights): the
+  // folded copies go too. The peak is then the folded weights and F(2x2)'s, not the network's
+  // and F(2x2)'s.
   Impl(std::shared_ptr<const IResNetImpl> net, memory::data_type type)
       : source(std::move(net)),
         folded(*source, type == memory::data_type::bf16 ? torch::kBFloat16 : torch::kFloat32,
-               FoldedIResNet::ConvWeights::kOnDemand),
+               lets_go_of_the_network(type) ? FoldedIResNet::ConvWeights::kKept
+                                            : FoldedIResNet::ConvWeights::kOnDemand),
         network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
           describe(folded, type, plan, batch);
         }) {
-    // float32 below AVX-512 (no oneDNN Winograd layouts; facemag's F(2x2) keeps one layout for
-    // every batch size): every later plan's weights come from the first one's
-    // (onednn::Network::keeps_all_weights), so build it now and let go of the network. Not on
-    // AVX-512, where the first plan's layouts steer later batch sizes' choice of kernels: that
-    // order stays the caller's.
-    if (type != memory::data_type::f32 || nn::blocked::stride_one_algorithm(128, 128) ==
-                                              nn::blocked::StrideOneAlgorithm::kWinograd4x4)
-      return;
+    if (!lets_go_of_the_network(type)) return;
+    source.reset();  // freed here where the caller handed over its last reference
     network.prepare(1);
-    if (network.keeps_all_weights()) release_source();
+    if (network.keeps_all_weights()) drop_folded_weights();
   }
 
-  void release_source() {
-    const auto released = []() -> torch::Tensor {
+  void drop_folded_weights() {
+    const auto dropped = []() -> torch::Tensor {
       throw std::logic_error(
-          "OneDnnIResNet: a plan asked for weights after the network was released");
+          "OneDnnIResNet: a plan asked for folded weights after they were dropped");
     };
-    folded.stem.folded_weight = released;
+    const auto drop = [&](FoldedIResNet::Conv& c) {
+      c.weight = torch::Tensor();
+      c.folded_weight = dropped;
+    };
+    drop(folded.stem);
     for (auto& b : folded.blocks) {
-      b.conv1.folded_weight = b.conv2.folded_weight = released;
-      if (b.downsample) b.downsample->folded_weight = released;
+      drop(b.conv1);
+      drop(b.conv2);
+      if (b.downsample) drop(*b.downsample);
     }
-    source.reset();
   }
 
-  std::shared_ptr<const IResNetImpl> source;  // never mutated; null once released
+  std::shared_ptr<const IResNetImpl> source;  // never mutated; null once let go of
   FoldedIResNet folded;
   onednn::Network network;
 };

@@ -42,8 +42,9 @@ class OneDnnIResNet {
 
   // Never mutates `net`. Each convolution's weights are folded from it when a plan needs them in
   // a layout not kept yet; only oneDNN's (or facemag's Winograd) copy stays. float32 below
-  // AVX-512 (no oneDNN Winograd layouts): the batch-1 plan is built here and `net` let go, later
-  // batch sizes take the kept weights or reorder them (holds_network()).
+  // AVX-512 (no oneDNN Winograd layouts): all are folded here and `net` let go of (freed here if
+  // this got the last reference), then the batch-1 plan is built; later batch sizes take its
+  // weights or reorder them (holds_network()).
   explicit OneDnnIResNet(std::shared_ptr<const IResNetImpl> net,
                          torch::ScalarType dtype = torch::kFloat32);
   ~OneDnnIResNet();
