@@ -30,8 +30,8 @@ struct Embedding {
 //   kFloat32 (default): BatchNorm folded into the convolutions, the network on oneDNN where the
 //     build has it: iResNet with Winograd 3x3 convolutions (nn::OneDnnIResNet; its cost is
 //     memory: the 3x3 weights kept as Winograd tiles, iResNet100 at batch 16 peaks at ~2.0 GB on
-//     AVX-512 (6x6 tiles, the loaded network kept beside them) and ~0.92 GB on AVX2 (4x4 tiles,
-//     the loaded network let go of) against PyTorch's ~1.0 and ~0.74-0.83), MobileFaceNet
+//     AVX-512 (6x6 tiles, the loaded network kept beside them) and ~0.8-0.9 GB on AVX2 (4x4
+//     tiles, the loaded network let go of) against PyTorch's ~1.0 and ~0.74-0.83), MobileFaceNet
 //     and InceptionResnetV1 from their own descriptions (nn::OneDnnGraph); without oneDNN, LibTorch
 //     channels-last (iResNet, Inception) or kReference (MobileFaceNet). Results equal the reference
 //     up to float32 rounding (1 - cosine ~1e-11).
