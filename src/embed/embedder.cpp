@@ -29,8 +29,8 @@ namespace facemag {
 
 struct Embedder::Impl {
   ModelManifest manifest;
-  // Never mutated after load. Null where the fused network keeps all it needs (an iResNet on
-  // oneDNN: nn::OneDnnIResNet::holds_network); network() then builds it again from `rebuild`.
+  // Never mutated after load. Null where the fused network let go of it (an iResNet at float32
+  // below AVX-512: nn::OneDnnIResNet); network() then builds it again from `rebuild`.
   std::shared_ptr<torch::nn::Module> module;
   std::function<std::shared_ptr<torch::nn::Module>()> rebuild;
   std::function<torch::Tensor(const torch::Tensor&)> forward;

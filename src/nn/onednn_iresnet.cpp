@@ -70,8 +70,6 @@ void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanB
                memory::desc(dims, memory::data_type::f32, memory::format_tag::nhwc));
 }
 
-}  // namespace
-
 // float32 below AVX-512: no oneDNN Winograd layouts (which oneDNN cannot reorder from), and
 // facemag's F(2x2) keeps one layout for every batch size. Not on AVX-512, where the first plan's
 // layouts steer later batch sizes' choice of kernels: that order stays the caller's.
@@ -79,6 +77,8 @@ bool lets_go_of_the_network(memory::data_type type) {
   return type == memory::data_type::f32 && nn::blocked::stride_one_algorithm(128, 128) !=
                                                nn::blocked::StrideOneAlgorithm::kWinograd4x4;
 }
+
+}  // namespace
 
 struct OneDnnIResNet::Impl {
   // Folded in the activations' type. Each convolution's weights on demand, from `source`, where
