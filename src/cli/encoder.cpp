@@ -11,9 +11,9 @@ namespace facemag::cli {
 void add_precision_option(CLI::App& cmd, std::string& precision) {
   cmd.add_option("--precision", precision,
                  "fp32 (BatchNorm folded, on oneDNN, iResNet's 3x3 convolutions Winograd: "
-                 "their transformed weights cost memory, iResNet100 peaks at batch 16 at ~0.8-0.9 GB "
-                 "on AVX2 and ~1.7-2.0 GB on AVX-512 against PyTorch's ~0.74-1.0 GB), bf16 "
-                 "(oneDNN bfloat16 "
+                 "their transformed weights cost memory, iResNet100 peaks at batch 16 at "
+                 "~0.8-0.9 GB on AVX2 and ~1.7-2.0 GB on AVX-512 against PyTorch's ~0.74-1.0 GB), "
+                 "bf16 (oneDNN bfloat16 "
                  "on AVX-512 CPUs: faster, about half the memory of fp32, cosine >= 0.9997 to "
                  "fp32), int8 (VNNI CPUs, after `facemag calibrate-int8`: ~1.4-1.8x bf16's speed "
                  "for iResNet and Inception, ~1.2x for MobileFaceNet) or reference (PyTorch's "

@@ -134,8 +134,6 @@ OneDnnIResNet::OneDnnIResNet(std::shared_ptr<const IResNetImpl> net, torch::Scal
       std::move(net), dtype == torch::kBFloat16 ? memory::data_type::bf16 : memory::data_type::f32);
 }
 
-bool OneDnnIResNet::holds_network() const { return impl_->source != nullptr; }
-
 torch::Tensor OneDnnIResNet::forward(const torch::Tensor& x) const {
   if (x.dim() != 4 || x.size(1) != 3 || x.size(2) != 112 || x.size(3) != 112) {
     throw InvalidInput("iResNet input must be N x 3 x 112 x 112, got " +
@@ -153,8 +151,6 @@ torch::Tensor OneDnnIResNet::forward(const torch::Tensor& x) const {
 #else  // no oneDNN in this build
 
 struct OneDnnIResNet::Impl {};
-
-bool OneDnnIResNet::holds_network() const { return false; }
 
 bool OneDnnIResNet::available(torch::ScalarType) { return false; }
 

@@ -44,7 +44,7 @@ class OneDnnIResNet {
   // a layout not kept yet; only oneDNN's (or facemag's Winograd) copy stays. float32 below
   // AVX-512 (no oneDNN Winograd layouts): all are folded here and `net` let go of (freed here if
   // this got the last reference), then the batch-1 plan is built; later batch sizes take its
-  // weights or reorder them (holds_network()).
+  // weights or reorder them.
   explicit OneDnnIResNet(std::shared_ptr<const IResNetImpl> net,
                          torch::ScalarType dtype = torch::kFloat32);
   ~OneDnnIResNet();
@@ -55,11 +55,6 @@ class OneDnnIResNet {
   // Thread-safe: the oneDNN primitives for a batch size are created once (the few most recent
   // batch sizes are kept) and every call works in its own buffers.
   torch::Tensor forward(const torch::Tensor& x) const;
-
-  // Whether this still holds the network it was made from (needs it for plans to come). When
-  // false, a caller that drops its own references frees the network's weights (iResNet100:
-  // 260 MB).
-  bool holds_network() const;
 
  private:
   struct Impl;
