@@ -204,6 +204,22 @@ TEST(IResNet, StrictLoadingNamesTheOffendingTensor) {
 
 using test::relative_difference;
 
+// Folding a few output channels at a time (which keeps the heap small) gives the very values of
+// folding the whole tensor in double and rounding it once, in float32 and bfloat16, also where
+// the channel count is not a multiple of the chunk.
+TEST(IResNet, ScalingOutputChannelsInChunksRoundsLikeTheWholeTensor) {
+  const torch::Generator generator(at::detail::createCPUGenerator(3));
+  const auto weight = torch::randn({70, 16, 3, 3}, generator);
+  const auto scale = torch::rand({70}, generator).to(torch::kFloat64) * 3.0 + 0.1;
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto folded = nn::scale_output_channels(weight, scale, dtype);
+    const auto whole = (weight.to(torch::kFloat64) * scale.view({-1, 1, 1, 1})).to(dtype);
+    EXPECT_EQ(folded.scalar_type(), dtype);
+    EXPECT_TRUE(folded.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(torch::equal(folded, whole)) << c10::toString(dtype);
+  }
+}
+
 // Folding on demand (what OneDnnIResNet uses, so that it keeps no folded copy of the weights)
 // gives the very weights kept folding gives, and keeps none.
 TEST(IResNet, FoldingOnDemandGivesTheKeptWeights) {

@@ -315,4 +315,20 @@ void fill_formula_weights(torch::nn::Module& module) {
   }
 }
 
+torch::Tensor scale_output_channels(const torch::Tensor& conv_weight, const torch::Tensor& scale,
+                                    torch::ScalarType dtype) {
+  constexpr std::int64_t kChannelsAtATime = 32;
+  auto out =
+      torch::empty(conv_weight.sizes(),
+                   torch::TensorOptions(dtype).memory_format(torch::MemoryFormat::ChannelsLast));
+  for (std::int64_t first = 0; first < out.size(0); first += kChannelsAtATime) {
+    const auto n = std::min(kChannelsAtATime, out.size(0) - first);
+    // copy_ rounds to nearest, as .to(dtype) does.
+    out.narrow(0, first, n)
+        .copy_(conv_weight.narrow(0, first, n).to(torch::kFloat64) *
+               scale.narrow(0, first, n).view({-1, 1, 1, 1}));
+  }
+  return out;
+}
+
 }  // namespace facemag::nn
