@@ -3,10 +3,12 @@
 #include <torch/torch.h>
 
 #include <stdexcept>
+#include <utility>
 
 #include "facemag/error.hpp"
 #include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
+#include "facemag/runtime.hpp"
 
 #if FACEMAG_HAVE_ONEDNN
 #include "onednn_plan.hpp"
@@ -25,19 +27,38 @@ using onednn::Slot;
 // iResNet for one batch size in activations of `type`: stem, blocks (activations in oneDNN's
 // blocked layout, PReLU fused into the convolution before it where oneDNN can, each block's
 // residual addition a sum post-op of its second convolution), last activation reordered to the
-// float32 channels-last order of FoldedIResNet's fc columns.
-void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanBuilder& plan,
-              std::int64_t batch) {
+// float32 channels-last order of FoldedIResNet's fc columns. With `drop_when_kept`, each
+// convolution's folded weights are dropped as soon as the network keeps them in a layout that
+// serves every later plan (ConvWeights::kept).
+void describe(FoldedIResNet& folded, memory::data_type type, bool drop_when_kept,
+              onednn::PlanBuilder& plan, std::int64_t batch) {
   using onednn::kA, onednn::kB, onednn::kC, onednn::kInput, onednn::kOutput;
   const auto output_dims = [](const memory::dims& in, const FoldedIResNet::Conv& c) {
     return onednn::conv_output_dims(in, c.weight_sizes, {c.stride, c.stride},
                                     {c.padding, c.padding});
   };
-  const auto conv = [&](const FoldedIResNet::Conv& c, Slot src, const memory::desc& src_md,
-                        Slot dst, const onednn::Epilogue& epilogue) {
+  bool dropped = false;
+  const auto drop = [&dropped](FoldedIResNet::Conv& c) {
+    dropped = true;
+    c.weight = torch::Tensor();
+    c.folded_weight = []() -> torch::Tensor {
+      throw std::logic_error(
+          "OneDnnIResNet: a plan asked for folded weights after they were dropped");
+    };
+  };
+  const auto conv = [&](FoldedIResNet::Conv& c, Slot src, const memory::desc& src_md, Slot dst,
+                        const onednn::Epilogue& epilogue) {
     const auto dst_dims = output_dims(src_md.dims(), c);
-    plan.conv(onednn::ConvWeights{c.weight_sizes, c.folded_weight}, c.bias, {c.stride, c.stride},
-              {c.padding, c.padding}, 1, src, src_md, dst, blocked(dst_dims, type), epilogue);
+    {
+      onednn::ConvWeights weights{c.weight_sizes, c.folded_weight};
+      if (drop_when_kept) weights.kept = [&] { drop(c); };
+      plan.conv(weights, c.bias, {c.stride, c.stride}, {c.padding, c.padding}, 1, src, src_md, dst,
+                blocked(dst_dims, type), epilogue);
+    }  // the last reference to dropped weights goes with `weights`
+    // facemag's heap is never trimmed on its own (configure_runtime): F(2x2)'s larger layouts
+    // would not fit the freed holes, and the peak would stay where it was. Trimming every 32 MB
+    // instead measured 33 MB more and no faster (iResNet100).
+    if (std::exchange(dropped, false)) release_free_heap();
     return dst_dims;
   };
 
@@ -53,7 +74,7 @@ void describe(const FoldedIResNet& folded, memory::data_type type, onednn::PlanB
   memory::dims dims = conv(folded.stem, input, input_md, kA, {.prelu = folded.stem_prelu});
   // x lives in one of kA/kB/kC; the other two hold a block's intermediate results.
   Slot x = kA;
-  for (const auto& b : folded.blocks) {
+  for (auto& b : folded.blocks) {
     const Slot first = x == kA ? kB : kA;
     const Slot second = static_cast<Slot>(kA + kB + kC - x - first);
     plan.affine(b.pre_scale, b.pre_shift, x, first, blocked(dims, type));
@@ -84,42 +105,24 @@ struct OneDnnIResNet::Impl {
   // Folded in the activations' type. Each convolution's weights on demand, from `source`, where
   // it is kept: oneDNN keeps them in its layouts, and no third copy is kept (iResNet100: 260 MB).
   // Otherwise folded at once and the network let go of before the first plan (the batch-1 one,
-  // built here), whose weights serve every later plan (onednn::Network::keeps_all_weights): the
-  // folded copies go too. The peak is then the folded weights and F(2x2)'s, not the network's
-  // and F(2x2)'s.
+  // built here), each convolution's folded copy dropped as soon as its kept layout is made: the
+  // load's peak is then the network and its folded copy, no longer the network's and F(2x2)'s.
   Impl(std::shared_ptr<const IResNetImpl> net, memory::data_type type)
       : source(std::move(net)),
         folded(*source, type == memory::data_type::bf16 ? torch::kBFloat16 : torch::kFloat32,
                lets_go_of_the_network(type) ? FoldedIResNet::ConvWeights::kKept
                                             : FoldedIResNet::ConvWeights::kOnDemand),
-        network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
-          describe(folded, type, plan, batch);
+        network([this, type, drop = lets_go_of_the_network(type)](onednn::PlanBuilder& plan,
+                                                                  std::int64_t batch) {
+          describe(folded, type, drop, plan, batch);
         }) {
     if (!lets_go_of_the_network(type)) return;
     source.reset();  // freed here where the caller handed over its last reference
     network.prepare(1);
-    if (network.keeps_all_weights()) drop_folded_weights();
-  }
-
-  void drop_folded_weights() {
-    const auto dropped = []() -> torch::Tensor {
-      throw std::logic_error(
-          "OneDnnIResNet: a plan asked for folded weights after they were dropped");
-    };
-    const auto drop = [&](FoldedIResNet::Conv& c) {
-      c.weight = torch::Tensor();
-      c.folded_weight = dropped;
-    };
-    drop(folded.stem);
-    for (auto& b : folded.blocks) {
-      drop(b.conv1);
-      drop(b.conv2);
-      if (b.downsample) drop(*b.downsample);
-    }
   }
 
   std::shared_ptr<const IResNetImpl> source;  // never mutated; null once let go of
-  FoldedIResNet folded;
+  FoldedIResNet folded;  // mutated only while a plan is built, under the network's lock
   onednn::Network network;
 };
 

@@ -389,11 +389,17 @@ bool Network::has_weights(int conv_index, const memory::desc& layout) const {
 
 namespace {
 
-// Whether `kept` holds a convolution's weights in a layout oneDNN reorders from into any other
-// layout of theirs (not a Winograd layout: those are reorder targets only).
+// Whether every later plan gets a convolution's weights from `kept` without asking for their
+// values: facemag's Winograd layout (one for every batch size) or one of oneDNN's blocked layouts,
+// which oneDNN reorders from (its Winograd layouts are reorder targets only).
+bool serves_later_plans(const memory& kept) {
+  return kept.get_desc().data.format_kind == dnnl_blocked;
+}
+
+// Whether `kept` holds a convolution's weights in a layout oneDNN reorders from into `layout`.
 bool reorderable_to(const memory& kept, const memory::desc& layout) {
   const auto& desc = kept.get_desc();
-  return desc.data.format_kind == dnnl_blocked && desc.dims() == layout.dims() &&
+  return serves_later_plans(kept) && desc.dims() == layout.dims() &&
          desc.data_type() == layout.data_type();
 }
 
@@ -406,11 +412,15 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
     if (m.get_desc() == layout) return m;
   }
   memory target(layout, engine_);
+  const auto keep = [&] {
+    kept.push_back(target);
+    if (weights.kept && serves_later_plans(target)) weights.kept();
+    return target;
+  };
   if (layout == winograd_weights(weights.sizes[1], weights.sizes[0])) {
     winograd::transform_weights(weights.values(), false,
                                 static_cast<float*>(target.get_data_handle()));
-    kept.push_back(target);
-    return target;
+    return keep();
   }
   dnnl::stream stream(engine_);
   // Another layout of the same weights: a permutation, exact, and no need of the network's own.
@@ -430,17 +440,7 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
                      grouped ? Tag::goihw : Tag::oihw, engine_);
   dnnl::reorder(source, target).execute(stream, source, target);
   stream.wait();
-  kept.push_back(target);
-  return target;
-}
-
-bool Network::keeps_all_weights() const {
-  std::lock_guard lock(mutex_);
-  return !weights_.empty() && std::all_of(weights_.begin(), weights_.end(), [](const auto& conv) {
-    return std::any_of(conv.second.begin(), conv.second.end(), [](const memory& m) {
-      return m.get_desc().data.format_kind == dnnl_blocked;
-    });
-  });
+  return keep();
 }
 
 void Network::prepare(std::int64_t batch) const { plan_for(batch); }

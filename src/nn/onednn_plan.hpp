@@ -89,10 +89,15 @@ struct Epilogue {
 // A convolution's weights (O x I x kh x kw, float32 or bfloat16) by their sizes and a way to get
 // their values, asked for only where a plan needs them in a layout the network does not keep
 // yet: a network then need not hold a plain copy of its weights beside oneDNN's (iResNet100:
-// 260 MB).
+// 260 MB). `kept`, if set, is called once the network keeps them in a layout from which every
+// later plan gets them without asking `values` again (facemag's Winograd layout, which serves
+// every batch size, or one of oneDNN's blocked layouts, another being a reorder away; not one of
+// oneDNN's Winograd layouts): the owner may then let go of the values, one convolution at a
+// time.
 struct ConvWeights {
   std::vector<std::int64_t> sizes;
   std::function<torch::Tensor()> values;
+  std::function<void()> kept = {};
 };
 
 // Appends primitives to a plan. Convolutions are numbered in the order they are added, which
@@ -173,11 +178,6 @@ class Network {
 
   // Builds the plan for `batch` now (run() would on its first call with that size).
   void prepare(std::int64_t batch) const;
-  // Whether the plans built so far left every convolution's weights in a layout from which any
-  // later plan gets them without asking ConvWeights::values again: facemag's Winograd layout
-  // (which a convolution keeps for every batch size) or one of oneDNN's blocked layouts (another
-  // is a reorder away). Not where oneDNN's own Winograd kernels took some (AVX-512 float32).
-  bool keeps_all_weights() const;
 
  private:
   friend class PlanBuilder;
