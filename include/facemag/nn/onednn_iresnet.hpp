@@ -6,8 +6,8 @@
 // more (2.25x fewer multiplications; iResNet100 1.4-1.7x faster than on the direct kernels).
 // Activations stay in oneDNN's blocked layout from the stem to the last block, the residual
 // addition is fused into the second convolution of each block, and the folded weights of
-// FoldedIResNet are used (float32), folded from the network when oneDNN reorders them and not kept
-// otherwise.
+// FoldedIResNet are used, of which only oneDNN's (or facemag's Winograd) copy is kept (see the
+// constructor).
 //
 // Cost: Winograd keeps weights transformed to 6x6 tiles, ~4x the memory of the 3x3 weights
 // (iResNet100: about 1 GB instead of 260 MB), per weight layout; batch sizes share one layout
@@ -43,8 +43,8 @@ class OneDnnIResNet {
   // Never mutates `net`. Each convolution's weights are folded from it when a plan needs them in
   // a layout not kept yet; only oneDNN's (or facemag's Winograd) copy stays. float32 below
   // AVX-512 (no oneDNN Winograd layouts): all are folded here and `net` let go of (freed here if
-  // this got the last reference), then the batch-1 plan is built; later batch sizes take its
-  // weights or reorder them.
+  // this got the last reference), then the batch-1 plan is built, each folded copy dropped as
+  // soon as its layout is kept; later batch sizes take those weights or reorder them.
   explicit OneDnnIResNet(std::shared_ptr<const IResNetImpl> net,
                          torch::ScalarType dtype = torch::kFloat32);
   ~OneDnnIResNet();
