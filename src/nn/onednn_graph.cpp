@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -44,6 +45,9 @@ struct Node {
   Kind kind;
   std::vector<int> inputs;
   torch::Tensor weight = {}, bias = {};  // conv, linear; scale_shift: scale, shift; prelu: slopes
+  // conv: the weight's sizes, which stay where the weight itself is dropped once oneDNN keeps it
+  // (OneDnnGraph::Impl).
+  std::vector<std::int64_t> weight_sizes = {};
   GraphSink::Pair stride{1, 1}, padding{0, 0}, kernel{1, 1};
   std::int64_t groups = 1;
   bool flag = false;  // max_pool: ceil mode; flatten: Caffe's order
@@ -70,6 +74,7 @@ class Recorder : public GraphSink {
              Pair padding, std::int64_t groups) override {
     Node n{Kind::kConv, {index(x)}};
     n.weight = weight.detach().to(weight_dtype_).contiguous();
+    n.weight_sizes = weight.sizes().vec();
     n.bias = bias.defined() ? float32(bias) : torch::zeros({weight.size(0)});
     n.stride = stride;
     n.padding = padding;
@@ -170,7 +175,7 @@ memory::dims pool_padding_r(const Node& node, const memory::dims& in, const memo
 memory::dims output_shape(const Node& node, const std::vector<memory::dims>& in) {
   switch (node.kind) {
     case Kind::kConv:
-      return onednn::conv_output_dims(in[0], node.weight.sizes(), {node.stride[0], node.stride[1]},
+      return onednn::conv_output_dims(in[0], node.weight_sizes, {node.stride[0], node.stride[1]},
                                       {node.padding[0], node.padding[1]});
     case Kind::kConcat: {
       auto d = in[0];
@@ -240,10 +245,13 @@ Graph record(const OneDnnGraph::Describe& describe, std::array<std::int64_t, 3> 
 // The plan of one batch size: shapes, fusions and buffers decided while walking the nodes.
 class PlanWriter {
  public:
-  // int8 (type s8) reads each value's scale from `calibration`.
+  // int8 (type s8) reads each value's scale from `calibration`. `kept`, if set, is called with
+  // a convolution's node once oneDNN keeps its weights in a layout that serves every later plan
+  // (onednn::ConvWeights::kept).
   PlanWriter(const Graph& g, memory::data_type type, const Int8Calibration* calibration,
-             onednn::PlanBuilder& plan, std::int64_t batch)
-      : g_(g), type_(type), calibration_(calibration), plan_(plan) {
+             onednn::PlanBuilder& plan, std::int64_t batch,
+             const std::function<void(int node)>& kept = {})
+      : g_(g), type_(type), calibration_(calibration), plan_(plan), kept_(kept) {
     const int n = g.split;
     for (auto d : g.shapes) {
       d[0] = batch;
@@ -459,7 +467,19 @@ class PlanWriter {
                                     scales.data_ptr<float>() + scales.numel());
       if (summand >= 0) epilogue.sum_scale = scale_[at(summand)] / dst_scale;
     }
-    plan_.conv(weight, bias, {node.stride[0], node.stride[1]}, {node.padding[0], node.padding[1]},
+    // A dropped weight (undefined) is never asked for: its kept layouts serve this plan.
+    onednn::ConvWeights weights{weight.defined() ? weight.sizes().vec() : node.weight_sizes,
+                                [weight, i]() {
+                                  if (!weight.defined()) {
+                                    throw std::logic_error(
+                                        "OneDnnGraph: a plan asked for the dropped weights of "
+                                        "operation " +
+                                        std::to_string(i));
+                                  }
+                                  return weight;
+                                }};
+    if (kept_ && node.kind == Kind::kConv) weights.kept = [this, i] { kept_(i); };
+    plan_.conv(weights, bias, {node.stride[0], node.stride[1]}, {node.padding[0], node.padding[1]},
                groups, slot(x), md(x), dst, md(i), epilogue);
     for (const int v : chain) {
       fused_[v] = v != i;
@@ -473,6 +493,7 @@ class PlanWriter {
   memory::data_type type_;
   const Int8Calibration* calibration_;
   onednn::PlanBuilder& plan_;
+  const std::function<void(int node)>& kept_;
   std::vector<float> scale_;  // int8: the real value of one step of each value, by at(v)
   std::vector<bool> float_;   // int8: values kept in float32 (the last one)
   memory::dims input_dims_;
@@ -489,15 +510,23 @@ class PlanWriter {
 }  // namespace
 
 struct OneDnnGraph::Impl {
+  // Where the first plan's weight layouts serve every later plan, it is built here and each
+  // convolution's recorded weights dropped as soon as oneDNN keeps them: one copy of the weights
+  // stays (InceptionResnetV1: 94 MB), not two.
   Impl(Graph g, memory::data_type type, std::optional<Int8Calibration> int8)
       : graph(std::move(g)),
         calibration(std::move(int8)),
         network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
-          PlanWriter(graph, type, calibration ? &*calibration : nullptr, plan, batch).write();
-        }) {}
+          PlanWriter(graph, type, calibration ? &*calibration : nullptr, plan, batch, drop).write();
+        }) {
+    if (!onednn::first_plan_serves_every_batch(type)) return;
+    drop = [this](int node) { graph.nodes[node].weight = torch::Tensor(); };
+    network.prepare(1);
+  }
 
-  Graph graph;
+  Graph graph;  // conv weights dropped only while a plan is built, under the network's lock
   std::optional<Int8Calibration> calibration;
+  std::function<void(int node)> drop;  // empty: the recorded weights are kept
   onednn::Network network;
 };
 

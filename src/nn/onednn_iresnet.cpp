@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "facemag/error.hpp"
-#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/runtime.hpp"
 
@@ -91,14 +90,6 @@ void describe(FoldedIResNet& folded, memory::data_type type, bool drop_when_kept
                memory::desc(dims, memory::data_type::f32, memory::format_tag::nhwc));
 }
 
-// float32 below AVX-512: no oneDNN Winograd layouts (which oneDNN cannot reorder from), and
-// facemag's F(2x2) keeps one layout for every batch size. Not on AVX-512, where the first plan's
-// layouts steer later batch sizes' choice of kernels: that order stays the caller's.
-bool lets_go_of_the_network(memory::data_type type) {
-  return type == memory::data_type::f32 && nn::blocked::stride_one_algorithm(128, 128) !=
-                                               nn::blocked::StrideOneAlgorithm::kWinograd4x4;
-}
-
 }  // namespace
 
 struct OneDnnIResNet::Impl {
@@ -108,19 +99,19 @@ struct OneDnnIResNet::Impl {
   // built here), each convolution's folded copy dropped as soon as its kept layout is made: the
   // load's peak is then the network and its folded copy, no longer the network's and F(2x2)'s.
   Impl(std::shared_ptr<const IResNetImpl> net, memory::data_type type)
-      : source(std::move(net)),
+      : let_go(onednn::first_plan_serves_every_batch(type)),
+        source(std::move(net)),
         folded(*source, type == memory::data_type::bf16 ? torch::kBFloat16 : torch::kFloat32,
-               lets_go_of_the_network(type) ? FoldedIResNet::ConvWeights::kKept
-                                            : FoldedIResNet::ConvWeights::kOnDemand),
-        network([this, type, drop = lets_go_of_the_network(type)](onednn::PlanBuilder& plan,
-                                                                  std::int64_t batch) {
-          describe(folded, type, drop, plan, batch);
+               let_go ? FoldedIResNet::ConvWeights::kKept : FoldedIResNet::ConvWeights::kOnDemand),
+        network([this, type](onednn::PlanBuilder& plan, std::int64_t batch) {
+          describe(folded, type, let_go, plan, batch);
         }) {
-    if (!lets_go_of_the_network(type)) return;
+    if (!let_go) return;
     source.reset();  // freed here where the caller handed over its last reference
     network.prepare(1);
   }
 
+  const bool let_go;  // of the network and, one by one, of the folded weights
   std::shared_ptr<const IResNetImpl> source;  // never mutated; null once let go of
   FoldedIResNet folded;  // mutated only while a plan is built, under the network's lock
   onednn::Network network;

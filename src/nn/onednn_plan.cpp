@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "facemag/nn/blocked_training.hpp"
 #include "winograd.hpp"
 
 namespace facemag::nn::onednn {
@@ -396,14 +397,20 @@ bool serves_later_plans(const memory& kept) {
   return kept.get_desc().data.format_kind == dnnl_blocked;
 }
 
-// Whether `kept` holds a convolution's weights in a layout oneDNN reorders from into `layout`.
+// Whether `kept` holds a convolution's weights in a layout oneDNN reorders from into `layout`
+// (blocked to blocked: it makes its Winograd layouts from plain weights only).
 bool reorderable_to(const memory& kept, const memory::desc& layout) {
   const auto& desc = kept.get_desc();
-  return serves_later_plans(kept) && desc.dims() == layout.dims() &&
-         desc.data_type() == layout.data_type();
+  return serves_later_plans(kept) && layout.data.format_kind == dnnl_blocked &&
+         desc.dims() == layout.dims() && desc.data_type() == layout.data_type();
 }
 
 }  // namespace
+
+bool first_plan_serves_every_batch(memory::data_type type) {
+  return type == memory::data_type::f32 && nn::blocked::stride_one_algorithm(128, 128) !=
+                                               nn::blocked::StrideOneAlgorithm::kWinograd4x4;
+}
 
 memory Network::weights_in(int conv_index, const ConvWeights& weights,
                            const memory::desc& layout) const {

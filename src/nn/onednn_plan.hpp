@@ -100,6 +100,13 @@ struct ConvWeights {
   std::function<void()> kept = {};
 };
 
+// Whether the weight layouts kept by a network's first plan serve every later plan, so that its
+// owner may let go of the values when ConvWeights::kept says so: float32 below AVX-512, where
+// oneDNN has no Winograd kernels. On AVX-512 a later batch size may want one of oneDNN's
+// Winograd layouts, which it makes from plain weights only (and the first plan's layouts steer
+// which kernels later batch sizes get, measured nowhere else).
+bool first_plan_serves_every_batch(memory::data_type type);
+
 // Appends primitives to a plan. Convolutions are numbered in the order they are added, which
 // must be the same for every batch size (weights are kept per number and layout).
 class PlanBuilder {
