@@ -30,7 +30,9 @@ namespace facemag {
 struct Embedder::Impl {
   ModelManifest manifest;
   // Never mutated after load. Null where the fused network let go of it (an iResNet at float32
-  // below AVX-512: nn::OneDnnIResNet); network() then builds it again from `rebuild`.
+  // below AVX-512: nn::OneDnnIResNet; a network nn::OneDnnGraph runs, which records its own
+  // weights, unless a classifier still runs the loaded one); network() then builds it again from
+  // `rebuild`.
   std::shared_ptr<torch::nn::Module> module;
   std::function<std::shared_ptr<torch::nn::Module>()> rebuild;
   std::function<torch::Tensor(const torch::Tensor&)> forward;
@@ -131,6 +133,12 @@ std::array<std::int64_t, 3> input_chw(const ModelManifest& m) {
   return {3, m.input_height, m.input_width};
 }
 
+// A network recorded by nn::OneDnnGraph (which keeps its own copy of the weights) is let go of
+// where it can be built again and nothing else runs it (InceptionResnetV1: 94 MB).
+void let_go_of_the_recorded_network(Embedder::Impl& impl) {
+  if (impl.rebuild && !impl.logits) impl.module.reset();
+}
+
 // Replaces the reference forward by the fused network where the architecture has one.
 // `weights`: where the checkpoint came from (empty for formula weights), for int8's default
 // calibration file.
@@ -151,6 +159,7 @@ void fuse(Embedder::Impl& impl, const EmbedderOptions& options,
     auto graph = std::make_shared<const nn::OneDnnGraph>(
         describe_of(impl), input_chw(impl.manifest), read_int8_calibration(file, impl.manifest));
     impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
+    let_go_of_the_recorded_network(impl);
     return;
   }
   const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
@@ -179,6 +188,7 @@ void fuse(Embedder::Impl& impl, const EmbedderOptions& options,
   if (const auto describe = describe_of(impl); describe && nn::OneDnnGraph::available(dtype)) {
     auto graph = std::make_shared<const nn::OneDnnGraph>(describe, input_chw(impl.manifest), dtype);
     impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
+    let_go_of_the_recorded_network(impl);
     return;
   }
   if (precision == Precision::kBFloat16) nn::OneDnnGraph::require(dtype);
