@@ -133,10 +133,20 @@ std::array<std::int64_t, 3> input_chw(const ModelManifest& m) {
   return {3, m.input_height, m.input_width};
 }
 
-// A network recorded by nn::OneDnnGraph (which keeps its own copy of the weights) is let go of
-// where it can be built again and nothing else runs it (InceptionResnetV1: 94 MB).
-void let_go_of_the_recorded_network(Embedder::Impl& impl) {
-  if (impl.rebuild && !impl.logits) impl.module.reset();
+// Makes the fused network with `make`, which gets the only reference to the loaded one where
+// that can be built again (network()) and nothing else runs it (a classifier's logits do): the
+// fused network may let go of it, freed then, before its own weights are made (OneDnnIResNet
+// below AVX-512; OneDnnGraph, which records its own copy: InceptionResnetV1 94 MB).
+template <class Make>
+auto hand_over(Embedder::Impl& impl, const Make& make) {
+  const std::weak_ptr<torch::nn::Module> loaded = impl.module;
+  if (impl.rebuild && !impl.logits) {
+    impl.module.reset();
+    impl.forward = {};
+  }
+  auto fused = make();
+  impl.module = loaded.lock();
+  return fused;
 }
 
 // Replaces the reference forward by the fused network where the architecture has one.
@@ -156,10 +166,13 @@ void fuse(Embedder::Impl& impl, const EmbedderOptions& options,
                          (file.empty() ? std::string() : " (looked for " + file.string() + ")") +
                          ": run `facemag calibrate-int8` on a few hundred of your faces first");
     }
-    auto graph = std::make_shared<const nn::OneDnnGraph>(
-        describe_of(impl), input_chw(impl.manifest), read_int8_calibration(file, impl.manifest));
+    const auto calibration = read_int8_calibration(file, impl.manifest);
+    auto describe = describe_of(impl);
+    auto graph = hand_over(impl, [&] {
+      return std::make_shared<const nn::OneDnnGraph>(std::move(describe), input_chw(impl.manifest),
+                                                     calibration);
+    });
     impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
-    let_go_of_the_recorded_network(impl);
     return;
   }
   const auto dtype = precision == Precision::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
@@ -167,15 +180,8 @@ void fuse(Embedder::Impl& impl, const EmbedderOptions& options,
   nn::OneDnnGraph::require_of_this_cpu(dtype);
   if (auto net = std::dynamic_pointer_cast<const nn::IResNetImpl>(impl.module)) {
     if (nn::OneDnnIResNet::available(dtype)) {
-      // The fused network gets the only reference where the network can be built again: it may
-      // let go of it (freed then, before its own weights are made; network() rebuilds it).
-      const std::weak_ptr<torch::nn::Module> loaded = impl.module;
-      if (impl.rebuild) {
-        impl.module.reset();
-        impl.forward = {};
-      }
-      auto onednn = std::make_shared<const nn::OneDnnIResNet>(std::move(net), dtype);
-      impl.module = loaded.lock();
+      auto onednn = hand_over(
+          impl, [&] { return std::make_shared<const nn::OneDnnIResNet>(std::move(net), dtype); });
       impl.forward = [onednn](const torch::Tensor& x) { return onednn->forward(x); };
       return;
     }
@@ -185,10 +191,12 @@ void fuse(Embedder::Impl& impl, const EmbedderOptions& options,
     return;
   }
   // Every other network on oneDNN through its own description (nn::OneDnnGraph).
-  if (const auto describe = describe_of(impl); describe && nn::OneDnnGraph::available(dtype)) {
-    auto graph = std::make_shared<const nn::OneDnnGraph>(describe, input_chw(impl.manifest), dtype);
+  if (auto describe = describe_of(impl); describe && nn::OneDnnGraph::available(dtype)) {
+    auto graph = hand_over(impl, [&] {
+      return std::make_shared<const nn::OneDnnGraph>(std::move(describe), input_chw(impl.manifest),
+                                                     dtype);
+    });
     impl.forward = [graph](const torch::Tensor& x) { return graph->forward(x); };
-    let_go_of_the_recorded_network(impl);
     return;
   }
   if (precision == Precision::kBFloat16) nn::OneDnnGraph::require(dtype);

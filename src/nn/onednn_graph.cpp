@@ -566,17 +566,19 @@ class RangeRecorder : public TorchEvaluator {
 
 bool OneDnnGraph::available(torch::ScalarType dtype) { return onednn::runs(dtype); }
 
-OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
+OneDnnGraph::OneDnnGraph(Describe describe, std::array<std::int64_t, 3> input_chw,
                          torch::ScalarType dtype) {
   require(dtype);
-  impl_ = std::make_unique<Impl>(record(describe, input_chw, dtype), onednn::data_type(dtype),
-                                 std::nullopt);
+  auto graph = record(describe, input_chw, dtype);
+  describe = nullptr;  // before the first plan's weights are made
+  impl_ = std::make_unique<Impl>(std::move(graph), onednn::data_type(dtype), std::nullopt);
 }
 
-OneDnnGraph::OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
+OneDnnGraph::OneDnnGraph(Describe describe, std::array<std::int64_t, 3> input_chw,
                          const Int8Calibration& calibration) {
   require(torch::kChar);
   auto graph = record(describe, input_chw, torch::kFloat32);
+  describe = nullptr;
   if (calibration.values.size() < static_cast<std::size_t>(graph.split) || calibration.input <= 0)
     throw InvalidInput("an int8 calibration of " + std::to_string(calibration.values.size()) +
                        " values does not fit this network (" + std::to_string(graph.split) +
@@ -663,11 +665,11 @@ struct OneDnnGraph::Impl {};
 
 bool OneDnnGraph::available(torch::ScalarType) { return false; }
 
-OneDnnGraph::OneDnnGraph(const Describe&, std::array<std::int64_t, 3>, torch::ScalarType) {
+OneDnnGraph::OneDnnGraph(Describe, std::array<std::int64_t, 3>, torch::ScalarType) {
   throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnGraph");
 }
 
-OneDnnGraph::OneDnnGraph(const Describe&, std::array<std::int64_t, 3>, const Int8Calibration&) {
+OneDnnGraph::OneDnnGraph(Describe, std::array<std::int64_t, 3>, const Int8Calibration&) {
   throw std::logic_error("facemag was built without oneDNN (libdnnl-dev): no OneDnnGraph");
 }
 

@@ -60,11 +60,12 @@ class OneDnnGraph {
   // slower than fp32). A build without oneDNN leaves the choice to LibTorch.
   static void require_of_this_cpu(torch::ScalarType dtype);
 
-  // Records the network for inputs of input_chw (C x H x W). Throws InvalidInput for a dtype
-  // this CPU does not run, std::logic_error for an operation it cannot place (a 4-D operation
-  // after the flatten) or a build without oneDNN.
-  OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
-              torch::ScalarType dtype);
+  // Records the network for inputs of input_chw (C x H x W), with a copy of its weights, and
+  // lets go of `describe` before building anything from the record: a network that only it
+  // holds is freed there. Throws InvalidInput for a dtype this CPU does not run,
+  // std::logic_error for an operation it cannot place (a 4-D operation after the flatten) or a
+  // build without oneDNN.
+  OneDnnGraph(Describe describe, std::array<std::int64_t, 3> input_chw, torch::ScalarType dtype);
   ~OneDnnGraph();
   OneDnnGraph(const OneDnnGraph&) = delete;
   OneDnnGraph& operator=(const OneDnnGraph&) = delete;
@@ -73,7 +74,7 @@ class OneDnnGraph {
   // (scale = its calibrated largest magnitude / 127), int32 accumulation, on VNNI kernels; every
   // network (concatenations take one scale, see Int8Calibration). InvalidInput where the CPU
   // lacks VNNI (available(torch::kChar)) or the calibration is of another network.
-  OneDnnGraph(const Describe& describe, std::array<std::int64_t, 3> input_chw,
+  OneDnnGraph(Describe describe, std::array<std::int64_t, 3> input_chw,
               const Int8Calibration& calibration);
 
   // Runs the network in float32 (LibTorch) over `batches` (each N x C x H x W) and records the
