@@ -467,17 +467,9 @@ class PlanWriter {
                                     scales.data_ptr<float>() + scales.numel());
       if (summand >= 0) epilogue.sum_scale = scale_[at(summand)] / dst_scale;
     }
-    // A dropped weight (undefined) is never asked for: its kept layouts serve this plan.
+    // A dropped weight is undefined: the network refuses to ask for it (ConvWeights::kept).
     onednn::ConvWeights weights{weight.defined() ? weight.sizes().vec() : node.weight_sizes,
-                                [weight, i]() {
-                                  if (!weight.defined()) {
-                                    throw std::logic_error(
-                                        "OneDnnGraph: a plan asked for the dropped weights of "
-                                        "operation " +
-                                        std::to_string(i));
-                                  }
-                                  return weight;
-                                }};
+                                [weight] { return weight; }};
     if (kept_ && node.kind == Kind::kConv) weights.kept = [this, i] { kept_(i); };
     plan_.conv(weights, bias, {node.stride[0], node.stride[1]}, {node.padding[0], node.padding[1]},
                groups, slot(x), md(x), dst, md(i), epilogue);

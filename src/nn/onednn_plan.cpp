@@ -421,12 +421,22 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
   memory target(layout, engine_);
   const auto keep = [&] {
     kept.push_back(target);
-    if (weights.kept && serves_later_plans(target)) weights.kept();
+    if (weights.kept && serves_later_plans(target)) {
+      weights.kept();
+      let_go_.insert(conv_index);
+    }
     return target;
   };
+  const auto values = [&] {
+    if (let_go_.count(conv_index)) {
+      throw std::logic_error("oneDNN plan: convolution " + std::to_string(conv_index) +
+                             " asks for weights its owner let go of, in a layout no kept one "
+                             "reorders to");
+    }
+    return weights.values();
+  };
   if (layout == winograd_weights(weights.sizes[1], weights.sizes[0])) {
-    winograd::transform_weights(weights.values(), false,
-                                static_cast<float*>(target.get_data_handle()));
+    winograd::transform_weights(values(), false, static_cast<float*>(target.get_data_handle()));
     return keep();
   }
   dnnl::stream stream(engine_);
@@ -441,7 +451,7 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
   }
   // oneDNN reorders into its Winograd layouts from plain O x I x kh x kw only (float32 or
   // bfloat16: the reorder converts). Always a copy: `plain` may be a temporary.
-  const auto plain = weights.values().contiguous();
+  const auto plain = values().contiguous();
   const auto grouped = layout.dims().size() == 5;  // G x O/G x I/G x kh x kw, same order
   auto source = view(plain, grouped ? layout.dims() : dims_of(plain),
                      grouped ? Tag::goihw : Tag::oihw, engine_);

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -93,7 +94,7 @@ struct Epilogue {
 // later plan gets them without asking `values` again (facemag's Winograd layout, which serves
 // every batch size, or one of oneDNN's blocked layouts, another being a reorder away; not one of
 // oneDNN's Winograd layouts): the owner may then let go of the values, one convolution at a
-// time.
+// time; a later plan that still asked for them would be a std::logic_error.
 struct ConvWeights {
   std::vector<std::int64_t> sizes;
   std::function<torch::Tensor()> values;
@@ -203,6 +204,7 @@ class Network {
   // Each convolution's weights in every layout a plan has asked for (few: oneDNN's Winograd
   // layouts differ between small and large batches only).
   mutable std::map<int, std::vector<memory>> weights_;
+  mutable std::set<int> let_go_;  // convolutions whose ConvWeights::kept was called
 };
 
 }  // namespace facemag::nn::onednn

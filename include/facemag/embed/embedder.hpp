@@ -105,10 +105,11 @@ class Embedder {
   // Values per embedding: embedding_size, doubled when concat_flipped.
   int output_size() const;
   // The network's parameters and buffers in PyTorch's state_dict() order and names (for
-  // writing a checkpoint torch.load and facemag read back). An iResNet whose fused network let
-  // go of the loaded one (kFloat32 below AVX-512) builds it again for this and for
-  // calibrate_int8(): from the formula, or by reading its checkpoint again (ModelLoadError if
-  // the file's size or time changed since the load).
+  // writing a checkpoint torch.load and facemag read back). A model whose fused network let go
+  // of the loaded one (iResNet in kFloat32 below AVX-512; every network run by nn::OneDnnGraph,
+  // unless it has a classifier) builds it again for this and for calibrate_int8(): from the
+  // formula, or by reading its checkpoint again (ModelLoadError if the file's size or time
+  // changed since the load).
   std::vector<std::pair<std::string, torch::Tensor>> state_dict() const;
   // What loading noticed but accepted (e.g. an ignored classifier tensor).
   const std::vector<std::string>& load_notes() const;
