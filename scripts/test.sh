@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+bash scripts/build.sh -DFACEMAG_BUILD_TESTS=ON -DFACEMAG_BUILD_BENCH=ON
 # From npm into build/npm: playwright-core drives Debian's Chromium in the web page's test;
 # onnxruntime-node runs the exported ONNX files (its install script only fetches GPU binaries from
 # nuget.org, the CPU ones ship in the package, so scripts are skipped). Without npm those checks

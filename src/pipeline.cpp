@@ -1,6 +1,7 @@
 #include "facemag/pipeline.hpp"
 
 #include <algorithm>
+#include <mutex>
 
 #include "facemag/align/align.hpp"
 #include "facemag/error.hpp"
@@ -24,21 +25,11 @@ std::vector<FaceRecord> FacePipeline::process(const cv::Mat& bgr, KeepFaces keep
 std::vector<std::vector<FaceRecord>> FacePipeline::process_batch(const std::vector<cv::Mat>& photos,
                                                                  KeepFaces keep) const {
   const auto detections = detector_.detect_batch(photos, options_);
-  // Faces of photo p to embed, as indices into its detections (largest first).
-  const auto kept = [&](std::size_t p) -> std::vector<std::size_t> {
-    const auto& found = detections[p];
-    if (found.empty()) return {};
-    if (keep == KeepFaces::kLargest) return {0};
-    if (keep == KeepFaces::kCenter) return {central_face(found, photos[p].cols, photos[p].rows)};
-    std::vector<std::size_t> all(found.size());
-    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
-    return all;
-  };
   // Every kept face of every photo through the embedder in one batch.
   std::vector<std::vector<std::size_t>> chosen(photos.size());
   std::vector<cv::Mat> crops;
   for (std::size_t p = 0; p < photos.size(); ++p) {
-    chosen[p] = kept(p);
+    chosen[p] = chosen_faces(detections[p], photos[p].cols, photos[p].rows, keep);
     for (const std::size_t i : chosen[p])
       crops.push_back(crop_for_model(photos[p], detections[p][i], embedder_.manifest()));
   }
@@ -46,17 +37,183 @@ std::vector<std::vector<FaceRecord>> FacePipeline::process_batch(const std::vect
   std::vector<std::vector<FaceRecord>> out(photos.size());
   std::size_t next = 0;
   for (std::size_t p = 0; p < photos.size(); ++p) {
-    for (const std::size_t i : chosen[p])
-      out[p].push_back({i, detections[p].size(), detections[p][i], embeddings[next++]});
-    if (keep == KeepFaces::kBest && !out[p].empty()) {
-      const auto best =
-          std::max_element(out[p].begin(), out[p].end(), [](const auto& a, const auto& b) {
-            return a.embedding.magnitude < b.embedding.magnitude;
-          });
-      out[p] = {*best};
+    const std::span<const Embedding> mine(embeddings.data() + next, chosen[p].size());
+    next += mine.size();
+    const auto record = [&](std::size_t k) -> FaceRecord {
+      const std::size_t i = chosen[p][k];
+      return {i, detections[p].size(), detections[p][i], mine[k]};
+    };
+    if (keep == KeepFaces::kBest && !mine.empty()) {
+      out[p].push_back(record(highest_magnitude(mine)));
+      continue;
     }
+    for (std::size_t k = 0; k < mine.size(); ++k) out[p].push_back(record(k));
   }
   return out;
+}
+
+std::vector<std::size_t> chosen_faces(std::span<const Detection> faces, int image_width,
+                                      int image_height, KeepFaces keep) {
+  if (faces.empty()) return {};
+  if (keep == KeepFaces::kLargest) return {0};  // MTCNN lists the largest face first
+  if (keep == KeepFaces::kCenter) return {central_face(faces, image_width, image_height)};
+  // kAll, and kBest, which needs every face's embedding to choose.
+  std::vector<std::size_t> all(faces.size());
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return all;
+}
+
+std::size_t highest_magnitude(std::span<const Embedding> embeddings) {
+  const auto best = std::max_element(
+      embeddings.begin(), embeddings.end(),
+      [](const Embedding& a, const Embedding& b) { return a.magnitude < b.magnitude; });
+  return static_cast<std::size_t>(best - embeddings.begin());
+}
+
+std::string face_choice_summary(std::size_t several, std::size_t detected, KeepFaces keep) {
+  return std::to_string(several) + " of " + std::to_string(detected) +
+         " photo(s) showed several faces; kept " + keep_faces_rule(keep) + " ('" +
+         keep_faces_name(keep) + "')";
+}
+
+std::string face_choice_summary(const std::vector<FaceEncoder::Face>& faces, KeepFaces keep,
+                                const std::string& landmarks) {
+  std::size_t several = 0, detected = 0, from_landmarks = 0;
+  for (const auto& f : faces) {
+    from_landmarks += f.source == FaceSource::kLandmarks;
+    detected += f.source == FaceSource::kDetector && f.faces_in_photo > 0;
+    several += f.faces_in_photo > 1;
+  }
+  std::string out;
+  if (from_landmarks)
+    out = std::to_string(from_landmarks) + " photo(s) aligned from the landmarks in " + landmarks;
+  if (detected) out += (out.empty() ? "" : "; ") + face_choice_summary(several, detected, keep);
+  return out;
+}
+
+struct FaceAligner::Detector {
+  const MtcnnDetector* borrowed = nullptr;
+  DetectorLoader load;
+  std::mutex mutex;  // guards `loaded`: align() is const and may run on several threads
+  std::optional<MtcnnDetector> loaded;
+
+  const MtcnnDetector& get() {
+    if (borrowed) return *borrowed;
+    const std::lock_guard lock(mutex);
+    if (!loaded) loaded.emplace(load());
+    return *loaded;
+  }
+};
+
+FaceAligner::FaceAligner(DetectorLoader load_detector, MtcnnOptions options, ModelManifest manifest,
+                         KeepFaces keep, std::optional<LandmarkFile> landmarks)
+    : detector_(std::make_shared<Detector>()),
+      options_(options),
+      manifest_(std::move(manifest)),
+      keep_(keep),
+      landmarks_(std::move(landmarks)) {
+  if (keep_ == KeepFaces::kAll)
+    throw InvalidInput("FaceAligner takes one face per image: KeepFaces::kAll is no choice");
+  if (!load_detector) throw InvalidInput("FaceAligner: no detector loader");
+  detector_->load = std::move(load_detector);
+}
+
+FaceAligner::FaceAligner(const MtcnnDetector& detector, MtcnnOptions options,
+                         ModelManifest manifest, KeepFaces keep,
+                         std::optional<LandmarkFile> landmarks)
+    : detector_(std::make_shared<Detector>()),
+      options_(options),
+      manifest_(std::move(manifest)),
+      keep_(keep),
+      landmarks_(std::move(landmarks)) {
+  if (keep_ == KeepFaces::kAll)
+    throw InvalidInput("FaceAligner takes one face per image: KeepFaces::kAll is no choice");
+  detector_->borrowed = &detector;
+}
+
+std::vector<FaceAligner::Candidates> FaceAligner::align(
+    const std::vector<cv::Mat>& images, const std::vector<std::string>& names) const {
+  const auto& m = manifest_;
+  std::vector<Candidates> out(images.size());
+  std::vector<std::size_t> to_detect;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    if (images[i].rows == m.input_height && images[i].cols == m.input_width) {
+      out[i].crops.push_back(images[i]);
+    } else if (landmarks_) {
+      out[i].source = FaceSource::kLandmarks;
+      const Landmarks5* marks = landmarks_->find(names[i]);
+      if (!marks) {
+        out[i].error = names[i] + ": no landmarks in " + landmarks_->source().string();
+        continue;
+      }
+      out[i].crops.push_back(crop_for_model(images[i], detection_from_landmarks(*marks), m));
+    } else {
+      to_detect.push_back(i);
+    }
+  }
+  if (to_detect.empty()) return out;
+  std::vector<cv::Mat> photos;
+  for (const std::size_t i : to_detect) photos.push_back(images[i]);
+  const auto detections = detector_->get().detect_batch(photos, options_);
+  for (std::size_t k = 0; k < to_detect.size(); ++k) {
+    const std::size_t i = to_detect[k];
+    const auto& found = detections[k];
+    out[i].source = FaceSource::kDetector;
+    out[i].faces_in_photo = found.size();
+    if (found.empty()) {
+      out[i].error = names[i] + ": no face found";
+      continue;
+    }
+    for (const std::size_t f : chosen_faces(found, images[i].cols, images[i].rows, keep_))
+      out[i].crops.push_back(crop_for_model(images[i], found[f], m));
+  }
+  return out;
+}
+
+FaceEncoder::FaceEncoder(const Embedder& embedder, FaceAligner aligner, int batch)
+    : embedder_(embedder),
+      aligner_(std::move(aligner)),
+      batch_(static_cast<std::size_t>(std::max(batch, 0))) {
+  if (batch < 1) throw InvalidInput("FaceEncoder: batch must be at least 1");
+  const auto& a = aligner_.manifest();
+  const auto& m = embedder_.manifest();
+  if (a.input_width != m.input_width || a.input_height != m.input_height ||
+      a.alignment_template != m.alignment_template)
+    throw InvalidInput("FaceEncoder: the aligner makes " + std::to_string(a.input_width) + "x" +
+                       std::to_string(a.input_height) + " " + a.alignment_template + " crops, " +
+                       m.name + " takes " + std::to_string(m.input_width) + "x" +
+                       std::to_string(m.input_height) + " " + m.alignment_template);
+}
+
+std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& images,
+                                                   const std::vector<std::string>& names) const {
+  const auto candidates = aligner_.align(images, names);
+  std::vector<Face> faces(images.size());
+  std::vector<cv::Mat> crops;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    faces[i].error = candidates[i].error;
+    faces[i].source = candidates[i].source;
+    faces[i].faces_in_photo = candidates[i].faces_in_photo;
+    crops.insert(crops.end(), candidates[i].crops.begin(), candidates[i].crops.end());
+  }
+  std::vector<Embedding> embeddings;
+  for (std::size_t start = 0; start < crops.size(); start += batch_) {
+    const std::size_t end = std::min(crops.size(), start + batch_);
+    for (auto& e : embedder_.embed({crops.begin() + start, crops.begin() + end}))
+      embeddings.push_back(std::move(e));
+  }
+  // Each image's candidates are consecutive crops; one unless kBest.
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const std::size_t n = candidates[i].crops.size();
+    if (n > 0) {
+      const std::size_t best = highest_magnitude({embeddings.data() + next, n});
+      faces[i].embedding = std::move(embeddings[next + best]);
+      faces[i].crop = candidates[i].crops[best];
+    }
+    next += n;
+  }
+  return faces;
 }
 
 namespace {

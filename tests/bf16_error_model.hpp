@@ -32,7 +32,7 @@
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 
 namespace facemag::test {
 

@@ -4,12 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
 #include "facemag/model/manifest.hpp"
-#include "facemag/nn/blocked_training.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn/blocked_training.hpp"
 #include "facemag/train/collective.hpp"
 #include "facemag/train/trainer.hpp"
 

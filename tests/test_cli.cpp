@@ -18,7 +18,7 @@
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 #include "facemag/runtime.hpp"
 #include "test_support.hpp"
 

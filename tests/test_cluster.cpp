@@ -218,3 +218,69 @@ TEST(CliOnWholeDatasets, EvalClusterRecoversThePeopleOfLfw) {
 
 }  // namespace
 }  // namespace facemag
+
+namespace facemag {
+namespace {
+
+TEST(Cluster, PlacesEachFaceInItsGroupWithTheNextGroupAndAVerdict) {
+  // Group A: a0, a1 (the same direction at twice the scale) and a2 at cosine 0.8 to both; group
+  // B: b0, b1 at cosine 0.8 (b1 at 0.36 to a2); c alone, orthogonal to all.
+  const auto embeddings = torch::tensor({{1.0, 0.0, 0.0, 0.0},
+                                         {2.0, 0.0, 0.0, 0.0},
+                                         {0.8, 0.6, 0.0, 0.0},
+                                         {0.0, 0.0, 1.0, 0.0},
+                                         {0.0, 0.6, 0.8, 0.0},
+                                         {0.0, 0.0, 0.0, 1.0}},
+                                        torch::kFloat32);
+  const auto groups = group_faces(embeddings, 0.5);
+  ASSERT_EQ(groups.size(), 3u);
+  const auto& a = groups[0].faces;
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0].row, 0u);  // a0 and a1 tie at 0.9: row order
+  EXPECT_EQ(a[1].row, 1u);
+  EXPECT_EQ(a[2].row, 2u);  // least similar last
+  EXPECT_NEAR(a[0].similarity, 0.9, 1e-6);
+  EXPECT_NEAR(a[2].similarity, 0.8, 1e-6);
+  EXPECT_NEAR(groups[0].mean_similarity, (0.9 + 0.9 + 0.8) / 3, 1e-6);
+  EXPECT_EQ(a[2].next_group, 1);
+  EXPECT_NEAR(a[2].next_similarity, 0.18, 1e-6);  // (0 + 0.36) / 2
+  EXPECT_EQ(a[0].next_group, 1);                  // 0 to both others: the first
+  EXPECT_NEAR(a[0].next_similarity, 0.0, 1e-9);
+  for (const auto& f : a) EXPECT_EQ(f.verdict, Verdict::kSure);
+  ASSERT_EQ(groups[1].faces.size(), 2u);
+  for (const auto& f : groups[1].faces) {
+    EXPECT_NEAR(f.similarity, 0.8, 1e-6);
+    EXPECT_EQ(f.next_group, 0);
+    EXPECT_NEAR(f.next_similarity, f.row == 4 ? 0.12 : 0.0, 1e-6);  // b1: 0.36 / 3
+  }
+  ASSERT_EQ(groups[2].faces.size(), 1u);
+  const auto& c = groups[2].faces[0];
+  EXPECT_EQ(c.row, 5u);
+  EXPECT_EQ(c.verdict, Verdict::kAlone);
+  EXPECT_EQ(c.similarity, 0.0);
+  EXPECT_EQ(groups[2].mean_similarity, 0.0);
+  EXPECT_EQ(c.next_group, 0);
+  EXPECT_STREQ(verdict_name(c.verdict), "alone");
+
+  // x1 at 47 degrees from x0 and 43 from x2: grouped with x2 (cosine 0.731), yet only 0.049
+  // closer to it than to x0 (0.682): unsure. x2 is 0.731 - 0 from x0: sure.
+  const double t = 47 * M_PI / 180;
+  const auto xs = torch::tensor({{1.0, 0.0}, {std::cos(t), std::sin(t)}, {0.0, 1.0}});  // float32
+  const auto placed = place_faces(xs, cluster_faces(xs, 0.5));
+  ASSERT_EQ(placed.size(), 2u);
+  ASSERT_EQ(placed[0].faces.size(), 2u);
+  for (const auto& f : placed[0].faces) {
+    ASSERT_TRUE(f.row == 1 || f.row == 2) << f.row;
+    EXPECT_NEAR(f.similarity, std::sin(t), 1e-6);
+    EXPECT_EQ(f.next_group, 1);
+    EXPECT_NEAR(f.next_similarity, f.row == 1 ? std::cos(t) : 0.0, 1e-6);
+    EXPECT_EQ(f.verdict, f.row == 1 ? Verdict::kUnsure : Verdict::kSure);
+  }
+  EXPECT_STREQ(verdict_name(Verdict::kUnsure), "unsure");
+  EXPECT_STREQ(verdict_name(Verdict::kSure), "sure");
+  EXPECT_EQ(placed[1].faces[0].row, 0u);
+  EXPECT_EQ(placed[1].faces[0].verdict, Verdict::kAlone);
+}
+
+}  // namespace
+}  // namespace facemag

@@ -274,3 +274,91 @@ TEST(Plot, RangesOfRoundingNoiseDrawWithTicks) {
 
 }  // namespace
 }  // namespace facemag::plot
+
+#include "facemag/eval/protocol_files.hpp"
+
+namespace facemag::eval {
+namespace {
+
+// `read` throws InvalidInput with `message` in its text.
+template <class F>
+void expect_invalid_input(F read, const std::string& message) {
+  try {
+    read();
+    ADD_FAILURE() << "no InvalidInput; expected '" << message << "'";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+  }
+}
+
+// LFW's pairs.txt with its header: same and different pairs, photo paths in LFW's layout, each
+// photo listed once, and the folds the header gives.
+TEST(ProtocolFiles, LfwPairsNameThePhotosAndTheFolds) {
+  test::TempDir tmp;
+  for (const char* photo : {"Ann/Ann_0001.jpg", "Ann/Ann_0002.jpg", "Bob/Bob_0012.jpg"}) {
+    std::filesystem::create_directories((tmp / photo).parent_path());
+    test::write_file(tmp / photo, "jpeg");
+  }
+  test::write_file(tmp / "pairs.txt", "2\t1\n\nAnn\t1\t2\nAnn 2 Bob 12\n");
+  const auto list = read_lfw_pairs(tmp / "pairs.txt", tmp.path());
+  ASSERT_EQ(list.pairs.size(), 2u);
+  EXPECT_EQ(list.fold_size, 2u);
+  EXPECT_EQ(list.is_same, (std::vector<bool>{true, false}));
+  ASSERT_EQ(list.images.size(), 3u);
+  EXPECT_EQ(list.images[0], tmp / "Ann" / "Ann_0001.jpg");
+  EXPECT_EQ(list.images[2], tmp / "Bob" / "Bob_0012.jpg");
+  EXPECT_EQ(list.pairs[0], (std::array<std::size_t, 2>{0, 1}));
+  EXPECT_EQ(list.pairs[1], (std::array<std::size_t, 2>{1, 2}));
+
+  // Without the header: LFW's 600 pairs per fold. Errors name the file and the line.
+  test::write_file(tmp / "plain.txt", "Ann 1 2\n");
+  EXPECT_EQ(read_lfw_pairs(tmp / "plain.txt", tmp.path()).fold_size, 600u);
+  test::write_file(tmp / "bad.txt", "Ann 1 2\nAnn 1 x\n");
+  const auto lfw = [&](const char* name) {
+    return [&, name] { read_lfw_pairs(tmp / name, tmp.path()); };
+  };
+  expect_invalid_input(lfw("bad.txt"), "bad.txt:2: 'x' is not a photo number");
+  test::write_file(tmp / "gone.txt", "Ann 1 3\n");
+  expect_invalid_input(lfw("gone.txt"),
+                       "gone.txt:1: " + (tmp / "Ann" / "Ann_0003.jpg").string() + ": no such file");
+  test::write_file(tmp / "odd.txt", "Ann 1 2 Bob 12 x\n");
+  expect_invalid_input(lfw("odd.txt"),
+                       "odd.txt:1: expected 'name n1 n2' or 'name1 n1 name2 n2', got");
+}
+
+TEST(ProtocolFiles, ImagePairListsAndLabelsReadBack) {
+  test::TempDir tmp;
+  test::write_file(tmp / "a.jpg", "jpeg");
+  test::write_file(tmp / "b.jpg", "jpeg");
+  test::write_file(tmp / "list.txt",
+                   "a.jpg b.jpg 1\n./b.jpg " + (tmp / "a.jpg").string() + " False\n");
+  const auto list = read_image_pair_list(tmp / "list.txt");
+  ASSERT_EQ(list.images.size(), 3u);  // b.jpg spelt two ways: two images; a.jpg the same way
+  EXPECT_EQ(list.images[0], tmp / "a.jpg");
+  EXPECT_EQ(list.images[2], tmp / "./b.jpg");
+  EXPECT_EQ(list.is_same, (std::vector<bool>{true, false}));
+  EXPECT_EQ(list.pairs[1], (std::array<std::size_t, 2>{2, 0}));
+  EXPECT_EQ(list.fold_size, 600u);
+
+  test::write_file(tmp / "labels.txt", "x y 1\n\nx z 0\nx w true\n");
+  const auto labels = read_pair_labels(tmp / "labels.txt");
+  EXPECT_TRUE(torch::equal(labels, torch::tensor({1, 0, 1}, torch::kInt64)));
+  test::write_file(tmp / "bad_labels.txt", "x y 1\nx z maybe\n");
+  expect_invalid_input([&] { read_pair_labels(tmp / "bad_labels.txt"); },
+                       "bad_labels.txt:2: the last field 'maybe' is not a same/different label");
+
+  // Pairs written by write_feature_pairs read back as they were.
+  const auto pairs = make_feature_pairs(torch::arange(12, torch::kFloat32).reshape({4, 3}),
+                                        torch::tensor({1, 0}, torch::kInt64));
+  const auto label_path = write_feature_pairs(pairs, tmp / "f.npy");
+  EXPECT_EQ(label_path, tmp / "f_issame.npy");
+  const auto back = read_feature_pairs(tmp / "f.npy", label_path);
+  EXPECT_EQ(back.pairs.first, pairs.first);
+  EXPECT_EQ(back.pairs.second, pairs.second);
+  EXPECT_EQ(back.pairs.is_same, pairs.is_same);
+  ASSERT_EQ(back.row_norms.size(), 4u);
+  EXPECT_DOUBLE_EQ(back.row_norms[1], std::sqrt(9.0 + 16.0 + 25.0));
+}
+
+}  // namespace
+}  // namespace facemag::eval

@@ -239,5 +239,86 @@ TEST(CliGolden, ReportOnRealFacesHasEveryPictureAndConsistentNumbers) {
   }
 }
 
+// report.json against numbers computed here from `facemag embed --npy` of the same photos (the
+// face report chooses, one per forward pass as report encodes them): each face's quality, each
+// group's spread (a one-face group included), the totals and the centroid distances.
+TEST(CliGolden, ReportNumbersMatchAnIndependentComputationFromEmbed) {
+  FACEMAG_REQUIRE_FILE(mobilefacenet());
+  test::TempDir tmp;
+  const auto casia = test::shared_dir() / "data" / "faces-casia";
+  const std::vector<std::string> photos = {"bruce/001.jpg", "neil/001.jpg", "neil/002.jpg",
+                                           "neil/003.jpg",  "pam/001.jpg",  "pam/002.jpg"};
+  for (const auto& photo : photos) {
+    std::filesystem::create_directories((tmp / "faces" / photo).parent_path());
+    std::filesystem::copy_file(casia / photo, tmp / "faces" / photo);
+  }
+  const auto faces_dir = (tmp / "faces").string();
+  const auto r =
+      run_cli("report " + faces_dir + real_model() + "--out " + (tmp / "report").string(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto e = run_cli(
+      "embed " + faces_dir + real_model() + "--keep --batch 1 --npy " + (tmp / "e.npy").string(),
+      tmp);
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const auto raw = io::read_npy(tmp / "e.npy").to(torch::kFloat64);
+  const auto index = test::json_lines(test::read_file(tmp / "e.jsonl"));
+  ASSERT_EQ(index.size(), photos.size());
+  ASSERT_EQ(raw.size(0), static_cast<std::int64_t>(photos.size()));
+  std::map<std::string, std::vector<std::int64_t>> members;  // group (folder) -> rows
+  std::map<std::string, double> quality;                     // "group/file" -> magnitude
+  for (const auto& line : index) {
+    const std::filesystem::path path = line["path"].get<std::string>();
+    const auto group = path.parent_path().filename().string();
+    const auto row = line["row"].get<std::int64_t>();
+    members[group].push_back(row);
+    quality[group + "/" + path.filename().string()] = raw[row].norm().item<double>();
+  }
+
+  const auto report = test::read_json(tmp / "report" / "report.json");
+  ASSERT_EQ(report["faces"].size(), photos.size());
+  for (const auto& face : report["faces"]) {
+    const auto name = face["name"].get<std::string>();
+    ASSERT_TRUE(quality.count(name)) << name;
+    EXPECT_NEAR(face["quality"].get<double>(), quality.at(name), 1e-4) << name;
+  }
+  const auto unit = raw / raw.norm(2, 1, true);
+  const auto overall = unit.mean(0);
+  ASSERT_EQ(report["groups"].size(), members.size());
+  double total_wss = 0, between_ss = 0;
+  std::vector<torch::Tensor> centroids;
+  std::size_t g = 0;
+  for (const auto& [name, rows] : members) {  // name order, as the report numbers groups
+    const auto& group = report["groups"][g++];
+    EXPECT_EQ(group["name"], name);
+    EXPECT_EQ(group["faces"], rows.size());
+    const auto u = unit.index_select(0, torch::tensor(rows));
+    const auto centroid = u.mean(0);
+    const double wss = (u - centroid).pow(2).sum().item<double>();
+    double similarity = 0;
+    for (std::int64_t i = 0; i < u.size(0); ++i) {
+      for (std::int64_t j = i + 1; j < u.size(0); ++j) similarity += u[i].dot(u[j]).item<double>();
+    }
+    const double pairs = double(rows.size()) * double(rows.size() - 1) / 2;
+    EXPECT_NEAR(group["wss"].get<double>(), wss, 1e-6) << name;
+    EXPECT_NEAR(group["mean_pairwise_similarity"].get<double>(),
+                pairs > 0 ? similarity / pairs : 0.0, 1e-6)
+        << name;
+    EXPECT_NEAR(group["mean_quality"].get<double>(),
+                raw.index_select(0, torch::tensor(rows)).norm(2, 1).mean().item<double>(), 1e-4)
+        << name;
+    total_wss += wss;
+    between_ss += double(rows.size()) * (centroid - overall).pow(2).sum().item<double>();
+    centroids.push_back(centroid);
+  }
+  EXPECT_NEAR(report["total_wss"].get<double>(), total_wss, 1e-6);
+  EXPECT_NEAR(report["between_group_ss"].get<double>(), between_ss, 1e-6);
+  for (std::size_t a = 0; a < centroids.size(); ++a) {
+    for (std::size_t b = 0; b < centroids.size(); ++b) {
+      EXPECT_NEAR(report["centroid_distance"][a][b].get<double>(),
+                  (centroids[a] - centroids[b]).norm().item<double>(), 1e-6);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace facemag

@@ -14,12 +14,12 @@
 #include <fstream>
 #include <optional>
 
-#include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
 #include "facemag/export/onnx.hpp"
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/io/npy.hpp"
 #include "facemag/io/sha256.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/model/store.hpp"
 #include "facemag/nn/module_utils.hpp"
 #include "facemag/nn/mtcnn_nets.hpp"
@@ -515,6 +515,47 @@ void add_mobilefacenet_to_store(const test::TempDir& tmp, const std::string& env
 
 // One changed byte: every load refuses it naming both hashes, `models verify` fails, and
 // --no-verify loads it with a warning.
+// After the install step (`models add ... --default`, the detector in $FACEMAG_HOME/mtcnn) the main
+// job needs no flags, and gives what the same model named by flags gives; an architecture the
+// default model is not is refused naming where weights were looked for.
+TEST(ModelStoreCli, TheDefaultModelLetsTheMainJobRunWithoutFlags) {
+  FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
+  const auto mtcnn = test::shared_dir() / "weights" / "mtcnn";
+  FACEMAG_REQUIRE_FILE(mtcnn / "onet.pt");
+  const auto photos = test::shared_dir() / "data" / "faces-casia" / "neil";
+  FACEMAG_REQUIRE_FILE(photos / "001.jpg");
+  test::TempDir tmp;
+  const std::string env = "FACEMAG_HOME=" + tmp.path().string();
+  fs::copy(mtcnn, tmp / "mtcnn");
+  auto r = test::run_cli(
+      "models add mfn " + mobilefacenet_weights().string() + " --arch mobilefacenet --default", tmp,
+      env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli("models default", tmp, env);
+  EXPECT_EQ(r.out, "mfn\n") << r.err;
+  EXPECT_NE(test::run_cli("models list", tmp, env).out.find("\tdefault\n"), std::string::npos);
+
+  const auto bare = test::run_cli("cluster " + photos.string(), tmp, env);
+  ASSERT_EQ(bare.exit_code, 0) << bare.err;
+  const auto flagged =
+      test::run_cli("cluster " + photos.string() + " --arch mobilefacenet --weights " +
+                        mobilefacenet_weights().string() + " --mtcnn " + mtcnn.string(),
+                    tmp, env);
+  ASSERT_EQ(flagged.exit_code, 0) << flagged.err;
+  // The stored model's manifest is named after it; the groups are the same.
+  auto strip_model_line = [](const std::string& out) { return out.substr(out.find('\n') + 1); };
+  EXPECT_EQ(strip_model_line(bare.out), strip_model_line(flagged.out));
+  EXPECT_NE(bare.out.find("mfn"), std::string::npos) << bare.out;
+
+  r = test::run_cli("embed --arch iresnet18 " + (photos / "001.jpg").string(), tmp, env);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("magface-iresnet18.pth does not exist"), std::string::npos) << r.err;
+
+  r = test::run_cli("models remove mfn", tmp, env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::run_cli("models default", tmp, env).exit_code, 1);
+}
+
 TEST(ModelStoreCli, AChangedByteIsRefusedNamingBothHashes) {
   FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
   test::TempDir tmp;

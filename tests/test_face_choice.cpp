@@ -363,3 +363,162 @@ TEST(CliOnWholeDatasets, LfwProtocolFromPublishedLandmarksReachesThePublishedAcc
 
 }  // namespace
 }  // namespace facemag
+
+namespace facemag {
+namespace {
+
+// The one face-choice rule (FacePipeline, FaceAligner and the server use it), on the boxes of
+// CentralFaceWeighsAreaAgainstDistanceFromTheCentre: the largest box (first, MTCNN's order) is at
+// the edge of the 640 x 400 image, the central one second.
+TEST(FaceChoice, ChosenFacesFollowsEachRule) {
+  const std::vector<Detection> faces{box(0, 100, 200, 300), box(280, 160, 360, 240),
+                                     box(600, 360, 640, 400)};
+  const std::size_t central = central_face(faces, 640, 400);
+  EXPECT_EQ(central, 1u);
+  EXPECT_EQ(chosen_faces(faces, 640, 400, KeepFaces::kCenter), std::vector<std::size_t>{central});
+  EXPECT_EQ(chosen_faces(faces, 640, 400, KeepFaces::kLargest), std::vector<std::size_t>{0});
+  const std::vector<std::size_t> every{0, 1, 2};
+  EXPECT_EQ(chosen_faces(faces, 640, 400, KeepFaces::kAll), every);
+  EXPECT_EQ(chosen_faces(faces, 640, 400, KeepFaces::kBest), every);  // chosen by magnitude later
+  for (const auto keep :
+       {KeepFaces::kAll, KeepFaces::kLargest, KeepFaces::kCenter, KeepFaces::kBest})
+    EXPECT_TRUE(chosen_faces({}, 640, 400, keep).empty()) << keep_faces_name(keep);
+  // A single face is every rule's choice.
+  const std::vector<Detection> one{box(0, 0, 10, 10)};
+  EXPECT_EQ(chosen_faces(one, 640, 400, KeepFaces::kCenter), std::vector<std::size_t>{0});
+}
+
+TEST(FaceChoice, HighestMagnitudeTakesTheFirstOfEquals) {
+  const auto with = [](std::vector<float> magnitudes) {
+    std::vector<Embedding> out;
+    for (const float m : magnitudes) out.push_back({{m}, m});
+    return out;
+  };
+  EXPECT_EQ(highest_magnitude(with({3})), 0u);
+  EXPECT_EQ(highest_magnitude(with({1, 5, 2})), 1u);
+  EXPECT_EQ(highest_magnitude(with({4, 2, 4})), 0u);
+}
+
+// Aligned crops and photos listed in the landmarks file never need the detector: the aligner
+// does not load it (its loader here would throw).
+TEST(FaceChoice, FaceAlignerLoadsNoDetectorForAlignedFacesAndLandmarks) {
+  test::TempDir tmp;
+  test::write_file(tmp / "marks.txt", "Ann/Ann_0001.jpg 60 80 120 80 90 110 66 140 114 140\n");
+  const ModelManifest manifest = builtin_manifest("mobilefacenet");
+  int loads = 0;
+  const FaceAligner::DetectorLoader loader = [&]() -> MtcnnDetector {
+    ++loads;
+    throw ModelLoadError("no MTCNN in this test");
+  };
+  const FaceAligner aligner(loader, {}, manifest, KeepFaces::kCenter,
+                            LandmarkFile::read(tmp / "marks.txt"));
+  const cv::Mat crop(manifest.input_height, manifest.input_width, CV_8UC3, cv::Scalar(1, 2, 3));
+  const cv::Mat photo(250, 200, CV_8UC3, cv::Scalar(40, 50, 60));
+  const auto out =
+      aligner.align({crop, photo, photo}, {"crop.png", "x/Ann/Ann_0001.jpg", "Bob.jpg"});
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].source, FaceSource::kAlignedInput);
+  ASSERT_EQ(out[0].crops.size(), 1u);
+  EXPECT_EQ(out[0].crops[0].data, crop.data);
+  EXPECT_EQ(out[1].source, FaceSource::kLandmarks);
+  ASSERT_EQ(out[1].crops.size(), 1u);
+  EXPECT_EQ(out[1].crops[0].cols, manifest.input_width);
+  EXPECT_EQ(out[1].crops[0].rows, manifest.input_height);
+  EXPECT_EQ(out[2].source, FaceSource::kLandmarks);
+  EXPECT_TRUE(out[2].crops.empty());
+  EXPECT_EQ(out[2].error, "Bob.jpg: no landmarks in " + (tmp / "marks.txt").string());
+  EXPECT_EQ(loads, 0);
+
+  // Without landmarks a photo needs the detector: loaded then, and tried again after a failure.
+  const FaceAligner detecting(loader, {}, manifest, KeepFaces::kBest);
+  EXPECT_EQ(detecting.align({crop}, {"crop.png"})[0].crops.size(), 1u);
+  EXPECT_EQ(loads, 0);
+  EXPECT_THROW(detecting.align({photo}, {"photo.jpg"}), ModelLoadError);
+  EXPECT_THROW(detecting.align({photo}, {"photo.jpg"}), ModelLoadError);
+  EXPECT_EQ(loads, 2);
+
+  EXPECT_THROW(FaceAligner(loader, {}, manifest, KeepFaces::kAll), InvalidInput);
+}
+
+}  // namespace
+}  // namespace facemag
+
+#include "facemag/embed_files.hpp"
+
+namespace facemag {
+namespace {
+
+// FileEmbedder: aligned crops give what Embedder::embed gives on the same crops, a photo listed in
+// the landmarks file is aligned from them, and inputs it cannot use come back as failures naming
+// them, chunk by chunk, never as an exception.
+TEST(FileEmbedder, EmbedsFilesAsTheEmbedderAndReportsBadInputsAsFailures) {
+  test::TempDir tmp;
+  const ModelManifest manifest = builtin_manifest("mobilefacenet");
+  const Embedder embedder = Embedder::with_formula_weights(manifest);
+  std::vector<cv::Mat> crops;
+  for (int i = 0; i < 2; ++i) {
+    cv::Mat crop(manifest.input_height, manifest.input_width, CV_8UC3);
+    cv::randu(crop, cv::Scalar::all(0), cv::Scalar::all(255));
+    crops.push_back(crop);
+    cv::imwrite((tmp / ("crop" + std::to_string(i) + ".png")).string(), crop);
+  }
+  cv::Mat photo(250, 200, CV_8UC3);
+  cv::randu(photo, cv::Scalar::all(0), cv::Scalar::all(255));
+  cv::imwrite((tmp / "Ann_0001.png").string(), photo);
+  cv::imwrite((tmp / "Bob_0001.png").string(), photo);  // not in the landmarks file
+  test::write_file(tmp / "broken.png", "not an image");
+  test::write_file(tmp / "marks.txt", "Ann_0001.png 60 80 120 80 90 110 66 140 114 140\n");
+  const std::vector<std::filesystem::path> files{tmp / "crop0.png", tmp / "broken.png",
+                                                 tmp / "crop1.png", tmp / "Bob_0001.png",
+                                                 tmp / "Ann_0001.png"};
+
+  EmbedFilesOptions options;
+  options.landmarks = LandmarkFile::read(tmp / "marks.txt");
+  const FileEmbedder together(embedder, nullptr, options);
+  EmbeddedFiles all;
+  ASSERT_NO_THROW(all = together.embed(files));
+  EXPECT_EQ(all.files, 5u);
+  // Within a chunk, faces aligned from landmarks come before the aligned inputs.
+  ASSERT_EQ(all.faces.size(), 3u);
+  EXPECT_EQ(all.faces[0].path, (tmp / "Ann_0001.png").string());
+  ASSERT_TRUE(all.faces[0].found);
+  EXPECT_EQ(all.faces[0].found->index, 0u);
+  const Landmarks5 marks = *options.landmarks->find(tmp / "Ann_0001.png");
+  const cv::Mat aligned = crop_for_model(photo, detection_from_landmarks(marks), manifest);
+  EXPECT_EQ(all.faces[0].embedding.raw, embedder.embed({aligned})[0].raw);
+  const auto expected = embedder.embed(crops);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const FileFace& face = all.faces[i + 1];
+    EXPECT_EQ(face.path, files[2 * i].string());
+    EXPECT_FALSE(face.found);
+    EXPECT_EQ(face.embedding.raw, expected[i].raw);
+    EXPECT_EQ(face.embedding.magnitude, expected[i].magnitude);
+    EXPECT_TRUE(face.classes.empty());
+  }
+  ASSERT_EQ(all.failures.size(), 2u);
+  EXPECT_EQ(all.failures[0].path, files[1].string());
+  EXPECT_NE(all.failures[0].reason.find(files[1].string()), std::string::npos);
+  EXPECT_EQ(all.failures[1].path, files[3].string());
+  EXPECT_EQ(all.failures[1].reason, "no landmarks in " + (tmp / "marks.txt").string());
+
+  // Two files at a time: three chunks, each handed over with its own failures.
+  options.chunk = 2;
+  std::vector<std::size_t> sizes, failures;
+  FileEmbedder(embedder, nullptr, options).embed(files, [&](EmbeddedFiles chunk) {
+    sizes.push_back(chunk.files);
+    failures.push_back(chunk.failures.size());
+  });
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{2, 2, 1}));
+  EXPECT_EQ(failures, (std::vector<std::size_t>{1, 1, 0}));
+
+  // Without landmarks or a detector, a photo is not an aligned face; no classifier, no classes.
+  const auto photos = FileEmbedder(embedder, nullptr).embed(files);
+  EXPECT_EQ(photos.faces.size(), 2u);
+  EXPECT_EQ(photos.failures.size(), 3u);
+  EmbedFilesOptions classify;
+  classify.classify = 3;
+  EXPECT_THROW(FileEmbedder(embedder, nullptr, classify), InvalidInput);
+}
+
+}  // namespace
+}  // namespace facemag

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "facemag/gallery/evaluate.hpp"
 #include "facemag/gallery/gallery.hpp"
 #include "facemag/gallery/person_index.hpp"
 #include "test_support.hpp"
@@ -416,6 +417,56 @@ TEST(PersonIndexOnWholeDatasets, HnswRecallAt10IsAtLeast099AgainstExactOn100kPeo
   const double recall = double(found) / (10.0 * kQueries);
   EXPECT_GE(recall, 0.99);
   std::printf("HNSW recall@10 on 100k 512-d people: %.4f\n", recall);
+}
+
+}  // namespace
+}  // namespace facemag
+
+namespace facemag {
+namespace {
+
+TEST(GalleryEvaluate, RanksProbesAndGatesThemByQuality) {
+  test::TempDir tmp;
+  auto g = Gallery::create((tmp / "g.db").string(), toy_model(3, true));  // gate: 20
+  g.enroll({face("ann", "a.jpg", {30, 0, 0}), face("bob", "b.jpg", {0, 30, 0})});
+  // Probes from a feature matrix: names from the labels, quality the rows' L2 norms.
+  eval::LabelledFeatures features;
+  features.features =
+      torch::tensor(std::vector<float>{30, 1, 0, 1, 25, 0, 8, 6, 0, 0, 0, 40}).reshape({4, 3});
+  features.labels.names = {"ann", "bob", "cid"};
+  features.labels.identity = {0, 1, 1, 2};
+  const auto probes = gallery::probes_from_features(features);
+  ASSERT_EQ(probes.size(), 4u);
+  EXPECT_EQ(probes[2].person, "bob");
+  EXPECT_NEAR(probes[2].quality, 10.0, 1e-6);
+  EXPECT_EQ(probes[1].embedding, (std::vector<float>{1, 25, 0}));
+
+  const auto e = gallery::evaluate_identification(g, probes, {});
+  EXPECT_EQ(e.probes, 4u);
+  EXPECT_EQ(e.enrolled_people, 2u);
+  EXPECT_DOUBLE_EQ(e.quality_gate, 20.0);
+  EXPECT_EQ(e.all.mated, 3u);
+  EXPECT_EQ(e.all.non_mated, 1u);
+  // The poor bob probe (8, 6, 0) lies nearer ann: rank 2 of 2.
+  EXPECT_NEAR(e.all.cmc[0], 2.0 / 3, 1e-9);
+  EXPECT_NEAR(e.all.cmc[1], 1.0, 1e-9);
+  // The gate (20) sets it aside: every mated probe kept is found first.
+  EXPECT_EQ(e.kept, 3u);
+  ASSERT_TRUE(e.gated.has_value());
+  EXPECT_EQ(e.gated->mated, 2u);
+  EXPECT_NEAR(e.gated->cmc[0], 1.0, 1e-9);
+
+  // A reject rate sets the gate instead; a model without a quality has none.
+  gallery::IdentificationEvalOptions rate;
+  rate.reject_rate = 0.25;
+  EXPECT_NEAR(gallery::evaluate_identification(g, probes, rate).quality_gate, std::sqrt(626.0),
+              1e-5);
+  auto plain = Gallery::create((tmp / "p.db").string(), toy_model(3, false));
+  plain.enroll({face("ann", "a.jpg", {30, 0, 0})});
+  const auto none = gallery::evaluate_identification(plain, probes, {});
+  EXPECT_EQ(none.quality_gate, 0);
+  EXPECT_FALSE(none.gated.has_value());
+  EXPECT_EQ(none.kept, 4u);
 }
 
 }  // namespace

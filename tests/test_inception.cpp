@@ -16,7 +16,7 @@
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 #include "test_support.hpp"
 
 namespace facemag {

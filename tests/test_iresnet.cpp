@@ -15,11 +15,11 @@
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/io/npy.hpp"
-#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
-#include "facemag/nn/onednn_iresnet.hpp"
+#include "facemag/nn/onednn/blocked_training.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_iresnet.hpp"
 #include "test_support.hpp"
 
 namespace facemag {

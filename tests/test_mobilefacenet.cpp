@@ -15,7 +15,7 @@
 #include "facemag/io/npy.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 #include "facemag/pipeline.hpp"
 #include "test_support.hpp"
 

@@ -17,7 +17,7 @@
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 #include "test_support.hpp"
 
 namespace facemag {

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <future>
 #include <thread>
@@ -265,6 +266,106 @@ TEST(ServeCli, GalleryRoutesEnrolIdentifyVerifyListAndRemove) {
        {"/v1/detect", "/v1/quality", "/v1/embed", "/v1/verify", "/v1/identify", "/v1/enroll",
         "/v1/persons", "/v1/persons/{name}", "/health", "/metrics"})
     EXPECT_TRUE(openapi["paths"].contains(route)) << route;
+}
+
+// One rule on every front end: the quality gate of a gallery refuses a poor face at /v1/enroll as
+// `gallery enroll` does, and /v1/identify calls a poor probe "too poor to decide" as `gallery
+// search` does. The gallery's manifest makes MobileFaceNet's magnitude its quality, with the
+// threshold between the lowest of three photos' qualities and the others.
+TEST(ServeCli, EnrolAndIdentifyApplyTheGalleryQualityGateAsTheCliDoes) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  std::vector<std::pair<double, fs::path>> photos;
+  for (const char* n : {"004.jpg", "005.jpg", "006.jpg"}) {
+    const auto q = test::json_lines(
+        test::run_cli("quality " + (casia() / "bruce" / n).string() + " --keep center" + model(),
+                      tmp)
+            .out);
+    ASSERT_EQ(q.size(), 1u);
+    photos.emplace_back(q[0]["quality"].get<double>(), casia() / "bruce" / n);
+  }
+  std::sort(photos.begin(), photos.end());
+  ASSERT_LT(photos[0].first, photos[1].first);
+  const double gate = (photos[0].first + photos[1].first) / 2;
+  const auto poor = photos[0].second, good = photos[1].second, better = photos[2].second;
+  test::write_file(tmp / "gated.json", json{{"architecture", "mobilefacenet"},
+                                            {"magnitude_is_quality", true},
+                                            {"quality_threshold", gate}}
+                                           .dump());
+  const auto db = (tmp / "g.db").string();
+  ASSERT_EQ(
+      test::run_cli(
+          "gallery create " + db + model() + " --manifest " + (tmp / "gated.json").string(), tmp)
+          .exit_code,
+      0);
+  // The CLI refuses the poor face and enrols the good one.
+  const auto cli_enrol = test::run_cli("gallery enroll " + db + " " + poor.string() + " " +
+                                           good.string() + " --person bruce" + model(),
+                                       tmp);
+  EXPECT_EQ(cli_enrol.exit_code, 1) << cli_enrol.err;
+  EXPECT_NE(cli_enrol.err.find("is below"), std::string::npos) << cli_enrol.err;
+  ASSERT_EQ(test::json_lines(cli_enrol.out).size(), 1u) << cli_enrol.out;
+
+  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
+                tmp);
+  REQUIRE_SERVER(server);
+  auto client = server.client();
+  const auto refused = client.Post("/v1/enroll?person=bruce", file_bytes(poor), "image/jpeg");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 422) << refused->body;
+  EXPECT_EQ(body_of(refused)["error"], "too_poor");
+  EXPECT_NE(body_of(refused)["detail"].get<std::string>().find("is below"), std::string::npos);
+  const auto added = client.Post("/v1/enroll?person=bruce", file_bytes(better), "image/jpeg");
+  ASSERT_TRUE(added);
+  EXPECT_EQ(added->status, 201) << added->body;
+
+  // The same decisions from both front ends: a match for a good probe, none for the poor one.
+  for (const auto& [probe, decision] :
+       {std::pair{poor, "too poor to decide"}, std::pair{good, "match"}}) {
+    const auto served =
+        body_of(client.Post("/v1/identify", file_bytes(probe), "image/jpeg"))["faces"].at(0);
+    EXPECT_EQ(served["decision"], decision) << served;
+    const auto searched = test::json_lines(
+        test::run_cli("gallery search " + db + " " + probe.string() + model(), tmp).out);
+    ASSERT_EQ(searched.size(), 1u);
+    EXPECT_EQ(searched[0]["decision"], decision) << searched[0];
+    EXPECT_EQ(served.contains("person"), searched[0].contains("person"));
+  }
+  // force=true enrols it anyway, as --force does.
+  const auto forced =
+      client.Post("/v1/enroll?person=bruce&force=true", file_bytes(poor), "image/jpeg");
+  ASSERT_TRUE(forced);
+  EXPECT_EQ(forced->status, 201) << forced->body;
+}
+
+// The 1:1 rule of `facemag verify` (eval::decide_pair) is /v1/verify's: the same decision and
+// similarity for the same two photos, "undecided" included when a face is below the model's
+// quality threshold (a manifest with one above every face).
+TEST(ServeCli, VerifyDecidesAsTheCliDoes) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  test::write_file(tmp / "gated.json",
+                   R"({"architecture": "mobilefacenet", "quality_threshold": 1e6})");
+  for (const std::string manifest :
+       {std::string(), " --manifest " + (tmp / "gated.json").string()}) {
+    Server server(model() + manifest, tmp);
+    REQUIRE_SERVER(server);
+    auto client = server.client();
+    for (const char* other : {"bruce/002.jpg", "neil/001.jpg"}) {
+      const auto a = casia() / "bruce/001.jpg", b = casia() / other;
+      httplib::MultipartFormDataItems pair{{"image_a", file_bytes(a), "a.jpg", "image/jpeg"},
+                                           {"image_b", file_bytes(b), "b.jpg", "image/jpeg"}};
+      const auto served = body_of(client.Post("/v1/verify", pair));
+      const auto cli = test::json_lines(
+          test::run_cli("verify " + a.string() + " " + b.string() + " --json" + model() + manifest,
+                        tmp)
+              .out);
+      ASSERT_EQ(cli.size(), 1u) << other;
+      EXPECT_EQ(served["decision"], cli[0]["decision"]) << served;
+      EXPECT_NEAR(served["similarity"].get<double>(), cli[0]["similarity"].get<double>(), 1e-4);
+      EXPECT_EQ(served["decision"] == "undecided", !manifest.empty()) << served;
+    }
+  }
 }
 
 TEST(ServeCli, ATokenGuardsEveryRouteButHealthAndThePage) {

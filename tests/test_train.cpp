@@ -13,9 +13,9 @@
 #include <fstream>
 #include <future>
 
-#include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/npy.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/nn/module_utils.hpp"
 #include "facemag/train/collective.hpp"
 #include "facemag/train/margin_loss.hpp"

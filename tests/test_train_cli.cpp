@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "facemag/io/checkpoint.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 #include "test_support.hpp"
 
 namespace facemag::test {

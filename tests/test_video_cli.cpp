@@ -196,6 +196,17 @@ TEST(VideoCli, TheResultDoesNotDependOnThreadsOrFrameBatch) {
   }
 }
 
+// The tracks `video CLIP --every 3 --gallery DB` writes (the gallery's model); none when it fails.
+std::vector<nlohmann::json> tracks_with_gallery(const std::filesystem::path& clip,
+                                                const std::string& db, const test::TempDir& tmp) {
+  const auto r = run_cli("video " + clip.string() + " --out " + (tmp / "out").string() +
+                             " --every 3 --gallery " + db + " --mtcnn " +
+                             (test::shared_dir() / "weights" / "mtcnn").string(),
+                         tmp);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.exit_code == 0 ? json_lines(r.out) : std::vector<nlohmann::json>{};
+}
+
 TEST(VideoCli, IdentifiesEachTrackAgainstAGallery) {
   REQUIRE_REAL_MODEL();
   test::TempDir tmp;
@@ -211,18 +222,49 @@ TEST(VideoCli, IdentifiesEachTrackAgainstAGallery) {
     const auto r = run_cli("gallery enroll " + db + photos + " --person " + person + model(), tmp);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  const auto r = run_cli("video " + clip.string() + " --out " + (tmp / "out").string() +
-                             " --every 3 --gallery " + db + " --mtcnn " +
-                             (test::shared_dir() / "weights" / "mtcnn").string(),
-                         tmp);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto tracks = json_lines(r.out);
-  ASSERT_EQ(tracks.size(), 3u) << r.out;
+  const auto tracks = tracks_with_gallery(clip, db, tmp);
+  ASSERT_EQ(tracks.size(), 3u);
   const char* who[] = {"bruce", "neil", "pam"};
   for (std::size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(tracks[i]["identity"]["decision"], "match") << tracks[i];
     EXPECT_EQ(tracks[i]["identity"]["person"], who[i]) << tracks[i];
     EXPECT_EQ(tracks[i]["identity"]["candidates"].size(), 3u);
+  }
+}
+
+// One rule on every front end: a track whose best face is below the gallery's quality gate is
+// "too poor to decide", as `gallery search` calls such a photo (a gate above every face here).
+TEST(VideoCli, ATrackBelowTheGallerysQualityGateIsTooPoorToDecideAsInGallerySearch) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  const auto clip = write_clip(tmp);
+  if (clip.empty()) GTEST_SKIP() << "this OpenCV cannot write MJPG through FFmpeg";
+  test::write_file(tmp / "gated.json",
+                   R"({"architecture": "mobilefacenet", "magnitude_is_quality": true,
+                       "quality_threshold": 1e6})");
+  const auto db = (tmp / "g.db").string();
+  ASSERT_EQ(
+      run_cli("gallery create " + db + model() + " --manifest " + (tmp / "gated.json").string(),
+              tmp)
+          .exit_code,
+      0);
+  for (const char* person : {"bruce", "neil", "pam"}) {
+    const auto r = run_cli("gallery enroll " + db + " " + (casia() / person / "004.jpg").string() +
+                               " --force --person " + person + model(),
+                           tmp);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const auto searched = json_lines(
+      run_cli("gallery search " + db + " " + (casia() / "pam/003.jpg").string() + model(), tmp)
+          .out);
+  ASSERT_EQ(searched.size(), 1u);
+  EXPECT_EQ(searched[0]["decision"], "too poor to decide");
+  const auto tracks = tracks_with_gallery(clip, db, tmp);
+  ASSERT_EQ(tracks.size(), 3u);
+  for (const auto& t : tracks) {
+    EXPECT_EQ(t["identity"]["decision"], "too poor to decide") << t;
+    EXPECT_FALSE(t["identity"].contains("person")) << t;
+    EXPECT_EQ(t["identity"]["candidates"].size(), 3u);  // still listed
   }
 }
 

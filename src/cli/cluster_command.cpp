@@ -23,6 +23,7 @@ namespace {
 struct ClusterOptions {
   std::vector<std::string> inputs;
   std::string arch = "mobilefacenet";
+  CLI::Option* arch_option = nullptr;
   std::string weights;
   std::string manifest;  // set by --model
   DetectorOptions detector;
@@ -36,13 +37,46 @@ struct Face {
   FaceRecord record;
 };
 
+// One line per face: its similarity to its group, the verdict, the photo (and which face in it)
+// and the nearest other group.
+void print_face(const Face& face, const PlacedFace& placed) {
+  std::string name = face.file.name.string();
+  if (face.record.index > 0) name += " (face " + std::to_string(face.record.index) + ")";
+  const char* verdict = verdict_name(placed.verdict);
+  if (placed.next_group >= 0) {
+    std::printf("  %5.2f  %-6s  %s   [next: group %d at %.2f]\n", placed.similarity, verdict,
+                name.c_str(), placed.next_group + 1, placed.next_similarity);
+  } else {
+    std::printf("  %5.2f  %-6s  %s\n", placed.similarity, verdict, name.c_str());
+  }
+}
+
+nlohmann::json face_record(const Face& face, int group, const PlacedFace& placed) {
+  nlohmann::json rec{{"path", face.file.path.string()},
+                     {"face", face.record.index},
+                     {"group", group + 1},
+                     {"similarity", placed.similarity},
+                     {"verdict", verdict_name(placed.verdict)},
+                     {"score", face.record.detection.score}};
+  if (placed.next_group >= 0) {
+    rec["next_group"] = placed.next_group + 1;
+    rec["next_similarity"] = placed.next_similarity;
+  }
+  return rec;
+}
+
 int run_cluster(const ClusterOptions& opt) {
   configure_runtime(opt.threads);
   const auto files = input_files(opt.inputs);
-  ModelManifest manifest =
-      opt.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(opt.manifest);
+  ModelRequest request;
+  request.architecture = opt.arch;
+  request.architecture_given = opt.arch_option && opt.arch_option->count() > 0;
+  request.weights = opt.weights;
+  request.manifest = opt.manifest;
+  auto model = resolve_model(request);
+  ModelManifest& manifest = model.manifest;
   manifest.concat_flipped = manifest.architecture == "mobilefacenet";  // its own protocol
-  const Embedder embedder = Embedder::load(manifest, resolve_weights(opt.weights, manifest.name));
+  const Embedder embedder = Embedder::load(model);
   const MtcnnDetector detector = load_detector(opt.detector);
   const FacePipeline pipeline(detector, embedder, to_mtcnn_options(opt.detector));
   const double threshold = opt.threshold > -2 ? opt.threshold : manifest.same_person_threshold;
@@ -60,62 +94,25 @@ int run_cluster(const ClusterOptions& opt) {
   if (faces.empty()) throw InvalidInput("no faces found in the given photos");
   std::vector<torch::Tensor> rows;
   for (const auto& f : faces) rows.push_back(torch::tensor(f.record.embedding.raw));
-  const auto embeddings = torch::stack(rows);
-  const Clustering clustering = cluster_faces(embeddings, threshold);
-  const auto similarity = similarity_to_groups(embeddings, clustering);
+  const auto groups = group_faces(torch::stack(rows), threshold);
 
   std::printf("model: %s (%s)\n", manifest.name.c_str(), manifest.source.c_str());
   std::printf(
-      "%zu faces in %zu photos -> %d group(s) of the same person (mean cosine similarity >= "
+      "%zu faces in %zu photos -> %zu group(s) of the same person (mean cosine similarity >= "
       "%.2f)\n",
-      faces.size(), files.size() - failures, clustering.groups, threshold);
+      faces.size(), files.size() - failures, groups.size(), threshold);
   OutputStream records(opt.out.empty() ? "/dev/null" : opt.out);
-  for (int g = 0; g < clustering.groups; ++g) {
-    std::vector<std::size_t> members;
-    for (std::size_t i = 0; i < faces.size(); ++i) {
-      if (clustering.group[i] == g) members.push_back(i);
-    }
-    const auto sim = [&](std::size_t i, int group) {
-      return similarity[static_cast<std::int64_t>(i)][group].item<double>();
-    };
-    std::stable_sort(members.begin(), members.end(),
-                     [&](auto a, auto b) { return sim(a, g) > sim(b, g); });
-    double mean = 0;
-    for (auto i : members) mean += sim(i, g);
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const auto& group = groups[g];
     std::printf(
-        "\ngroup %d: %zu face(s)%s\n", g + 1, members.size(),
-        members.size() > 1
-            ? (", mean similarity " + std::to_string(mean / members.size()).substr(0, 4)).c_str()
+        "\ngroup %zu: %zu face(s)%s\n", g + 1, group.faces.size(),
+        group.faces.size() > 1
+            ? (", mean similarity " + std::to_string(group.mean_similarity).substr(0, 4)).c_str()
             : "");
-    for (auto i : members) {
-      int other = -1;
-      for (int h = 0; h < clustering.groups; ++h) {
-        if (h != g && (other < 0 || sim(i, h) > sim(i, other))) other = h;
-      }
-      const double own = members.size() > 1 ? sim(i, g) : 0.0;
-      const double next = other >= 0 ? sim(i, other) : -1.0;
-      // "sure": the face is clearly closer to its own group than to any other.
-      const char* verdict = members.size() == 1 ? "alone" : own - next >= 0.1 ? "sure" : "unsure";
-      std::string name = faces[i].file.name.string();
-      if (faces[i].record.index > 0)
-        name += " (face " + std::to_string(faces[i].record.index) + ")";
-      if (other >= 0) {
-        std::printf("  %5.2f  %-6s  %s   [next: group %d at %.2f]\n", own, verdict, name.c_str(),
-                    other + 1, next);
-      } else {
-        std::printf("  %5.2f  %-6s  %s\n", own, verdict, name.c_str());
-      }
-      nlohmann::json rec{{"path", faces[i].file.path.string()},
-                         {"face", faces[i].record.index},
-                         {"group", g + 1},
-                         {"similarity", own},
-                         {"verdict", verdict},
-                         {"score", faces[i].record.detection.score}};
-      if (other >= 0) {
-        rec["next_group"] = other + 1;
-        rec["next_similarity"] = next;
-      }
-      records.stream() << rec << "\n";
+    for (const auto& placed : group.faces) {
+      const Face& face = faces[placed.row];
+      print_face(face, placed);
+      records.stream() << face_record(face, static_cast<int>(g), placed) << "\n";
     }
   }
   return finish_batch(failures, files.size());
@@ -128,10 +125,11 @@ Runner add_cluster_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("cluster",
                                  "Group the faces in photos by person, and say how sure each is");
   cmd->add_option("inputs", opt->inputs, "Photos, folders (recursive) or @list.txt")->required();
-  cmd->add_option("--arch", opt->arch, "Embedding architecture")
-      ->check(CLI::IsMember(builtin_architectures()))
-      ->capture_default_str();
-  cmd->add_option("--weights", opt->weights, "Checkpoint (default $FACEMAG_HOME/<model>.pth)");
+  opt->arch_option = cmd->add_option("--arch", opt->arch, "Embedding architecture")
+                         ->check(CLI::IsMember(builtin_architectures()))
+                         ->capture_default_str();
+  cmd->add_option("--weights", opt->weights,
+                  "Checkpoint (default: the store's default model, or $FACEMAG_HOME/<model>.pth)");
   add_store_model_option(*cmd, opt->arch, opt->weights, &opt->manifest);
   add_detector_options(*cmd, opt->detector);
   cmd->add_option("--threshold", opt->threshold,

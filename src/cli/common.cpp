@@ -2,14 +2,13 @@
 
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "facemag/error.hpp"
-#include "facemag/model/store.hpp"
+#include "facemag/model/resolve.hpp"
 
 namespace facemag::cli {
 
@@ -104,13 +103,7 @@ MtcnnOptions to_mtcnn_options(const DetectorOptions& opt) {
 
 MtcnnDetector load_detector(const DetectorOptions& opt) {
   std::filesystem::path dir = opt.weights_dir;
-  if (dir.empty()) {
-    const char* home = std::getenv("FACEMAG_HOME");
-    if (!home || !*home)
-      throw InvalidInput(
-          "no --mtcnn folder given (and FACEMAG_HOME is not set to look in $FACEMAG_HOME/mtcnn)");
-    dir = std::filesystem::path(home) / "mtcnn";
-  }
+  if (dir.empty()) dir = facemag_home() / "mtcnn";
   return MtcnnDetector::load(dir);
 }
 
@@ -126,44 +119,15 @@ void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weigh
   CLI::Option* arch_option = cmd.get_option_no_throw("--arch");
   cmd.parse_complete_callback([name, &arch, &weights, manifest, arch_option] {
     if (name->empty()) return;
-    const StoredModel model = ModelStore::from_environment().get(*name);
-    const auto& stored_arch = model.description.architecture;
-    if (arch_option && arch_option->count() > 0 && arch != stored_arch)
-      throw InvalidInput("--arch " + arch + " but the model '" + *name + "' is " + stored_arch);
-    arch = stored_arch;
+    ModelRequest request;
+    request.architecture = arch;
+    request.architecture_given = arch_option && arch_option->count() > 0;
+    request.store_name = *name;
+    const auto model = resolve_model(request);
+    arch = model.manifest.architecture;
     weights = model.weights.string();
-    if (manifest) *manifest = model.manifest.string();
+    if (manifest) *manifest = model.manifest_file.string();
   });
-}
-
-std::filesystem::path resolve_weights(const std::string& explicit_path,
-                                      const std::string& model_name) {
-  if (!explicit_path.empty()) return explicit_path;
-  if (const char* home = std::getenv("FACEMAG_HOME"); home && *home) {
-    const auto candidate = std::filesystem::path(home) / (model_name + ".pth");
-    if (std::filesystem::exists(candidate)) return candidate;
-    throw InvalidInput("no --weights given and " + candidate.string() + " does not exist");
-  }
-  throw InvalidInput("no --weights given (and FACEMAG_HOME is not set to look up " + model_name +
-                     ".pth)");
-}
-
-std::atomic<bool>& StopOnSignal::flag() {
-  static std::atomic<bool> requested{false};
-  return requested;
-}
-
-extern "C" void facemag_request_stop(int) { StopOnSignal::flag() = true; }
-
-StopOnSignal::StopOnSignal() {
-  flag() = false;
-  previous_int_ = std::signal(SIGINT, facemag_request_stop);
-  previous_term_ = std::signal(SIGTERM, facemag_request_stop);
-}
-
-StopOnSignal::~StopOnSignal() {
-  std::signal(SIGINT, previous_int_);
-  std::signal(SIGTERM, previous_term_);
 }
 
 }  // namespace facemag::cli

@@ -16,6 +16,7 @@
 
 #include "facemag/detect/mtcnn.hpp"
 #include "facemag/io/image.hpp"
+#include "facemag/stop_signal.hpp"
 
 namespace facemag::cli {
 
@@ -68,7 +69,7 @@ nlohmann::json box_json(const Detection& d);
 
 // Options of the MTCNN detector as every photo command takes them.
 struct DetectorOptions {
-  std::string weights_dir;  // default $FACEMAG_HOME/mtcnn
+  std::string weights_dir;  // default facemag_home()/mtcnn
   int min_face_size = 20;
   std::vector<float> thresholds{0.6f, 0.7f, 0.7f};
   double factor = 0.709;
@@ -77,32 +78,12 @@ void add_detector_options(CLI::App& cmd, DetectorOptions& opt);
 MtcnnOptions to_mtcnn_options(const DetectorOptions& opt);
 MtcnnDetector load_detector(const DetectorOptions& opt);
 
-// While one is alive, SIGINT and SIGTERM set `flag()` instead of ending the process (a command
-// then finishes what it has and writes it); the previous handlers come back at destruction.
-class StopOnSignal {
- public:
-  StopOnSignal();
-  ~StopOnSignal();
-  StopOnSignal(const StopOnSignal&) = delete;
-  StopOnSignal& operator=(const StopOnSignal&) = delete;
-  // Cleared by the constructor.
-  static std::atomic<bool>& flag();
-
- private:
-  void (*previous_int_)(int);
-  void (*previous_term_)(int);
-};
-
-// --model NAME: a model of the store ($FACEMAG_HOME/models/NAME). Once the command line is parsed
-// it sets `weights`, `arch` and (when given) `manifest` from the stored model, so everything
+// --model NAME: a model of the store (facemag_home()/models/NAME). Once the command line is parsed
+// it sets `weights`, `arch` and (when given) `manifest` from resolve_model(), so everything
 // downstream loads it like --weights (verifying its SHA-256); excludes the options named
 // `weights_option` and --manifest. An --arch given explicitly that differs from the stored
 // model's is an error.
 void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weights,
                             std::string* manifest, const std::string& weights_option = "--weights");
-
-// The default weight file of a model name: $FACEMAG_HOME/<name>.pth, if FACEMAG_HOME is set.
-std::filesystem::path resolve_weights(const std::string& explicit_path,
-                                      const std::string& model_name);
 
 }  // namespace facemag::cli

@@ -123,10 +123,9 @@ int run_align(const AlignCliOptions& opt) {
       if (!marks) throw InvalidInput("no landmarks in " + landmarks->source().string());
       faces = {detection_from_landmarks(*marks)};
     } else {
-      faces = detector->detect(image, options);
-      if (keep == KeepFaces::kLargest && faces.size() > 1) faces.resize(1);
-      if (keep == KeepFaces::kCenter && faces.size() > 1)
-        faces = {faces[central_face(faces, image.cols, image.rows)]};
+      const auto found = detector->detect(image, options);
+      for (const auto i : chosen_faces(found, image.cols, image.rows, keep))
+        faces.push_back(found[i]);
     }
     for (std::size_t k = 0; k < faces.size(); ++k) {
       const cv::Mat crop = opt.facenet

@@ -24,10 +24,11 @@ void add_precision_option(CLI::App& cmd, std::string& precision) {
 
 void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& default_arch) {
   opt.arch = default_arch;
-  cmd.add_option("--arch", opt.arch, "Network architecture")
-      ->check(CLI::IsMember(builtin_architectures()))
-      ->capture_default_str();
-  cmd.add_option("--weights", opt.weights, "Checkpoint (default $FACEMAG_HOME/<model>.pth)");
+  opt.arch_option = cmd.add_option("--arch", opt.arch, "Network architecture")
+                        ->check(CLI::IsMember(builtin_architectures()))
+                        ->capture_default_str();
+  cmd.add_option("--weights", opt.weights,
+                 "Checkpoint (default: the store's default model, or $FACEMAG_HOME/<model>.pth)");
   cmd.add_option("--manifest", opt.manifest,
                  "Model manifest JSON (default: WEIGHTS.manifest.json when it exists)");
   add_store_model_option(cmd, opt.arch, opt.weights, &opt.manifest);
@@ -43,39 +44,46 @@ void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& defa
                  "WEIGHTS.int8.json)");
 }
 
-std::filesystem::path manifest_path_for(const std::filesystem::path& weights) {
-  return weights.string() + ".manifest.json";
+ModelRequest model_request(const ModelOptions& opt) {
+  ModelRequest request;
+  request.architecture = opt.arch;
+  request.architecture_given = opt.arch_option && opt.arch_option->count() > 0;
+  request.weights = opt.weights;
+  request.manifest = opt.manifest;
+  request.concat_flipped = opt.flip;
+  request.prewhiten = opt.prewhiten;
+  return request;
+}
+
+ResolvedModel resolve_model_files(const ModelOptions& opt) {
+  return resolve_model(model_request(opt));
 }
 
 ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::path& weights) {
-  ModelManifest manifest;
-  if (!opt.manifest.empty()) {
-    manifest = load_manifest(opt.manifest);
-  } else if (!weights.empty() && std::filesystem::exists(manifest_path_for(weights))) {
-    manifest = load_manifest(manifest_path_for(weights));
-    spdlog::info("using the calibrated manifest {}", manifest_path_for(weights).string());
-  } else {
-    manifest = builtin_manifest(opt.arch);
+  auto request = model_request(opt);
+  if (weights.empty() && request.weights.empty()) {
+    ModelManifest m =
+        request.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(request.manifest);
+    if (opt.flip) m.concat_flipped = true;
+    if (opt.prewhiten) m.prewhiten = true;
+    return m;
   }
-  if (manifest.architecture != opt.arch && !opt.manifest.empty())
-    spdlog::info("the manifest describes {}: using it instead of --arch {}", manifest.architecture,
-                 opt.arch);
-  if (opt.flip) manifest.concat_flipped = true;
-  if (opt.prewhiten) manifest.prewhiten = true;
-  return manifest;
+  request.weights = weights;
+  return resolve_model(request).manifest;
 }
 
 Embedder load_model(const ModelOptions& opt) {
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
   spdlog::debug("{} threads", configure_runtime(opt.threads));
-  const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
+  const auto model = resolve_model_files(opt);
   EmbedderOptions options{parse_precision(opt.precision)};
   options.int8_calibration = opt.int8_calibration;
   if (opt.no_verify) {
     options.verify_sha256 = false;
-    spdlog::warn("--no-verify: {} is loaded without checking its SHA-256", weights.string());
+    spdlog::warn("--no-verify: {} is loaded without checking its SHA-256", model.weights.string());
   }
-  Embedder embedder = Embedder::load(resolve_manifest(opt, weights), weights, options);
+  spdlog::debug("weights: {}", model.origin);
+  Embedder embedder = Embedder::load(model, options);
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);
   return embedder;
 }
@@ -114,113 +122,17 @@ std::optional<LandmarkFile> read_landmarks_option(const std::string& path) {
   return file;
 }
 
-std::string face_choice_summary(std::size_t several, std::size_t detected, KeepFaces keep) {
-  return std::to_string(several) + " of " + std::to_string(detected) +
-         " photo(s) showed several faces; kept " + keep_faces_rule(keep) + " ('" +
-         keep_faces_name(keep) + "')";
+FaceAligner make_face_aligner(const ModelOptions& opt, ModelManifest manifest) {
+  const KeepFaces keep = parse_keep_faces(opt.keep);
+  auto landmarks = read_landmarks_option(opt.landmarks);
+  if (keep == KeepFaces::kAll) throw InvalidInput("--keep all: this command takes one face");
+  return FaceAligner([detector = opt.detector] { return load_detector(detector); },
+                     to_mtcnn_options(opt.detector), std::move(manifest), keep,
+                     std::move(landmarks));
 }
 
-std::string face_choice_summary(const std::vector<FaceEncoder::Face>& faces, KeepFaces keep,
-                                const std::string& landmarks) {
-  std::size_t several = 0, detected = 0, from_landmarks = 0;
-  for (const auto& f : faces) {
-    from_landmarks += f.source == FaceEncoder::Face::Source::kLandmarks;
-    detected += f.source == FaceEncoder::Face::Source::kDetector && f.faces_in_photo > 0;
-    several += f.faces_in_photo > 1;
-  }
-  std::string out;
-  if (from_landmarks)
-    out = std::to_string(from_landmarks) + " photo(s) aligned from the landmarks in " + landmarks;
-  if (detected) out += (out.empty() ? "" : "; ") + face_choice_summary(several, detected, keep);
-  return out;
-}
-
-FaceAligner::FaceAligner(const ModelOptions& opt, ModelManifest manifest)
-    : detector_options_(opt.detector),
-      manifest_(std::move(manifest)),
-      keep_(parse_keep_faces(opt.keep)),
-      landmarks_(read_landmarks_option(opt.landmarks)) {
-  if (keep_ == KeepFaces::kAll) throw InvalidInput("--keep all: this command takes one face");
-}
-
-std::vector<FaceAligner::Candidates> FaceAligner::align(
-    const std::vector<cv::Mat>& images, const std::vector<std::string>& names) const {
-  const auto& m = manifest_;
-  std::vector<Candidates> out(images.size());
-  std::vector<std::size_t> to_detect;
-  for (std::size_t i = 0; i < images.size(); ++i) {
-    if (images[i].rows == m.input_height && images[i].cols == m.input_width) {
-      out[i].crops.push_back(images[i]);
-    } else if (landmarks_) {
-      out[i].source = FaceSource::kLandmarks;
-      const Landmarks5* marks = landmarks_->find(names[i]);
-      if (!marks) {
-        out[i].error = names[i] + ": no landmarks in " + landmarks_->source().string();
-        continue;
-      }
-      out[i].crops.push_back(crop_for_model(images[i], detection_from_landmarks(*marks), m));
-    } else {
-      to_detect.push_back(i);
-    }
-  }
-  if (to_detect.empty()) return out;
-  if (!detector_) detector_ = std::make_unique<MtcnnDetector>(load_detector(detector_options_));
-  std::vector<cv::Mat> photos;
-  for (const std::size_t i : to_detect) photos.push_back(images[i]);
-  const auto detections = detector_->detect_batch(photos, to_mtcnn_options(detector_options_));
-  for (std::size_t k = 0; k < to_detect.size(); ++k) {
-    const std::size_t i = to_detect[k];
-    const auto& found = detections[k];
-    out[i].source = FaceSource::kDetector;
-    out[i].faces_in_photo = found.size();
-    if (found.empty()) {
-      out[i].error = names[i] + ": no face found";
-      continue;
-    }
-    // kBest needs every face's embedding; the other rules choose from the boxes.
-    std::size_t first = 0, last = found.size();
-    if (keep_ == KeepFaces::kLargest) last = 1;  // MTCNN lists the largest face first
-    if (keep_ == KeepFaces::kCenter) {
-      first = central_face(found, images[i].cols, images[i].rows);
-      last = first + 1;
-    }
-    for (std::size_t f = first; f < last; ++f)
-      out[i].crops.push_back(crop_for_model(images[i], found[f], m));
-  }
-  return out;
-}
-
-FaceEncoder::FaceEncoder(const ModelOptions& opt)
-    : opt_(opt), embedder_(load_model(opt)), aligner_(opt, embedder_.manifest()) {}
-
-std::vector<FaceEncoder::Face> FaceEncoder::encode(const std::vector<cv::Mat>& images,
-                                                   const std::vector<std::string>& names) const {
-  const auto candidates = aligner_.align(images, names);
-  std::vector<Face> faces(images.size());
-  std::vector<std::size_t> owner;  // image of each crop
-  std::vector<cv::Mat> crops;
-  for (std::size_t i = 0; i < images.size(); ++i) {
-    faces[i].error = candidates[i].error;
-    faces[i].source = candidates[i].source;
-    faces[i].faces_in_photo = candidates[i].faces_in_photo;
-    for (const auto& crop : candidates[i].crops) {
-      crops.push_back(crop);
-      owner.push_back(i);
-    }
-  }
-  std::vector<Embedding> embeddings;
-  for (std::size_t start = 0; start < crops.size(); start += static_cast<std::size_t>(opt_.batch)) {
-    const std::size_t end = std::min(crops.size(), start + static_cast<std::size_t>(opt_.batch));
-    for (auto& e : embedder_.embed({crops.begin() + start, crops.begin() + end}))
-      embeddings.push_back(std::move(e));
-  }
-  for (std::size_t c = 0; c < crops.size(); ++c) {
-    Face& face = faces[owner[c]];
-    if (face.embedding && face.embedding->magnitude >= embeddings[c].magnitude) continue;
-    face.embedding = std::move(embeddings[c]);
-    face.crop = crops[c];
-  }
-  return faces;
-}
+LoadedFaceEncoder::LoadedFaceEncoder(const ModelOptions& opt)
+    : detail::OwnedEmbedder{load_model(opt)},
+      FaceEncoder(owned_embedder, make_face_aligner(opt, owned_embedder.manifest()), opt.batch) {}
 
 }  // namespace facemag::cli

@@ -1,5 +1,6 @@
 // What every command that turns images into embeddings shares: the model options, loading
-// (with a calibrated manifest when there is one) and embedding aligned crops or photos alike.
+// (with a calibrated manifest when there is one), and the library's FaceAligner and FaceEncoder
+// (facemag/pipeline.hpp) made from those options.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -20,6 +21,7 @@ namespace facemag::cli {
 
 struct ModelOptions {
   std::string arch;
+  CLI::Option* arch_option = nullptr;  // --arch, to tell a given one from the command's default
   std::string weights;
   std::string manifest;    // explicit manifest file
   bool no_verify = false;  // load weights whose SHA-256 differs from the manifest's
@@ -48,82 +50,36 @@ KeepFaces keep_option_value(const std::string& keep);
 void add_face_choice_options(CLI::App& cmd, ModelOptions& opt);
 // The landmarks file named by --landmarks, or nullopt.
 std::optional<LandmarkFile> read_landmarks_option(const std::string& path);
-// "N of M photos showed several faces; kept ..." for photos that went through detection.
-std::string face_choice_summary(std::size_t several, std::size_t detected, KeepFaces keep);
+// What the options ask for, and the model files the library finds for it (resolve_model).
+ModelRequest model_request(const ModelOptions& opt);
+ResolvedModel resolve_model_files(const ModelOptions& opt);
 
-// Where `facemag calibrate --save` writes a model's manifest: beside its weights.
-std::filesystem::path manifest_path_for(const std::filesystem::path& weights);
-
-// The manifest of a model: --manifest if given, else WEIGHTS.manifest.json when it exists (a
-// calibration), else the built-in one. `weights` may be empty (features-only commands).
+// The manifest of the options' model with the weights given (may be empty: features-only
+// commands, which take the built-in manifest of --arch unless --manifest names one).
 ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::path& weights);
 
-// Sets the thread count and loads the model the options name: weights from --weights or
-// $FACEMAG_HOME, the manifest from resolve_manifest, the precision; logs what loading noticed.
+// Sets the thread count and loads the model the options name (resolve_model_files), at the
+// precision asked for; logs what loading noticed.
 Embedder load_model(const ModelOptions& opt);
 
-enum class FaceSource { kAlignedInput, kLandmarks, kDetector };
+// The library's FaceAligner as the options ask for it: --keep (not all), --landmarks, and MTCNN
+// from the detector options, loaded on first need.
+FaceAligner make_face_aligner(const ModelOptions& opt, ModelManifest manifest);
 
-// Model input crops from images, one face per image: an image of exactly the model's input size
-// is taken as an aligned face; a photo found in --landmarks is aligned from its landmarks;
-// anything else goes through MTCNN (loaded on first need, photos of a call detected together) and
-// alignment, keeping the face that --keep chooses (default: the one the photo is about; `best`
-// leaves every face as a candidate for the caller to choose by quality).
-class FaceAligner {
- public:
-  FaceAligner(const ModelOptions& opt, ModelManifest manifest);
-
-  struct Candidates {
-    std::vector<cv::Mat> crops;  // empty: failed, see error
-    std::string error;
-    FaceSource source = FaceSource::kAlignedInput;
-    std::size_t faces_in_photo = 0;  // faces the detector found (kDetector)
-  };
-  // Images in, candidates out, same order; names are for messages and --landmarks lookups.
-  std::vector<Candidates> align(const std::vector<cv::Mat>& images,
-                                const std::vector<std::string>& names) const;
-  KeepFaces keep() const { return keep_; }
-
- private:
-  DetectorOptions detector_options_;
-  ModelManifest manifest_;
-  KeepFaces keep_;
-  std::optional<LandmarkFile> landmarks_;
-  mutable std::unique_ptr<MtcnnDetector> detector_;
+namespace detail {
+struct OwnedEmbedder {
+  Embedder owned_embedder;
 };
+}  // namespace detail
 
-// A loaded model that embeds images, one face per image, aligned by a FaceAligner (`best`: the
-// face of highest magnitude).
-class FaceEncoder {
+// The model the options name (load_model) with the library's FaceEncoder over it: crops --batch
+// at a time, aligned by make_face_aligner. Not copied or moved (the encoder borrows the model).
+class LoadedFaceEncoder : private detail::OwnedEmbedder, public FaceEncoder {
  public:
-  explicit FaceEncoder(const ModelOptions& opt);
-
-  struct Face {
-    std::optional<Embedding> embedding;  // empty: failed, see error
-    cv::Mat crop;                        // the model's input crop (BGR)
-    std::string error;
-    using Source = FaceSource;
-    Source source = Source::kAlignedInput;
-    std::size_t faces_in_photo = 0;  // faces the detector found (kDetector)
-  };
-  // Images in, faces out, same order; names are for messages and --landmarks lookups.
-  std::vector<Face> encode(const std::vector<cv::Mat>& images,
-                           const std::vector<std::string>& names) const;
-
-  const Embedder& embedder() const { return embedder_; }
-  const ModelManifest& manifest() const { return embedder_.manifest(); }
-  KeepFaces keep() const { return aligner_.keep(); }
-
- private:
-  ModelOptions opt_;
-  Embedder embedder_;
-  FaceAligner aligner_;
+  explicit LoadedFaceEncoder(const ModelOptions& opt);
+  LoadedFaceEncoder(const LoadedFaceEncoder&) = delete;
+  LoadedFaceEncoder& operator=(const LoadedFaceEncoder&) = delete;
 };
-
-// What happened to the faces of a run of FaceEncoder::encode: the summary above, or how many were
-// aligned from --landmarks; empty when every input was an aligned face.
-std::string face_choice_summary(const std::vector<FaceEncoder::Face>& faces, KeepFaces keep,
-                                const std::string& landmarks);
 
 // Photos in chunks of 32, decoded (an unreadable one is reported and skipped), detected together
 // and their chosen faces embedded together: per_chunk(which, records) gets the files of the photos

@@ -16,9 +16,8 @@
 #include "facemag/error.hpp"
 #include "facemag/eval/cluster.hpp"
 #include "facemag/eval/plot.hpp"
-#include "facemag/io/feature_list.hpp"
+#include "facemag/eval/protocol_files.hpp"
 #include "facemag/io/image.hpp"
-#include "facemag/io/npy.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -44,32 +43,89 @@ struct LabelledFaces {
   std::string model;
 };
 
-// Labels: .npy integers, or text with one label (any word) per line.
-std::vector<int> read_identity_labels(const std::string& path, std::vector<std::string>& names) {
-  if (std::filesystem::path(path).extension() == ".npy") {
-    const auto t = io::read_npy(path).to(torch::kInt64).reshape({-1}).contiguous();
-    std::map<std::int64_t, int> number;
-    std::vector<int> out;
-    for (std::int64_t i = 0; i < t.numel(); ++i) {
-      const auto v = t.data_ptr<std::int64_t>()[i];
-      const auto [it, added] = number.emplace(v, static_cast<int>(number.size()));
-      if (added) names.push_back(std::to_string(v));
-      out.push_back(it->second);
+// The photos of people with enough of them (first folder below each input folder = person).
+struct PeoplePhotos {
+  std::vector<io::InputFile> files;
+  std::vector<int> person_of_file;
+  std::vector<std::string> names;  // by person number
+};
+
+PeoplePhotos people_photos(const EvalClusterOptions& opt) {
+  std::map<std::string, std::vector<io::InputFile>> by_person;
+  for (auto& file : input_files(opt.inputs)) {
+    const auto person = file.top_folder();
+    if (!person)
+      throw InvalidInput(file.path.string() +
+                         ": --by-folder needs photos in one sub-folder per "
+                         "person of the folders given");
+    by_person[*person].push_back(std::move(file));
+  }
+  PeoplePhotos out;
+  for (auto& [person, list] : by_person) {
+    if (static_cast<int>(list.size()) < opt.min_per_person) continue;
+    out.names.push_back(person);
+    for (auto& f : list) {
+      out.files.push_back(std::move(f));
+      out.person_of_file.push_back(static_cast<int>(out.names.size()) - 1);
     }
-    return out;
   }
-  std::ifstream in(path);
-  if (!in) throw InvalidInput(path + ": cannot open the labels");
-  std::map<std::string, int> number;
-  std::vector<int> out;
-  for (std::string line; std::getline(in, line);) {
-    const auto begin = line.find_first_not_of(" \t\r");
-    if (begin == std::string::npos) continue;
-    const auto label = line.substr(begin, line.find_last_not_of(" \t\r") + 1 - begin);
-    const auto [it, added] = number.emplace(label, static_cast<int>(number.size()));
-    if (added) names.push_back(label);
-    out.push_back(it->second);
+  if (out.files.empty())
+    throw InvalidInput("no person has " + std::to_string(opt.min_per_person) + " or more photos");
+  return out;
+}
+
+// The faces of --by-folder photos, embedded; photos without a face are left out (and reported).
+LabelledFaces embed_people(const EvalClusterOptions& opt) {
+  auto people = people_photos(opt);
+  const auto& files = people.files;
+  LabelledFaces out;
+  out.names = std::move(people.names);
+  const LoadedFaceEncoder encoder(opt.model);
+  out.default_threshold = encoder.manifest().same_person_threshold;
+  out.model = encoder.manifest().name;
+  std::vector<float> rows;
+  std::vector<FaceEncoder::Face> all_faces;
+  std::size_t failures = 0;
+  ProgressBar progress(files.size(), "embed");
+  for (std::size_t start = 0; start < files.size(); start += 256) {
+    const auto end = std::min(files.size(), start + 256);
+    std::vector<cv::Mat> images;
+    std::vector<std::string> names;
+    std::vector<std::size_t> which;
+    for (std::size_t i = start; i < end; ++i) {
+      try {
+        images.push_back(io::read_image_bgr(files[i].path));
+        names.push_back(files[i].path.string());
+        which.push_back(i);
+      } catch (const InvalidInput& e) {
+        report_skipped(files[i].path.string(), e.what());
+        ++failures;
+      }
+    }
+    auto faces = encoder.encode(images, names);
+    for (std::size_t k = 0; k < faces.size(); ++k) {
+      if (!faces[k].embedding) {
+        report_skipped(names[k], faces[k].error);
+        ++failures;
+        continue;
+      }
+      rows.insert(rows.end(), faces[k].embedding->raw.begin(), faces[k].embedding->raw.end());
+      out.identity.push_back(people.person_of_file[which[k]]);
+    }
+    for (auto& f : faces) all_faces.push_back(std::move(f));
+    progress.advance(end - start);
   }
+  if (out.identity.empty()) throw InvalidInput("no face found in the given photos");
+  const auto summary = face_choice_summary(all_faces, encoder.keep(), opt.model.landmarks);
+  std::printf("%zu photos of %zu people (%d or more photos each)%s; %s\n", files.size(),
+              out.names.size(), opt.min_per_person,
+              failures ? (", " + std::to_string(failures) + " left out").c_str() : "",
+              summary.c_str());
+  out.features = torch::from_blob(rows.data(),
+                                  {static_cast<std::int64_t>(out.identity.size()),
+                                   encoder.embedder().output_size()},
+                                  torch::kFloat32)
+                     .clone();
   return out;
 }
 
@@ -77,88 +133,16 @@ LabelledFaces load_faces(const EvalClusterOptions& opt) {
   LabelledFaces out;
   if (!opt.features.empty()) {
     if (opt.labels.empty()) throw InvalidInput("--features needs --labels");
-    out.features = std::filesystem::path(opt.features).extension() == ".npy"
-                       ? io::read_npy(opt.features)
-                       : io::read_feature_list(opt.features).features;
-    if (out.features.dim() != 2)
-      throw InvalidInput(opt.features + ": a feature matrix has 2 dimensions");
-    out.identity = read_identity_labels(opt.labels, out.names);
-    if (static_cast<std::int64_t>(out.identity.size()) != out.features.size(0))
-      throw InvalidInput(opt.labels + ": " + std::to_string(out.identity.size()) + " labels for " +
-                         std::to_string(out.features.size(0)) + " feature rows of " + opt.features);
+    auto read = eval::read_labelled_features(opt.features, opt.labels);
+    out.features = std::move(read.features);
+    out.identity = std::move(read.labels.identity);
+    out.names = std::move(read.labels.names);
   } else {
     if (!opt.by_folder)
       throw InvalidInput(
           "photos need --by-folder (each sub-folder is a person), or give "
           "--features and --labels");
-    // People (first folder below each input folder) with enough photos.
-    std::map<std::string, std::vector<io::InputFile>> by_person;
-    for (auto& file : input_files(opt.inputs)) {
-      const auto parent = file.name.parent_path();
-      if (parent.empty())
-        throw InvalidInput(file.path.string() +
-                           ": --by-folder needs photos in one sub-folder per "
-                           "person of the folders given");
-      by_person[parent.begin()->string()].push_back(std::move(file));
-    }
-    std::vector<io::InputFile> files;
-    std::vector<int> person_of_file;
-    for (auto& [person, list] : by_person) {
-      if (static_cast<int>(list.size()) < opt.min_per_person) continue;
-      out.names.push_back(person);
-      for (auto& f : list) {
-        files.push_back(std::move(f));
-        person_of_file.push_back(static_cast<int>(out.names.size()) - 1);
-      }
-    }
-    if (files.empty())
-      throw InvalidInput("no person has " + std::to_string(opt.min_per_person) + " or more photos");
-    const FaceEncoder encoder(opt.model);
-    out.default_threshold = encoder.manifest().same_person_threshold;
-    out.model = encoder.manifest().name;
-    std::vector<float> rows;
-    std::vector<FaceEncoder::Face> all_faces;
-    std::size_t failures = 0;
-    ProgressBar progress(files.size(), "embed");
-    for (std::size_t start = 0; start < files.size(); start += 256) {
-      const auto end = std::min(files.size(), start + 256);
-      std::vector<cv::Mat> images;
-      std::vector<std::string> names;
-      std::vector<std::size_t> which;
-      for (std::size_t i = start; i < end; ++i) {
-        try {
-          images.push_back(io::read_image_bgr(files[i].path));
-          names.push_back(files[i].path.string());
-          which.push_back(i);
-        } catch (const InvalidInput& e) {
-          report_skipped(files[i].path.string(), e.what());
-          ++failures;
-        }
-      }
-      auto faces = encoder.encode(images, names);
-      for (std::size_t k = 0; k < faces.size(); ++k) {
-        if (!faces[k].embedding) {
-          report_skipped(names[k], faces[k].error);
-          ++failures;
-          continue;
-        }
-        rows.insert(rows.end(), faces[k].embedding->raw.begin(), faces[k].embedding->raw.end());
-        out.identity.push_back(person_of_file[which[k]]);
-      }
-      for (auto& f : faces) all_faces.push_back(std::move(f));
-      progress.advance(end - start);
-    }
-    if (out.identity.empty()) throw InvalidInput("no face found in the given photos");
-    const auto summary = face_choice_summary(all_faces, encoder.keep(), opt.model.landmarks);
-    std::printf("%zu photos of %zu people (%d or more photos each)%s; %s\n", files.size(),
-                out.names.size(), opt.min_per_person,
-                failures ? (", " + std::to_string(failures) + " left out").c_str() : "",
-                summary.c_str());
-    out.features = torch::from_blob(rows.data(),
-                                    {static_cast<std::int64_t>(out.identity.size()),
-                                     encoder.embedder().output_size()},
-                                    torch::kFloat32)
-                       .clone();
+    out = embed_people(opt);
   }
   const auto norms = out.features.to(torch::kFloat64).norm(2, 1).contiguous();
   out.quality.assign(norms.data_ptr<double>(), norms.data_ptr<double>() + norms.numel());

@@ -8,19 +8,17 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <map>
-#include <sstream>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/error.hpp"
+#include "facemag/eval/image_pairs.hpp"
+#include "facemag/eval/pair_decision.hpp"
 #include "facemag/eval/plot.hpp"
+#include "facemag/eval/protocol_files.hpp"
 #include "facemag/eval/verification.hpp"
-#include "facemag/io/feature_list.hpp"
 #include "facemag/io/image.hpp"
-#include "facemag/io/npy.hpp"
-#include "facemag/io/verification_bin.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -62,58 +60,6 @@ void add_pair_source_options(CLI::App& cmd, PairSource& src) {
   add_face_choice_options(cmd, src.model);
 }
 
-bool parse_label(const std::string& field, bool* same) {
-  if (field == "1" || field == "True" || field == "true") return *same = true, true;
-  if (field == "0" || field == "False" || field == "false") return *same = false, true;
-  return false;
-}
-
-std::vector<std::string> split_fields(const std::string& line) {
-  std::istringstream in(line);
-  std::vector<std::string> fields;
-  for (std::string f; in >> f;) fields.push_back(f);
-  return fields;
-}
-
-// Non-blank lines of a text file with their 1-based line numbers.
-std::vector<std::pair<std::size_t, std::string>> text_lines(const std::string& path) {
-  std::ifstream in(path);
-  if (!std::filesystem::exists(path)) throw InvalidInput(path + ": no such file");
-  if (!in) throw InvalidInput(path + ": cannot open");
-  std::vector<std::pair<std::size_t, std::string>> lines;
-  std::size_t number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++number;
-    if (line.find_first_not_of(" \t\r\n") != std::string::npos) lines.emplace_back(number, line);
-  }
-  return lines;
-}
-
-bool is_npy(const std::string& path) { return std::filesystem::path(path).extension() == ".npy"; }
-
-torch::Tensor read_labels(const std::string& path) {
-  if (is_npy(path)) return io::read_npy(path);
-  std::vector<std::int64_t> labels;
-  for (const auto& [number, line] : text_lines(path)) {
-    const auto fields = split_fields(line);
-    bool same = false;
-    if (!parse_label(fields.back(), &same))
-      throw InvalidInput(path + ":" + std::to_string(number) + ": the last field '" +
-                         fields.back() + "' is not a same/different label (1 or 0)");
-    labels.push_back(same ? 1 : 0);
-  }
-  return torch::tensor(labels, torch::kInt64);
-}
-
-// MagFace's feature list; with pairs by line, an odd number of lines cannot form pairs.
-torch::Tensor read_feature_list(const std::string& path, bool pairs_by_line) {
-  auto list = io::read_feature_list(path);
-  if (pairs_by_line && list.names.size() % 2 != 0)
-    throw InvalidInput(path + ": " + std::to_string(list.names.size()) +
-                       " lines, an odd number: lines 2p and 2p+1 must form pair p");
-  return list.features;
-}
-
 struct LoadedPairs {
   eval::FeaturePairs pairs;
   std::vector<double> face_quality;  // raw norm of every face used
@@ -127,225 +73,59 @@ struct LoadedPairs {
   std::size_t fold_size = 600;
 };
 
-// Labelled pairs of images; images are read on demand by `load` (which may throw InvalidInput:
-// that image's pairs are then left out, as pairs without a face).
-struct ImagePairs {
-  std::vector<std::string> names;
-  std::function<cv::Mat(std::size_t)> load;
-  std::vector<std::array<std::size_t, 2>> pairs;
-  std::vector<bool> is_same;
-};
-
-// Embeds labelled image pairs; pairs where a face is missing are dropped (and counted).
-LoadedPairs embed_image_pairs(const ImagePairs& input, const ModelOptions& model) {
-  const FaceEncoder encoder(model);
-  const auto& names = input.names;
-  std::vector<FaceEncoder::Face> faces;
+// Embeds labelled image pairs (eval::embed_image_pairs) with the options' model, showing progress,
+// unreadable images and pairs left out.
+LoadedPairs embed_image_pairs(const eval::ImagePairs& input, const ModelOptions& model) {
+  const LoadedFaceEncoder encoder(model);
+  eval::EmbeddedPairs embedded;
   {
-    ProgressBar progress(names.size(), "embed");
-    const std::size_t chunk = 256;
-    for (std::size_t start = 0; start < names.size(); start += chunk) {
-      const std::size_t end = std::min(names.size(), start + chunk);
-      std::vector<cv::Mat> images;
-      std::vector<std::string> chunk_names;
-      std::vector<std::size_t> where;
-      for (std::size_t i = start; i < end; ++i) {
-        FaceEncoder::Face face;
-        try {
-          images.push_back(input.load(i));
-          chunk_names.push_back(names[i]);
-          where.push_back(faces.size());
-        } catch (const InvalidInput& e) {
-          report_skipped(names[i], e.what());
-          face.error = e.what();
-        }
-        faces.push_back(std::move(face));
-      }
-      auto part = encoder.encode(images, chunk_names);
-      for (std::size_t k = 0; k < part.size(); ++k) faces[where[k]] = std::move(part[k]);
-      progress.advance(end - start);
-    }
+    ProgressBar progress(input.names.size(), "embed");
+    eval::ImagePairsObserver observer;
+    observer.unreadable = report_skipped;
+    observer.progress = [&](std::size_t n) { progress.advance(n); };
+    observer.dropped = [](std::size_t pair, const std::string& error) {
+      spdlog::warn("pair {} left out: {}", pair, error);
+    };
+    embedded = eval::embed_image_pairs(input, encoder, model.landmarks, observer);
   }
   LoadedPairs out;
   out.model = encoder.manifest().name;
-  out.face_choice = face_choice_summary(faces, encoder.keep(), model.landmarks);
-  std::vector<float> rows;
-  std::vector<std::int64_t> labels;
-  std::int64_t dim = encoder.embedder().output_size();
-  for (std::size_t p = 0; p < input.pairs.size(); ++p) {
-    const auto& a = faces[input.pairs[p][0]];
-    const auto& b = faces[input.pairs[p][1]];
-    if (!a.embedding || !b.embedding) {
-      spdlog::warn("pair {} left out: {}", p + 1, (!a.embedding ? a : b).error);
-      ++out.dropped;
-      continue;
-    }
-    for (const auto* f : {&a, &b}) {
-      rows.insert(rows.end(), f->embedding->raw.begin(), f->embedding->raw.end());
-      out.face_quality.push_back(f->embedding->magnitude);
-    }
-    labels.push_back(input.is_same[p] ? 1 : 0);
-    out.source_index.push_back(p);
-  }
-  if (labels.empty()) throw InvalidInput("no pair has a face in both images");
-  const auto features =
-      torch::from_blob(rows.data(), {static_cast<std::int64_t>(rows.size()) / dim, dim},
-                       torch::kFloat32)
-          .clone();
-  out.pairs = eval::make_feature_pairs(features, torch::tensor(labels, torch::kInt64));
+  out.face_choice = std::move(embedded.face_choice);
+  out.pairs = std::move(embedded.pairs);
+  out.face_quality = std::move(embedded.face_quality);
+  out.source_index = std::move(embedded.source_index);
+  out.dropped = embedded.dropped;
   return out;
-}
-
-// Pairs of image files; each file is read once, when its chunk is embedded.
-struct ImageFilePairs {
-  ImagePairs pairs;
-  std::map<std::string, std::size_t> index;  // path -> image number
-
-  // `where` (file:line) names the pair in the error for a photo that does not exist.
-  void add(const std::filesystem::path& a, const std::filesystem::path& b, bool same,
-           const std::string& where) {
-    std::array<std::size_t, 2> pair{};
-    for (int side = 0; side < 2; ++side) {
-      const auto path = (side == 0 ? a : b).string();
-      auto [it, added] = index.emplace(path, pairs.names.size());
-      if (added) {
-        if (!std::filesystem::exists(path))
-          throw InvalidInput(where + ": " + path + ": no such file");
-        pairs.names.push_back(path);
-      }
-      pair[side] = it->second;
-    }
-    pairs.pairs.push_back(pair);
-    pairs.is_same.push_back(same);
-  }
-  ImagePairs finish() {
-    auto names = pairs.names;
-    pairs.load = [names](std::size_t i) { return io::read_image_bgr(names[i]); };
-    return std::move(pairs);
-  }
-};
-
-// LFW's pairs.txt: an optional header "folds<TAB>pairs-per-side", then "name n1 n2" (same
-// person) and "name1 n1 name2 n2" (different) lines; photo n of a name is
-// <root>/<name>/<name>_<n as 4 digits>.jpg. Returns the pairs per fold (header, else 600).
-std::size_t read_lfw_pairs(const std::string& file, const std::filesystem::path& root,
-                           ImageFilePairs& out) {
-  std::size_t fold_size = 600;
-  const auto photo = [&](const std::string& name, const std::string& number,
-                         const std::string& where) {
-    int n = 0;
-    try {
-      std::size_t used = 0;
-      n = std::stoi(number, &used);
-      if (used != number.size() || n < 1) throw std::invalid_argument("");
-    } catch (const std::exception&) {
-      throw InvalidInput(where + ": '" + number + "' is not a photo number");
-    }
-    char file_name[32];
-    std::snprintf(file_name, sizeof file_name, "_%04d.jpg", n);
-    return root / name / (name + file_name);
-  };
-  bool first = true;
-  for (const auto& [number, line] : text_lines(file)) {
-    const auto fields = split_fields(line);
-    const std::string where = file + ":" + std::to_string(number);
-    if (first && fields.size() == 2) {  // header: folds and pairs of each kind per fold
-      first = false;
-      try {
-        fold_size = 2 * static_cast<std::size_t>(std::stoul(fields[1]));
-        continue;
-      } catch (const std::exception&) {
-        throw InvalidInput(where + ": expected LFW's header 'folds pairs' or a pair");
-      }
-    }
-    first = false;
-    if (fields.size() == 3) {
-      out.add(photo(fields[0], fields[1], where), photo(fields[0], fields[2], where), true, where);
-    } else if (fields.size() == 4) {
-      out.add(photo(fields[0], fields[1], where), photo(fields[2], fields[3], where), false, where);
-    } else {
-      throw InvalidInput(where + ": expected 'name n1 n2' or 'name1 n1 name2 n2', got '" + line +
-                         "'");
-    }
-  }
-  if (out.pairs.pairs.empty()) throw InvalidInput(file + ": no pairs");
-  if (fold_size == 0) throw InvalidInput(file + ": the header gives 0 pairs per fold");
-  return fold_size;
 }
 
 LoadedPairs load_pairs(const PairSource& src) {
   LoadedPairs out;
   if (!src.features.empty()) {
     if (src.labels.empty()) throw InvalidInput("--features needs --labels");
-    const bool by_line = src.pair_index.empty();
-    const auto features = is_npy(src.features) ? io::read_npy(src.features)
-                                               : read_feature_list(src.features, by_line);
-    const auto labels = read_labels(src.labels);
-    const auto index = by_line ? torch::Tensor() : io::read_npy(src.pair_index);
-    try {
-      out.pairs = eval::make_feature_pairs(features, labels, index);
-    } catch (const InvalidInput& e) {
-      throw InvalidInput(src.features + ": " + e.what());
-    }
+    auto files = eval::read_feature_pairs(src.features, src.labels, src.pair_index);
+    out.pairs = std::move(files.pairs);
+    out.face_quality = std::move(files.row_norms);
     for (std::size_t p = 0; p < out.pairs.size(); ++p) out.source_index.push_back(p);
-    const auto norms = features.to(torch::kFloat64).norm(2, 1).contiguous();
-    out.face_quality.assign(norms.data_ptr<double>(), norms.data_ptr<double>() + norms.numel());
     out.description = src.features;
   } else if (!src.bin.empty()) {
-    const auto bin = std::make_shared<io::VerificationBin>(io::read_verification_bin(src.bin));
-    ImagePairs input;
-    for (std::size_t i = 0; i < bin->images.size(); ++i)
-      input.names.push_back(src.bin + "[image " + std::to_string(i) + "]");
-    input.load = [bin, names = input.names](std::size_t i) {
-      return io::decode_image_bgr(bin->images[i], names[i]);
-    };
-    for (std::size_t p = 0; p < bin->is_same.size(); ++p) input.pairs.push_back({2 * p, 2 * p + 1});
-    input.is_same = bin->is_same;
-    out = embed_image_pairs(input, src.model);
+    out = embed_image_pairs(eval::image_pairs_of_bin(src.bin), src.model);
     out.description = src.bin;
   } else if (!src.lfw_pairs.empty()) {
     const auto root = src.root.empty() ? std::filesystem::path(src.lfw_pairs).parent_path()
                                        : std::filesystem::path(src.root);
-    ImageFilePairs files;
-    const std::size_t fold_size = read_lfw_pairs(src.lfw_pairs, root, files);
-    out = embed_image_pairs(files.finish(), src.model);
-    out.fold_size = fold_size;
+    const auto list = eval::read_lfw_pairs(src.lfw_pairs, root);
+    out = embed_image_pairs(eval::image_pairs_of(list), src.model);
+    out.fold_size = list.fold_size;
     out.description = src.lfw_pairs;
   } else {
-    const auto base = std::filesystem::path(src.pair_list).parent_path();
-    ImageFilePairs files;
-    for (const auto& [number, line] : text_lines(src.pair_list)) {
-      const auto fields = split_fields(line);
-      bool same = false;
-      if (fields.size() != 3 || !parse_label(fields[2], &same))
-        throw InvalidInput(src.pair_list + ":" + std::to_string(number) +
-                           ": expected 'path_a path_b is_same' (is_same 1 or 0), got '" + line +
-                           "'");
-      std::filesystem::path a = fields[0], b = fields[1];
-      files.add(a.is_relative() ? base / a : a, b.is_relative() ? base / b : b, same,
-                src.pair_list + ":" + std::to_string(number));
-    }
-    if (files.pairs.pairs.empty()) throw InvalidInput(src.pair_list + ": no pairs");
-    out = embed_image_pairs(files.finish(), src.model);
+    out = embed_image_pairs(eval::image_pairs_of(eval::read_image_pair_list(src.pair_list)),
+                            src.model);
     out.description = src.pair_list;
   }
   if (!out.face_choice.empty()) std::printf("%s\n", out.face_choice.c_str());
   if (!src.save_features.empty()) {
-    const auto& p = out.pairs;
-    std::vector<float> rows;
-    for (std::size_t i = 0; i < p.size(); ++i) {
-      rows.insert(rows.end(), p.a(i).begin(), p.a(i).end());
-      rows.insert(rows.end(), p.b(i).begin(), p.b(i).end());
-    }
-    const auto n = static_cast<std::int64_t>(p.size());
-    io::write_npy(
-        src.save_features,
-        torch::from_blob(rows.data(), {2 * n, static_cast<std::int64_t>(p.dim)}, torch::kFloat32));
-    std::vector<std::int64_t> labels(p.is_same.begin(), p.is_same.end());
-    auto label_path = std::filesystem::path(src.save_features);
-    label_path.replace_filename(label_path.stem().string() + "_issame.npy");
-    io::write_npy(label_path, torch::tensor(labels, torch::kInt64));
-    spdlog::info("features written to {} and {}", src.save_features, label_path.string());
+    const auto labels = eval::write_feature_pairs(out.pairs, src.save_features);
+    spdlog::info("features written to {} and {}", src.save_features, labels.string());
   }
   return out;
 }
@@ -354,12 +134,6 @@ std::string pair_counts(const eval::FeaturePairs& pairs) {
   const auto same = std::count(pairs.is_same.begin(), pairs.is_same.end(), true);
   return std::to_string(pairs.size()) + " pairs (" + std::to_string(same) + " same, " +
          std::to_string(pairs.size() - same) + " different)";
-}
-
-std::string fmr_label(double fmr) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0e", fmr);
-  return buf;
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {
@@ -487,9 +261,9 @@ int run_eval_pairs(const EvalPairsOptions& opt) {
                                  [&](const auto& op) { return op.fmr == fmr; });
     if (it == roc.tar_at_fmr.end()) {
       std::printf("    TAR@FMR=%s: not measurable (%zu different pairs, needs %.0f)\n",
-                  fmr_label(fmr).c_str(), roc.impostor, std::ceil(1 / fmr));
+                  eval::fmr_label(fmr).c_str(), roc.impostor, std::ceil(1 / fmr));
     } else {
-      std::printf("    TAR@FMR=%s: %.5f (threshold %.4f)\n", fmr_label(fmr).c_str(), it->tar,
+      std::printf("    TAR@FMR=%s: %.5f (threshold %.4f)\n", eval::fmr_label(fmr).c_str(), it->tar,
                   it->threshold);
     }
   }
@@ -509,6 +283,33 @@ struct EvalErcOptions {
   int random_repeats = 20;
 };
 
+// The FNMR curves of `steps` beside the random-rejection baseline, one pair of lines per FMR.
+void plot_erc(const EvalErcOptions& opt, const std::string& description,
+              const std::vector<eval::ErcStep>& steps,
+              const std::vector<std::vector<double>>& random) {
+  std::vector<plot::Series> series;
+  for (std::size_t k = 0; k < opt.fmrs.size(); ++k) {
+    plot::Series quality{
+        "magnitude, FMR " + eval::fmr_label(opt.fmrs[k]), {}, {}, plot::category_color(k), false};
+    plot::Series baseline{
+        "random, FMR " + eval::fmr_label(opt.fmrs[k]), {}, {}, plot::category_color(k), true};
+    for (std::size_t s = 0; s < steps.size(); ++s) {
+      const auto* p = steps[s].at(opt.fmrs[k]);
+      quality.x.push_back(100 * steps[s].reject_rate);
+      quality.y.push_back(p ? p->fnmr : std::nan(""));
+      baseline.x.push_back(100 * steps[s].reject_rate);
+      baseline.y.push_back(random[k][s]);
+    }
+    series.push_back(quality);
+    series.push_back(baseline);
+  }
+  plot::write_png(opt.plot, plot::line_chart(
+                                series, {"Error versus reject: " +
+                                             std::filesystem::path(description).filename().string(),
+                                         "pairs rejected, lowest quality first [%]", "FNMR"}));
+  spdlog::info("plot written to {}", opt.plot);
+}
+
 int run_eval_erc(const EvalErcOptions& opt) {
   const auto loaded = load_pairs(opt.source);
   const auto& pairs = loaded.pairs;
@@ -521,7 +322,7 @@ int run_eval_erc(const EvalErcOptions& opt) {
   std::printf("%s: %s; pairs ranked by the smaller magnitude of their two faces\n",
               loaded.description.c_str(), pair_counts(pairs).c_str());
   std::printf("reject  kept ");
-  for (double fmr : opt.fmrs) std::printf(" FNMR@FMR=%s (random)", fmr_label(fmr).c_str());
+  for (double fmr : opt.fmrs) std::printf(" FNMR@FMR=%s (random)", eval::fmr_label(fmr).c_str());
   std::printf("\n");
   nlohmann::json jsteps = nlohmann::json::array();
   for (std::size_t s = 0; s < steps.size(); ++s) {
@@ -574,8 +375,8 @@ int run_eval_erc(const EvalErcOptions& opt) {
       ++count;
     }
     if (count == 0) continue;
-    areas[fmr_label(fmr)] = sum / count;
-    std::printf("mean FNMR@FMR=%s over 0-40%% rejected: %.4f\n", fmr_label(fmr).c_str(),
+    areas[eval::fmr_label(fmr)] = sum / count;
+    std::printf("mean FNMR@FMR=%s over 0-40%% rejected: %.4f\n", eval::fmr_label(fmr).c_str(),
                 sum / count);
   }
   write_json(opt.json,
@@ -585,30 +386,7 @@ int run_eval_erc(const EvalErcOptions& opt) {
               {"spearman_genuine", std::isnan(rho) ? nlohmann::json() : nlohmann::json(rho)},
               {"mean_fnmr_0_40", areas}});
 
-  if (!opt.plot.empty()) {
-    std::vector<plot::Series> series;
-    for (std::size_t k = 0; k < opt.fmrs.size(); ++k) {
-      plot::Series quality{
-          "magnitude, FMR " + fmr_label(opt.fmrs[k]), {}, {}, plot::category_color(k), false};
-      plot::Series baseline{
-          "random, FMR " + fmr_label(opt.fmrs[k]), {}, {}, plot::category_color(k), true};
-      for (std::size_t s = 0; s < steps.size(); ++s) {
-        const auto* p = steps[s].at(opt.fmrs[k]);
-        quality.x.push_back(100 * steps[s].reject_rate);
-        quality.y.push_back(p ? p->fnmr : std::nan(""));
-        baseline.x.push_back(100 * steps[s].reject_rate);
-        baseline.y.push_back(random[k][s]);
-      }
-      series.push_back(quality);
-      series.push_back(baseline);
-    }
-    plot::write_png(
-        opt.plot,
-        plot::line_chart(series, {"Error versus reject: " +
-                                      std::filesystem::path(loaded.description).filename().string(),
-                                  "pairs rejected, lowest quality first [%]", "FNMR"}));
-    spdlog::info("plot written to {}", opt.plot);
-  }
+  if (!opt.plot.empty()) plot_erc(opt, loaded.description, steps, random);
   return kExitOk;
 }
 
@@ -627,8 +405,17 @@ int run_calibrate(const CalibrateOptions& opt) {
   const auto loaded = load_pairs(opt.source);
   const auto& pairs = loaded.pairs;
   const auto similarity = eval::pair_similarities(pairs);
-  const std::filesystem::path weights(opt.source.model.weights);
-  ModelManifest manifest = resolve_manifest(opt.source.model, weights);
+  // Faces embedded here: the files of the model that embedded them. Features given: --weights or
+  // --manifest say which model they come from (or the built-in manifest of --arch).
+  std::filesystem::path weights(opt.source.model.weights);
+  ModelManifest manifest;
+  if (!loaded.model.empty()) {
+    const auto found = resolve_model_files(opt.source.model);
+    weights = found.weights;
+    manifest = found.manifest;
+  } else {
+    manifest = resolve_manifest(opt.source.model, weights);
+  }
   manifest.fmr_thresholds.clear();
 
   std::printf("%s: %s\n", loaded.description.c_str(), pair_counts(pairs).c_str());
@@ -638,10 +425,10 @@ int run_calibrate(const CalibrateOptions& opt) {
     const auto op = eval::operating_point(similarity, pairs.is_same, fmr);
     if (!op) {
       std::printf("  FMR %s: not measurable here (needs >= %.0f different pairs)\n",
-                  fmr_label(fmr).c_str(), std::ceil(1 / fmr));
+                  eval::fmr_label(fmr).c_str(), std::ceil(1 / fmr));
       continue;
     }
-    std::printf("  FMR %s: %.4f  (TAR %.4f, %zu false match(es))\n", fmr_label(fmr).c_str(),
+    std::printf("  FMR %s: %.4f  (TAR %.4f, %zu false match(es))\n", eval::fmr_label(fmr).c_str(),
                 op->threshold, op->tar, op->false_matches);
     manifest.fmr_thresholds.push_back({fmr, op->threshold});
     if (fmr == opt.decision_fmr) decision = op->threshold;
@@ -656,16 +443,16 @@ int run_calibrate(const CalibrateOptions& opt) {
       "rejects " + std::to_string(100 * opt.reject_rate).substr(0, 4) + "% of the faces of " + on;
   if (decision) {
     manifest.same_person_threshold = *decision;
-    manifest.threshold_calibration = "FMR " + fmr_label(opt.decision_fmr) + " on " + on;
+    manifest.threshold_calibration = "FMR " + eval::fmr_label(opt.decision_fmr) + " on " + on;
   } else {
     const auto roc = eval::roc_summary(similarity, pairs.is_same, {});
     manifest.same_person_threshold = roc.best_threshold;
-    manifest.threshold_calibration =
-        "best accuracy on " + on + " (FMR " + fmr_label(opt.decision_fmr) + " not measurable)";
+    manifest.threshold_calibration = "best accuracy on " + on + " (FMR " +
+                                     eval::fmr_label(opt.decision_fmr) + " not measurable)";
     spdlog::warn(
         "FMR {} is not measurable on these pairs: the decision threshold is the "
         "best-accuracy one",
-        fmr_label(opt.decision_fmr));
+        eval::fmr_label(opt.decision_fmr));
   }
   std::printf("decision threshold: %.4f (%s)\n", manifest.same_person_threshold,
               manifest.threshold_calibration.c_str());
@@ -694,58 +481,39 @@ struct VerifyOptions {
 };
 
 int run_verify(const VerifyOptions& opt) {
-  const FaceEncoder encoder(opt.model);
+  const LoadedFaceEncoder encoder(opt.model);
   const auto& m = encoder.manifest();
   const auto faces =
       encoder.encode({io::read_image_bgr(opt.a), io::read_image_bgr(opt.b)}, {opt.a, opt.b});
   for (const auto& f : faces) {
     if (!f.embedding) throw InvalidInput(f.error);
   }
-  double threshold = m.same_person_threshold;
-  std::string basis = m.threshold_calibration;
-  if (opt.fmr > 0) {
-    const auto it =
-        std::find_if(m.fmr_thresholds.begin(), m.fmr_thresholds.end(),
-                     [&](const auto& t) { return std::abs(t.fmr - opt.fmr) <= 1e-9 * opt.fmr; });
-    if (it == m.fmr_thresholds.end())
-      throw InvalidInput(m.name + ": no threshold calibrated for FMR " + fmr_label(opt.fmr) +
-                         " (run facemag calibrate --save)");
-    threshold = it->threshold;
-    basis = "FMR " + fmr_label(opt.fmr) + " (calibrated)";
-  }
-  if (opt.threshold > -2) {
-    threshold = opt.threshold;
-    basis = "given";
-  }
-  std::vector<double> a(faces[0].embedding->raw.begin(), faces[0].embedding->raw.end());
-  std::vector<double> b(faces[1].embedding->raw.begin(), faces[1].embedding->raw.end());
-  const double similarity = eval::cosine_similarity(a, b);
-  const double qa = faces[0].embedding->magnitude, qb = faces[1].embedding->magnitude;
-  const bool low_quality = m.quality_threshold > 0 && std::min(qa, qb) < m.quality_threshold;
-  const bool same = similarity > threshold;
-  const std::string decision = low_quality ? "undecided" : same ? "same" : "different";
+  eval::PairRules rules;
+  rules.fmr = opt.fmr;
+  if (opt.threshold > -2) rules.threshold = opt.threshold;
+  const auto d = eval::decide_pair(*faces[0].embedding, *faces[1].embedding, m, rules);
   if (opt.json) {
     std::cout << nlohmann::json{{"a", opt.a},
                                 {"b", opt.b},
                                 {"model", m.name},
-                                {"similarity", similarity},
-                                {"threshold", threshold},
-                                {"threshold_basis", basis},
-                                {"decision", decision},
-                                {"quality_a", qa},
-                                {"quality_b", qb},
+                                {"similarity", d.similarity},
+                                {"threshold", d.threshold},
+                                {"threshold_basis", d.threshold_basis},
+                                {"decision", d.decision()},
+                                {"quality_a", d.quality_a},
+                                {"quality_b", d.quality_b},
                                 {"quality_threshold", m.quality_threshold}}
               << "\n";
     return kExitOk;
   }
-  std::printf("similarity %.4f -> %s person (threshold %.4f: %s)\n", similarity,
-              same ? "same" : "different", threshold, basis.c_str());
-  std::printf("quality    %.2f  %s\n", qa, opt.a.c_str());
-  std::printf("quality    %.2f  %s\n", qb, opt.b.c_str());
+  std::printf("similarity %.4f -> %s person (threshold %.4f: %s)\n", d.similarity,
+              d.same ? "same" : "different", d.threshold, d.threshold_basis.c_str());
+  std::printf("quality    %.2f  %s\n", d.quality_a, opt.a.c_str());
+  std::printf("quality    %.2f  %s\n", d.quality_b, opt.b.c_str());
   if (!m.magnitude_is_quality)
     std::printf("(%s is not MagFace-trained: its magnitude is not a calibrated quality)\n",
                 m.name.c_str());
-  if (low_quality)
+  if (d.undecided)
     std::printf("undecided: a face is below the quality threshold %.2f (%s)\n", m.quality_threshold,
                 m.quality_calibration.c_str());
   return kExitOk;
@@ -753,6 +521,8 @@ int run_verify(const VerifyOptions& opt) {
 
 }  // namespace
 
+// Declarations only: every subcommand of the group and its flags, in --help order (81 lines kept
+// together so that the options read as the --help they produce).
 Runner add_eval_commands(CLI::App& app) {
   auto* evalc = app.add_subcommand(
       "eval", "Verification accuracy, error versus reject, IJB templates, clustering quality");

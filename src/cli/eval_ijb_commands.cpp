@@ -10,8 +10,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <map>
-#include <sstream>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -19,9 +17,8 @@
 #include "facemag/error.hpp"
 #include "facemag/eval/ijb.hpp"
 #include "facemag/eval/plot.hpp"
-#include "facemag/io/feature_list.hpp"
+#include "facemag/eval/protocol_files.hpp"
 #include "facemag/io/image.hpp"
-#include "facemag/io/npy.hpp"
 #include "facemag/runtime.hpp"
 
 namespace facemag::cli {
@@ -58,10 +55,7 @@ void add_ijb_options(CLI::App& cmd, IjbOptions& opt) {
 
 // A file of the IJB meta folder: DIR/meta/NAME, or DIR/NAME.
 std::filesystem::path meta_file(const IjbOptions& opt, const std::string& name) {
-  const std::filesystem::path dir(opt.meta);
-  if (std::filesystem::exists(dir / "meta" / name)) return dir / "meta" / name;
-  if (std::filesystem::exists(dir / name)) return dir / name;
-  throw InvalidInput("no " + name + " in " + (dir / "meta").string() + " or " + dir.string());
+  return eval::find_ijb_meta_file(opt.meta, name);
 }
 
 double peak_rss_mb() {
@@ -86,92 +80,37 @@ class Stopwatch {
 
 std::string prefix(const IjbOptions& opt) { return "ijb" + opt.type + "_"; }
 
-std::string file_name(const std::string& path) {
-  return std::filesystem::path(path).filename().string();
-}
-
-// Features of every face of the list, row i for line i.
+// Features of every face of the list, row i for line i: read from --features, or the aligned
+// faces of --images embedded.
 torch::Tensor image_features(const IjbOptions& opt, const eval::IjbFaceList& faces) {
-  if (!opt.images.empty()) {
-    const Embedder embedder = load_model(opt.model);
-    const auto& m = embedder.manifest();
-    std::vector<float> rows;
-    ProgressBar progress(faces.size(), "embed");
-    std::vector<cv::Mat> batch;
-    const auto flush = [&] {
-      for (const auto& e : embedder.embed(batch))
-        rows.insert(rows.end(), e.raw.begin(), e.raw.end());
-      progress.advance(batch.size());
-      batch.clear();
-    };
-    for (std::size_t i = 0; i < faces.size(); ++i) {
-      const auto path = std::filesystem::path(opt.images) / faces.image[i];
-      cv::Mat face = io::read_image_bgr(path);
-      if (face.rows != m.input_height || face.cols != m.input_width)
-        throw InvalidInput(path.string() + " (" + faces.source.string() + ":" +
-                           std::to_string(i + 1) + "): " + std::to_string(face.cols) + "x" +
-                           std::to_string(face.rows) + ", not an aligned " +
-                           std::to_string(m.input_width) + "x" + std::to_string(m.input_height) +
-                           " face for " + m.name);
-      batch.push_back(std::move(face));
-      if (batch.size() == static_cast<std::size_t>(opt.model.batch)) flush();
-    }
-    flush();
-    return torch::from_blob(rows.data(),
-                            {static_cast<std::int64_t>(faces.size()), embedder.output_size()},
-                            torch::kFloat32)
-        .clone();
-  }
-  if (std::filesystem::path(opt.features).extension() != ".npy") {
-    auto list = io::read_feature_list(opt.features);
-    if (list.names.size() != faces.size())
-      throw InvalidInput(opt.features + ": " + std::to_string(list.names.size()) +
-                         " lines for the " + std::to_string(faces.size()) + " faces of " +
-                         faces.source.string());
-    for (std::size_t i = 0; i < faces.size(); ++i) {
-      if (file_name(list.names[i]) != file_name(faces.image[i]))
-        throw InvalidInput(opt.features + ":" + std::to_string(i + 1) + ": '" + list.names[i] +
-                           "', but line " + std::to_string(i + 1) + " of " + faces.source.string() +
-                           " is '" + faces.image[i] + "'");
-    }
-    return list.features;
-  }
-  const auto matrix = io::read_npy(opt.features);
-  if (matrix.dim() != 2)
-    throw InvalidInput(opt.features + ": a feature matrix has 2 dimensions, this one " +
-                       std::to_string(matrix.dim()));
-  auto index_path = std::filesystem::path(opt.features).replace_extension(".jsonl");
-  if (!std::filesystem::exists(index_path)) {
-    if (matrix.size(0) != static_cast<std::int64_t>(faces.size()))
-      throw InvalidInput(opt.features + ": " + std::to_string(matrix.size(0)) + " rows for the " +
-                         std::to_string(faces.size()) + " faces of " + faces.source.string() +
-                         " (and no " + index_path.filename().string() + " to match them by name)");
-    return matrix;
-  }
-  // Rows matched by file name through facemag's index.
-  std::map<std::string, std::int64_t> row_of;
-  std::ifstream in(index_path);
-  std::size_t number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++number;
-    if (line.empty()) continue;
-    try {
-      const auto j = nlohmann::json::parse(line);
-      row_of[file_name(j.at("path").get<std::string>())] = j.at("row").get<std::int64_t>();
-    } catch (const nlohmann::json::exception& e) {
-      throw InvalidInput(index_path.string() + ":" + std::to_string(number) +
-                         ": not a facemag index record (" + e.what() + ")");
-    }
-  }
-  std::vector<std::int64_t> rows;
+  if (opt.images.empty()) return eval::read_ijb_features(opt.features, faces);
+  const Embedder embedder = load_model(opt.model);
+  const auto& m = embedder.manifest();
+  std::vector<float> rows;
+  ProgressBar progress(faces.size(), "embed");
+  std::vector<cv::Mat> batch;
+  const auto flush = [&] {
+    for (const auto& e : embedder.embed(batch)) rows.insert(rows.end(), e.raw.begin(), e.raw.end());
+    progress.advance(batch.size());
+    batch.clear();
+  };
   for (std::size_t i = 0; i < faces.size(); ++i) {
-    const auto it = row_of.find(file_name(faces.image[i]));
-    if (it == row_of.end() || it->second >= matrix.size(0))
-      throw InvalidInput(faces.source.string() + ":" + std::to_string(i + 1) + ": " +
-                         faces.image[i] + " has no row in " + index_path.string());
-    rows.push_back(it->second);
+    const auto path = std::filesystem::path(opt.images) / faces.image[i];
+    cv::Mat face = io::read_image_bgr(path);
+    if (face.rows != m.input_height || face.cols != m.input_width)
+      throw InvalidInput(path.string() + " (" + faces.source.string() + ":" +
+                         std::to_string(i + 1) + "): " + std::to_string(face.cols) + "x" +
+                         std::to_string(face.rows) + ", not an aligned " +
+                         std::to_string(m.input_width) + "x" + std::to_string(m.input_height) +
+                         " face for " + m.name);
+    batch.push_back(std::move(face));
+    if (batch.size() == static_cast<std::size_t>(opt.model.batch)) flush();
   }
-  return matrix.index_select(0, torch::tensor(rows, torch::kInt64));
+  flush();
+  return torch::from_blob(rows.data(),
+                          {static_cast<std::int64_t>(faces.size()), embedder.output_size()},
+                          torch::kFloat32)
+      .clone();
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {

@@ -1,34 +1,37 @@
 // `facemag gallery ...`: a persistent 1:N gallery (create, enroll, search, list, show, remove,
-// rename, export, import, check, reembed) and `facemag eval identify` over it.
+// rename, export, import, check, reembed) and `facemag eval identify` over it. Each runner turns
+// its flags into the library's options (gallery/photos.hpp, gallery/evaluate.hpp), makes the call
+// and prints what it hands back.
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
-#include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <map>
-#include <set>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
-#include "facemag/align/align.hpp"
 #include "facemag/error.hpp"
-#include "facemag/eval/ijb.hpp"
-#include "facemag/eval/verification.hpp"
+#include "facemag/eval/protocol_files.hpp"
+#include "facemag/gallery/archive.hpp"
+#include "facemag/gallery/decide.hpp"
+#include "facemag/gallery/evaluate.hpp"
 #include "facemag/gallery/gallery.hpp"
-#include "facemag/io/image.hpp"
-#include "facemag/io/npy.hpp"
-#include "facemag/io/sha256.hpp"
+#include "facemag/gallery/photos.hpp"
 #include "facemag/pipeline.hpp"
 #include "gallery_model.hpp"
 
 namespace facemag::cli {
 namespace {
 
+using gallery::binding_of;
 using gallery::Gallery;
 using gallery::ModelBinding;
 
@@ -39,29 +42,14 @@ using gallery::ModelBinding;
 ModelOptions gallery_model_options(ModelOptions given, const ModelBinding& binding,
                                    bool arch_given) {
   if (given.weights.empty() && given.manifest.empty()) {
-    given.weights = binding.weights_path;
-    given.arch = binding.architecture;
-    given.flip =
-        binding.embedding_size == 2 * builtin_manifest(binding.architecture).embedding_size;
+    const auto own = gallery::model_request_of(binding);
+    given.weights = own.weights.string();
+    given.arch = own.architecture;
+    given.flip = own.concat_flipped;
   } else if (!arch_given) {
     given.arch = binding.architecture;
   }
   return given;
-}
-
-ModelBinding binding_of(const Embedder& embedder, const std::filesystem::path& weights) {
-  const auto& m = embedder.manifest();
-  ModelBinding b;
-  b.model_name = m.name;
-  b.architecture = m.architecture;
-  b.embedding_size = embedder.output_size();
-  // Verified while loading where the manifest has it (a model of the store): not hashed twice.
-  b.weights_sha256 = m.sha256.empty() ? io::sha256_file(weights) : m.sha256;
-  b.magnitude_is_quality = m.magnitude_is_quality;
-  b.same_person_threshold = m.same_person_threshold;
-  b.quality_threshold = m.quality_threshold;
-  b.weights_path = std::filesystem::absolute(weights).lexically_normal().string();
-  return b;
 }
 
 struct GalleryOptions {
@@ -79,11 +67,6 @@ void add_gallery_options(CLI::App& cmd, GalleryOptions& opt, bool with_model) {
   add_face_choice_options(cmd, opt.model);
 }
 
-double quality_gate(const ModelBinding& m, double min_quality) {
-  if (min_quality > 0) return min_quality;
-  return m.magnitude_is_quality ? m.quality_threshold : 0.0;
-}
-
 // Detection and embedding of photos, loaded once per command.
 struct PhotoFaces {
   MtcnnDetector detector;
@@ -94,31 +77,26 @@ struct PhotoFaces {
   PhotoFaces(const PhotoFaces&) = delete;  // the pipeline refers to the detector
 };
 
-// for_each_photo_chunk, with photos without a face reported and counted as failures.
-template <class F>
-std::size_t for_each_photo_face(const std::vector<io::InputFile>& files, const PhotoFaces& faces,
-                                KeepFaces keep, const char* label, F per_chunk) {
-  std::size_t faceless = 0;
-  const auto unreadable =
-      for_each_photo_chunk(files, faces.pipeline, keep, label,
-                           [&](const std::vector<const io::InputFile*>& which,
-                               std::vector<std::vector<FaceRecord>>& records) {
-                             for (std::size_t k = 0; k < records.size(); ++k) {
-                               if (records[k].empty()) {
-                                 report_skipped(which[k]->path.string(), "no face found");
-                                 ++faceless;
-                               }
-                             }
-                             per_chunk(which, records);
-                           });
-  return unreadable + faceless;
+// A photo or face the library left out, on stderr; the flags that change the outcome named.
+void report_failure(const gallery::PhotoFailure& f) {
+  using Kind = gallery::PhotoFailure::Kind;
+  if (f.kind == Kind::kNoPersonFolder) {
+    report_skipped(f.path, "--by-folder needs photos in one sub-folder per person");
+  } else if (f.kind == Kind::kTooPoor) {
+    report_skipped(f.path, f.reason + " (--force keeps it, --min-quality sets the bar)");
+  } else if (f.face_id) {
+    report_skipped(f.path + " (face " + std::to_string(*f.face_id) + ", " + f.person + ")",
+                   f.reason);
+  } else {
+    report_skipped(f.path, f.reason);
+  }
 }
 
 // ---- create ----
 
 int run_create(const GalleryOptions& opt) {
   const Embedder embedder = load_model(opt.model);
-  const auto weights = resolve_weights(opt.model.weights, embedder.manifest().name);
+  const auto weights = resolve_model_files(opt.model).weights;
   const auto g = Gallery::create(opt.db, binding_of(embedder, weights));
   std::printf("created %s for %s\n", g.location().c_str(), g.model().describe().c_str());
   return kExitOk;
@@ -135,69 +113,46 @@ struct EnrollOptions {
   bool force = false;
 };
 
+// One line per committed face: {"enrolled", "person", "quality", "face_id"|"already_enrolled"}.
+void print_acknowledgements(const std::vector<gallery::EnrolledFace>& faces) {
+  if (faces.empty()) return;
+  for (const auto& f : faces) {
+    nlohmann::json ack{{"enrolled", f.source_path}, {"person", f.person}, {"quality", f.quality}};
+    if (f.face_id)
+      ack["face_id"] = *f.face_id;
+    else
+      ack["already_enrolled"] = true;
+    std::cout << ack << "\n";
+  }
+  std::cout.flush();
+}
+
 int run_enroll(const EnrollOptions& opt) {
   if (opt.person.empty() == !opt.by_folder)
     throw InvalidInput("say who the photos show: --person NAME, or --by-folder");
   auto open = open_with_model(opt.g.db, opt.g.model, opt.g.arch_given());
   auto& gallery = open.gallery;
-  const double gate = quality_gate(gallery.model(), opt.min_quality);
   const auto files = input_files(opt.inputs);
-  std::size_t enrolled = 0, refused = 0, duplicates = 0;
   const PhotoFaces photo_faces(open.embedder, open.model);
-  const auto failures = for_each_photo_face(
-      files, photo_faces, keep_option_value(opt.g.model.keep), "enroll",
-      [&](const std::vector<const io::InputFile*>& which,
-          const std::vector<std::vector<FaceRecord>>& records) {
-        std::vector<gallery::NewFace> faces;
-        std::vector<float> qualities;  // of faces, for the acknowledgements
-        for (std::size_t k = 0; k < which.size(); ++k) {
-          if (records[k].empty()) continue;
-          std::string person = opt.person;
-          if (opt.by_folder) {
-            const auto parent = which[k]->name.parent_path();
-            if (parent.empty()) {
-              report_skipped(which[k]->path.string(),
-                             "--by-folder needs photos in one sub-folder per person");
-              continue;
-            }
-            person = parent.begin()->string();
-          }
-          const auto sha = io::sha256_file(which[k]->path);
-          const auto path = std::filesystem::absolute(which[k]->path).lexically_normal().string();
-          for (const auto& r : records[k]) {
-            if (gate > 0 && r.embedding.magnitude < gate && !opt.force) {
-              report_skipped(path, "face quality " + std::to_string(r.embedding.magnitude) +
-                                       " is below " + std::to_string(gate) +
-                                       " (--force keeps it, --min-quality sets the bar)");
-              ++refused;
-              continue;
-            }
-            faces.push_back({person, path, sha, r.detection, r.embedding.raw, /*enrolled_at=*/{}});
-            qualities.push_back(r.embedding.magnitude);
-          }
-        }
-        if (faces.empty()) return;
-        const auto result = gallery.enroll(faces);  // one transaction per chunk
-        enrolled += result.added;
-        duplicates += result.duplicates;
-        // Acknowledge what is committed, as it is committed.
-        for (std::size_t i = 0; i < faces.size(); ++i) {
-          const auto& f = faces[i];
-          nlohmann::json ack{
-              {"enrolled", f.source_path}, {"person", f.person}, {"quality", qualities[i]}};
-          if (result.face_ids[i])
-            ack["face_id"] = *result.face_ids[i];
-          else
-            ack["already_enrolled"] = true;
-          std::cout << ack << "\n";
-        }
-        std::cout.flush();
-      });
+  gallery::EnrolPhotosOptions how;
+  if (!opt.by_folder) how.person = opt.person;
+  how.min_quality = opt.min_quality;
+  how.force = opt.force;
+  how.keep = keep_option_value(opt.g.model.keep);
+  gallery::EnrolPhotosResult done;
+  {
+    ProgressBar progress(files.size(), "enroll");
+    done = gallery::enrol_photos(gallery, photo_faces.pipeline, files, how, report_failure,
+                                 [&](const gallery::EnrolChunk& chunk) {
+                                   print_acknowledgements(chunk.faces);
+                                   progress.advance(chunk.inputs);
+                                 });
+  }
   spdlog::info(
       "{} face(s) enrolled, {} already there, {} refused for quality; {} now holds {} "
       "people",
-      enrolled, duplicates, refused, gallery.location(), gallery.persons().size());
-  return finish_batch(failures + refused, files.size());
+      done.added, done.duplicates, done.refused, gallery.location(), gallery.persons().size());
+  return finish_batch(done.failed_photos + done.refused, files.size());
 }
 
 // ---- search ----
@@ -214,30 +169,24 @@ struct SearchOptions {
   bool keep_given() const { return keep_option && keep_option->count() > 0; }
 };
 
-nlohmann::json search_record(const Gallery& gallery, const std::string& path, const FaceRecord& r,
-                             int top_k, double threshold, double gate) {
-  const auto candidates = gallery.search(r.embedding.raw, top_k);
-  nlohmann::json out{{"path", path},
+nlohmann::json search_record(const gallery::FaceAnswer& answer) {
+  const auto& r = answer.face;
+  const auto& found = answer.identification;
+  nlohmann::json out{{"path", answer.photo->path.string()},
                      {"face", r.index},
                      {"box", box_json(r.detection)},
                      {"quality", r.embedding.magnitude}};
   nlohmann::json list = nlohmann::json::array();
-  for (const auto& c : candidates)
+  for (const auto& c : found.candidates)
     list.push_back({{"person", c.person},
                     {"similarity", c.template_similarity},
                     {"best_face_similarity", c.best_face_similarity},
                     {"best_face_id", c.best_face_id},
                     {"faces", c.faces}});
   out["candidates"] = list;
-  std::string decision = "unknown";
-  if (gate > 0 && r.embedding.magnitude < gate) {
-    decision = "too poor to decide";
-  } else if (!candidates.empty() && candidates[0].template_similarity >= threshold) {
-    decision = "match";
-    out["person"] = candidates[0].person;
-  }
-  out["decision"] = decision;
-  out["threshold"] = threshold;
+  if (found.person) out["person"] = *found.person;
+  out["decision"] = gallery::decision_name(found.decision);
+  out["threshold"] = found.threshold;
   return out;
 }
 
@@ -250,31 +199,38 @@ void print_search_row(const nlohmann::json& r) {
   std::printf("\n");
 }
 
+// Searches the photos, printing each chunk's answers as they come (a table on a terminal, JSON
+// Lines otherwise). Returns the number of photos that failed.
+std::size_t search_and_print(const Gallery& gallery, const FacePipeline& pipeline,
+                             const std::vector<io::InputFile>& files,
+                             const gallery::SearchPhotosOptions& how, bool table) {
+  ProgressBar progress(files.size(), "search");
+  return gallery::search_photos(gallery, pipeline, files, how, report_failure,
+                                [&](const gallery::SearchChunk& chunk) {
+                                  for (const auto& answer : chunk.answers) {
+                                    const auto rec = search_record(answer);
+                                    if (table) {
+                                      print_search_row(rec);
+                                    } else {
+                                      std::cout << rec << "\n";
+                                    }
+                                  }
+                                  std::cout.flush();
+                                  progress.advance(chunk.inputs);
+                                });
+}
+
 int run_search(const SearchOptions& opt) {
   auto open = open_with_model(opt.g.db, opt.g.model, opt.g.arch_given(),
                               gallery::parse_index_kind(opt.index));
   const auto& gallery = open.gallery;
-  const double threshold =
-      opt.threshold > -2 ? opt.threshold : gallery.model().same_person_threshold;
-  const double gate = quality_gate(gallery.model(), opt.min_quality);
+  gallery::SearchPhotosOptions how;
+  how.top_k = opt.top_k;
+  how.min_quality = opt.min_quality;
+  if (opt.threshold > -2) how.same_person_threshold = opt.threshold;
   const bool table = isatty(STDOUT_FILENO);
   // Every face of a probe photo is searched unless --keep chooses one.
-  const KeepFaces keep = opt.keep_given() ? keep_option_value(opt.g.model.keep) : KeepFaces::kAll;
-  const auto answer = [&](const std::vector<const io::InputFile*>& which,
-                          const std::vector<std::vector<FaceRecord>>& records) {
-    for (std::size_t k = 0; k < which.size(); ++k) {
-      for (const auto& r : records[k]) {
-        const auto rec =
-            search_record(gallery, which[k]->path.string(), r, opt.top_k, threshold, gate);
-        if (table) {
-          print_search_row(rec);
-        } else {
-          std::cout << rec << "\n";
-        }
-      }
-    }
-    std::cout.flush();
-  };
+  how.keep = opt.keep_given() ? keep_option_value(opt.g.model.keep) : KeepFaces::kAll;
   const PhotoFaces photo_faces(open.embedder, open.model);
   if (opt.from_stdin) {
     // One photo path per line, answered as it comes (a long-running searcher sees other
@@ -283,12 +239,12 @@ int run_search(const SearchOptions& opt) {
     for (std::string line; std::getline(std::cin, line);) {
       if (line.empty()) continue;
       const std::vector<io::InputFile> one{{line, std::filesystem::path(line).filename()}};
-      failures += for_each_photo_face(one, photo_faces, keep, "search", answer);
+      failures += search_and_print(gallery, photo_faces.pipeline, one, how, table);
     }
     return failures ? kExitSomeInputsFailed : kExitOk;
   }
   const auto files = input_files(opt.inputs);
-  const auto failures = for_each_photo_face(files, photo_faces, keep, "search", answer);
+  const auto failures = search_and_print(gallery, photo_faces.pipeline, files, how, table);
   return finish_batch(failures, files.size());
 }
 
@@ -390,87 +346,17 @@ struct TransferOptions {
   std::string path;  // OUT (writes OUT.npy, OUT.jsonl, OUT.model.json) or IN
 };
 
-std::filesystem::path with_suffix(const std::string& base, const std::string& suffix) {
-  return base + suffix;
-}
-
-nlohmann::json binding_json(const ModelBinding& m) {
-  return {{"model_name", m.model_name},
-          {"architecture", m.architecture},
-          {"embedding_size", m.embedding_size},
-          {"weights_sha256", m.weights_sha256},
-          {"magnitude_is_quality", m.magnitude_is_quality},
-          {"same_person_threshold", m.same_person_threshold},
-          {"quality_threshold", m.quality_threshold},
-          {"weights_path", m.weights_path}};
-}
-
 int run_export(const TransferOptions& opt) {
-  const auto g = Gallery::open(opt.g.db);
-  const auto faces = g.faces();
-  std::vector<float> matrix;
-  std::ofstream index(with_suffix(opt.path, ".jsonl"));
-  if (!index) throw InvalidInput(opt.path + ".jsonl: cannot write");
-  for (std::size_t row = 0; row < faces.size(); ++row) {
-    auto j = face_json(faces[row], false);
-    j["row"] = row;
-    index << j << "\n";
-    matrix.insert(matrix.end(), faces[row].embedding.begin(), faces[row].embedding.end());
-  }
-  const auto dim = static_cast<std::int64_t>(g.model().embedding_size);
-  io::write_npy(with_suffix(opt.path, ".npy"),
-                torch::from_blob(matrix.data(), {static_cast<std::int64_t>(faces.size()), dim},
-                                 torch::kFloat32));
-  std::ofstream(with_suffix(opt.path, ".model.json")) << binding_json(g.model()).dump(2) << "\n";
-  std::printf("exported %zu faces to %s.npy, %s.jsonl, %s.model.json\n", faces.size(),
+  const auto exported = gallery::export_gallery(Gallery::open(opt.g.db), opt.path);
+  std::printf("exported %zu faces to %s.npy, %s.jsonl, %s.model.json\n", exported.faces,
               opt.path.c_str(), opt.path.c_str(), opt.path.c_str());
   return kExitOk;
 }
 
 int run_import(const TransferOptions& opt) {
-  std::ifstream model_file(with_suffix(opt.path, ".model.json"));
-  if (!model_file) throw InvalidInput(opt.path + ".model.json: no such export");
-  const auto j = nlohmann::json::parse(model_file);
-  ModelBinding m;
-  m.model_name = j.at("model_name");
-  m.architecture = j.at("architecture");
-  m.embedding_size = j.at("embedding_size");
-  m.weights_sha256 = j.at("weights_sha256");
-  m.magnitude_is_quality = j.at("magnitude_is_quality");
-  m.same_person_threshold = j.at("same_person_threshold");
-  m.quality_threshold = j.at("quality_threshold");
-  m.weights_path = j.value("weights_path", "");
-  const bool exists = Gallery::exists(opt.g.db);
-  auto g = exists ? Gallery::open(opt.g.db, m) : Gallery::create(opt.g.db, m);
-  const auto matrix = io::read_npy(with_suffix(opt.path, ".npy")).to(torch::kFloat32).contiguous();
-  std::ifstream index(with_suffix(opt.path, ".jsonl"));
-  std::vector<gallery::NewFace> faces;
-  std::size_t number = 0;
-  for (std::string line; std::getline(index, line);) {
-    ++number;
-    if (line.empty()) continue;
-    const auto r = nlohmann::json::parse(line);
-    const auto row = r.at("row").get<std::int64_t>();
-    if (row < 0 || row >= matrix.size(0) || matrix.size(1) != m.embedding_size)
-      throw InvalidInput(opt.path + ".jsonl:" + std::to_string(number) + ": row " +
-                         std::to_string(row) + " is not in " + opt.path + ".npy");
-    gallery::NewFace f;
-    f.person = r.at("person");
-    f.source_path = r.at("source");
-    f.image_sha256 = r.at("image_sha256");
-    const auto box = r.at("box");
-    f.detection.box = {box[0], box[1], box[2], box[3]};
-    for (int i = 0; i < 5; ++i)
-      f.detection.landmarks[i] = {r.at("landmarks")[i][0], r.at("landmarks")[i][1]};
-    f.detection.score = r.at("score");
-    f.enrolled_at = r.value("enrolled_at", "");
-    const float* v = matrix[row].data_ptr<float>();
-    f.embedding.assign(v, v + m.embedding_size);
-    faces.push_back(std::move(f));
-  }
-  const auto result = g.enroll(faces);
-  std::printf("imported %d faces (%d already there) into %s\n", result.added, result.duplicates,
-              g.location().c_str());
+  const auto imported = gallery::import_gallery(opt.path, opt.g.db);
+  std::printf("imported %d faces (%d already there) into %s\n", imported.added, imported.duplicates,
+              imported.location.c_str());
   return kExitOk;
 }
 
@@ -481,58 +367,22 @@ struct ReembedOptions {
   std::string out;
 };
 
-// A new gallery for another model from the stored source photos: each face is re-aligned from
-// its stored landmarks (no detection, so the same face), embedded by the new model. The old
-// gallery is only read; the new one is written under a temporary name and renamed when complete.
+// A new gallery for another model from the stored source photos (gallery::reembed_gallery).
 int run_reembed(const ReembedOptions& opt) {
   const auto old = Gallery::open(opt.g.db);
   if (opt.g.model.weights.empty()) throw InvalidInput("reembed needs the new model's --weights");
   const Embedder embedder = load_model(opt.g.model);
-  const auto binding =
-      binding_of(embedder, resolve_weights(opt.g.model.weights, embedder.manifest().name));
-  const bool sqlite = !gallery::is_database_url(opt.out);
-  const std::string building = sqlite ? opt.out + ".partial" : opt.out;
-  if (sqlite) {
-    if (std::filesystem::exists(opt.out)) throw InvalidInput(opt.out + ": exists already");
-    std::filesystem::remove(building);
-  }
-  const auto faces = old.faces();
-  std::size_t gone = 0;
-  {
-    auto fresh = Gallery::create(building, binding);
-    std::vector<gallery::NewFace> batch;
-    std::vector<cv::Mat> crops;
-    const auto flush = [&] {
-      if (batch.empty()) return;
-      const auto embeddings = embedder.embed(crops);  // one forward pass per 64 faces
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].embedding = embeddings[i].raw;
-      fresh.enroll(batch);
-      batch.clear();
-      crops.clear();
-    };
-    ProgressBar progress(faces.size(), "reembed");
-    for (const auto& f : faces) {
-      progress.advance();
-      try {
-        if (!std::filesystem::exists(f.source_path)) throw InvalidInput("the source photo is gone");
-        if (io::sha256_file(f.source_path) != f.image_sha256)
-          throw InvalidInput("the source photo changed since it was enrolled");
-        const cv::Mat photo = io::read_image_bgr(f.source_path);
-        crops.push_back(crop_for_model(photo, f.detection, embedder.manifest()));
-        batch.push_back({f.person, f.source_path, f.image_sha256, f.detection, {}, f.enrolled_at});
-        if (batch.size() == 64) flush();
-      } catch (const InvalidInput& e) {
-        report_skipped(f.source_path + " (face " + std::to_string(f.id) + ", " + f.person + ")",
-                       e.what());
-        ++gone;
-      }
-    }
-    flush();
-  }  // closed: SQLite folds its write-ahead log into the file before it is renamed
-  if (sqlite) std::filesystem::rename(building, opt.out);
+  const auto binding = binding_of(embedder, resolve_model_files(opt.g.model).weights);
+  std::optional<ProgressBar> progress;
+  const auto done = gallery::reembed_gallery(old, embedder, binding, opt.out, report_failure,
+                                             [&](std::size_t, std::size_t total) {
+                                               if (!progress) progress.emplace(total, "reembed");
+                                               progress->advance();
+                                             });
+  progress.reset();
   std::printf("%s: %zu of %zu faces re-embedded for %s; %zu left out\n", opt.out.c_str(),
-              faces.size() - gone, faces.size(), binding.describe().c_str(), gone);
-  return gone ? kExitSomeInputsFailed : kExitOk;
+              done.faces - done.left_out, done.faces, binding.describe().c_str(), done.left_out);
+  return done.left_out ? kExitSomeInputsFailed : kExitOk;
 }
 
 // ---- eval identify ----
@@ -547,125 +397,76 @@ struct IdentifyOptions {
   std::string json;
 };
 
+// One row of the table (rank-1, rank-5, FNIR at each FPIR) and its JSON.
+nlohmann::json print_identification_row(const std::string& label,
+                                        const eval::IdentificationResult& r) {
+  std::printf("  %-30s %6zu %6zu  %6.4f %6.4f", label.c_str(), r.probes, r.mated, r.cmc[0],
+              r.cmc[1]);
+  nlohmann::json open = nlohmann::json::array();
+  for (const auto& point : r.open_set) {
+    if (point.threshold) {
+      std::printf("  %14.4f", 1 - point.tpir);
+      open.push_back(
+          {{"fpir", point.fpir}, {"fnir", 1 - point.tpir}, {"threshold", *point.threshold}});
+    } else {
+      std::printf("  %14s", "n/a");
+      open.push_back({{"fpir", point.fpir}, {"fnir", nullptr}});
+    }
+  }
+  std::printf("\n");
+  return {{"set", label},      {"probes", r.probes}, {"mated", r.mated}, {"non_mated", r.non_mated},
+          {"rank1", r.cmc[0]}, {"rank5", r.cmc[1]},  {"open_set", open}};
+}
+
+void print_identification(const gallery::IdentificationEvaluation& e, const std::string& location,
+                          const std::string& json) {
+  std::printf("%zu probe faces against %zu enrolled people of %s\n", e.probes, e.enrolled_people,
+              location.c_str());
+  std::printf("  %-30s %6s %6s  %6s %6s  %14s %14s\n", "", "probes", "mated", "rank-1", "rank-5",
+              "FNIR@FPIR=1e-1", "FNIR@FPIR=1e-2");
+  nlohmann::json result = nlohmann::json::array();
+  result.push_back(print_identification_row("all probes", e.all));
+  if (e.gated) {
+    char label[64];
+    std::snprintf(label, sizeof label, "quality >= %.3f (%.1f %% kept)", e.quality_gate,
+                  100.0 * double(e.kept) / double(std::max<std::size_t>(1, e.probes)));
+    result.push_back(print_identification_row(label, *e.gated));
+  }
+  std::printf("(n/a: fewer than 1 / FPIR non-mated probes)\n");
+  if (!json.empty()) {
+    std::ofstream out(json);
+    out << nlohmann::json{{"gallery", location},
+                          {"quality_gate", e.quality_gate},
+                          {"results", result}}
+               .dump(2)
+        << "\n";
+  }
+}
+
 int run_eval_identify(const IdentifyOptions& opt) {
-  struct Probe {
-    std::string person;
-    std::vector<float> embedding;
-    double quality = 0;
-  };
-  std::vector<Probe> probes;
+  std::vector<gallery::IdentificationProbe> probes;
   std::optional<OpenGallery> open_model;
   std::optional<Gallery> features_only;
   if (!opt.features.empty()) {
     if (opt.labels.empty()) throw InvalidInput("--features needs --labels (one name per row)");
     features_only = Gallery::open(opt.g.db);
-    const auto matrix = io::read_npy(opt.features).to(torch::kFloat32).contiguous();
-    std::ifstream in(opt.labels);
-    if (!in) throw InvalidInput(opt.labels + ": cannot open");
-    std::vector<std::string> names;
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) names.push_back(line);
-    }
-    if (matrix.dim() != 2 || static_cast<std::int64_t>(names.size()) != matrix.size(0))
-      throw InvalidInput(opt.labels + ": " + std::to_string(names.size()) + " names for " +
-                         std::to_string(matrix.size(0)) + " rows of " + opt.features);
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      const float* v = matrix[static_cast<std::int64_t>(i)].data_ptr<float>();
-      Probe p{names[i], std::vector<float>(v, v + matrix.size(1)), 0.0};
-      double sum = 0;
-      for (const float x : p.embedding) sum += double(x) * x;
-      p.quality = std::sqrt(sum);
-      probes.push_back(std::move(p));
-    }
+    probes = gallery::probes_from_features(eval::read_labelled_features(opt.features, opt.labels));
   } else {
     if (!opt.by_folder) throw InvalidInput("probe photos need --by-folder (sub-folder = person)");
     open_model.emplace(open_with_model(opt.g.db, opt.g.model, opt.g.arch_given()));
     const auto files = input_files(opt.probes);
     const PhotoFaces photo_faces(open_model->embedder, open_model->model);
-    for_each_photo_face(
-        files, photo_faces, keep_option_value(opt.g.model.keep), "probes",
-        [&](const std::vector<const io::InputFile*>& which,
-            const std::vector<std::vector<FaceRecord>>& records) {
-          for (std::size_t k = 0; k < which.size(); ++k) {
-            const auto parent = which[k]->name.parent_path();
-            if (records[k].empty() || parent.empty()) continue;
-            for (const auto& r : records[k])
-              probes.push_back({parent.begin()->string(), r.embedding.raw, r.embedding.magnitude});
-          }
-        });
+    const auto keep = keep_option_value(opt.g.model.keep);
+    ProgressBar progress(files.size(), "probes");
+    probes = gallery::probes_from_photos(photo_faces.pipeline, files, keep, report_failure,
+                                         [&](std::size_t inputs) { progress.advance(inputs); });
   }
   const Gallery& gallery = open_model ? open_model->gallery : *features_only;
-  std::set<std::string> enrolled;
-  for (const auto& p : gallery.persons()) enrolled.insert(p.name);
-  const std::vector<int> ranks{1, 5};
-  const std::vector<double> fpirs{1e-1, 1e-2};
-  const int depth = *std::max_element(ranks.begin(), ranks.end());
-  std::vector<eval::ProbeOutcome> all, kept;
-  double gate = quality_gate(gallery.model(), opt.min_quality);
-  if (opt.reject_rate > 0) {
-    std::vector<double> qualities;
-    for (const auto& p : probes) qualities.push_back(p.quality);
-    gate = eval::quality_threshold(qualities, opt.reject_rate);
-  }
-  for (const auto& p : probes) {
-    eval::ProbeOutcome o;
-    o.mated = enrolled.count(p.person) > 0;
-    const auto candidates = gallery.search(p.embedding, depth);
-    if (!candidates.empty()) o.top_score = candidates.front().template_similarity;
-    for (std::size_t r = 0; r < candidates.size(); ++r) {
-      if (candidates[r].person == p.person) {
-        o.rank = static_cast<int>(r + 1);
-        break;
-      }
-    }
-    all.push_back(o);
-    if (gate <= 0 || p.quality >= gate) kept.push_back(o);
-  }
-  std::printf("%zu probe faces against %zu enrolled people of %s\n", probes.size(), enrolled.size(),
-              gallery.location().c_str());
-  std::printf("  %-30s %6s %6s  %6s %6s  %14s %14s\n", "", "probes", "mated", "rank-1", "rank-5",
-              "FNIR@FPIR=1e-1", "FNIR@FPIR=1e-2");
-  nlohmann::json result = nlohmann::json::array();
-  const auto report = [&](const std::string& label, const std::vector<eval::ProbeOutcome>& set) {
-    const auto r = eval::identification_metrics(set, ranks, fpirs);
-    std::printf("  %-30s %6zu %6zu  %6.4f %6.4f", label.c_str(), r.probes, r.mated, r.cmc[0],
-                r.cmc[1]);
-    nlohmann::json open = nlohmann::json::array();
-    for (const auto& point : r.open_set) {
-      if (point.threshold) {
-        std::printf("  %14.4f", 1 - point.tpir);
-        open.push_back(
-            {{"fpir", point.fpir}, {"fnir", 1 - point.tpir}, {"threshold", *point.threshold}});
-      } else {
-        std::printf("  %14s", "n/a");
-        open.push_back({{"fpir", point.fpir}, {"fnir", nullptr}});
-      }
-    }
-    std::printf("\n");
-    result.push_back({{"set", label},
-                      {"probes", r.probes},
-                      {"mated", r.mated},
-                      {"non_mated", r.non_mated},
-                      {"rank1", r.cmc[0]},
-                      {"rank5", r.cmc[1]},
-                      {"open_set", open}});
-  };
-  report("all probes", all);
-  if (gate > 0) {
-    char label[64];
-    std::snprintf(label, sizeof label, "quality >= %.3f (%.1f %% kept)", gate,
-                  100.0 * double(kept.size()) / double(std::max<std::size_t>(1, all.size())));
-    report(label, kept);
-  }
-  std::printf("(n/a: fewer than 1 / FPIR non-mated probes)\n");
-  if (!opt.json.empty()) {
-    std::ofstream out(opt.json);
-    out << nlohmann::json{{"gallery", gallery.location()},
-                          {"quality_gate", gate},
-                          {"results", result}}
-               .dump(2)
-        << "\n";
-  }
+  gallery::IdentificationEvalOptions how;
+  how.min_quality = opt.min_quality;
+  how.reject_rate = opt.reject_rate;
+  print_identification(gallery::evaluate_identification(gallery, probes, how), gallery.location(),
+                       opt.json);
   return kExitOk;
 }
 
@@ -679,7 +480,7 @@ OpenGallery open_with_model(const std::string& location, const ModelOptions& giv
     throw InvalidInput(location +
                        ": the gallery does not say where its weights are: give --weights");
   Embedder embedder = load_model(opt);
-  const auto binding = binding_of(embedder, resolve_weights(opt.weights, embedder.manifest().name));
+  const auto binding = binding_of(embedder, resolve_model_files(opt).weights);
   g.require_model(binding);
   return {std::move(g), std::move(embedder), opt};
 }
@@ -697,102 +498,123 @@ ModelWithGallery load_model_with_gallery(const std::string& gallery, const Model
   return out;
 }
 
-Runner add_gallery_commands(CLI::App& app) {
-  auto* cmd = app.add_subcommand("gallery", "A persistent, quality-aware 1:N gallery");
-  cmd->require_subcommand(1);
+namespace {
 
-  auto create = std::make_shared<GalleryOptions>();
-  auto* c_create = cmd->add_subcommand("create", "A new gallery bound to one model");
-  add_gallery_options(*c_create, *create, true);
+// A declared subcommand and the runner of its options.
+struct Subcommand {
+  CLI::App* app;
+  Runner run;
+};
 
-  auto enroll = std::make_shared<EnrollOptions>();
-  auto* c_enroll = cmd->add_subcommand("enroll", "Enrol people from photos");
-  add_gallery_options(*c_enroll, enroll->g, true);
-  c_enroll->add_option("photos", enroll->inputs, "Photos, folders or @list.txt")->required();
-  c_enroll->add_option("--person", enroll->person, "Who the photos show");
-  c_enroll->add_flag("--by-folder", enroll->by_folder, "Each sub-folder is a person");
-  c_enroll->add_option("--min-quality", enroll->min_quality,
-                       "Refuse faces below this magnitude (default: the model's quality threshold "
-                       "for MagFace models)");
-  c_enroll->add_flag("--force", enroll->force, "Enrol faces below the quality bar too");
+Subcommand add_enroll(CLI::App& cmd) {
+  auto opt = std::make_shared<EnrollOptions>();
+  auto* c = cmd.add_subcommand("enroll", "Enrol people from photos");
+  add_gallery_options(*c, opt->g, true);
+  c->add_option("photos", opt->inputs, "Photos, folders or @list.txt")->required();
+  c->add_option("--person", opt->person, "Who the photos show");
+  c->add_flag("--by-folder", opt->by_folder, "Each sub-folder is a person");
+  c->add_option("--min-quality", opt->min_quality,
+                "Refuse faces below this magnitude (default: the model's quality threshold "
+                "for MagFace models)");
+  c->add_flag("--force", opt->force, "Enrol faces below the quality bar too");
+  return {c, [opt] { return run_enroll(*opt); }};
+}
 
-  auto search = std::make_shared<SearchOptions>();
-  auto* c_search = cmd->add_subcommand("search", "Who is this? The nearest enrolled people");
-  add_gallery_options(*c_search, search->g, true);
-  search->keep_option = c_search->get_option("--keep");
-  c_search->add_option("photos", search->inputs, "Photos, folders or @list.txt");
-  c_search->add_option("--top-k", search->top_k, "Candidates per face")->capture_default_str();
-  c_search->add_option("--threshold", search->threshold,
-                       "Cosine for a match (default: the model's same-person threshold)");
-  c_search->add_option("--min-quality", search->min_quality,
-                       "Faces below this magnitude are 'too poor to decide'");
-  c_search->add_flag("--stdin", search->from_stdin,
-                     "Read photo paths from standard input, one per line, answering each");
-  c_search->add_option("--index", search->index, "exact, hnsw or ivf")
+Subcommand add_search(CLI::App& cmd) {
+  auto opt = std::make_shared<SearchOptions>();
+  auto* c = cmd.add_subcommand("search", "Who is this? The nearest enrolled people");
+  add_gallery_options(*c, opt->g, true);
+  opt->keep_option = c->get_option("--keep");
+  c->add_option("photos", opt->inputs, "Photos, folders or @list.txt");
+  c->add_option("--top-k", opt->top_k, "Candidates per face")->capture_default_str();
+  c->add_option("--threshold", opt->threshold,
+                "Cosine for a match (default: the model's same-person threshold)");
+  c->add_option("--min-quality", opt->min_quality,
+                "Faces below this magnitude are 'too poor to decide'");
+  c->add_flag("--stdin", opt->from_stdin,
+              "Read photo paths from standard input, one per line, answering each");
+  c->add_option("--index", opt->index, "exact, hnsw or ivf")
       ->check(CLI::IsMember({"exact", "hnsw", "ivf"}))
       ->capture_default_str();
+  return {c, [opt] { return run_search(*opt); }};
+}
 
-  auto list = std::make_shared<GalleryOptions>();
-  auto* c_list = cmd->add_subcommand("list", "Enrolled people, their face counts and quality");
-  add_gallery_options(*c_list, *list, false);
+// A subcommand whose options are the gallery's (and, `with_model`, its model's) alone.
+Subcommand add_plain(CLI::App& cmd, const std::string& name, const std::string& description,
+                     bool with_model, int (*run)(const GalleryOptions&)) {
+  auto opt = std::make_shared<GalleryOptions>();
+  auto* c = cmd.add_subcommand(name, description);
+  add_gallery_options(*c, *opt, with_model);
+  return {c, [opt, run] { return run(*opt); }};
+}
 
+// show, remove, rename: who, by name (or face id).
+std::vector<Subcommand> add_person_commands(CLI::App& cmd) {
   auto show = std::make_shared<ShowOptions>();
-  auto* c_show = cmd->add_subcommand("show", "One person's faces");
+  auto* c_show = cmd.add_subcommand("show", "One person's faces");
   add_gallery_options(*c_show, show->g, false);
   c_show->add_option("person", show->person, "Name")->required();
 
   auto remove = std::make_shared<RemoveOptions>();
-  auto* c_remove = cmd->add_subcommand("remove", "Remove a person, or one face (--face ID)");
+  auto* c_remove = cmd.add_subcommand("remove", "Remove a person, or one face (--face ID)");
   add_gallery_options(*c_remove, remove->g, false);
   c_remove->add_option("person", remove->person, "Name");
   c_remove->add_option("--face", remove->face, "Face id (from show or search)");
 
   auto rename = std::make_shared<RenameOptions>();
-  auto* c_rename = cmd->add_subcommand("rename", "Rename a person");
+  auto* c_rename = cmd.add_subcommand("rename", "Rename a person");
   add_gallery_options(*c_rename, rename->g, false);
   c_rename->add_option("from", rename->from, "Current name")->required();
   c_rename->add_option("to", rename->to, "New name")->required();
+  return {{c_show, [show] { return run_show(*show); }},
+          {c_remove, [remove] { return run_remove(*remove); }},
+          {c_rename, [rename] { return run_rename(*rename); }}};
+}
 
-  auto exp = std::make_shared<TransferOptions>();
-  auto* c_export =
-      cmd->add_subcommand("export", "OUT.npy (raw embeddings), OUT.jsonl, OUT.model.json");
-  add_gallery_options(*c_export, exp->g, false);
-  c_export->add_option("out", exp->path, "Output name (without extension)")->required();
+Subcommand add_transfer(CLI::App& cmd, const std::string& name, const std::string& description,
+                        const std::string& path_name, const std::string& path_description,
+                        int (*run)(const TransferOptions&)) {
+  auto opt = std::make_shared<TransferOptions>();
+  auto* c = cmd.add_subcommand(name, description);
+  add_gallery_options(*c, opt->g, false);
+  c->add_option(path_name, opt->path, path_description)->required();
+  return {c, [opt, run] { return run(*opt); }};
+}
 
-  auto imp = std::make_shared<TransferOptions>();
-  auto* c_import = cmd->add_subcommand("import", "Add an export's faces (creating the gallery)");
-  add_gallery_options(*c_import, imp->g, false);
-  c_import->add_option("in", imp->path, "Export name (without extension)")->required();
+Subcommand add_reembed(CLI::App& cmd) {
+  auto opt = std::make_shared<ReembedOptions>();
+  auto* c = cmd.add_subcommand("reembed", "A new gallery for another model from the stored photos");
+  add_gallery_options(*c, opt->g, true);
+  c->add_option("--out", opt->out, "The new gallery")->required();
+  return {c, [opt] { return run_reembed(*opt); }};
+}
 
-  auto check = std::make_shared<GalleryOptions>();
-  auto* c_check = cmd->add_subcommand("check", "Every row decodes, templates and index agree");
-  add_gallery_options(*c_check, *check, false);
+}  // namespace
 
-  auto reembed = std::make_shared<ReembedOptions>();
-  auto* c_reembed =
-      cmd->add_subcommand("reembed", "A new gallery for another model from the stored photos");
-  add_gallery_options(*c_reembed, reembed->g, true);
-  c_reembed->add_option("--out", reembed->out, "The new gallery")->required();
-
-  return [=]() -> int {
-    if (c_create->parsed()) return run_create(*create);
-    if (c_enroll->parsed()) return run_enroll(*enroll);
-    if (c_search->parsed()) return run_search(*search);
-    if (c_list->parsed()) return run_list(*list);
-    if (c_show->parsed()) return run_show(*show);
-    if (c_remove->parsed()) return run_remove(*remove);
-    if (c_rename->parsed()) return run_rename(*rename);
-    if (c_export->parsed()) return run_export(*exp);
-    if (c_import->parsed()) return run_import(*imp);
-    if (c_check->parsed()) return run_check(*check);
-    if (c_reembed->parsed()) return run_reembed(*reembed);
+Runner add_gallery_commands(CLI::App& app) {
+  auto* cmd = app.add_subcommand("gallery", "A persistent, quality-aware 1:N gallery");
+  cmd->require_subcommand(1);
+  std::vector<Subcommand> subs;
+  subs.push_back(add_plain(*cmd, "create", "A new gallery bound to one model", true, run_create));
+  subs.push_back(add_enroll(*cmd));
+  subs.push_back(add_search(*cmd));
+  subs.push_back(
+      add_plain(*cmd, "list", "Enrolled people, their face counts and quality", false, run_list));
+  for (auto& s : add_person_commands(*cmd)) subs.push_back(std::move(s));
+  subs.push_back(add_transfer(*cmd, "export", "OUT.npy (raw embeddings), OUT.jsonl, OUT.model.json",
+                              "out", "Output name (without extension)", run_export));
+  subs.push_back(add_transfer(*cmd, "import", "Add an export's faces (creating the gallery)", "in",
+                              "Export name (without extension)", run_import));
+  subs.push_back(
+      add_plain(*cmd, "check", "Every row decodes, templates and index agree", false, run_check));
+  subs.push_back(add_reembed(*cmd));
+  return [subs]() -> int {
+    for (const auto& s : subs) {
+      if (s.app->parsed()) return s.run();
+    }
     return -1;
   };
 }
-
-}  // namespace facemag::cli
-
-namespace facemag::cli {
 
 Runner add_eval_identify_command(CLI::App& evalc) {
   auto opt = std::make_shared<IdentifyOptions>();

@@ -12,14 +12,13 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
-#include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
 #include "facemag/export/onnx.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/io/sha256.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/model/store.hpp"
-#include "facemag/nn/mtcnn_nets.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -34,6 +33,7 @@ struct ModelsOptions {
   std::string source;
   std::string licence;
   bool json = false;
+  bool make_default = false;
 };
 
 std::string megabytes(std::uintmax_t bytes) {
@@ -49,9 +49,11 @@ std::string licence_text(const ModelManifest& m) {
 int run_list(const ModelsOptions& opt) {
   const auto store = ModelStore::from_environment();
   const auto models = store.list();
+  const auto default_name = store.default_name();
   if (opt.json) {
     for (const auto& m : models) {
       std::cout << nlohmann::json{{"name", m.name},
+                                  {"default", m.name == default_name},
                                   {"architecture", m.description.architecture},
                                   {"size_bytes", m.size_bytes},
                                   {"weights", m.weights.string()},
@@ -72,7 +74,8 @@ int run_list(const ModelsOptions& opt) {
   }
   for (const auto& m : models) {
     std::cout << m.name << "\t" << m.description.architecture << "\t" << megabytes(m.size_bytes)
-              << "\t" << m.description.source << "\t" << licence_text(m.description) << "\n";
+              << "\t" << m.description.source << "\t" << licence_text(m.description)
+              << (m.name == default_name ? "\tdefault" : "") << "\n";
   }
   return kExitOk;
 }
@@ -92,9 +95,14 @@ int run_add(const ModelsOptions& opt) {
   // Loaded once, strictly, before it is stored: a checkpoint of another architecture is refused
   // now, not at its first use.
   load_network(manifest, opt.file);
-  const auto model = ModelStore::from_environment().add(opt.name, opt.file, manifest);
+  const auto store = ModelStore::from_environment();
+  const auto model = store.add(opt.name, opt.file, manifest);
   std::cout << "added " << model.name << ": " << model.description.architecture << ", "
             << megabytes(model.size_bytes) << ", sha256 " << model.description.sha256 << "\n";
+  if (opt.make_default) {
+    store.set_default(model.name);
+    std::cout << model.name << " is the default model\n";
+  }
   if (is_research_only_licence(model.description.licence))
     std::cerr << "facemag: note: " << model.name << " is licensed for research only ("
               << model.description.licence << ")\n";
@@ -131,6 +139,19 @@ int run_path(const ModelsOptions& opt) {
   return kExitOk;
 }
 
+int run_default(const ModelsOptions& opt) {
+  const auto store = ModelStore::from_environment();
+  if (!opt.name.empty()) store.set_default(opt.name);
+  const auto name = store.default_name();
+  if (!name) {
+    std::cerr << "facemag: no default model in " << store.root().string()
+              << " (facemag models default NAME)\n";
+    return kExitSomeInputsFailed;
+  }
+  std::cout << *name << "\n";
+  return kExitOk;
+}
+
 int run_remove(const ModelsOptions& opt) {
   ModelStore::from_environment().remove(opt.name);
   std::cout << "removed " << opt.name << "\n";
@@ -141,6 +162,7 @@ int run_remove(const ModelsOptions& opt) {
 
 struct ExportOptions {
   std::string arch = "iresnet100";
+  CLI::Option* arch_option = nullptr;  // --arch, to tell a given one from the default
   std::string weights;
   std::string manifest;
   std::string out;
@@ -150,14 +172,6 @@ struct ExportOptions {
   bool no_classifier = false;
   bool no_verify = false;
 };
-
-const char* const kMtcnnArchitectures[] = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"};
-
-std::shared_ptr<torch::nn::Module> mtcnn_network(const std::string& arch) {
-  if (arch == "mtcnn-pnet") return std::make_shared<nn::PNetImpl>();
-  if (arch == "mtcnn-rnet") return std::make_shared<nn::RNetImpl>();
-  return std::make_shared<nn::ONetImpl>();
-}
 
 int run_export(const ExportOptions& opt) {
   OnnxExportOptions options;
@@ -178,30 +192,21 @@ int run_export(const ExportOptions& opt) {
   const auto folder = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
   if (!std::filesystem::is_directory(folder))
     throw InvalidInput(opt.out + ": the folder " + folder.string() + " does not exist");
-
-  std::string bytes;
-  const bool mtcnn = std::find(std::begin(kMtcnnArchitectures), std::end(kMtcnnArchitectures),
-                               opt.arch) != std::end(kMtcnnArchitectures);
-  if (mtcnn) {
-    if (opt.weights.empty()) throw InvalidInput("--weights: the " + opt.arch + " checkpoint");
-    auto net = mtcnn_network(opt.arch);
-    nn::load_mtcnn_weights(*net, opt.weights);
-    bytes = mtcnn_network_to_onnx(*net, io::sha256_file(opt.weights), options);
+  ResolvedModel model;
+  if (is_mtcnn_network_name(opt.arch)) {
+    model.weights = opt.weights;
   } else {
-    const auto weights = resolve_weights(opt.weights, builtin_manifest(opt.arch).name);
-    ModelOptions model;  // the manifest as every command finds it
-    model.arch = opt.arch;
-    model.manifest = opt.manifest;
-    ModelManifest manifest = resolve_manifest(model, weights);
-    if (opt.no_verify) {
-      spdlog::warn("--no-verify: {} is exported without checking its SHA-256", weights.string());
-      manifest.sha256.clear();
-    }
-    const auto network = load_network(manifest, weights);
-    network.module->eval();
-    if (manifest.sha256.empty()) manifest.sha256 = io::sha256_file(weights);
-    bytes = embedding_network_to_onnx(*network.module, manifest, options);
+    ModelRequest request;  // the files as every command finds them
+    request.architecture = opt.arch;
+    request.architecture_given = opt.arch_option && opt.arch_option->count() > 0;
+    request.weights = opt.weights;
+    request.manifest = opt.manifest;
+    model = resolve_model(request);
+    if (opt.no_verify)
+      spdlog::warn("--no-verify: {} is exported without checking its SHA-256",
+                   model.weights.string());
   }
+  const std::string bytes = model_to_onnx(opt.arch, model, options, !opt.no_verify);
   io::write_file_atomic(out, bytes);
   std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch << ", opset " << opt.opset << ", "
             << megabytes(bytes.size()) << ", input "
@@ -226,7 +231,7 @@ int run_calibrate_int8(const Int8Options& o) {
   ModelOptions model = o.model;
   model.precision = "reference";  // calibration evaluates the description on LibTorch
   const Embedder embedder = load_model(model);
-  const FaceAligner aligner(model, embedder.manifest());
+  const FaceAligner aligner = make_face_aligner(model, embedder.manifest());
   std::vector<cv::Mat> faces;
   std::size_t skipped = 0;
   const auto files = io::expand_inputs(o.inputs);
@@ -255,7 +260,7 @@ int run_calibrate_int8(const Int8Options& o) {
   }
   if (faces.empty()) throw InvalidInput("calibrate-int8: no face in the inputs");
   const auto calibration = embedder.calibrate_int8(faces, o.percentile);
-  const auto weights = resolve_weights(model.weights, builtin_manifest(model.arch).name);
+  const auto weights = resolve_model_files(model).weights;
   const auto out = model.int8_calibration.empty() ? int8_calibration_path(weights)
                                                   : std::filesystem::path(model.int8_calibration);
   write_int8_calibration(out, embedder.manifest(), calibration);
@@ -269,29 +274,10 @@ int run_calibrate_int8(const Int8Options& o) {
   return 0;
 }
 
-Runner add_model_commands(CLI::App& app) {
-  auto opt = std::make_shared<ModelsOptions>();
-  auto* models = app.add_subcommand(
-      "models", "The model store ($FACEMAG_HOME/models): named weights with a verified SHA-256");
-  models->require_subcommand(1);
-  auto* list = models->add_subcommand("list", "Name, architecture, size, source and licence");
-  list->add_flag("--json", opt->json, "One JSON object per model");
-  auto* add = models->add_subcommand(
-      "add", "Copy a checkpoint into the store with its manifest and SHA-256 (checked by loading)");
-  add->add_option("name", opt->name, "Name to use with --model")->required();
-  add->add_option("file", opt->file, "Checkpoint")->required()->check(CLI::ExistingFile);
-  add->add_option("--arch", opt->arch, "Architecture")
-      ->check(CLI::IsMember(builtin_architectures()));
-  add->add_option("--manifest", opt->manifest, "Start from this manifest (e.g. a calibrated one)");
-  add->add_option("--source", opt->source, "Where the weights come from");
-  add->add_option("--licence", opt->licence, "Their licence (research-only ones are marked)");
-  auto* verify = models->add_subcommand("verify", "Recompute SHA-256s and compare (all, or NAME)");
-  verify->add_option("name", opt->name, "One model");
-  auto* path = models->add_subcommand("path", "Print a model's weights file");
-  path->add_option("name", opt->name, "Model")->required();
-  auto* remove = models->add_subcommand("remove", "Delete a model from the store");
-  remove->add_option("name", opt->name, "Model")->required();
+namespace {
 
+// `facemag export onnx`: flags.
+Runner add_export_command(CLI::App& app) {
   auto exp = std::make_shared<ExportOptions>();
   auto* export_cmd = app.add_subcommand("export", "Write a model in another format");
   export_cmd->require_subcommand(1);
@@ -299,10 +285,11 @@ Runner add_model_commands(CLI::App& app) {
       "onnx",
       "ONNX with the manifest in its metadata, checked by ONNX's checker and shape inference");
   std::vector<std::string> archs = builtin_architectures();
-  archs.insert(archs.end(), std::begin(kMtcnnArchitectures), std::end(kMtcnnArchitectures));
-  onnx->add_option("--arch", exp->arch, "Network (mtcnn-pnet/rnet/onet: facenet-pytorch's files)")
-      ->check(CLI::IsMember(archs))
-      ->capture_default_str();
+  for (auto& name : mtcnn_network_names()) archs.push_back(std::move(name));
+  exp->arch_option = onnx->add_option("--arch", exp->arch,
+                                      "Network (mtcnn-pnet/rnet/onet: facenet-pytorch's files)")
+                         ->check(CLI::IsMember(archs))
+                         ->capture_default_str();
   onnx->add_option("--weights", exp->weights, "Checkpoint (default $FACEMAG_HOME/<model>.pth)");
   onnx->add_option("--manifest", exp->manifest,
                    "Model manifest (default: WEIGHTS.manifest.json when it exists)");
@@ -320,6 +307,11 @@ Runner add_model_commands(CLI::App& app) {
                  "inception_resnet_v1: leave out the classifier (only \"features\")");
   onnx->add_flag("--no-verify", exp->no_verify,
                  "Export weights even when their SHA-256 is not the manifest's");
+  return [onnx, exp]() -> int { return onnx->parsed() ? run_export(*exp) : -1; };
+}
+
+// `facemag calibrate-int8`: flags.
+Runner add_calibrate_int8_command(CLI::App& app) {
   auto int8 = std::make_shared<Int8Options>();
   auto* calibrate = app.add_subcommand(
       "calibrate-int8",
@@ -337,15 +329,54 @@ Runner add_model_commands(CLI::App& app) {
                    "A value's range: this percentile of its magnitudes (100: the largest)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
+  return
+      [calibrate, int8]() -> int { return calibrate->parsed() ? run_calibrate_int8(*int8) : -1; };
+}
+
+}  // namespace
+
+// `facemag models ...`, `export onnx` and `calibrate-int8`: flags.
+Runner add_model_commands(CLI::App& app) {
+  auto opt = std::make_shared<ModelsOptions>();
+  auto* models = app.add_subcommand(
+      "models",
+      "The model store ($FACEMAG_HOME/models, default ~/.facemag/models): named weights with a "
+      "verified SHA-256");
+  models->require_subcommand(1);
+  auto* list = models->add_subcommand("list", "Name, architecture, size, source and licence");
+  list->add_flag("--json", opt->json, "One JSON object per model");
+  auto* add = models->add_subcommand(
+      "add", "Copy a checkpoint into the store with its manifest and SHA-256 (checked by loading)");
+  add->add_option("name", opt->name, "Name to use with --model")->required();
+  add->add_option("file", opt->file, "Checkpoint")->required()->check(CLI::ExistingFile);
+  add->add_option("--arch", opt->arch, "Architecture")
+      ->check(CLI::IsMember(builtin_architectures()));
+  add->add_option("--manifest", opt->manifest, "Start from this manifest (e.g. a calibrated one)");
+  add->add_option("--source", opt->source, "Where the weights come from");
+  add->add_option("--licence", opt->licence, "Their licence (research-only ones are marked)");
+  add->add_flag("--default", opt->make_default,
+                "Make it the model commands use when given no --weights or --model");
+  auto* defaults = models->add_subcommand(
+      "default", "Print the default model, or make NAME the default (used without --weights)");
+  defaults->add_option("name", opt->name, "Model");
+  auto* verify = models->add_subcommand("verify", "Recompute SHA-256s and compare (all, or NAME)");
+  verify->add_option("name", opt->name, "One model");
+  auto* path = models->add_subcommand("path", "Print a model's weights file");
+  path->add_option("name", opt->name, "Model")->required();
+  auto* remove = models->add_subcommand("remove", "Delete a model from the store");
+  remove->add_option("name", opt->name, "Model")->required();
+
+  const Runner export_runner = add_export_command(app);
+  const Runner calibrate_runner = add_calibrate_int8_command(app);
   return [=]() -> int {
-    if (calibrate->parsed()) return run_calibrate_int8(*int8);
     if (list->parsed()) return run_list(*opt);
     if (add->parsed()) return run_add(*opt);
     if (verify->parsed()) return run_verify(*opt);
     if (path->parsed()) return run_path(*opt);
     if (remove->parsed()) return run_remove(*opt);
-    if (onnx->parsed()) return run_export(*exp);
-    return -1;
+    if (defaults->parsed()) return run_default(*opt);
+    if (const int code = export_runner(); code != -1) return code;
+    return calibrate_runner();
   };
 }
 

@@ -429,35 +429,22 @@ auto forward_in_chunks(Net& net, const torch::Tensor& crops) {
   return concat_outputs(parts, std::make_index_sequence<std::tuple_size_v<Outputs>>{});
 }
 
-}  // namespace
-
-// Images of one size go through each network together, as facenet-pytorch batches them: one
-// P-Net pass per pyramid scale for all images, one R-Net and one O-Net pass over the crops of
-// all images. Everything between the networks is per image, as in the single-image case.
-std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
-    const std::vector<cv::Mat>& bgr_images, const MtcnnOptions& options) const {
-  c10::InferenceMode guard;
-  auto& pnet = const_cast<nn::PNetImpl&>(*nets_->pnet);  // forward does not mutate in eval mode
-  auto& rnet = const_cast<nn::RNetImpl&>(*nets_->rnet);
-  auto& onet = const_cast<nn::ONetImpl&>(*nets_->onet);
-  const std::size_t count = bgr_images.size();
-  const std::int64_t h = bgr_images[0].rows, w = bgr_images[0].cols;
-  std::vector<SummedArea> images(count);
-  for_each_image(count, [&](std::size_t i) {
-    cv::Mat rgb;
-    cv::cvtColor(bgr_images[i], rgb, cv::COLOR_BGR2RGB);
-    images[i] = SummedArea(rgb);
-  });
-  std::vector<std::vector<Detection>> results(count);
-
-  // Scale pyramid, in Python's double arithmetic.
+// Scale pyramid, in Python's double arithmetic.
+std::vector<double> pyramid_scales(std::int64_t h, std::int64_t w, const MtcnnOptions& options) {
   std::vector<double> scales;
   const double m = 12.0 / options.min_face_size;
   double minl = static_cast<double>(std::min(h, w)) * m;
   for (double scale = m; minl >= 12; scale *= options.factor, minl *= options.factor)
     scales.push_back(scale);
+  return scales;
+}
 
-  // Stage 1: P-Net over the pyramid.
+// Stage 1: P-Net over the pyramid, one pass per scale for all images; each image's merged
+// proposals (undefined where it has none).
+std::vector<torch::Tensor> pnet_stage(nn::PNetImpl& pnet, const std::vector<SummedArea>& images,
+                                      std::int64_t h, std::int64_t w, const MtcnnOptions& options) {
+  const std::size_t count = images.size();
+  const auto scales = pyramid_scales(h, w, options);
   std::vector<std::vector<torch::Tensor>> proposals(count), groups(count);
   for (std::size_t si = 0; si < scales.size(); ++si) {
     const double scale = scales[si];
@@ -493,42 +480,69 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
   for_each_image(count, [&](std::size_t i) {
     if (!proposals[i].empty()) boxes[i] = merge_proposals(proposals[i], groups[i]);
   });
+  return boxes;
+}
 
-  // Crops of every image's boxes in one batch; `sizes` says how many belong to each image.
-  const auto crop_all = [&](std::int64_t size, std::vector<std::int64_t>& sizes) {
-    sizes.assign(count, 0);
-    std::vector<std::pair<std::size_t, cv::Rect>> regions;  // image, region
-    for (std::size_t i = 0; i < count; ++i) {
-      if (!boxes[i].defined() || boxes[i].size(0) == 0) continue;
-      std::vector<std::int64_t> kept;
-      std::vector<cv::Rect> rects;
-      crop_regions(boxes[i], h, w, kept, rects);
-      if (kept.empty()) {
-        boxes[i] = torch::Tensor();
-      } else if (static_cast<std::int64_t>(kept.size()) < boxes[i].size(0)) {
-        boxes[i] = boxes[i].index({as_index(kept)});
-      }
-      sizes[i] = static_cast<std::int64_t>(kept.size());
-      for (const auto& r : rects) regions.emplace_back(i, r);
+// Crops of every image's boxes in one size x size batch; `sizes` says how many belong to each
+// image. Boxes wholly outside their image are dropped from `boxes`.
+torch::Tensor crop_boxes(const std::vector<SummedArea>& images, std::vector<torch::Tensor>& boxes,
+                         std::int64_t h, std::int64_t w, std::int64_t size,
+                         std::vector<std::int64_t>& sizes) {
+  const std::size_t count = images.size();
+  sizes.assign(count, 0);
+  std::vector<std::pair<std::size_t, cv::Rect>> regions;  // image, region
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!boxes[i].defined() || boxes[i].size(0) == 0) continue;
+    std::vector<std::int64_t> kept;
+    std::vector<cv::Rect> rects;
+    crop_regions(boxes[i], h, w, kept, rects);
+    if (kept.empty()) {
+      boxes[i] = torch::Tensor();
+    } else if (static_cast<std::int64_t>(kept.size()) < boxes[i].size(0)) {
+      boxes[i] = boxes[i].index({as_index(kept)});
     }
-    auto crops =
-        torch::empty({static_cast<std::int64_t>(regions.size()), 3, size, size},
-                     torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
-    float* out = crops.data_ptr<float>();
-    at::parallel_for(0, static_cast<std::int64_t>(regions.size()), 16,
-                     [&](std::int64_t begin, std::int64_t end) {
-                       for (std::int64_t n = begin; n < end; ++n) {
-                         const auto& [image, region] = regions[static_cast<std::size_t>(n)];
-                         area_resample(images[image], region, out + n * 3 * size * size, size, size,
-                                       0, size);
-                       }
-                     });
-    return crops;
-  };
+    sizes[i] = static_cast<std::int64_t>(kept.size());
+    for (const auto& r : rects) regions.emplace_back(i, r);
+  }
+  auto crops =
+      torch::empty({static_cast<std::int64_t>(regions.size()), 3, size, size},
+                   torch::TensorOptions().memory_format(torch::MemoryFormat::ChannelsLast));
+  float* out = crops.data_ptr<float>();
+  at::parallel_for(
+      0, static_cast<std::int64_t>(regions.size()), 16, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t n = begin; n < end; ++n) {
+          const auto& [image, region] = regions[static_cast<std::size_t>(n)];
+          area_resample(images[image], region, out + n * 3 * size * size, size, size, 0, size);
+        }
+      });
+  return crops;
+}
+
+}  // namespace
+
+// Images of one size go through each network together, as facenet-pytorch batches them: one
+// P-Net pass per pyramid scale for all images, one R-Net and one O-Net pass over the crops of
+// all images. Everything between the networks is per image, as in the single-image case.
+std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
+    const std::vector<cv::Mat>& bgr_images, const MtcnnOptions& options) const {
+  c10::InferenceMode guard;
+  auto& pnet = const_cast<nn::PNetImpl&>(*nets_->pnet);  // forward does not mutate in eval mode
+  auto& rnet = const_cast<nn::RNetImpl&>(*nets_->rnet);
+  auto& onet = const_cast<nn::ONetImpl&>(*nets_->onet);
+  const std::size_t count = bgr_images.size();
+  const std::int64_t h = bgr_images[0].rows, w = bgr_images[0].cols;
+  std::vector<SummedArea> images(count);
+  for_each_image(count, [&](std::size_t i) {
+    cv::Mat rgb;
+    cv::cvtColor(bgr_images[i], rgb, cv::COLOR_BGR2RGB);
+    images[i] = SummedArea(rgb);
+  });
+  std::vector<std::vector<Detection>> results(count);
+  auto boxes = pnet_stage(pnet, images, h, w, options);
 
   // Stage 2: R-Net on 24x24 crops.
   std::vector<std::int64_t> sizes;
-  if (const auto crops = crop_all(24, sizes); crops.size(0) > 0) {
+  if (const auto crops = crop_boxes(images, boxes, h, w, 24, sizes); crops.size(0) > 0) {
     const auto [reg, probs] = forward_in_chunks(rnet, crops);
     const auto offsets = start_offsets(sizes);
     for_each_image(count, [&](std::size_t i) {
@@ -541,7 +555,7 @@ std::vector<std::vector<Detection>> MtcnnDetector::detect_same_size(
   }
 
   // Stage 3: O-Net on 48x48 crops, with landmarks.
-  if (const auto crops = crop_all(48, sizes); crops.size(0) > 0) {
+  if (const auto crops = crop_boxes(images, boxes, h, w, 48, sizes); crops.size(0) > 0) {
     const auto [reg, marks, probs] = forward_in_chunks(onet, crops);
     const auto offsets = start_offsets(sizes);
     for_each_image(count, [&](std::size_t i) {

@@ -1,6 +1,6 @@
 #include "facemag/embed/embedder.hpp"
 
-#include "facemag/embed/network.hpp"
+#include "facemag/model/network.hpp"
 
 #include <torch/torch.h>
 
@@ -9,20 +9,15 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
-#include <future>
-#include <set>
 
 #include "facemag/error.hpp"
-#include "facemag/io/checkpoint.hpp"
 #include "facemag/io/file.hpp"
-#include "facemag/model/store.hpp"
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/inception_resnet_v1.hpp"
 #include "facemag/nn/iresnet.hpp"
-#include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
-#include "facemag/nn/onednn_iresnet.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_iresnet.hpp"
 #include "facemag/runtime.hpp"
 
 namespace facemag {
@@ -45,69 +40,18 @@ struct Embedder::Impl {
 
 namespace {
 
-template <class Net>
-std::shared_ptr<Embedder::Impl> wrap(const ModelManifest& manifest, std::shared_ptr<Net> net) {
-  net->eval();
+std::shared_ptr<Embedder::Impl> wrap(const ModelManifest& manifest, TrainableNetwork network) {
+  network.module->eval();
   auto impl = std::make_shared<Embedder::Impl>();
   impl->manifest = manifest;
-  impl->module = net;
-  impl->forward = [net](const torch::Tensor& x) { return net->forward(x); };
+  impl->module = std::move(network.module);
+  impl->forward = std::move(network.forward);
+  impl->logits = std::move(network.logits);
   return impl;
 }
 
 std::shared_ptr<Embedder::Impl> build(const ModelManifest& manifest) {
-  if (const auto depth = nn::iresnet_depth_from_name(manifest.architecture)) {
-    return wrap(manifest, std::make_shared<nn::IResNetImpl>(*depth, manifest.embedding_size));
-  }
-  if (manifest.architecture == "mobilefacenet") {
-    return wrap(manifest, std::make_shared<nn::MobileFaceNetImpl>());
-  }
-  if (manifest.architecture == "inception_resnet_v1") {
-    auto net = std::make_shared<nn::InceptionResnetV1Impl>(manifest.num_classes);
-    auto impl = wrap(manifest, net);
-    if (manifest.num_classes > 0)
-      impl->logits = [net](const torch::Tensor& x) { return net->logits(x); };
-    return impl;
-  }
-  throw InvalidInput("unknown architecture '" + manifest.architecture + "'");
-}
-
-// MagFace checkpoints name the backbone `features.module.*` (or `module.features.*` from other
-// wrappers) and keep the classifier beside it; DataParallel state dicts use `module.*`. Pick
-// the prefix under which the most backbone tensors are found.
-io::NamedTensors select_backbone(const io::NamedTensors& all, const torch::nn::Module& model,
-                                 const std::string& source, std::vector<std::string>& notes) {
-  std::set<std::string> expected;
-  for (const auto& [name, t] : nn::state_dict(model)) expected.insert(name);
-  static const char* kPrefixes[] = {"features.module.", "module.features.", "module.", "features.",
-                                    ""};
-  std::string best;
-  std::size_t best_count = 0;
-  for (const char* prefix : kPrefixes) {
-    const std::string p = prefix;
-    std::size_t count = 0;
-    for (const auto& [name, t] : all) {
-      count += name.rfind(p, 0) == 0 && expected.count(name.substr(p.size()));
-    }
-    if (count > best_count) {
-      best = p;
-      best_count = count;
-    }
-  }
-  io::NamedTensors backbone;
-  for (const auto& [name, t] : all) {
-    if (name.rfind(best, 0) == 0) {
-      backbone.emplace_back(name.substr(best.size()), t);
-    } else if (name == "fc.weight" || name == "module.fc.weight" || name == "fc.bias" ||
-               name == "module.fc.bias") {
-      notes.push_back("ignored the training classifier '" + name + "' " + c10::str(t.sizes()) +
-                      " (not part of the embedding network)");
-    } else {
-      throw ModelLoadError(source + ": unexpected tensor '" + name +
-                           "' outside the backbone prefix '" + best + "'");
-    }
-  }
-  return backbone;
+  return wrap(manifest, build_network(manifest));
 }
 
 }  // namespace
@@ -116,17 +60,11 @@ namespace {
 // The network's op-by-op description (nn::GraphSink), for nn::OneDnnGraph and int8 calibration.
 // The closure holds the network.
 nn::OneDnnGraph::Describe describe_of(const Embedder::Impl& impl) {
-  const auto module = impl.network();
-  if (const auto net = std::dynamic_pointer_cast<const nn::IResNetImpl>(module))
-    return [net](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); };
-  if (const auto net = std::dynamic_pointer_cast<const nn::MobileFaceNetImpl>(module))
-    return [net](nn::GraphSink& sink, const std::string& x) { return net->describe(sink, x); };
-  if (const auto net = std::dynamic_pointer_cast<const nn::InceptionResnetV1Impl>(module)) {
-    return [net](nn::GraphSink& sink, const std::string& x) {
-      return net->describe(sink, x, /*with_classifier=*/false).front();
-    };
-  }
-  return {};
+  auto describe = find_architecture(impl.manifest.architecture).describe(impl.network());
+  if (!describe) return {};
+  return [describe = std::move(describe)](nn::GraphSink& sink, const std::string& x) {
+    return describe(sink, x, /*with_classifier=*/false).front();
+  };
 }
 
 std::array<std::int64_t, 3> input_chw(const ModelManifest& m) {
@@ -220,10 +158,6 @@ void prepare(Embedder::Impl& impl, const EmbedderOptions& options,
 
 }  // namespace
 
-std::filesystem::path int8_calibration_path(const std::filesystem::path& weights) {
-  return weights.string() + ".int8.json";
-}
-
 namespace {
 constexpr const char* kInt8Format = "facemag-int8-calibration/1";
 }  // namespace
@@ -313,50 +247,14 @@ std::vector<float> Embedding::normalized() const {
 
 namespace {
 
-// Builds the network of `manifest` (the classifier size of InceptionResnetV1 taken from the
-// checkpoint) and loads its backbone strictly.
-std::shared_ptr<Embedder::Impl> load_unverified(const ModelManifest& requested,
-                                                const std::filesystem::path& weights) {
-  const io::Checkpoint checkpoint = io::load_checkpoint(weights);
-  const io::NamedTensors tensors = io::find_state_dict(checkpoint);
-  ModelManifest manifest = requested;
-  if (manifest.architecture == "inception_resnet_v1") {  // the classifier is optional
-    manifest.num_classes = 0;
-    for (const auto& [name, t] : tensors) {
-      if (name == "logits.weight" && t.dim() == 2)
-        manifest.num_classes = static_cast<int>(t.size(0));
-    }
-  }
-  auto impl = build(manifest);
-  if (checkpoint.root->is<pickle::Dict>()) {
-    if (auto arch = pickle::dict_get(checkpoint.root->as_dict(), "arch");
-        arch && arch->is<std::string>() && arch->as_string() != manifest.architecture) {
-      throw ModelLoadError(checkpoint.source + ": checkpoint was trained as '" + arch->as_string() +
-                           "', not '" + manifest.architecture + "'");
-    }
-  }
-  const io::NamedTensors backbone =
-      select_backbone(tensors, *impl->module, checkpoint.source, impl->notes);
-  nn::load_state_dict_strict(*impl->module, backbone, checkpoint.source);
-  return impl;
-}
-
 std::shared_ptr<Embedder::Impl> load_impl(const ModelManifest& requested,
                                           const std::filesystem::path& weights, bool verify) {
-  // The hash is computed beside the parsing, so that checking costs (almost) no time.
-  std::future<void> verified;
-  if (verify && !requested.sha256.empty()) {
-    verified =
-        std::async(std::launch::async, [&] { verify_weights_sha256(weights, requested.sha256); });
-  }
-  try {
-    auto impl = load_unverified(requested, weights);
-    if (verified.valid()) verified.get();
-    return impl;
-  } catch (const Error&) {
-    if (verified.valid()) verified.get();  // a damaged file: say so rather than how it broke
-    throw;
-  }
+  std::vector<std::string> notes;
+  ModelManifest manifest;
+  auto network = load_network(requested, weights, &notes, &manifest, verify);
+  auto impl = wrap(manifest, std::move(network));
+  impl->notes = std::move(notes);
+  return impl;
 }
 
 // The network of a checkpoint, loaded again (for state_dict() and calibrate_int8() of a model
@@ -387,23 +285,7 @@ std::shared_ptr<Embedder::Impl> with_formula(const ModelManifest& manifest) {
   return impl;
 }
 
-TrainableNetwork trainable(const Embedder::Impl& impl) {
-  impl.module->train();
-  return {impl.module, impl.forward};
-}
-
 }  // namespace
-
-TrainableNetwork build_network(const ModelManifest& manifest) {
-  return trainable(*build(manifest));
-}
-
-TrainableNetwork load_network(const ModelManifest& manifest, const std::filesystem::path& weights,
-                              std::vector<std::string>* notes) {
-  const auto impl = load_impl(manifest, weights, /*verify=*/true);
-  if (notes) notes->insert(notes->end(), impl->notes.begin(), impl->notes.end());
-  return trainable(*impl);
-}
 
 Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::path& weights,
                         const EmbedderOptions& options) {
@@ -416,37 +298,15 @@ Embedder Embedder::load(const ModelManifest& requested, const std::filesystem::p
   return Embedder(impl);
 }
 
+Embedder Embedder::load(const ResolvedModel& model, const EmbedderOptions& options) {
+  return load(model.manifest, model.weights, options);
+}
+
 Embedder Embedder::with_formula_weights(const ModelManifest& manifest,
                                         const EmbedderOptions& options) {
   auto impl = with_formula(manifest);
   prepare(*impl, options, {});
   return Embedder(impl);
-}
-
-torch::Tensor preprocess_faces(const ModelManifest& m, const std::vector<cv::Mat>& faces) {
-  auto batch =
-      torch::empty({static_cast<std::int64_t>(faces.size()), 3, m.input_height, m.input_width});
-  for (std::size_t i = 0; i < faces.size(); ++i) {
-    const cv::Mat& face = faces[i];
-    if (face.type() != CV_8UC3 || face.rows != m.input_height || face.cols != m.input_width) {
-      throw InvalidInput("face " + std::to_string(i) + " is " + std::to_string(face.cols) + "x" +
-                         std::to_string(face.rows) + " with " + std::to_string(face.channels()) +
-                         " channel(s); " + m.name + " expects an aligned " +
-                         std::to_string(m.input_width) + "x" + std::to_string(m.input_height) +
-                         " 8-bit BGR image");
-    }
-    const cv::Mat continuous = face.isContinuous() ? face : face.clone();
-    auto hwc = torch::from_blob(continuous.data, {m.input_height, m.input_width, 3}, torch::kUInt8);
-    auto chw = hwc.permute({2, 0, 1}).to(torch::kFloat32);
-    if (m.color_order == ColorOrder::kRGB) chw = chw.flip(0);  // OpenCV gives BGR
-    if (m.prewhiten) {
-      const auto std_adj = chw.std().clamp_min(1.0 / std::sqrt(static_cast<double>(chw.numel())));
-      batch[static_cast<std::int64_t>(i)].copy_((chw - chw.mean()) / std_adj);
-    } else {
-      batch[static_cast<std::int64_t>(i)].copy_((chw - m.pixel_offset) / m.pixel_scale);
-    }
-  }
-  return batch;
 }
 
 torch::Tensor Embedder::preprocess(const std::vector<cv::Mat>& faces) const {

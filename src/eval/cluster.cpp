@@ -132,6 +132,52 @@ torch::Tensor similarity_to_groups(const torch::Tensor& embeddings, const Cluste
   return out;
 }
 
+const char* verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kSure:
+      return "sure";
+    case Verdict::kUnsure:
+      return "unsure";
+    case Verdict::kAlone:
+      break;
+  }
+  return "alone";
+}
+
+std::vector<FaceGroup> place_faces(const torch::Tensor& embeddings, const Clustering& clustering) {
+  const auto similarity = similarity_to_groups(embeddings, clustering);
+  const auto sim = similarity.accessor<double, 2>();
+  std::vector<FaceGroup> groups(static_cast<std::size_t>(clustering.groups));
+  for (std::size_t i = 0; i < clustering.group.size(); ++i)
+    groups[static_cast<std::size_t>(clustering.group[i])].faces.push_back({.row = i});
+  for (int g = 0; g < clustering.groups; ++g) {
+    auto& group = groups[static_cast<std::size_t>(g)];
+    const auto own = [&](const PlacedFace& f) { return sim[static_cast<std::int64_t>(f.row)][g]; };
+    std::stable_sort(group.faces.begin(), group.faces.end(),
+                     [&](const auto& a, const auto& b) { return own(a) > own(b); });
+    const bool alone = group.faces.size() == 1;
+    double sum = 0;
+    for (auto& f : group.faces) {
+      const auto row = sim[static_cast<std::int64_t>(f.row)];
+      sum += row[g];
+      for (int h = 0; h < clustering.groups; ++h) {
+        if (h != g && (f.next_group < 0 || row[h] > row[f.next_group])) f.next_group = h;
+      }
+      f.similarity = alone ? 0.0 : row[g];
+      f.next_similarity = f.next_group >= 0 ? row[f.next_group] : -1.0;
+      f.verdict = alone                                             ? Verdict::kAlone
+                  : f.similarity - f.next_similarity >= kSureMargin ? Verdict::kSure
+                                                                    : Verdict::kUnsure;
+    }
+    group.mean_similarity = alone ? 0.0 : sum / static_cast<double>(group.faces.size());
+  }
+  return groups;
+}
+
+std::vector<FaceGroup> group_faces(const torch::Tensor& embeddings, double threshold) {
+  return place_faces(embeddings, cluster_faces(embeddings, threshold));
+}
+
 ClusterScores score_clustering(std::span<const int> predicted, std::span<const int> truth) {
   if (predicted.size() != truth.size())
     throw InvalidInput(std::to_string(predicted.size()) + " group labels for " +

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <optional>
@@ -15,10 +16,9 @@
 #include <vector>
 
 #include "facemag/error.hpp"
+#include "facemag/io/sha256.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/nn/graph.hpp"
-#include "facemag/nn/inception_resnet_v1.hpp"
-#include "facemag/nn/iresnet.hpp"
-#include "facemag/nn/mobilefacenet.hpp"
 #include "facemag/nn/mtcnn_nets.hpp"
 
 namespace facemag {
@@ -323,36 +323,23 @@ std::string embedding_network_to_onnx(const torch::nn::Module& network,
   spec.pixel_scale = manifest.pixel_scale;
   spec.metadata = manifest_metadata(manifest, options);
   spec.output_names = {"features"};
-  const auto wrong = [&](const char* expected) {
-    return InvalidInput("the network is not " + std::string(expected) +
-                        " (manifest: " + manifest.architecture + ")");
-  };
-  if (nn::iresnet_depth_from_name(manifest.architecture)) {
-    const auto* net = network.as<nn::IResNetImpl>();
-    if (!net) throw wrong("an iResNet");
-    spec.describe = [net](nn::GraphSink& s, const Value& x) {
-      return std::vector<Value>{net->describe(s, x)};
-    };
-  } else if (manifest.architecture == "mobilefacenet") {
-    const auto* net = network.as<nn::MobileFaceNetImpl>();
-    if (!net) throw wrong("MobileFaceNet");
-    spec.describe = [net](nn::GraphSink& s, const Value& x) {
-      return std::vector<Value>{net->describe(s, x)};
-    };
-  } else if (manifest.architecture == "inception_resnet_v1") {
-    const auto* net = network.as<nn::InceptionResnetV1Impl>();
-    if (!net) throw wrong("InceptionResnetV1");
-    const bool classifier = options.with_classifier && net->num_classes() > 0;
-    if (classifier) {
-      spec.output_names.push_back("logits");
-      spec.metadata.emplace_back("num_classes", std::to_string(net->num_classes()));
-    }
-    spec.describe = [net, classifier](nn::GraphSink& s, const Value& x) {
-      return net->describe(s, x, classifier);
-    };
-  } else {
-    throw InvalidInput("no ONNX export for architecture '" + manifest.architecture + "'");
+  const auto& architecture = find_architecture(manifest.architecture);
+  // Borrowed for the export only (an aliasing pointer that owns nothing).
+  const std::shared_ptr<const torch::nn::Module> borrowed(
+      std::shared_ptr<const torch::nn::Module>(), &network);
+  auto describe = architecture.describe(borrowed);
+  if (!describe)
+    throw InvalidInput("the network is not " + architecture.name +
+                       " (manifest: " + manifest.architecture + ")");
+  const int classes = architecture.classes ? architecture.classes(network) : 0;
+  const bool classifier = options.with_classifier && classes > 0;
+  if (classifier) {
+    spec.output_names.push_back("logits");
+    spec.metadata.emplace_back("num_classes", std::to_string(classes));
   }
+  spec.describe = [describe, classifier](nn::GraphSink& s, const Value& x) {
+    return describe(s, x, classifier);
+  };
   return build(spec, options);
 }
 
@@ -392,6 +379,45 @@ std::string mtcnn_network_to_onnx(const torch::nn::Module& network,
       {"weights_sha256", weights_sha256},
   };
   return build(spec, options);
+}
+
+namespace {
+
+constexpr const char* kMtcnnNetworks[] = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet"};
+
+std::shared_ptr<torch::nn::Module> mtcnn_network(const std::string& name) {
+  if (name == "mtcnn-pnet") return std::make_shared<nn::PNetImpl>();
+  if (name == "mtcnn-rnet") return std::make_shared<nn::RNetImpl>();
+  return std::make_shared<nn::ONetImpl>();
+}
+
+}  // namespace
+
+std::vector<std::string> mtcnn_network_names() {
+  return {std::begin(kMtcnnNetworks), std::end(kMtcnnNetworks)};
+}
+
+bool is_mtcnn_network_name(const std::string& name) {
+  return std::find(std::begin(kMtcnnNetworks), std::end(kMtcnnNetworks), name) !=
+         std::end(kMtcnnNetworks);
+}
+
+std::string model_to_onnx(const std::string& architecture, const ResolvedModel& model,
+                          const OnnxExportOptions& options, bool verify_sha256) {
+  check_onnx_export_options(options);  // before the (slow) load
+  if (is_mtcnn_network_name(architecture)) {
+    if (model.weights.empty()) throw InvalidInput("--weights: the " + architecture + " checkpoint");
+    auto net = mtcnn_network(architecture);
+    nn::load_mtcnn_weights(*net, model.weights);
+    return mtcnn_network_to_onnx(*net, io::sha256_file(model.weights), options);
+  }
+  ModelManifest manifest = model.manifest;
+  if (!verify_sha256) manifest.sha256.clear();
+  ModelManifest loaded;  // with the SHA-256 of the weights as read
+  const auto network = load_network(manifest, model.weights, nullptr, &loaded);
+  network.module->eval();
+  manifest.sha256 = loaded.sha256;
+  return embedding_network_to_onnx(*network.module, manifest, options);
 }
 
 }  // namespace facemag

@@ -211,6 +211,9 @@ Checkpoint load_zip(std::string_view bytes, const std::string& source) {
 // ---------------------------------------------------------------------------------------
 // legacy format
 
+// One function of ~100 lines on purpose: it follows torch.serialization's legacy layout step by
+// step (magic, protocol, system info, the pickle, storage keys, storages), and each step's checks
+// read best beside the bytes they check.
 Checkpoint load_legacy(std::string_view bytes, const std::string& source) {
   std::size_t pos = 0;
   auto next = [&](const pickle::UnpickleOptions& options) {

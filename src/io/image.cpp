@@ -109,6 +109,12 @@ cv::Mat decode_image_bgr(std::string_view bytes, const std::string& source,
   return img;
 }
 
+std::optional<std::string> InputFile::top_folder() const {
+  const auto parent = name.parent_path();
+  if (parent.empty()) return std::nullopt;
+  return parent.begin()->string();
+}
+
 std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
   std::vector<InputFile> out;

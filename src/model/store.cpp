@@ -9,12 +9,15 @@
 #include "facemag/error.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/io/sha256.hpp"
+#include "facemag/model/resolve.hpp"
 
 namespace facemag {
 
 namespace {
 
 constexpr const char* kManifestFile = "manifest.json";
+// Hidden, as the store's own bookkeeping: model names cannot start with '.', list() skips it.
+constexpr const char* kDefaultFile = ".default";
 
 void check_name(const std::string& name) {
   const bool plain =
@@ -52,7 +55,11 @@ StoredModel read_model(const std::filesystem::path& folder) {
 }  // namespace
 
 void verify_weights_sha256(const std::filesystem::path& weights, const std::string& expected) {
-  const std::string actual = io::sha256_file(weights);
+  require_weights_sha256(weights, expected, io::sha256_file(weights));
+}
+
+void require_weights_sha256(const std::filesystem::path& weights, const std::string& expected,
+                            const std::string& actual) {
   if (lowercase(expected) != actual) {
     throw ModelLoadError(weights.string() + ": SHA-256 " + actual + " is not the manifest's " +
                          expected + " (a changed or damaged file; --no-verify loads it anyway)");
@@ -70,12 +77,7 @@ bool is_research_only_licence(const std::string& licence) {
 
 ModelStore::ModelStore(std::filesystem::path root) : root_(std::move(root)) {}
 
-ModelStore ModelStore::from_environment() {
-  const char* home = std::getenv("FACEMAG_HOME");
-  if (!home || !*home)
-    throw InvalidInput("the model store is $FACEMAG_HOME/models: set FACEMAG_HOME");
-  return ModelStore(std::filesystem::path(home) / "models");
-}
+ModelStore ModelStore::from_environment() { return ModelStore(facemag_home() / "models"); }
 
 std::vector<StoredModel> ModelStore::list() const {
   std::vector<StoredModel> models;
@@ -144,8 +146,24 @@ void ModelStore::remove(const std::string& name) const {
   const auto model = get(name);  // checks the name and that it exists
   // Renamed away first: the model disappears at once even if deleting its files is interrupted.
   const auto doomed = root_ / (".removing-" + name + "-" + std::to_string(::getpid()));
+  // The default goes first: an interrupted removal leaves no default naming a missing model.
+  if (default_name() == name) std::filesystem::remove(root_ / kDefaultFile);
   std::filesystem::rename(root_ / name, doomed);
   std::filesystem::remove_all(doomed);
+}
+
+std::optional<std::string> ModelStore::default_name() const {
+  std::error_code ec;
+  if (!std::filesystem::exists(root_ / kDefaultFile, ec)) return std::nullopt;
+  std::string name = io::read_file_bytes(root_ / kDefaultFile);
+  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+  if (name.empty()) return std::nullopt;
+  return name;
+}
+
+void ModelStore::set_default(const std::string& name) const {
+  get(name);  // checks the name and that it exists
+  io::write_file_atomic(root_ / kDefaultFile, name + "\n");
 }
 
 }  // namespace facemag

@@ -5,9 +5,9 @@
 #include <tuple>
 
 #include "facemag/error.hpp"
-#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/graph.hpp"
 #include "facemag/nn/module_utils.hpp"
+#include "facemag/nn/onednn/blocked_training.hpp"
 
 namespace facemag::nn {
 namespace {

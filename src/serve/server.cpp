@@ -14,6 +14,8 @@
 #include <sstream>
 
 #include "facemag/error.hpp"
+#include "facemag/eval/pair_decision.hpp"
+#include "facemag/gallery/decide.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/io/sha256.hpp"
 #include "facemag/pipeline.hpp"
@@ -324,14 +326,16 @@ struct FaceServer::Impl {
     return *gallery;
   }
 
-  // The face a request means when it names one photo's face: ?face=i, else the central one.
+  // The face a request means when it names one photo's face: ?face=i, else the one the photo is
+  // about, as the pipeline chooses it (KeepFaces::kCenter).
   std::size_t chosen_face(const httplib::Request& req, const Faces& f,
                           const std::string& name) const {
     if (f.detections.empty()) throw HttpError(422, "no_face", name + ": no face found");
     const int last = static_cast<int>(f.detections.size()) - 1;
     if (!param(req, "face").empty())
       return static_cast<std::size_t>(int_param(req, "face", 0, 0, last));
-    return f.aligned ? 0 : central_face(f.detections, f.width, f.height);
+    if (f.aligned) return 0;
+    return chosen_faces(f.detections, f.width, f.height, KeepFaces::kCenter).front();
   }
 
   // ---- routes ----
@@ -353,13 +357,13 @@ struct FaceServer::Impl {
     const auto a = faces_of(image_bytes(req, "image_a"), "image_a", aligned, true);
     const auto b = faces_of(image_bytes(req, "image_b"), "image_b", aligned, true);
     const auto ia = chosen_face(req, a, "image_a"), ib = chosen_face(req, b, "image_b");
-    const auto ua = a.embeddings[ia].normalized(), ub = b.embeddings[ib].normalized();
-    double similarity = 0;
-    for (std::size_t k = 0; k < ua.size(); ++k) similarity += static_cast<double>(ua[k]) * ub[k];
-    const double threshold = embedder.manifest().same_person_threshold;
-    send_json(res, {{"similarity", similarity},
-                    {"threshold", threshold},
-                    {"same_person", similarity >= threshold},
+    // The rule of `facemag verify`: same when above the threshold, undecided below the quality
+    // gate.
+    const auto d = eval::decide_pair(a.embeddings[ia], b.embeddings[ib], embedder.manifest());
+    send_json(res, {{"similarity", d.similarity},
+                    {"threshold", d.threshold},
+                    {"same_person", d.same},
+                    {"decision", d.decision()},
                     {"model", embedder.manifest().name},
                     {"a", face_json(a, ia, false)},
                     {"b", face_json(b, ib, false)}});
@@ -369,23 +373,23 @@ struct FaceServer::Impl {
     auto& g = require_gallery();
     const int top_k = int_param(req, "top_k", 5, 1, options.limits.max_top_k);
     const auto f = faces_of(image_bytes(req, "image"), "image", flag(req, "aligned"), true);
-    const double threshold = g.model().same_person_threshold;
+    const auto rules = gallery::decision_rules(g.model());
     Json out = faces_answer(f);
-    out["threshold"] = threshold;
+    out["threshold"] = rules.same_person_threshold;
     out["faces"] = Json::array();
     for (std::size_t i = 0; i < f.detections.size(); ++i) {
       Json face = face_json(f, i, false);
+      const auto found =
+          gallery::identify(g, f.embeddings[i].raw, f.embeddings[i].magnitude, top_k, rules);
       Json list = Json::array();
-      const auto candidates = g.search(f.embeddings[i].raw, top_k);
-      for (const auto& c : candidates)
+      for (const auto& c : found.candidates)
         list.push_back({{"person", c.person},
                         {"similarity", c.template_similarity},
                         {"best_face_similarity", c.best_face_similarity},
                         {"faces", c.faces}});
       face["candidates"] = list;
-      const bool match = !candidates.empty() && candidates[0].template_similarity >= threshold;
-      face["decision"] = match ? "match" : "unknown";
-      if (match) face["person"] = candidates[0].person;
+      face["decision"] = gallery::decision_name(found.decision);
+      if (found.person) face["person"] = *found.person;
       out["faces"].push_back(face);
     }
     send_json(res, out);
@@ -399,6 +403,11 @@ struct FaceServer::Impl {
     const auto& bytes = image_bytes(req, "image");
     const auto f = faces_of(bytes, "image", flag(req, "aligned"), true);
     const auto i = chosen_face(req, f, "image");
+    // The gate `gallery enroll` applies; force=true enrols a poor face as its --force does.
+    const auto refusal =
+        gallery::enrolment_refusal(f.embeddings[i].magnitude, gallery::decision_rules(g.model()));
+    if (refusal && !flag(req, "force"))
+      throw HttpError(422, "too_poor", "image: " + *refusal + " (force=true enrols it anyway)");
     gallery::NewFace face;
     face.person = person;
     face.source_path =

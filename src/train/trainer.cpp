@@ -11,10 +11,10 @@
 
 #include "facemag/io/checkpoint.hpp"
 #include "facemag/io/pickle.hpp"
-#include "facemag/nn/blocked_training.hpp"
 #include "facemag/nn/iresnet.hpp"
 #include "facemag/nn/module_utils.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/blocked_training.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 #include "facemag/train/collective.hpp"
 
 namespace facemag::train {

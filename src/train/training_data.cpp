@@ -14,8 +14,8 @@
 #include <sstream>
 #include <thread>
 
-#include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/nn/module_utils.hpp"
 #include "facemag/train/collective.hpp"
 

@@ -5,7 +5,8 @@
 #include <opencv2/core/mat.hpp>
 
 #include "facemag/model/manifest.hpp"
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/model/resolve.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 
 #include <filesystem>
 #include <memory>
@@ -53,16 +54,14 @@ std::vector<std::string> precision_names();
 
 struct EmbedderOptions {
   Precision precision = Precision::kFloat32;
-  // When the manifest has a sha256, loading checks the weights against it (hashed while the
-  // checkpoint is parsed) and refuses a mismatch naming both hashes. Unchecked, the loaded
-  // model's manifest has no sha256: what manifest().sha256 says is always verified.
+  // Loading hashes the weights while the checkpoint is parsed; when the manifest has a sha256 it
+  // refuses a mismatch naming both hashes, and the loaded model's manifest().sha256 is the
+  // hash of the file it was loaded from. Unchecked, it has none: what it says is always true.
   bool verify_sha256 = true;
   // kInt8: the calibration file; empty: WEIGHTS.int8.json beside the loaded checkpoint.
   std::filesystem::path int8_calibration = {};
 };
 
-// Where a checkpoint's int8 calibration is looked for by default: WEIGHTS.int8.json.
-std::filesystem::path int8_calibration_path(const std::filesystem::path& weights);
 // The calibration as JSON (the model's name, architecture and weights SHA-256 when known, the
 // number of faces, the largest magnitudes), written atomically.
 void write_int8_calibration(const std::filesystem::path& file, const ModelManifest& manifest,
@@ -80,6 +79,8 @@ class Embedder {
   // and so are weights whose SHA-256 is not the manifest's (see EmbedderOptions).
   static Embedder load(const ModelManifest& manifest, const std::filesystem::path& weights,
                        const EmbedderOptions& options = {});
+  // The same for a model resolve_model() found (the one way front ends load a model).
+  static Embedder load(const ResolvedModel& model, const EmbedderOptions& options = {});
   // A network with the deterministic formula weights of the goldens (tests, benchmarks).
   static Embedder with_formula_weights(const ModelManifest& manifest,
                                        const EmbedderOptions& options = {});

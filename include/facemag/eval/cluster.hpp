@@ -41,6 +41,32 @@ Clustering cluster_faces(const torch::Tensor& embeddings, double threshold);
 // (A row's own entry in the similarity matrix is left out.)
 torch::Tensor similarity_to_groups(const torch::Tensor& embeddings, const Clustering& clustering);
 
+// How sure a face's group is: kSure when its similarity to its own group exceeds that to the
+// nearest other group by at least kSureMargin, kAlone when it is the only member.
+enum class Verdict { kSure, kUnsure, kAlone };
+constexpr double kSureMargin = 0.1;
+// "sure", "unsure", "alone".
+const char* verdict_name(Verdict verdict);
+
+// One face (a row of the embeddings) in its group.
+struct PlacedFace {
+  std::size_t row = 0;
+  double similarity = 0;        // mean cosine to the other members of its group; 0 when alone
+  int next_group = -1;          // the other group of highest mean cosine; -1 when none
+  double next_similarity = -1;  // its mean cosine to next_group; -1 when none
+  Verdict verdict = Verdict::kAlone;
+};
+struct FaceGroup {
+  std::vector<PlacedFace> faces;  // most similar first (ties in row order)
+  double mean_similarity = 0;     // mean of the faces' similarity (0 for a single face)
+};
+
+// The groups of `clustering` (in its order, index = group number) with their faces placed;
+// similarities as in similarity_to_groups.
+std::vector<FaceGroup> place_faces(const torch::Tensor& embeddings, const Clustering& clustering);
+// place_faces(embeddings, cluster_faces(embeddings, threshold)).
+std::vector<FaceGroup> group_faces(const torch::Tensor& embeddings, double threshold);
+
 // How a grouping (`predicted`) matches the true identities (`truth`), both one label per face.
 //   pairwise: of the pairs put together, the share that are one person (precision); of the pairs
 //     of one person, the share put together (recall); their harmonic mean (F). With no pair put

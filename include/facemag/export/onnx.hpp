@@ -19,8 +19,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "facemag/model/manifest.hpp"
+#include "facemag/model/resolve.hpp"
 
 namespace facemag {
 
@@ -51,5 +53,17 @@ std::string embedding_network_to_onnx(const torch::nn::Module& network,
 std::string mtcnn_network_to_onnx(const torch::nn::Module& network,
                                   const std::string& weights_sha256,
                                   const OnnxExportOptions& options);
+
+// The MTCNN networks `facemag export onnx --arch` takes by name: "mtcnn-pnet", "mtcnn-rnet",
+// "mtcnn-onet".
+std::vector<std::string> mtcnn_network_names();
+bool is_mtcnn_network_name(const std::string& name);
+
+// A model's ONNX, what `facemag export onnx` writes: an MTCNN network (`architecture` one of the
+// names above) from its checkpoint, or an embedding model resolved by resolve_model(), its
+// network loaded strictly (the manifest's SHA-256 verified unless `verify_sha256` is false), with
+// the SHA-256 of its weights in the metadata. The options are checked before anything is loaded.
+std::string model_to_onnx(const std::string& architecture, const ResolvedModel& model,
+                          const OnnxExportOptions& options, bool verify_sha256 = true);
 
 }  // namespace facemag

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,10 @@ bool has_image_extension(const std::filesystem::path& path);
 struct InputFile {
   std::filesystem::path path;
   std::filesystem::path name;
+
+  // The first folder of `name` (the person of a photo in one sub-folder per person, as
+  // --by-folder reads them), or nullopt for a file named directly.
+  std::optional<std::string> top_folder() const;
 };
 
 // Expands command-line inputs into files, in a stable order: a file is taken as it is; a

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct StoredModel {
 // ModelLoadError naming the file and both hashes when the file's SHA-256 is not `expected`
 // (lowercase hex). The file is streamed, never held in memory.
 void verify_weights_sha256(const std::filesystem::path& weights, const std::string& expected);
+// The same check of a hash already computed (`actual`, lowercase hex).
+void require_weights_sha256(const std::filesystem::path& weights, const std::string& expected,
+                            const std::string& actual);
 
 // True for licences that forbid commercial use ("non-commercial", "research only", CC BY-NC...):
 // `models list` marks them.
@@ -31,7 +35,7 @@ bool is_research_only_licence(const std::string& licence);
 class ModelStore {
  public:
   explicit ModelStore(std::filesystem::path root);
-  // $FACEMAG_HOME/models; InvalidInput when FACEMAG_HOME is not set.
+  // facemag_home()/models ($FACEMAG_HOME/models, else ~/.facemag/models).
   static ModelStore from_environment();
 
   // Every model, by name. A folder without a readable manifest is skipped.
@@ -44,8 +48,13 @@ class ModelStore {
   // or not a plain name ([A-Za-z0-9._-], not starting with '.').
   StoredModel add(const std::string& name, const std::filesystem::path& weights,
                   ModelManifest manifest) const;
-  // InvalidInput for an unknown name.
+  // InvalidInput for an unknown name. Removing the default model leaves the store without one.
   void remove(const std::string& name) const;
+
+  // The model used when a command names none (the file .default beside the models), if any.
+  std::optional<std::string> default_name() const;
+  // Makes a stored model the default; InvalidInput for an unknown name.
+  void set_default(const std::string& name) const;
 
   const std::filesystem::path& root() const { return root_; }
 

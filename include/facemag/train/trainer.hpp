@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "facemag/embed/embedder.hpp"
-#include "facemag/embed/network.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/checkpoint.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/train/margin_loss.hpp"
 #include "facemag/train/training_data.hpp"
 

@@ -1,4 +1,4 @@
-#include "facemag/nn/blocked_training.hpp"
+#include "facemag/nn/onednn/blocked_training.hpp"
 
 #include <torch/torch.h>
 
@@ -8,8 +8,8 @@
 #include <string>
 #include <tuple>
 
+#include "../kernels.hpp"
 #include "facemag/error.hpp"
-#include "kernels.hpp"
 
 #if FACEMAG_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>

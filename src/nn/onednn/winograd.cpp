@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <string>
 
+#include "../kernels.hpp"
 #include "facemag/error.hpp"
-#include "kernels.hpp"
 #include "onednn_plan.hpp"
 
 namespace facemag::nn::winograd {

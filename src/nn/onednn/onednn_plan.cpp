@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "facemag/nn/blocked_training.hpp"
+#include "facemag/nn/onednn/blocked_training.hpp"
 #include "winograd.hpp"
 
 namespace facemag::nn::onednn {
@@ -152,6 +152,9 @@ void PlanBuilder::note_sizes(const PrimitiveDesc& pd, const memory::desc& dst) {
   plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst.get_size()));
 }
 
+// ~100 lines kept together: the primitive descriptor, the weights layout it asks for (kept,
+// reordered or made by Winograd), the epilogue's post-ops and the step recorded must agree, and
+// reading them in one place is how that agreement is checked.
 void PlanBuilder::conv(const ConvWeights& weights, const torch::Tensor& bias,
                        const memory::dims& strides, const memory::dims& padding,
                        std::int64_t groups, Slot src, const memory::desc& src_md, Slot dst,

@@ -1,4 +1,4 @@
-#include "facemag/nn/onednn_iresnet.hpp"
+#include "facemag/nn/onednn/onednn_iresnet.hpp"
 
 #include <torch/torch.h>
 

@@ -1,4 +1,4 @@
-#include "facemag/nn/onednn_graph.hpp"
+#include "facemag/nn/onednn/onednn_graph.hpp"
 
 #include <torch/torch.h>
 
