@@ -513,8 +513,6 @@ void add_mobilefacenet_to_store(const test::TempDir& tmp, const std::string& env
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
-// One changed byte: every load refuses it naming both hashes, `models verify` fails, and
-// --no-verify loads it with a warning.
 // After the install step (`models add ... --default`, the detector in $FACEMAG_HOME/mtcnn) the main
 // job needs no flags, and gives what the same model named by flags gives; an architecture the
 // default model is not is refused naming where weights were looked for.
@@ -556,6 +554,8 @@ TEST(ModelStoreCli, TheDefaultModelLetsTheMainJobRunWithoutFlags) {
   EXPECT_EQ(test::run_cli("models default", tmp, env).exit_code, 1);
 }
 
+// One changed byte: every load refuses it naming both hashes, `models verify` fails, and
+// --no-verify loads it with a warning.
 TEST(ModelStoreCli, AChangedByteIsRefusedNamingBothHashes) {
   FACEMAG_REQUIRE_FILE(mobilefacenet_weights());
   test::TempDir tmp;

@@ -428,7 +428,21 @@ Trainer::Trainer(const TrainerOptions& options, TrainableNetwork network, Collec
 Trainer::~Trainer() = default;
 
 StepStats Trainer::step(const torch::Tensor& images, const torch::Tensor& labels, double lr) {
-  return impl_->step(images, labels, lr);
+  // A diverged step applies no update, and leaves the buffers (BatchNorm's running statistics,
+  // which its forward pass moved) as they were: the state after it is the state before it.
+  std::vector<torch::Tensor> buffers_before;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& b : impl_->network.module->buffers()) buffers_before.push_back(b.clone());
+  }
+  try {
+    return impl_->step(images, labels, lr);
+  } catch (const TrainingDiverged&) {
+    torch::NoGradGuard no_grad;
+    const auto buffers = impl_->network.module->buffers();
+    for (std::size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(buffers_before[i]);
+    throw;
+  }
 }
 
 io::NamedTensors Trainer::state_dict(bool gather_classifier) const {

@@ -125,7 +125,8 @@ class Trainer {
 
   // One update on this process's rows of the global batch (images preprocessed for the model,
   // labels int64). Collective: every process calls it for every step. Throws TrainingDiverged
-  // (before changing any parameter) when the loss or a gradient is not finite.
+  // when the loss, a gradient or an update is not finite, leaving the parameters and buffers
+  // (BatchNorm statistics) as they were before the step.
   StepStats step(const torch::Tensor& images, const torch::Tensor& labels, double lr);
 
   // MagFace's SoftmaxBuilder state_dict: `features.*` (the backbone) then `fc.weight` (D x C;
