@@ -72,10 +72,11 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
   return resolve_model(request).manifest;
 }
 
-Embedder load_model(const ModelOptions& opt) {
+Embedder load_model(const ModelOptions& opt) { return load_model(resolve_model_files(opt), opt); }
+
+Embedder load_model(const ResolvedModel& model, const ModelOptions& opt) {
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
   spdlog::debug("{} threads", configure_runtime(opt.threads));
-  const auto model = resolve_model_files(opt);
   EmbedderOptions options{parse_precision(opt.precision)};
   options.int8_calibration = opt.int8_calibration;
   if (opt.no_verify) {

@@ -61,6 +61,9 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
 // Sets the thread count and loads the model the options name (resolve_model_files), at the
 // precision asked for; logs what loading noticed.
 Embedder load_model(const ModelOptions& opt);
+// The same for files already resolved from `opt` (for a caller that needs them too: resolved
+// once, not again).
+Embedder load_model(const ResolvedModel& model, const ModelOptions& opt);
 
 // The library's FaceAligner as the options ask for it: --keep (not all), --landmarks, and MTCNN
 // from the detector options, loaded on first need.

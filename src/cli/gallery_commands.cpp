@@ -95,8 +95,9 @@ void report_failure(const gallery::PhotoFailure& f) {
 // ---- create ----
 
 int run_create(const GalleryOptions& opt) {
-  const Embedder embedder = load_model(opt.model);
-  const auto weights = resolve_model_files(opt.model).weights;
+  const auto files = resolve_model_files(opt.model);
+  const Embedder embedder = load_model(files, opt.model);
+  const auto& weights = files.weights;
   const auto g = Gallery::create(opt.db, binding_of(embedder, weights));
   std::printf("created %s for %s\n", g.location().c_str(), g.model().describe().c_str());
   return kExitOk;
@@ -371,8 +372,9 @@ struct ReembedOptions {
 int run_reembed(const ReembedOptions& opt) {
   const auto old = Gallery::open(opt.g.db);
   if (opt.g.model.weights.empty()) throw InvalidInput("reembed needs the new model's --weights");
-  const Embedder embedder = load_model(opt.g.model);
-  const auto binding = binding_of(embedder, resolve_model_files(opt.g.model).weights);
+  const auto files = resolve_model_files(opt.g.model);
+  const Embedder embedder = load_model(files, opt.g.model);
+  const auto binding = binding_of(embedder, files.weights);
   std::optional<ProgressBar> progress;
   const auto done = gallery::reembed_gallery(old, embedder, binding, opt.out, report_failure,
                                              [&](std::size_t, std::size_t total) {
@@ -479,8 +481,9 @@ OpenGallery open_with_model(const std::string& location, const ModelOptions& giv
   if (opt.weights.empty())
     throw InvalidInput(location +
                        ": the gallery does not say where its weights are: give --weights");
-  Embedder embedder = load_model(opt);
-  const auto binding = binding_of(embedder, resolve_model_files(opt).weights);
+  const auto files = resolve_model_files(opt);
+  Embedder embedder = load_model(files, opt);
+  const auto binding = binding_of(embedder, files.weights);
   g.require_model(binding);
   return {std::move(g), std::move(embedder), opt};
 }

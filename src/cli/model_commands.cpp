@@ -230,7 +230,8 @@ struct Int8Options {
 int run_calibrate_int8(const Int8Options& o) {
   ModelOptions model = o.model;
   model.precision = "reference";  // calibration evaluates the description on LibTorch
-  const Embedder embedder = load_model(model);
+  const auto model_files = resolve_model_files(model);
+  const Embedder embedder = load_model(model_files, model);
   const FaceAligner aligner = make_face_aligner(model, embedder.manifest());
   std::vector<cv::Mat> faces;
   std::size_t skipped = 0;
@@ -260,7 +261,7 @@ int run_calibrate_int8(const Int8Options& o) {
   }
   if (faces.empty()) throw InvalidInput("calibrate-int8: no face in the inputs");
   const auto calibration = embedder.calibrate_int8(faces, o.percentile);
-  const auto weights = resolve_model_files(model).weights;
+  const auto& weights = model_files.weights;
   const auto out = model.int8_calibration.empty() ? int8_calibration_path(weights)
                                                   : std::filesystem::path(model.int8_calibration);
   write_int8_calibration(out, embedder.manifest(), calibration);
