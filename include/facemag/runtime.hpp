@@ -25,4 +25,11 @@ std::string cpu_model_name();
 // kernels after them), or "unknown" for a build without oneDNN's headers.
 std::string cpu_kernel_family();
 
+// This process's peak resident memory so far (getrusage), in MiB.
+double peak_rss_mb();
+
+// This process's resident memory now (/proc/self/statm), in MiB: what a soak run samples to tell
+// a leak (steady growth) from warm-up (allocator pools, primitive caches).
+double current_rss_mb();
+
 }  // namespace facemag

@@ -7,8 +7,8 @@
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "facemag/embed/embedder.hpp"
-#include "facemag/io/checkpoint.hpp"
+#include "facemag/embed/checkpoint_tools.hpp"
+#include "facemag/model/manifest.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -25,30 +25,10 @@ struct FormulaOptions {
 
 int run_inspect(const InspectOptions& opt) {
   const io::Checkpoint c = io::load_checkpoint(opt.file);
-  nlohmann::json summary{{"path", opt.file},
-                         {"format", c.format == io::CheckpointFormat::kZip ? "zip" : "legacy"},
-                         {"type", c.root->type_name()}};
-  if (c.root->is<pickle::Dict>()) {
-    nlohmann::json entries = nlohmann::json::object();
-    for (const auto& [key, value] : c.root->as_dict().items) {
-      const std::string name = key->is<std::string>() ? key->as_string() : key->type_name();
-      if (value->is<std::string>()) {
-        entries[name] = value->as_string();
-      } else if (value->is<std::int64_t>()) {
-        entries[name] = value->as_int();
-      } else {
-        entries[name] = value->type_name();
-      }
-    }
-    summary["entries"] = entries;
-  }
-  std::cout << summary << "\n";
+  std::cout << checkpoint_summary(c, opt.file) << "\n";
   std::int64_t parameters = 0;
   for (const auto& [name, t] : io::find_state_dict(c)) {
-    std::cout << nlohmann::json{{"tensor", name},
-                                {"dtype", io::dtype_name(t.scalar_type())},
-                                {"shape", t.sizes().vec()}}
-              << "\n";
+    std::cout << tensor_record(name, t) << "\n";
     parameters += t.numel();
   }
   std::cerr << "facemag: " << parameters << " values in the state dict\n";
@@ -56,10 +36,7 @@ int run_inspect(const InspectOptions& opt) {
 }
 
 int run_formula(const FormulaOptions& opt) {
-  ModelManifest manifest = builtin_manifest(opt.arch);
-  manifest.num_classes = opt.classes;
-  const Embedder embedder = Embedder::with_formula_weights(manifest, {Precision::kReference});
-  io::save_checkpoint(opt.out, *io::make_state_dict_value(embedder.state_dict()));
+  write_formula_weights(opt.arch, opt.classes, opt.out);
   std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch
             << " with deterministic formula weights: untrained, for trying the tools only)\n";
   return kExitOk;

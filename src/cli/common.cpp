@@ -5,8 +5,6 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <nlohmann/json.hpp>
-
 #include "facemag/error.hpp"
 #include "facemag/model/resolve.hpp"
 
@@ -70,8 +68,6 @@ int finish_batch(std::size_t failures, std::size_t total) {
   return kExitSomeInputsFailed;
 }
 
-nlohmann::json box_json(const Detection& d) { return {d.box.x1, d.box.y1, d.box.x2, d.box.y2}; }
-
 void report_skipped(const std::string& path, const std::string& reason) {
   // Messages of facemag errors already start with the path.
   if (reason.rfind(path, 0) == 0) {
@@ -79,6 +75,10 @@ void report_skipped(const std::string& path, const std::string& reason) {
   } else {
     std::cerr << "facemag: skipped " << path << ": " << reason << "\n";
   }
+}
+
+void report_skipped_file(const io::InputFile& file, const std::string& reason) {
+  report_skipped(file.path.string(), reason);
 }
 
 void add_detector_options(CLI::App& cmd, DetectorOptions& opt) {

@@ -63,9 +63,8 @@ int finish_batch(std::size_t failures, std::size_t total);
 
 // Reports one input that was skipped, on stderr, as one line.
 void report_skipped(const std::string& path, const std::string& reason);
-
-// A face's box as every command writes it: [x1, y1, x2, y2] in pixels of its image.
-nlohmann::json box_json(const Detection& d);
+// The same for a photo the library skipped (an UnreadablePhotoSink).
+void report_skipped_file(const io::InputFile& file, const std::string& reason);
 
 // Options of the MTCNN detector as every photo command takes them.
 struct DetectorOptions {

@@ -3,8 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
-#include <fstream>
+#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -13,8 +12,8 @@
 #include "encoder.hpp"
 #include "facemag/embed/embedder.hpp"
 #include "facemag/embed_files.hpp"
+#include "facemag/embed_records.hpp"
 #include "facemag/error.hpp"
-#include "facemag/io/npy.hpp"
 #include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
 
@@ -35,90 +34,13 @@ struct EmbedOptions {
   std::string labels;
 };
 
-nlohmann::json to_json(const FileFace& f, const std::string& model, bool with_vector) {
-  nlohmann::json j{{"path", f.path}};
-  if (f.found) {
-    j["face"] = f.found->index;
-    j["box"] = box_json(f.found->detection);
-    j["score"] = f.found->detection.score;
-  }
-  j["model"] = model;
-  j["quality"] = f.embedding.magnitude;
-  if (with_vector) j["embedding"] = f.embedding.raw;
-  if (!f.classes.empty()) {
-    nlohmann::json top = nlohmann::json::array();
-    for (const auto& c : f.classes) {
-      nlohmann::json entry{{"class", c.index}, {"probability", c.probability}};
-      if (c.name) entry["name"] = *c.name;
-      top.push_back(entry);
-    }
-    j["classes"] = top;
-  }
-  return j;
+// --out may not be the file --npy writes its row index to.
+void check_outputs(const EmbedOptions& opt) {
+  if (!opt.npy.empty() && !opt.out.empty() && opt.out != "-" &&
+      std::filesystem::weakly_canonical(opt.out) ==
+          std::filesystem::weakly_canonical(npy_row_index_path(opt.npy)))
+    throw InvalidInput("--out " + opt.out + " is where --npy writes its row index: choose another");
 }
-
-// Where the records go: JSON Lines as they come (or, with --sort, best quality first at the end),
-// and with --npy the embedding matrix and its row index.
-class RecordWriter {
- public:
-  RecordWriter(const EmbedOptions& opt, std::string model, int dims, bool with_vector)
-      : opt_(opt), model_(std::move(model)), dims_(dims), with_vector_(with_vector) {
-    if (!opt.npy.empty() && !opt.out.empty() && opt.out != "-" &&
-        std::filesystem::weakly_canonical(opt.out) ==
-            std::filesystem::weakly_canonical(
-                std::filesystem::path(opt.npy).replace_extension(".jsonl")))
-      throw InvalidInput("--out " + opt.out +
-                         " is where --npy writes its row index: choose another");
-    out_.emplace(opt.out);
-    if (opt.npy.empty()) return;
-    auto index_path = std::filesystem::path(opt.npy).replace_extension(".jsonl");
-    index_ = std::make_unique<std::ofstream>(index_path);
-    if (!*index_) throw InvalidInput(index_path.string() + ": cannot open for writing");
-  }
-
-  void write(FileFace face) {
-    if (index_) {
-      nlohmann::json row{{"row", matrix_.size() / dims_}, {"path", face.path}};
-      if (face.found) row["face"] = face.found->index;
-      row["quality"] = face.embedding.magnitude;
-      *index_ << row << "\n";
-      matrix_.insert(matrix_.end(), face.embedding.raw.begin(), face.embedding.raw.end());
-    }
-    if (opt_.sort) {
-      kept_.push_back(std::move(face));
-    } else {
-      out_->stream() << to_json(face, model_, with_vector_) << "\n";
-    }
-  }
-  void flush() { out_->stream().flush(); }
-
-  // The sorted records (--sort) and the matrix (--npy).
-  void finish() {
-    if (opt_.sort) {
-      // Best quality first, as MagFace's quality listings.
-      std::stable_sort(kept_.begin(), kept_.end(), [](const FileFace& a, const FileFace& b) {
-        return a.embedding.magnitude > b.embedding.magnitude;
-      });
-      for (const auto& f : kept_) out_->stream() << to_json(f, model_, with_vector_) << "\n";
-    }
-    if (!opt_.npy.empty()) {
-      const auto rows = static_cast<std::int64_t>(matrix_.size() / dims_);
-      io::write_npy(opt_.npy,
-                    torch::from_blob(matrix_.data(), {rows, static_cast<std::int64_t>(dims_)},
-                                     torch::kFloat32));
-    }
-  }
-
- private:
-  const EmbedOptions& opt_;
-  std::string model_;
-  std::size_t dims_;
-  bool with_vector_;
-  std::optional<OutputStream> out_;
-  std::unique_ptr<std::ofstream> index_;
-  std::vector<FileFace> kept_;  // for --sort
-  std::vector<float> matrix_;
-};
 
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   const ModelOptions& model = opt.model;
@@ -138,8 +60,10 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   options.classify = opt.classify;
   options.detection = to_mtcnn_options(model.detector);
   options.chunk = static_cast<std::size_t>(model.batch);
-  RecordWriter writer(opt, manifest.name, embedder.output_size(),
-                      vectors_by_default || opt.embeddings);
+  check_outputs(opt);
+  OutputStream out(opt.out);
+  FaceRecordWriter writer(out.stream(), static_cast<std::size_t>(embedder.output_size()),
+                          {manifest.name, vectors_by_default || opt.embeddings, opt.sort, opt.npy});
   if (!opt.labels.empty()) options.labels = read_class_labels(opt.labels);
   const FileEmbedder file_embedder(embedder, detector ? &*detector : nullptr, std::move(options));
 
@@ -151,7 +75,7 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
     for (const auto& failure : chunk.failures) report_skipped(failure.path, failure.reason);
     for (const auto& path : chunk.faceless) spdlog::info("no face in {}", path);
     for (auto& face : chunk.faces) writer.write(std::move(face));
-    writer.flush();
+    out.stream().flush();
     progress.advance(chunk.files);
     failures += chunk.failures.size();
     faceless += chunk.faceless.size();

@@ -84,34 +84,4 @@ class LoadedFaceEncoder : private detail::OwnedEmbedder, public FaceEncoder {
   LoadedFaceEncoder& operator=(const LoadedFaceEncoder&) = delete;
 };
 
-// Photos in chunks of 32, decoded (an unreadable one is reported and skipped), detected together
-// and their chosen faces embedded together: per_chunk(which, records) gets the files of the photos
-// that decoded and, for each, its faces. Returns the number of unreadable photos.
-template <class F>
-std::size_t for_each_photo_chunk(const std::vector<io::InputFile>& files,
-                                 const FacePipeline& pipeline, KeepFaces keep, const char* label,
-                                 F per_chunk) {
-  std::size_t unreadable = 0;
-  ProgressBar progress(files.size(), label);
-  constexpr std::size_t kChunk = 32;
-  for (std::size_t start = 0; start < files.size(); start += kChunk) {
-    const auto end = std::min(files.size(), start + kChunk);
-    std::vector<cv::Mat> photos;
-    std::vector<const io::InputFile*> which;
-    for (std::size_t i = start; i < end; ++i) {
-      try {
-        photos.push_back(io::read_image_bgr(files[i].path));
-        which.push_back(&files[i]);
-      } catch (const InvalidInput& e) {
-        report_skipped(files[i].path.string(), e.what());
-        ++unreadable;
-      }
-    }
-    auto records = pipeline.process_batch(photos, keep);
-    per_chunk(which, records);
-    progress.advance(end - start);
-  }
-  return unreadable;
-}
-
 }  // namespace facemag::cli

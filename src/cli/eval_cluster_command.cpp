@@ -2,22 +2,16 @@
 // faces, at one threshold and over a sweep, optionally leaving poor-quality faces out or
 // attaching them last.
 #include <spdlog/spdlog.h>
-#include <torch/torch.h>
-#include <nlohmann/json.hpp>
 
-#include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <map>
+#include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/error.hpp"
-#include "facemag/eval/cluster.hpp"
-#include "facemag/eval/plot.hpp"
-#include "facemag/eval/protocol_files.hpp"
-#include "facemag/io/image.hpp"
+#include "facemag/eval/cluster_evaluation.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -34,130 +28,31 @@ struct EvalClusterOptions {
   std::string json, plot;
 };
 
-struct LabelledFaces {
-  torch::Tensor features;          // N x D
-  std::vector<int> identity;       // per row
-  std::vector<std::string> names;  // identity names, by number
-  std::vector<double> quality;     // raw norms
-  double default_threshold = 0.3;
-  std::string model;
-};
-
-// The photos of people with enough of them (first folder below each input folder = person).
-struct PeoplePhotos {
-  std::vector<io::InputFile> files;
-  std::vector<int> person_of_file;
-  std::vector<std::string> names;  // by person number
-};
-
-PeoplePhotos people_photos(const EvalClusterOptions& opt) {
-  std::map<std::string, std::vector<io::InputFile>> by_person;
-  for (auto& file : input_files(opt.inputs)) {
-    const auto person = file.top_folder();
-    if (!person)
-      throw InvalidInput(file.path.string() +
-                         ": --by-folder needs photos in one sub-folder per "
-                         "person of the folders given");
-    by_person[*person].push_back(std::move(file));
-  }
-  PeoplePhotos out;
-  for (auto& [person, list] : by_person) {
-    if (static_cast<int>(list.size()) < opt.min_per_person) continue;
-    out.names.push_back(person);
-    for (auto& f : list) {
-      out.files.push_back(std::move(f));
-      out.person_of_file.push_back(static_cast<int>(out.names.size()) - 1);
-    }
-  }
-  if (out.files.empty())
-    throw InvalidInput("no person has " + std::to_string(opt.min_per_person) + " or more photos");
-  return out;
-}
-
 // The faces of --by-folder photos, embedded; photos without a face are left out (and reported).
-LabelledFaces embed_people(const EvalClusterOptions& opt) {
-  auto people = people_photos(opt);
-  const auto& files = people.files;
-  LabelledFaces out;
-  out.names = std::move(people.names);
+eval::LabelledFaces embed_people(const EvalClusterOptions& opt) {
+  const auto people = eval::people_photos(input_files(opt.inputs), opt.min_per_person);
   const LoadedFaceEncoder encoder(opt.model);
-  out.default_threshold = encoder.manifest().same_person_threshold;
-  out.model = encoder.manifest().name;
-  std::vector<float> rows;
-  std::vector<FaceEncoder::Face> all_faces;
-  std::size_t failures = 0;
-  ProgressBar progress(files.size(), "embed");
-  for (std::size_t start = 0; start < files.size(); start += 256) {
-    const auto end = std::min(files.size(), start + 256);
-    std::vector<cv::Mat> images;
-    std::vector<std::string> names;
-    std::vector<std::size_t> which;
-    for (std::size_t i = start; i < end; ++i) {
-      try {
-        images.push_back(io::read_image_bgr(files[i].path));
-        names.push_back(files[i].path.string());
-        which.push_back(i);
-      } catch (const InvalidInput& e) {
-        report_skipped(files[i].path.string(), e.what());
-        ++failures;
-      }
-    }
-    auto faces = encoder.encode(images, names);
-    for (std::size_t k = 0; k < faces.size(); ++k) {
-      if (!faces[k].embedding) {
-        report_skipped(names[k], faces[k].error);
-        ++failures;
-        continue;
-      }
-      rows.insert(rows.end(), faces[k].embedding->raw.begin(), faces[k].embedding->raw.end());
-      out.identity.push_back(people.person_of_file[which[k]]);
-    }
-    for (auto& f : faces) all_faces.push_back(std::move(f));
-    progress.advance(end - start);
-  }
-  if (out.identity.empty()) throw InvalidInput("no face found in the given photos");
-  const auto summary = face_choice_summary(all_faces, encoder.keep(), opt.model.landmarks);
-  std::printf("%zu photos of %zu people (%d or more photos each)%s; %s\n", files.size(),
-              out.names.size(), opt.min_per_person,
-              failures ? (", " + std::to_string(failures) + " left out").c_str() : "",
-              summary.c_str());
-  out.features = torch::from_blob(rows.data(),
-                                  {static_cast<std::int64_t>(out.identity.size()),
-                                   encoder.embedder().output_size()},
-                                  torch::kFloat32)
-                     .clone();
-  return out;
+  ProgressBar progress(people.files.size(), "embed");
+  auto embedded = eval::embed_people(encoder, people, opt.model.landmarks, report_skipped,
+                                     [&](std::size_t n) { progress.advance(n); });
+  const auto left_out = embedded.left_out;
+  std::printf("%zu photos of %zu people (%d or more photos each)%s; %s\n", people.files.size(),
+              people.names.size(), opt.min_per_person,
+              left_out ? (", " + std::to_string(left_out) + " left out").c_str() : "",
+              embedded.face_choice.c_str());
+  return std::move(embedded.faces);
 }
 
-LabelledFaces load_faces(const EvalClusterOptions& opt) {
-  LabelledFaces out;
+eval::LabelledFaces load_faces(const EvalClusterOptions& opt) {
   if (!opt.features.empty()) {
     if (opt.labels.empty()) throw InvalidInput("--features needs --labels");
-    auto read = eval::read_labelled_features(opt.features, opt.labels);
-    out.features = std::move(read.features);
-    out.identity = std::move(read.labels.identity);
-    out.names = std::move(read.labels.names);
-  } else {
-    if (!opt.by_folder)
-      throw InvalidInput(
-          "photos need --by-folder (each sub-folder is a person), or give "
-          "--features and --labels");
-    out = embed_people(opt);
+    return eval::read_labelled_faces(opt.features, opt.labels);
   }
-  const auto norms = out.features.to(torch::kFloat64).norm(2, 1).contiguous();
-  out.quality.assign(norms.data_ptr<double>(), norms.data_ptr<double>() + norms.numel());
-  return out;
-}
-
-nlohmann::json scores_json(const ClusterScores& s) {
-  return {
-      {"groups", s.groups},
-      {"identities", s.identities},
-      {"pairwise",
-       {{"precision", s.pairwise_precision}, {"recall", s.pairwise_recall}, {"f", s.pairwise_f}}},
-      {"bcubed",
-       {{"precision", s.bcubed_precision}, {"recall", s.bcubed_recall}, {"f", s.bcubed_f}}},
-      {"nmi", s.nmi}};
+  if (!opt.by_folder)
+    throw InvalidInput(
+        "photos need --by-folder (each sub-folder is a person), or give "
+        "--features and --labels");
+  return embed_people(opt);
 }
 
 void print_scores(const char* label, const ClusterScores& s) {
@@ -166,118 +61,39 @@ void print_scores(const char* label, const ClusterScores& s) {
               s.bcubed_recall, s.bcubed_f, s.nmi);
 }
 
-const char* kHeader = "  %-22s groups  pairwise P/R/F          BCubed P/R/F             NMI\n";
-
-// The rows of `keep` (a row subset), as a tensor and their labels.
-torch::Tensor rows_of(const torch::Tensor& features, const std::vector<std::int64_t>& keep) {
-  return features.index_select(0, torch::tensor(keep, torch::kInt64));
-}
-
-// Poor faces attached after the others are clustered: each joins the group with the highest mean
-// cosine similarity to its members if that reaches the threshold, else stays alone.
-std::vector<int> attach_last(const torch::Tensor& features, const std::vector<std::int64_t>& good,
-                             const std::vector<std::int64_t>& poor, const Clustering& clustered,
-                             double threshold) {
-  std::vector<int> group(static_cast<std::size_t>(features.size(0)), -1);
-  for (std::size_t k = 0; k < good.size(); ++k) group[good[k]] = clustered.group[k];
-  if (poor.empty()) return group;
-  const auto unit = torch::nn::functional::normalize(
-      features.to(torch::kFloat64), torch::nn::functional::NormalizeFuncOptions().dim(1));
-  const auto sim = rows_of(unit, poor).matmul(rows_of(unit, good).t()).contiguous();
-  int next = clustered.groups;
-  for (std::size_t p = 0; p < poor.size(); ++p) {
-    std::vector<double> sum(static_cast<std::size_t>(clustered.groups), 0.0);
-    std::vector<double> count(sum.size(), 0.0);
-    for (std::size_t k = 0; k < good.size(); ++k) {
-      sum[clustered.group[k]] += sim[p][k].item<double>();
-      ++count[clustered.group[k]];
-    }
-    int best = -1;
-    double best_mean = threshold;
-    for (std::size_t g = 0; g < sum.size(); ++g) {
-      if (count[g] > 0 && sum[g] / count[g] >= best_mean) {
-        best_mean = sum[g] / count[g];
-        best = static_cast<int>(g);
-      }
-    }
-    group[poor[p]] = best >= 0 ? best : next++;
+void print_evaluation(const eval::ClusterEvaluation& e, const std::string& model) {
+  std::printf("%zu faces of %zu people; average-linkage clustering on cosine similarity%s\n",
+              e.faces, e.identities, model.empty() ? "" : (", model " + model).c_str());
+  std::printf("  %-22s groups  pairwise P/R/F          BCubed P/R/F             NMI\n", "");
+  char label[64];
+  std::snprintf(label, sizeof label, "threshold %.3f", e.threshold);
+  print_scores(label, e.scores);
+  std::snprintf(label, sizeof label, "best BCubed F %.3f", e.best_bcubed_threshold);
+  print_scores(label, e.best);
+  if (const auto& q = e.quality) {
+    std::printf("quality below %.3f: %zu of %zu faces (%.1f %%)\n", q->min_quality, q->poor_faces,
+                e.faces, 100.0 * double(q->poor_faces) / double(e.faces));
+    print_scores("poor faces left out", q->left_out);
+    print_scores("poor faces last", q->attached_last);
   }
-  return group;
 }
 
 int run_eval_cluster(const EvalClusterOptions& opt) {
   const auto faces = load_faces(opt);
-  const double threshold = opt.threshold > -2 ? opt.threshold : faces.default_threshold;
-  const auto dendrogram = average_linkage(faces.features);
-  std::printf("%lld faces of %zu people; average-linkage clustering on cosine similarity%s\n",
-              static_cast<long long>(faces.features.size(0)), faces.names.size(),
-              faces.model.empty() ? "" : (", model " + faces.model).c_str());
-  std::printf(kHeader, "");
-
-  nlohmann::json result{{"faces", faces.features.size(0)}, {"identities", faces.names.size()}};
-  const auto at = score_clustering(dendrogram.cut(threshold).group, faces.identity);
-  char label[64];
-  std::snprintf(label, sizeof label, "threshold %.3f", threshold);
-  print_scores(label, at);
-  result["threshold"] = threshold;
-  result["scores"] = scores_json(at);
-
-  // Sweep: every threshold of the range from the one hierarchy.
-  if (opt.sweep.size() != 3 || !(opt.sweep[2] > 0) || opt.sweep[1] < opt.sweep[0])
+  if (opt.sweep.size() != 3)
     throw InvalidInput("--sweep is FROM,TO,STEP with STEP > 0 and TO >= FROM");
-  nlohmann::json sweep = nlohmann::json::array();
-  std::vector<double> xs, pairwise_f, bcubed_f, nmi;
-  double best_f = -1, best_t = 0;
-  for (double t = opt.sweep[0]; t <= opt.sweep[1] + 1e-9; t += opt.sweep[2]) {
-    const auto s = score_clustering(dendrogram.cut(t).group, faces.identity);
-    sweep.push_back({{"threshold", t}, {"scores", scores_json(s)}});
-    xs.push_back(t);
-    pairwise_f.push_back(s.pairwise_f);
-    bcubed_f.push_back(s.bcubed_f);
-    nmi.push_back(s.nmi);
-    if (s.bcubed_f > best_f) {
-      best_f = s.bcubed_f;
-      best_t = t;
-    }
-  }
-  const auto best = score_clustering(dendrogram.cut(best_t).group, faces.identity);
-  std::snprintf(label, sizeof label, "best BCubed F %.3f", best_t);
-  print_scores(label, best);
-  result["sweep"] = sweep;
-  result["best_bcubed_threshold"] = best_t;
-
-  if (opt.min_quality > 0) {
-    std::vector<std::int64_t> good, poor;
-    for (std::size_t i = 0; i < faces.quality.size(); ++i)
-      (faces.quality[i] >= opt.min_quality ? good : poor).push_back(static_cast<std::int64_t>(i));
-    if (good.empty()) throw InvalidInput("--min-quality leaves no face");
-    const auto clustered = cluster_faces(rows_of(faces.features, good), threshold);
-    std::vector<int> truth_good;
-    for (const auto i : good) truth_good.push_back(faces.identity[i]);
-    const auto left_out = score_clustering(clustered.group, truth_good);
-    const auto attached = score_clustering(
-        attach_last(faces.features, good, poor, clustered, threshold), faces.identity);
-    std::printf("quality below %.3f: %zu of %zu faces (%.1f %%)\n", opt.min_quality, poor.size(),
-                faces.quality.size(), 100.0 * double(poor.size()) / double(faces.quality.size()));
-    print_scores("poor faces left out", left_out);
-    print_scores("poor faces last", attached);
-    result["quality"] = {{"min_quality", opt.min_quality},
-                         {"poor_faces", poor.size()},
-                         {"left_out", scores_json(left_out)},
-                         {"attached_last", scores_json(attached)}};
-  }
+  eval::ClusterEvaluationOptions options{std::nullopt, opt.sweep[0], opt.sweep[1], opt.sweep[2],
+                                         opt.min_quality};
+  if (opt.threshold > -2) options.threshold = opt.threshold;
+  const auto evaluation = eval::evaluate_clustering(faces, options);
+  print_evaluation(evaluation, faces.model);
   if (!opt.json.empty()) {
     std::ofstream out(opt.json);
-    out << result.dump(2) << "\n";
+    out << eval::to_json(evaluation).dump(2) << "\n";
     if (!out) throw InvalidInput(opt.json + ": cannot write");
   }
   if (!opt.plot.empty()) {
-    plot::write_png(opt.plot,
-                    plot::line_chart({{"pairwise F", xs, pairwise_f, plot::category_color(0)},
-                                      {"BCubed F", xs, bcubed_f, plot::category_color(1)},
-                                      {"NMI", xs, nmi, plot::category_color(2)}},
-                                     {"Clustering against the true identities",
-                                      "cosine similarity threshold", "score"}));
+    eval::write_sweep_plot(evaluation, opt.plot);
     spdlog::info("sweep plot written to {}", opt.plot);
   }
   return kExitOk;

@@ -18,7 +18,8 @@ struct OpenGallery {
 
 // Opens the gallery at `location` and loads its model: the user's --weights / --arch when given
 // (`arch_given`: --arch was on the command line), else the weights, architecture and mirror
-// features the gallery was created with. GalleryError when the model is not the gallery's.
+// features the gallery was created with (gallery::gallery_model_request). GalleryError when the
+// model is not the gallery's.
 OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
                             gallery::IndexKind index = gallery::IndexKind::kExact);
 

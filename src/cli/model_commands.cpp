@@ -1,8 +1,6 @@
 // `facemag models list|add|verify|path|remove` (the model store) and `facemag export onnx`.
 #include <spdlog/spdlog.h>
 
-#include <torch/torch.h>
-
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -12,11 +10,9 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
+#include "facemag/calibrate_int8.hpp"
 #include "facemag/error.hpp"
 #include "facemag/export/onnx.hpp"
-#include "facemag/io/file.hpp"
-#include "facemag/io/image.hpp"
-#include "facemag/io/sha256.hpp"
 #include "facemag/model/network.hpp"
 #include "facemag/model/store.hpp"
 
@@ -42,29 +38,12 @@ std::string megabytes(std::uintmax_t bytes) {
   return text;
 }
 
-std::string licence_text(const ModelManifest& m) {
-  return is_research_only_licence(m.licence) ? m.licence + " [RESEARCH ONLY]" : m.licence;
-}
-
 int run_list(const ModelsOptions& opt) {
   const auto store = ModelStore::from_environment();
   const auto models = store.list();
   const auto default_name = store.default_name();
   if (opt.json) {
-    for (const auto& m : models) {
-      std::cout << nlohmann::json{{"name", m.name},
-                                  {"default", m.name == default_name},
-                                  {"architecture", m.description.architecture},
-                                  {"size_bytes", m.size_bytes},
-                                  {"weights", m.weights.string()},
-                                  {"sha256", m.description.sha256},
-                                  {"source", m.description.source},
-                                  {"licence", m.description.licence},
-                                  {"research_only",
-                                   is_research_only_licence(m.description.licence)}}
-                       .dump()
-                << "\n";
-    }
+    for (const auto& m : models) std::cout << to_json(m, m.name == default_name).dump() << "\n";
     return kExitOk;
   }
   if (models.empty()) {
@@ -74,27 +53,15 @@ int run_list(const ModelsOptions& opt) {
   }
   for (const auto& m : models) {
     std::cout << m.name << "\t" << m.description.architecture << "\t" << megabytes(m.size_bytes)
-              << "\t" << m.description.source << "\t" << licence_text(m.description)
+              << "\t" << m.description.source << "\t" << licence_label(m.description)
               << (m.name == default_name ? "\tdefault" : "") << "\n";
   }
   return kExitOk;
 }
 
 int run_add(const ModelsOptions& opt) {
-  if (opt.arch.empty() && opt.manifest.empty())
-    throw InvalidInput("models add: give --arch (or --manifest) for " + opt.file);
-  ModelManifest manifest =
-      opt.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(opt.manifest);
-  if (!opt.arch.empty() && manifest.architecture != opt.arch)
-    throw InvalidInput("--arch " + opt.arch + " but " + opt.manifest + " describes " +
-                       manifest.architecture);
-  if (!opt.source.empty()) manifest.source = opt.source;
-  if (!opt.licence.empty()) manifest.licence = opt.licence;
-  manifest.name = opt.name;
-  manifest.sha256.clear();
-  // Loaded once, strictly, before it is stored: a checkpoint of another architecture is refused
-  // now, not at its first use.
-  load_network(manifest, opt.file);
+  const auto manifest =
+      manifest_for_new_model({opt.name, opt.file, opt.arch, opt.manifest, opt.source, opt.licence});
   const auto store = ModelStore::from_environment();
   const auto model = store.add(opt.name, opt.file, manifest);
   std::cout << "added " << model.name << ": " << model.description.architecture << ", "
@@ -110,32 +77,20 @@ int run_add(const ModelsOptions& opt) {
 }
 
 int run_verify(const ModelsOptions& opt) {
-  const auto store = ModelStore::from_environment();
-  std::vector<StoredModel> models;
-  if (opt.name.empty()) {
-    models = store.list();
-  } else {
-    models.push_back(store.get(opt.name));
-  }
+  const auto checks = ModelStore::from_environment().verify(opt.name);
   std::size_t bad = 0;
-  for (const auto& m : models) {
-    try {
-      verify_weights_sha256(m.weights, m.description.sha256);
+  for (const auto& [m, error] : checks) {
+    if (error.empty()) {
       std::cout << "ok\t" << m.name << "\t" << m.description.sha256 << "\n";
-    } catch (const Error& e) {
-      std::cout << "FAILED\t" << m.name << "\t" << e.what() << "\n";
+    } else {
+      std::cout << "FAILED\t" << m.name << "\t" << error << "\n";
       ++bad;
     }
   }
   if (bad) {
-    std::cerr << "facemag: " << bad << " of " << models.size() << " model(s) failed verification\n";
+    std::cerr << "facemag: " << bad << " of " << checks.size() << " model(s) failed verification\n";
     return kExitSomeInputsFailed;
   }
-  return kExitOk;
-}
-
-int run_path(const ModelsOptions& opt) {
-  std::cout << ModelStore::from_environment().get(opt.name).weights.string() << "\n";
   return kExitOk;
 }
 
@@ -152,130 +107,66 @@ int run_default(const ModelsOptions& opt) {
   return kExitOk;
 }
 
-int run_remove(const ModelsOptions& opt) {
-  ModelStore::from_environment().remove(opt.name);
-  std::cout << "removed " << opt.name << "\n";
-  return kExitOk;
-}
-
 // ---- export onnx ----
 
 struct ExportOptions {
+  OnnxFileRequest request;  // architecture, verify_sha256 and options.batch set from below
   std::string arch = "iresnet100";
   CLI::Option* arch_option = nullptr;  // --arch, to tell a given one from the default
-  std::string weights;
-  std::string manifest;
-  std::string out;
-  int opset = kMaxOnnxOpset;
+  std::string weights, manifest, out;
   std::string batch = "dynamic";
-  bool with_preprocessing = false;
   bool no_classifier = false;
   bool no_verify = false;
 };
 
 int run_export(const ExportOptions& opt) {
-  OnnxExportOptions options;
-  options.opset = opt.opset;
-  options.with_preprocessing = opt.with_preprocessing;
-  options.with_classifier = !opt.no_classifier;
-  if (opt.batch != "dynamic") {
-    try {
-      std::size_t used = 0;
-      options.batch = std::stoll(opt.batch, &used);
-      if (used != opt.batch.size() || options.batch < 1) throw std::invalid_argument(opt.batch);
-    } catch (const std::logic_error&) {
-      throw InvalidInput("--batch " + opt.batch + ": expected 'dynamic' or a positive number");
-    }
-  }
-  check_onnx_export_options(options);  // before the (slow) load
-  const std::filesystem::path out = opt.out;
-  const auto folder = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
-  if (!std::filesystem::is_directory(folder))
-    throw InvalidInput(opt.out + ": the folder " + folder.string() + " does not exist");
-  ResolvedModel model;
-  if (is_mtcnn_network_name(opt.arch)) {
-    model.weights = opt.weights;
-  } else {
-    ModelRequest request;  // the files as every command finds them
-    request.architecture = opt.arch;
-    request.architecture_given = opt.arch_option && opt.arch_option->count() > 0;
-    request.weights = opt.weights;
-    request.manifest = opt.manifest;
-    model = resolve_model(request);
-    if (opt.no_verify)
-      spdlog::warn("--no-verify: {} is exported without checking its SHA-256",
-                   model.weights.string());
-  }
-  const std::string bytes = model_to_onnx(opt.arch, model, options, !opt.no_verify);
-  io::write_file_atomic(out, bytes);
-  std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch << ", opset " << opt.opset << ", "
-            << megabytes(bytes.size()) << ", input "
-            << (opt.with_preprocessing ? "uint8 BGR N x H x W x 3" : "float32 N x 3 x H x W")
+  OnnxFileRequest request = opt.request;
+  request.options.batch = parse_onnx_batch(opt.batch);
+  request.options.with_classifier = !opt.no_classifier;
+  request.architecture = opt.arch;
+  request.architecture_given = opt.arch_option && opt.arch_option->count() > 0;
+  request.weights = opt.weights;
+  request.manifest = opt.manifest;
+  request.out = opt.out;
+  request.verify_sha256 = !opt.no_verify;
+  const std::size_t bytes = export_onnx_file(request);
+  std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch << ", opset "
+            << request.options.opset << ", " << megabytes(bytes) << ", input "
+            << (request.options.with_preprocessing ? "uint8 BGR N x H x W x 3"
+                                                   : "float32 N x 3 x H x W")
             << ")\n";
   return kExitOk;
 }
 
-}  // namespace
-
 struct Int8Options {
   ModelOptions model;  // model.int8_calibration: the file to write
   std::vector<std::string> inputs;
-  std::size_t max_faces = 1000;
-  double percentile = 99.99;
+  Int8CalibrationOptions calibration;
 };
 
-// Aligns up to max_faces faces of the inputs (one per photo, as embed does; unreadable photos and
-// photos without a face are reported and skipped), measures the largest magnitude of every value
-// of the network over them in float32, and writes the calibration beside the weights.
+// Calibrates the model on LibTorch (the description's reference) over the inputs' faces.
 int run_calibrate_int8(const Int8Options& o) {
   ModelOptions model = o.model;
   model.precision = "reference";  // calibration evaluates the description on LibTorch
   const auto model_files = resolve_model_files(model);
   const Embedder embedder = load_model(model_files, model);
   const FaceAligner aligner = make_face_aligner(model, embedder.manifest());
-  std::vector<cv::Mat> faces;
-  std::size_t skipped = 0;
-  const auto files = io::expand_inputs(o.inputs);
-  ProgressBar progress(std::min(files.size(), o.max_faces), "calibrate");
-  for (std::size_t start = 0; start < files.size() && faces.size() < o.max_faces; start += 32) {
-    std::vector<cv::Mat> images;
-    std::vector<std::string> names;
-    for (std::size_t i = start; i < std::min(files.size(), start + 32); ++i) {
-      try {
-        images.push_back(io::read_image_bgr(files[i].path));
-        names.push_back(files[i].name.string());
-      } catch (const InvalidInput& e) {
-        spdlog::warn("skipped {}: {}", files[i].path.string(), e.what());
-        ++skipped;
-      }
-    }
-    for (auto& candidates : aligner.align(images, names)) {
-      if (candidates.crops.empty()) {
-        spdlog::warn("skipped a photo: {}", candidates.error);
-        ++skipped;
-      } else if (faces.size() < o.max_faces) {
-        faces.push_back(candidates.crops.front());
-        progress.advance(1);
-      }
-    }
-  }
-  if (faces.empty()) throw InvalidInput("calibrate-int8: no face in the inputs");
-  const auto calibration = embedder.calibrate_int8(faces, o.percentile);
-  const auto& weights = model_files.weights;
-  const auto out = model.int8_calibration.empty() ? int8_calibration_path(weights)
-                                                  : std::filesystem::path(model.int8_calibration);
-  write_int8_calibration(out, embedder.manifest(), calibration);
-  std::cout << nlohmann::json{{"calibration", out.string()},
-                              {"model", embedder.manifest().name},
-                              {"faces", calibration.faces},
-                              {"skipped", skipped},
-                              {"values", calibration.values.size()}}
-                   .dump()
-            << std::endl;
+  std::unique_ptr<ProgressBar> bar;
+  Int8CalibrationProgress progress;
+  progress.begin = [&](std::size_t total) {
+    bar = std::make_unique<ProgressBar>(total, "calibrate");
+  };
+  progress.face_added = [&] { bar->advance(1); };
+  progress.skipped = [](const std::string& path, const std::string& reason) {
+    spdlog::warn("skipped {}: {}", path.empty() ? "a photo" : path, reason);
+  };
+  Int8CalibrationOptions options = o.calibration;
+  options.out = model.int8_calibration;
+  const auto run =
+      calibrate_int8_on_files(embedder, aligner, o.inputs, model_files.weights, options, progress);
+  std::cout << to_json(run).dump() << std::endl;
   return 0;
 }
-
-namespace {
 
 // `facemag export onnx`: flags.
 Runner add_export_command(CLI::App& app) {
@@ -297,11 +188,11 @@ Runner add_export_command(CLI::App& app) {
   add_store_model_option(*onnx, exp->arch, exp->weights, &exp->manifest);
   onnx->add_option("--out", exp->out, "The .onnx file to write")->required();
   onnx->add_option(
-          "--opset", exp->opset,
+          "--opset", exp->request.options.opset,
           "ONNX opset " + std::to_string(kMinOnnxOpset) + ".." + std::to_string(kMaxOnnxOpset))
       ->capture_default_str();
   onnx->add_option("--batch", exp->batch, "dynamic, or a fixed batch size")->capture_default_str();
-  onnx->add_flag("--with-preprocessing", exp->with_preprocessing,
+  onnx->add_flag("--with-preprocessing", exp->request.options.with_preprocessing,
                  "Input uint8 N x H x W x 3 BGR (OpenCV images); colour order and normalisation "
                  "inside the graph");
   onnx->add_flag("--no-classifier", exp->no_classifier,
@@ -323,10 +214,10 @@ Runner add_calibrate_int8_command(CLI::App& app) {
   add_face_choice_options(*calibrate, int8->model);
   calibrate->add_option("inputs", int8->inputs, "Faces or photos (files, folders, @list.txt)")
       ->required();
-  calibrate->add_option("--max-faces", int8->max_faces, "Use at most this many faces")
+  calibrate->add_option("--max-faces", int8->calibration.max_faces, "Use at most this many faces")
       ->capture_default_str();
   calibrate
-      ->add_option("--percentile", int8->percentile,
+      ->add_option("--percentile", int8->calibration.percentile,
                    "A value's range: this percentile of its magnitudes (100: the largest)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
@@ -373,8 +264,15 @@ Runner add_model_commands(CLI::App& app) {
     if (list->parsed()) return run_list(*opt);
     if (add->parsed()) return run_add(*opt);
     if (verify->parsed()) return run_verify(*opt);
-    if (path->parsed()) return run_path(*opt);
-    if (remove->parsed()) return run_remove(*opt);
+    if (path->parsed()) {
+      std::cout << ModelStore::from_environment().get(opt->name).weights.string() << "\n";
+      return kExitOk;
+    }
+    if (remove->parsed()) {
+      ModelStore::from_environment().remove(opt->name);
+      std::cout << "removed " << opt->name << "\n";
+      return kExitOk;
+    }
     if (defaults->parsed()) return run_default(*opt);
     if (const int code = export_runner(); code != -1) return code;
     return calibrate_runner();

@@ -6,9 +6,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
-#include "facemag/error.hpp"
 #include "facemag/eval/report.hpp"
-#include "facemag/io/image.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -25,31 +23,16 @@ int run_report(const ReportOptions& opt) {
   const LoadedFaceEncoder encoder(opt.model);
   const auto& manifest = encoder.manifest();
 
-  // Groups: the first folder of each file's name relative to its input folder, or "all".
-  std::vector<eval::ReportFace> faces;
-  std::size_t failures = 0;
+  eval::ReportFaces faces;
   {
     ProgressBar progress(files.size(), "report");
-    for (const auto& file : files) {
-      try {
-        const auto image = io::read_image_bgr(file.path);
-        auto result = encoder.encode({image}, {file.path.string()});
-        if (!result[0].embedding) throw InvalidInput(result[0].error);
-        const std::string group = file.top_folder().value_or("all");
-        faces.push_back(
-            {file.name.string(), group, std::move(*result[0].embedding), result[0].crop});
-      } catch (const InvalidInput& e) {
-        report_skipped(file.path.string(), e.what());
-        ++failures;
-      }
-      progress.advance();
-    }
+    faces = eval::encode_report_faces(files, encoder, report_skipped, [&] { progress.advance(); });
   }
   const eval::ReportOptions report{.model = manifest.name,
                                    .magnitude_is_quality = manifest.magnitude_is_quality,
                                    .columns = opt.columns,
-                                   .skipped_inputs = failures};
-  const auto summary = eval::write_report(faces, report, opt.out);
+                                   .skipped_inputs = faces.skipped_inputs};
+  const auto summary = eval::write_report(faces.faces, report, opt.out);
   std::printf(
       "report on %zu faces in %zu group(s) written to %s (report.html, report.json, %zu "
       "PNG files)\n",
@@ -59,7 +42,7 @@ int run_report(const ReportOptions& opt) {
     std::printf("  %-12s %3zu faces  WSS %.4f  mean distance %.4f  mean quality %.3f\n",
                 g.name.c_str(), g.size, g.wss, g.mean_pairwise_distance, g.mean_quality);
   }
-  return finish_batch(failures, files.size());
+  return finish_batch(faces.skipped_inputs, files.size());
 }
 
 }  // namespace

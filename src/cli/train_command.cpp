@@ -1,13 +1,10 @@
 // `facemag train`: MagFace-style training and fine-tuning, in one process or several. The run
 // itself (epochs, checkpoints, resume, divergence, signals, the worker processes) is
 // facemag::train's: this file turns the command line into its options and prints what it did.
-#include <opencv2/core/mat.hpp>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -54,19 +51,6 @@ class TerminalObserver final : public train::RunObserver {
   std::unique_ptr<ProgressBar> bar_;
 };
 
-// --align: the photo commands' aligner (MTCNN, or --landmarks), one face per photo.
-train::PhotoAligner photo_aligner(const ModelOptions& options, const ModelManifest& manifest) {
-  auto aligner = std::make_shared<const FaceAligner>(make_face_aligner(options, manifest));
-  return [aligner](const std::vector<cv::Mat>& photos, const std::vector<std::string>& names) {
-    std::vector<train::AlignedPhoto> out;
-    for (auto& candidates : aligner->align(photos, names)) {
-      out.push_back(
-          {candidates.crops.empty() ? cv::Mat() : candidates.crops.front(), candidates.error});
-    }
-    return out;
-  };
-}
-
 train::RunOptions run_options(const TrainFlags& flags) {
   train::RunOptions options = flags.run;
   options.data = flags.data;
@@ -79,45 +63,16 @@ train::RunOptions run_options(const TrainFlags& flags) {
   options.stop_on_signals = true;  // SIGINT/SIGTERM write OUT/interrupted.pth
   if (flags.align) {
     options.aligner = [align_options = flags.align_options](const ModelManifest& manifest) {
-      return photo_aligner(align_options, manifest);
+      return train::one_face_per_photo(make_face_aligner(align_options, manifest));
     };
   }
   return options;
 }
 
-// This command line again for a worker: without --nproc, with its share of the threads.
-std::vector<std::string> worker_arguments(int threads_per_worker) {
-  const auto args = train::own_arguments();
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto& a = args[i];
-    if (a == "--nproc" || a == "--threads") {
-      ++i;
-      continue;
-    }
-    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--threads=", 0) == 0) continue;
-    out.push_back(a);
-  }
-  out.push_back("--threads");
-  out.push_back(std::to_string(threads_per_worker));
-  return out;
-}
-
 // --suggest-bounds: the measurement as one JSON record on stdout, the advice on stderr.
 void print_bounds(const train::RunResult& r) {
   const auto& s = r.bounds;
-  nlohmann::json record = {{"faces", s.faces},
-                           {"min", s.min},
-                           {"p1", s.p1},
-                           {"median", s.median},
-                           {"p99", s.p99},
-                           {"max", s.max},
-                           {"l_a", s.l_a},
-                           {"u_a", s.u_a},
-                           {"l_margin", r.loss.l_margin},
-                           {"u_margin", r.loss.u_margin},
-                           {"lambda_g", r.loss.lambda_g}};
-  std::cout << record.dump() << "\n";
+  std::cout << train::bounds_record(r).dump() << "\n";
   std::cerr << "magnitudes of " << s.faces << " training faces lie in [" << s.min << ", " << s.max
             << "] (median " << s.median << "); MagFace's README advises l_a below and u_a above "
             << "them:\n  --l-a " << s.l_a << " --u-a " << s.u_a << "\n";
@@ -145,12 +100,12 @@ int finish(const train::RunResult& r, const std::string& out) {
 
 // --nproc N: N worker processes of this command on this machine.
 int launch(const TrainFlags& flags, train::RunObserver& observer) {
-  if (std::getenv("WORLD_SIZE")) throw InvalidInput("--nproc with WORLD_SIZE set: use one of them");
-  if (flags.run.suggest_bounds) throw InvalidInput("--suggest-bounds runs in one process");
   train::LaunchOptions launch;
   launch.processes = flags.nproc;
   launch.threads = flags.run.threads;
-  launch.arguments = worker_arguments;
+  launch.arguments = [](int threads) {
+    return train::worker_command_line(train::own_arguments(), threads);
+  };
   // Exit code 1 (some images skipped) is a finished worker; anything else broke the run.
   launch.finished_codes = {kExitOk, kExitSomeInputsFailed};
   const auto r = train::launch_training(run_options(flags), launch, observer);

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <iostream>
 #include <span>
 #include <string>
@@ -12,7 +11,6 @@
 #include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/error.hpp"
-#include "facemag/gallery/decide.hpp"
 #include "facemag/stop_signal.hpp"
 #include "facemag/video/video_job.hpp"
 #include "gallery_model.hpp"
@@ -20,59 +18,32 @@
 namespace facemag::cli {
 namespace {
 
+// The job's options where CLI11 binds them as they are (paths as strings: CLI11 2.1 takes a
+// std::filesystem::path for a container), and what only the command line has.
 struct VideoOptions {
+  video::VideoJobOptions job;
   std::string input;
   std::string out_dir;
-  bool overwrite = false;
-  int every = 1;
-  int frame_batch = 0;  // auto
-  double max_gap = 5.0;
-  double min_iou = 0.3;
-  double min_score = 0.9;
   double reid_threshold = -2;  // default: the model's same-person threshold
-  int min_frames = 1;
   std::string draw;
   std::string gallery;
-  int top_k = 3;
   ModelOptions model;
   CLI::Option* arch_option = nullptr;
 };
 
-// What a terminal shows of a track in place of its JSON record.
-std::string track_line(const video::VideoTrackRecord& r) {
-  const auto& t = r.track;
-  char buf[256];
-  std::snprintf(
-      buf, sizeof buf, "track %3d  %8.2f s - %8.2f s  %5d frames  best at %.2f s (q %.3f)", t.id,
-      t.first.time, t.last.time, t.detections, t.best.time, static_cast<double>(t.best.quality));
-  std::string out = buf;
-  if (r.identity)
-    out += "  -> " + gallery::decision_name(r.identity->decision) +
-           (r.identity->person ? " " + *r.identity->person : "");
-  return out;
-}
-
 video::VideoJobOptions job_options(const VideoOptions& opt) {
-  video::VideoJobOptions job;
+  video::VideoJobOptions job = opt.job;
   job.out_dir = opt.out_dir;
-  job.overwrite = opt.overwrite;
-  job.every = opt.every;
-  job.frame_batch = opt.frame_batch;
-  job.max_gap_seconds = opt.max_gap;
-  job.min_iou = opt.min_iou;
-  job.min_start_score = opt.min_score;
   if (opt.reid_threshold > -2) job.reid_similarity = opt.reid_threshold;
-  job.min_frames = opt.min_frames;
   job.draw = opt.draw;
-  job.top_k = opt.top_k;
   job.stop = &StopOnSignal::flag();
   return job;
 }
 
 int run_video(VideoOptions opt) {
-  if (opt.every < 1) throw InvalidInput("--every must be at least 1");
-  if (opt.frame_batch < 0) throw InvalidInput("--frame-batch must be at least 1 (0: auto)");
-  if (opt.top_k < 1) throw InvalidInput("--top-k must be at least 1");
+  if (opt.job.every < 1) throw InvalidInput("--every must be at least 1");
+  if (opt.job.frame_batch < 0) throw InvalidInput("--frame-batch must be at least 1 (0: auto)");
+  if (opt.job.top_k < 1) throw InvalidInput("--top-k must be at least 1");
   opt.model.keep = "center";  // unused here: every face of every frame is tracked
   auto loaded = load_model_with_gallery(opt.gallery, opt.model,
                                         opt.arch_option && opt.arch_option->count() > 0);
@@ -87,25 +58,16 @@ int run_video(VideoOptions opt) {
       [&](const video::VideoTrackRecord& record) {
         if (table) {
           progress.clear();
-          std::cout << track_line(record) << "\n";
+          std::cout << video::to_text_line(record) << "\n";
         } else {
           std::cout << video::to_json_line(record) << "\n";
         }
         std::cout.flush();
       },
       [&](const video::Frame&, std::span<const video::FrameBox>) { progress.advance(); });
-  const auto& run = summary.run;
-  const double seconds = summary.seconds;
-  spdlog::info(
-      "{}: {} frames ({} through detection, {} faces) in {:.1f} s ({:.1f} frames/s); {} "
-      "track(s) written to {}{}",
-      opt.input, run.frames, run.detected_frames, run.faces, seconds,
-      seconds > 0 ? run.frames / seconds : 0.0, summary.written, opt.out_dir,
-      summary.too_short ? fmt::format(" ({} shorter than --min-frames {} left out)",
-                                      summary.too_short, opt.min_frames)
-                        : std::string());
-  if (!run.end_note.empty()) {
-    std::cerr << "facemag: " << run.end_note << "\n";
+  spdlog::info("{}", video::describe(summary, opt.input, opt.out_dir, opt.job.min_frames));
+  if (!summary.run.end_note.empty()) {
+    std::cerr << "facemag: " << summary.run.end_note << "\n";
     return StopOnSignal::requested() ? kExitOk : kExitSomeInputsFailed;
   }
   return kExitOk;
@@ -124,31 +86,32 @@ Runner add_video_command(CLI::App& app) {
                   "Folder for tracks.jsonl, templates.npy and each track's best face "
                   "(track-NNNN.png)")
       ->required();
-  cmd->add_flag("--overwrite", opt->overwrite, "Replace the output of an earlier run in --out");
-  cmd->add_option("--every", opt->every, "Detect faces on every N-th frame")->capture_default_str();
-  cmd->add_option("--frame-batch", opt->frame_batch,
+  cmd->add_flag("--overwrite", opt->job.overwrite, "Replace the output of an earlier run in --out");
+  cmd->add_option("--every", opt->job.every, "Detect faces on every N-th frame")
+      ->capture_default_str();
+  cmd->add_option("--frame-batch", opt->job.frame_batch,
                   "Frames detected together (speed and memory, not results; 0: as many as "
                   "fit in 2 megapixels, at most 8)")
       ->capture_default_str();
-  cmd->add_option("--max-gap", opt->max_gap,
+  cmd->add_option("--max-gap", opt->job.max_gap_seconds,
                   "Seconds a face may be gone and still come back to its track")
       ->capture_default_str();
-  cmd->add_option("--min-iou", opt->min_iou,
+  cmd->add_option("--min-iou", opt->job.min_iou,
                   "Box overlap that continues a track from one detection to the next")
       ->capture_default_str();
-  cmd->add_option("--min-score", opt->min_score,
+  cmd->add_option("--min-score", opt->job.min_start_score,
                   "Detector probability a face needs to start a track or rejoin one by "
                   "resemblance (less sure faces only continue a track they overlap)")
       ->capture_default_str();
   cmd->add_option("--reid-threshold", opt->reid_threshold,
                   "Cosine to a track's template that takes a face back to it (default: the "
                   "model's same-person threshold)");
-  cmd->add_option("--min-frames", opt->min_frames, "Leave out tracks detected on fewer frames")
+  cmd->add_option("--min-frames", opt->job.min_frames, "Leave out tracks detected on fewer frames")
       ->capture_default_str();
   cmd->add_option("--draw", opt->draw, "Also write an annotated copy (boxes, track ids, quality)");
   cmd->add_option("--gallery", opt->gallery,
                   "Identify each track against this gallery (its model is used)");
-  cmd->add_option("--top-k", opt->top_k, "Gallery candidates per track")->capture_default_str();
+  cmd->add_option("--top-k", opt->job.top_k, "Gallery candidates per track")->capture_default_str();
   add_model_options(*cmd, opt->model, "iresnet100");
   opt->arch_option = cmd->get_option("--arch");
   return [cmd, opt]() -> int {

@@ -14,7 +14,17 @@
 #include <sstream>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "facemag/embed/embedder.hpp"
 #include "facemag/error.hpp"
+#include "facemag/eval/plot.hpp"
+#include "facemag/eval/protocol_files.hpp"
+#include "facemag/io/image.hpp"
+#include "facemag/runtime.hpp"
 
 namespace facemag::eval {
 namespace {
@@ -426,6 +436,131 @@ IdentificationResult identification_metrics(const std::vector<ProbeOutcome>& pro
       point.tpir = double(hits) / double(out.mated);
     }
     out.open_set.push_back(point);
+  }
+  return out;
+}
+
+}  // namespace facemag::eval
+
+// ---- the runs of `facemag eval ijb` and `facemag eval ijb-identify` ----
+
+namespace facemag::eval {
+namespace {
+
+// Seconds per step, logged at debug level.
+class Stopwatch {
+ public:
+  void lap(const char* step) {
+    const auto now = std::chrono::steady_clock::now();
+    spdlog::debug("{}: {:.2f} s, peak memory so far {} MB", step,
+                  std::chrono::duration<double>(now - last_).count(), peak_rss_mb());
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+std::filesystem::path IjbMeta::file(const std::string& name) const {
+  return find_ijb_meta_file(dir, "ijb" + type + "_" + name);
+}
+
+std::vector<std::filesystem::path> IjbMeta::gallery_lists() const {
+  std::vector<std::filesystem::path> out;
+  for (const auto& set :
+       type == "c" ? std::vector<std::string>{"G1", "G2"} : std::vector<std::string>{"S1", "S2"})
+    out.push_back(file("1N_gallery_" + set + ".csv"));
+  return out;
+}
+
+torch::Tensor embed_ijb_faces(const IjbFaceList& faces, const std::filesystem::path& folder,
+                              const Embedder& embedder, int batch,
+                              const std::function<void(std::size_t)>& progress) {
+  const auto& m = embedder.manifest();
+  std::vector<float> rows;
+  std::vector<cv::Mat> chunk;
+  const auto flush = [&] {
+    for (const auto& e : embedder.embed(chunk)) rows.insert(rows.end(), e.raw.begin(), e.raw.end());
+    if (progress) progress(chunk.size());
+    chunk.clear();
+  };
+  for (std::size_t i = 0; i < faces.size(); ++i) {
+    const auto path = folder / faces.image[i];
+    cv::Mat face = io::read_image_bgr(path);
+    if (face.rows != m.input_height || face.cols != m.input_width)
+      throw InvalidInput(path.string() + " (" + faces.source.string() + ":" +
+                         std::to_string(i + 1) + "): " + std::to_string(face.cols) + "x" +
+                         std::to_string(face.rows) + ", not an aligned " +
+                         std::to_string(m.input_width) + "x" + std::to_string(m.input_height) +
+                         " face for " + m.name);
+    chunk.push_back(std::move(face));
+    if (chunk.size() == static_cast<std::size_t>(batch)) flush();
+  }
+  flush();
+  return torch::from_blob(rows.data(),
+                          {static_cast<std::int64_t>(faces.size()), embedder.output_size()},
+                          torch::kFloat32)
+      .clone();
+}
+
+std::string far_label(double far) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.0e", far);
+  return buf;
+}
+
+IjbVerification verify_ijb_templates(
+    const IjbMeta& meta, const std::function<torch::Tensor(const IjbFaceList&)>& image_features,
+    bool quality_weighted) {
+  Stopwatch watch;
+  const auto faces = read_ijb_face_list(meta.face_list());
+  const auto pair_file = meta.template_pairs();
+  const auto templates = [&] {  // the image features are freed once the templates are made
+    const auto features = image_features(faces);
+    watch.lap("face list and features");
+    return ijb_template_features(features, faces, quality_weighted);
+  }();
+  watch.lap("template features");
+  const auto scores = ijb_pair_scores(pair_file, templates);
+  watch.lap("pair scores");
+  IjbVerification out;
+  out.roc = sklearn_roc(scores.score, scores.genuine);
+  watch.lap("ROC");
+  out.type = meta.type;
+  out.quality_weighted = quality_weighted;
+  out.images = faces.size();
+  out.templates = templates.ids.size();
+  out.pairs = scores.score.size();
+  for (const double far : ijb_far_targets()) out.tar_at_far.push_back(tar_at_far(out.roc, far));
+  return out;
+}
+
+cv::Mat ijb_roc_chart(const IjbVerification& verification) {
+  const auto& roc = verification.roc;
+  plot::Series curve{"TAR", {}, {}, plot::category_color(0), false};
+  for (std::size_t i = 0; i < roc.fpr.size(); ++i) {
+    if (roc.fpr[i] < 1e-6) continue;
+    curve.x.push_back(std::log10(roc.fpr[i]));
+    curve.y.push_back(roc.tpr[i]);
+  }
+  return plot::line_chart({curve},
+                          {"ROC on IJB-" + verification.type +
+                               (verification.quality_weighted ? " (quality-weighted)" : ""),
+                           "false accept rate (log10)", "true accept rate"});
+}
+
+std::vector<IjbIdentification> identify_ijb_gallery(const torch::Tensor& image_features,
+                                                    const IjbFaceList& faces,
+                                                    const std::filesystem::path& gallery_list,
+                                                    const TemplateSubjects& probes) {
+  const auto gallery = read_ijb_template_subjects(gallery_list);
+  std::vector<IjbIdentification> out;
+  for (const bool weighted : {false, true}) {
+    const auto templates = ijb_template_features(image_features, faces, weighted);
+    out.push_back({gallery_list, gallery.template_id.size(), weighted,
+                   identify_templates(templates, gallery, probes)});
   }
   return out;
 }

@@ -38,6 +38,7 @@ namespace {
 std::vector<FaceEncoder::Face> embed_images(const ImagePairs& input, const FaceEncoder& encoder,
                                             const ImagePairsObserver& observer) {
   const auto& names = input.names;
+  if (observer.started) observer.started(names.size());
   std::vector<FaceEncoder::Face> faces;
   constexpr std::size_t kChunk = 256;
   for (std::size_t start = 0; start < names.size(); start += kChunk) {
@@ -96,6 +97,15 @@ EmbeddedPairs embed_image_pairs(const ImagePairs& input, const FaceEncoder& enco
           .clone();
   out.pairs = make_feature_pairs(features, torch::tensor(labels, torch::kInt64));
   return out;
+}
+
+PairDecision decide_image_pair(const FaceEncoder& encoder, const std::string& a,
+                               const std::string& b, const PairRules& rules) {
+  const auto faces = encoder.encode({io::read_image_bgr(a), io::read_image_bgr(b)}, {a, b});
+  for (const auto& f : faces) {
+    if (!f.embedding) throw InvalidInput(f.error);
+  }
+  return decide_pair(*faces[0].embedding, *faces[1].embedding, encoder.manifest(), rules);
 }
 
 }  // namespace facemag::eval

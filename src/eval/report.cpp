@@ -282,4 +282,26 @@ ReportSummary write_report(const std::vector<ReportFace>& faces, const ReportOpt
   return summary;
 }
 
+ReportFaces encode_report_faces(
+    const std::vector<io::InputFile>& files, const FaceEncoder& encoder,
+    const std::function<void(const std::string& path, const std::string& reason)>& skipped,
+    const std::function<void()>& progress) {
+  ReportFaces out;
+  for (const auto& file : files) {
+    try {
+      const auto image = io::read_image_bgr(file.path);
+      auto result = encoder.encode({image}, {file.path.string()});
+      if (!result[0].embedding) throw InvalidInput(result[0].error);
+      const std::string group = file.top_folder().value_or("all");
+      out.faces.push_back(
+          {file.name.string(), group, std::move(*result[0].embedding), result[0].crop});
+    } catch (const InvalidInput& e) {
+      if (skipped) skipped(file.path.string(), e.what());
+      ++out.skipped_inputs;
+    }
+    if (progress) progress();
+  }
+  return out;
+}
+
 }  // namespace facemag::eval

@@ -4,6 +4,7 @@
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "facemag/error.hpp"
+#include "facemag/io/file.hpp"
 #include "facemag/io/sha256.hpp"
 #include "facemag/model/network.hpp"
 #include "facemag/nn/graph.hpp"
@@ -418,6 +420,44 @@ std::string model_to_onnx(const std::string& architecture, const ResolvedModel& 
   network.module->eval();
   manifest.sha256 = loaded.sha256;
   return embedding_network_to_onnx(*network.module, manifest, options);
+}
+
+std::int64_t parse_onnx_batch(const std::string& text) {
+  if (text == "dynamic") return 0;
+  try {
+    std::size_t used = 0;
+    const std::int64_t batch = std::stoll(text, &used);
+    if (used != text.size() || batch < 1) throw std::invalid_argument(text);
+    return batch;
+  } catch (const std::logic_error&) {
+    throw InvalidInput("--batch " + text + ": expected 'dynamic' or a positive number");
+  }
+}
+
+std::size_t export_onnx_file(const OnnxFileRequest& request) {
+  check_onnx_export_options(request.options);
+  const auto& out = request.out;
+  const auto folder = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+  if (!std::filesystem::is_directory(folder))
+    throw InvalidInput(out.string() + ": the folder " + folder.string() + " does not exist");
+  ResolvedModel model;
+  if (is_mtcnn_network_name(request.architecture)) {
+    model.weights = request.weights;
+  } else {
+    ModelRequest files;  // the files as every command finds them
+    files.architecture = request.architecture;
+    files.architecture_given = request.architecture_given;
+    files.weights = request.weights;
+    files.manifest = request.manifest;
+    model = resolve_model(files);
+    if (!request.verify_sha256)
+      spdlog::warn("--no-verify: {} is exported without checking its SHA-256",
+                   model.weights.string());
+  }
+  const std::string bytes =
+      model_to_onnx(request.architecture, model, request.options, request.verify_sha256);
+  io::write_file_atomic(out, bytes);
+  return bytes.size();
 }
 
 }  // namespace facemag

@@ -8,26 +8,17 @@
 #include <sstream>
 
 #include "facemag/error.hpp"
+#include "facemag/gallery/json.hpp"
 #include "facemag/io/npy.hpp"
 
 namespace facemag::gallery {
 namespace {
 
-// The record of one face; nlohmann's objects keep their keys sorted, so the text is stable.
+// The record of one face: `gallery show`'s, with its row in BASE.npy.
 nlohmann::json face_record(const StoredFace& f, std::size_t row) {
-  nlohmann::json marks = nlohmann::json::array();
-  for (const auto& p : f.detection.landmarks.points) marks.push_back({p.x, p.y});
-  const auto& box = f.detection.box;
-  return {{"id", f.id},
-          {"person", f.person},
-          {"source", f.source_path},
-          {"image_sha256", f.image_sha256},
-          {"box", {box.x1, box.y1, box.x2, box.y2}},
-          {"landmarks", marks},
-          {"score", f.detection.score},
-          {"quality", f.quality},
-          {"enrolled_at", f.enrolled_at},
-          {"row", row}};
+  auto record = to_json(f);
+  record["row"] = row;
+  return record;
 }
 
 // A face of BASE.jsonl with its embedding, row `row` of `matrix`. nlohmann::json::exception for

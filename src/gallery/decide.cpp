@@ -28,6 +28,19 @@ ModelRequest model_request_of(const ModelBinding& binding) {
   return request;
 }
 
+ModelRequest gallery_model_request(ModelRequest given, const ModelBinding& binding) {
+  if (given.weights.empty() && given.manifest.empty() && given.store_name.empty()) {
+    const auto own = model_request_of(binding);
+    given.weights = own.weights;
+    given.architecture = own.architecture;
+    given.architecture_given = true;
+    given.concat_flipped = own.concat_flipped;
+  } else if (!given.architecture_given) {
+    given.architecture = binding.architecture;
+  }
+  return given;
+}
+
 std::string decision_name(Decision decision) {
   switch (decision) {
     case Decision::kMatch:

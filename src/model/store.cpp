@@ -9,6 +9,7 @@
 #include "facemag/error.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/io/sha256.hpp"
+#include "facemag/model/network.hpp"
 #include "facemag/model/resolve.hpp"
 
 namespace facemag {
@@ -164,6 +165,58 @@ std::optional<std::string> ModelStore::default_name() const {
 void ModelStore::set_default(const std::string& name) const {
   get(name);  // checks the name and that it exists
   io::write_file_atomic(root_ / kDefaultFile, name + "\n");
+}
+
+std::string licence_label(const ModelManifest& manifest) {
+  return is_research_only_licence(manifest.licence) ? manifest.licence + " [RESEARCH ONLY]"
+                                                    : manifest.licence;
+}
+
+nlohmann::json to_json(const StoredModel& model, bool is_default) {
+  return {{"name", model.name},
+          {"default", is_default},
+          {"architecture", model.description.architecture},
+          {"size_bytes", model.size_bytes},
+          {"weights", model.weights.string()},
+          {"sha256", model.description.sha256},
+          {"source", model.description.source},
+          {"licence", model.description.licence},
+          {"research_only", is_research_only_licence(model.description.licence)}};
+}
+
+ModelManifest manifest_for_new_model(const NewModel& model) {
+  const std::string file = model.file.string();
+  const std::string manifest_file = model.manifest.string();
+  if (model.architecture.empty() && model.manifest.empty())
+    throw InvalidInput("models add: give --arch (or --manifest) for " + file);
+  ModelManifest manifest =
+      model.manifest.empty() ? builtin_manifest(model.architecture) : load_manifest(model.manifest);
+  if (!model.architecture.empty() && manifest.architecture != model.architecture)
+    throw InvalidInput("--arch " + model.architecture + " but " + manifest_file + " describes " +
+                       manifest.architecture);
+  if (!model.source.empty()) manifest.source = model.source;
+  if (!model.licence.empty()) manifest.licence = model.licence;
+  manifest.name = model.name;
+  manifest.sha256.clear();
+  load_network(manifest, model.file);
+  return manifest;
+}
+
+std::vector<ModelCheck> ModelStore::verify(const std::string& name) const {
+  std::vector<ModelCheck> checks;
+  if (name.empty()) {
+    for (auto& model : list()) checks.push_back({std::move(model), {}});
+  } else {
+    checks.push_back({get(name), {}});
+  }
+  for (auto& check : checks) {
+    try {
+      verify_weights_sha256(check.model.weights, check.model.description.sha256);
+    } catch (const Error& e) {
+      check.error = e.what();
+    }
+  }
+  return checks;
 }
 
 }  // namespace facemag

@@ -13,9 +13,11 @@
 #include <mutex>
 #include <sstream>
 
+#include "facemag/detect/json.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/pair_decision.hpp"
 #include "facemag/gallery/decide.hpp"
+#include "facemag/gallery/json.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/io/sha256.hpp"
 #include "facemag/pipeline.hpp"
@@ -166,13 +168,9 @@ bool same_secret(const std::string& presented, const std::string& expected) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-Json box_json(const Box& b) { return {b.x1, b.y1, b.x2, b.y2}; }
-
-Json detection_json(const Detection& d) {
-  Json marks = Json::array();
-  for (const auto& p : d.landmarks.points) marks.push_back({p.x, p.y});
-  return {{"box", box_json(d.box)}, {"score", d.score}, {"landmarks", marks}};
-}
+// The library's JSON of detections (facemag/detect/json.hpp), as the CLI writes them.
+Json box_json(const Box& b) { return facemag::to_json(b); }
+Json detection_json(const Detection& d) { return facemag::to_json(d); }
 
 thread_local Clock::time_point request_start;
 
@@ -381,15 +379,9 @@ struct FaceServer::Impl {
       Json face = face_json(f, i, false);
       const auto found =
           gallery::identify(g, f.embeddings[i].raw, f.embeddings[i].magnitude, top_k, rules);
-      Json list = Json::array();
-      for (const auto& c : found.candidates)
-        list.push_back({{"person", c.person},
-                        {"similarity", c.template_similarity},
-                        {"best_face_similarity", c.best_face_similarity},
-                        {"faces", c.faces}});
-      face["candidates"] = list;
-      face["decision"] = gallery::decision_name(found.decision);
-      if (found.person) face["person"] = *found.person;
+      // Candidates, decision and person as `gallery search` writes them; the threshold is the
+      // answer's, and face ids are the store's business.
+      face.update(gallery::to_json(found, {.face_ids = false, .threshold = false}));
       out["faces"].push_back(face);
     }
     send_json(res, out);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -522,8 +523,54 @@ RunResult run_training(const RunOptions& opt, RunObserver& observer) {
 
 LaunchResult launch_training(const RunOptions& options, const LaunchOptions& launch,
                              RunObserver& observer) {
+  if (std::getenv("WORLD_SIZE")) throw InvalidInput("--nproc with WORLD_SIZE set: use one of them");
+  if (options.suggest_bounds) throw InvalidInput("--suggest-bounds runs in one process");
   if (options.aligner) prepare_training_set(options, observer);
   return launch_local_workers(launch);
+}
+
+PhotoAligner one_face_per_photo(FaceAligner aligner) {
+  auto shared = std::make_shared<const FaceAligner>(std::move(aligner));
+  return [shared](const std::vector<cv::Mat>& photos, const std::vector<std::string>& names) {
+    std::vector<AlignedPhoto> out;
+    for (auto& candidates : shared->align(photos, names)) {
+      out.push_back(
+          {candidates.crops.empty() ? cv::Mat() : candidates.crops.front(), candidates.error});
+    }
+    return out;
+  };
+}
+
+nlohmann::json bounds_record(const RunResult& result) {
+  const auto& s = result.bounds;
+  return {{"faces", s.faces},
+          {"min", s.min},
+          {"p1", s.p1},
+          {"median", s.median},
+          {"p99", s.p99},
+          {"max", s.max},
+          {"l_a", s.l_a},
+          {"u_a", s.u_a},
+          {"l_margin", result.loss.l_margin},
+          {"u_margin", result.loss.u_margin},
+          {"lambda_g", result.loss.lambda_g}};
+}
+
+std::vector<std::string> worker_command_line(const std::vector<std::string>& command_line,
+                                             int threads_per_worker) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < command_line.size(); ++i) {
+    const auto& a = command_line[i];
+    if (a == "--nproc" || a == "--threads") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--threads=", 0) == 0) continue;
+    out.push_back(a);
+  }
+  out.push_back("--threads");
+  out.push_back(std::to_string(threads_per_worker));
+  return out;
 }
 
 }  // namespace facemag::train

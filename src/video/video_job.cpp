@@ -238,4 +238,31 @@ VideoJobSummary VideoJob::run(
   return s.summary;
 }
 
+std::string to_text_line(const VideoTrackRecord& record) {
+  const auto& t = record.track;
+  char buf[256];
+  std::snprintf(
+      buf, sizeof buf, "track %3d  %8.2f s - %8.2f s  %5d frames  best at %.2f s (q %.3f)", t.id,
+      t.first.time, t.last.time, t.detections, t.best.time, static_cast<double>(t.best.quality));
+  std::string out = buf;
+  if (record.identity)
+    out += "  -> " + gallery::decision_name(record.identity->decision) +
+           (record.identity->person ? " " + *record.identity->person : "");
+  return out;
+}
+
+std::string describe(const VideoJobSummary& summary, const std::string& input,
+                     const std::string& out_dir, int min_frames) {
+  const auto& run = summary.run;
+  const double seconds = summary.seconds;
+  return fmt::format(
+      "{}: {} frames ({} through detection, {} faces) in {:.1f} s ({:.1f} frames/s); {} "
+      "track(s) written to {}{}",
+      input, run.frames, run.detected_frames, run.faces, seconds,
+      seconds > 0 ? run.frames / seconds : 0.0, summary.written, out_dir,
+      summary.too_short ? fmt::format(" ({} shorter than --min-frames {} left out)",
+                                      summary.too_short, min_frames)
+                        : std::string());
+}
+
 }  // namespace facemag::video

@@ -10,12 +10,19 @@
 
 #include <torch/types.h>
 
+#include <opencv2/core/mat.hpp>
+
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
+
+namespace facemag {
+class Embedder;
+}
 
 namespace facemag::eval {
 
@@ -123,5 +130,66 @@ IdentificationResult identify_templates(const TemplateFeatures& templates,
                                         const TemplateSubjects& probes,
                                         const std::vector<int>& ranks = {1, 5, 10},
                                         const std::vector<double>& fpirs = {1e-2, 1e-1});
+
+// ---- the runs of `facemag eval ijb` and `facemag eval ijb-identify` ----
+
+// The protocol files of IJB-B or IJB-C in a meta folder, found as find_ijb_meta_file finds them
+// (DIR/meta/NAME, else DIR/NAME; InvalidInput naming both places when neither exists).
+struct IjbMeta {
+  std::filesystem::path dir;
+  std::string type = "c";  // "b" (IJB-B) or "c" (IJB-C)
+
+  // ijb<type>_<name>.
+  std::filesystem::path file(const std::string& name) const;
+  std::filesystem::path face_list() const { return file("face_tid_mid.txt"); }
+  std::filesystem::path template_pairs() const { return file("template_pair_label.txt"); }
+  // insightface's two 1:N gallery lists (IJB-C: G1, G2; IJB-B: S1, S2) and the mixed probes.
+  std::vector<std::filesystem::path> gallery_lists() const;
+  std::filesystem::path probe_list() const { return file("1N_probe_mixed.csv"); }
+};
+
+// The aligned faces a face list names, read from `folder` and embedded `batch` at a time: row i for
+// line i (N x D float32, raw embeddings). `progress` gets the faces of each batch done.
+// InvalidInput naming the image and its face-list line for an image that is not of the model's
+// input size.
+torch::Tensor embed_ijb_faces(const IjbFaceList& faces, const std::filesystem::path& folder,
+                              const Embedder& embedder, int batch,
+                              const std::function<void(std::size_t faces_done)>& progress = {});
+
+// FAR as IJB tables label their columns ("1e-06").
+std::string far_label(double far);
+
+// 1:1 template verification of one IJB set as MagFace's eval_ijb.py reports it.
+struct IjbVerification {
+  std::string type;
+  bool quality_weighted = false;
+  std::size_t images = 0, templates = 0, pairs = 0;
+  RocCurve roc;
+  std::vector<TarAtFar> tar_at_far;  // at ijb_far_targets()
+};
+// Reads the face list, finds the template pair list, takes the image features of the faces from
+// `image_features` (row i = face list line i; freed once the template features are made), scores
+// every template pair and computes the ROC. Each step's seconds and the peak memory so far go to
+// the debug log (IJB-C's 15.6 million pairs take minutes and gigabytes).
+IjbVerification verify_ijb_templates(
+    const IjbMeta& meta, const std::function<torch::Tensor(const IjbFaceList&)>& image_features,
+    bool quality_weighted);
+
+// The ROC curve (FAR from 1e-6, log10 scale), titled after the set and its weighting.
+cv::Mat ijb_roc_chart(const IjbVerification& verification);
+
+// 1:N identification of the probes against one gallery list.
+struct IjbIdentification {
+  std::filesystem::path gallery;
+  std::size_t gallery_templates = 0;
+  bool quality_weighted = false;
+  IdentificationResult result;  // CMC at ranks 1, 5, 10; TPIR at FPIR 1e-2 and 1e-1
+};
+// The gallery list read and searched with media-normalised template features, then with
+// quality-weighted ones (in that order).
+std::vector<IjbIdentification> identify_ijb_gallery(const torch::Tensor& image_features,
+                                                    const IjbFaceList& faces,
+                                                    const std::filesystem::path& gallery_list,
+                                                    const TemplateSubjects& probes);
 
 }  // namespace facemag::eval

@@ -13,6 +13,7 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "facemag/eval/pair_decision.hpp"
 #include "facemag/eval/protocol_files.hpp"
 #include "facemag/eval/verification.hpp"
 #include "facemag/pipeline.hpp"
@@ -43,6 +44,7 @@ struct EmbeddedPairs {
 
 // What happens along the way, for a front end to show (every member may be empty).
 struct ImagePairsObserver {
+  std::function<void(std::size_t images)> started;  // before the first image, with their count
   std::function<void(const std::string& name, const std::string& error)> unreadable;
   std::function<void(std::size_t images_done)> progress;
   std::function<void(std::size_t pair, const std::string& error)> dropped;  // pair: 1-based
@@ -53,5 +55,11 @@ struct ImagePairsObserver {
 EmbeddedPairs embed_image_pairs(const ImagePairs& input, const FaceEncoder& encoder,
                                 const std::string& landmarks = {},
                                 const ImagePairsObserver& observer = {});
+
+// The 1:1 decision (decide_pair) for the faces of two image files, as `facemag verify` makes it:
+// both read (8-bit BGR) and encoded together; InvalidInput for an unreadable image or one without
+// a face (the encoder's reason).
+PairDecision decide_image_pair(const FaceEncoder& encoder, const std::string& a,
+                               const std::string& b, const PairRules& rules = {});
 
 }  // namespace facemag::eval

@@ -7,11 +7,14 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "facemag/embed/embedder.hpp"
 #include "facemag/eval/analysis.hpp"
+#include "facemag/io/image.hpp"
+#include "facemag/pipeline.hpp"
 
 namespace facemag::eval {
 
@@ -37,6 +40,19 @@ struct ReportSummary {
   std::vector<std::filesystem::path> pictures;  // the PNG files written, in page order
   std::filesystem::path json, html;
 };
+
+// The faces of `files` as `facemag report` takes them: each file read and encoded one at a time
+// (one face: the encoder's choice), its group the first folder of its name relative to its input
+// folder, or "all". A file that cannot be read or has no face goes to `skipped` (its path and the
+// reason) and is counted in `skipped_inputs`; `progress` is called after every file.
+struct ReportFaces {
+  std::vector<ReportFace> faces;
+  std::size_t skipped_inputs = 0;
+};
+ReportFaces encode_report_faces(
+    const std::vector<io::InputFile>& files, const FaceEncoder& encoder,
+    const std::function<void(const std::string& path, const std::string& reason)>& skipped = {},
+    const std::function<void()>& progress = {});
 
 // Writes into `out_dir` (created when missing): faces_by_quality.png, similarity.png,
 // distance.png, pca.png, quality_histogram.png, report.json (every number: faces, groups, PCA,

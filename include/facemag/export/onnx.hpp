@@ -66,4 +66,23 @@ bool is_mtcnn_network_name(const std::string& name);
 std::string model_to_onnx(const std::string& architecture, const ResolvedModel& model,
                           const OnnxExportOptions& options, bool verify_sha256 = true);
 
+// A batch size as `--batch` takes it: "dynamic" (0), or a positive number. InvalidInput otherwise.
+std::int64_t parse_onnx_batch(const std::string& text);
+
+// What `facemag export onnx` is asked: a model as resolve_model() finds it (an MTCNN network:
+// `weights` only), written to `out`.
+struct OnnxFileRequest {
+  std::string architecture;  // a built-in architecture or an MTCNN network name
+  bool architecture_given = false;
+  std::filesystem::path weights;
+  std::filesystem::path manifest;
+  std::filesystem::path out;
+  OnnxExportOptions options;
+  bool verify_sha256 = true;  // false: a warning, and weights of another SHA-256 are exported
+};
+
+// Checks the options and that out's folder exists (before the slow load), then writes
+// model_to_onnx() to `out` atomically. Returns the bytes written.
+std::size_t export_onnx_file(const OnnxFileRequest& request);
+
 }  // namespace facemag

@@ -22,6 +22,12 @@ ModelBinding binding_of(const Embedder& embedder, const std::filesystem::path& w
 // its architecture, and mirror features where its embeddings are twice the architecture's size.
 ModelRequest model_request_of(const ModelBinding& binding);
 
+// The request that loads the model of a gallery bound to `binding`, given what the user asked for:
+// the gallery's own (model_request_of) when `given` names no weights, manifest or store model;
+// else `given`, its architecture the gallery's unless the user chose one (architecture_given).
+// Whether the model loaded is the gallery's is for Gallery::require_model to say.
+ModelRequest gallery_model_request(ModelRequest given, const ModelBinding& binding);
+
 // What a gallery says about one face.
 //   kMatch: the best candidate's template similarity reaches the same-person threshold.
 //   kUnknown: nobody does (or the gallery is empty).

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "facemag/embed/embedder.hpp"
@@ -19,6 +20,23 @@
 #include "facemag/pipeline.hpp"
 
 namespace facemag::gallery {
+
+// A loaded detector and the FacePipeline over it and an embedder: what the calls below take, made
+// once per command. Not copied or moved (the pipeline refers to the detector); `embedder` must
+// outlive it.
+class PhotoPipeline {
+ public:
+  PhotoPipeline(MtcnnDetector detector, const Embedder& embedder, MtcnnOptions options = {})
+      : detector_(std::move(detector)), pipeline_(detector_, embedder, options) {}
+  PhotoPipeline(const PhotoPipeline&) = delete;
+  PhotoPipeline& operator=(const PhotoPipeline&) = delete;
+
+  const FacePipeline& pipeline() const { return pipeline_; }
+
+ private:
+  MtcnnDetector detector_;
+  FacePipeline pipeline_;
+};
 
 // A photo, or a face of one, left out; the call goes on with the others.
 struct PhotoFailure {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "facemag/model/manifest.hpp"
 
 namespace facemag {
@@ -31,6 +33,35 @@ void require_weights_sha256(const std::filesystem::path& weights, const std::str
 // True for licences that forbid commercial use ("non-commercial", "research only", CC BY-NC...):
 // `models list` marks them.
 bool is_research_only_licence(const std::string& licence);
+
+// The licence as `models list` shows it: marked " [RESEARCH ONLY]" when it forbids commercial use.
+std::string licence_label(const ModelManifest& manifest);
+
+// A stored model's record (`models list --json`): name, default, architecture, size_bytes,
+// weights, sha256, source, licence, research_only.
+nlohmann::json to_json(const StoredModel& model, bool is_default);
+
+// What `models add` is given: a checkpoint and what describes it.
+struct NewModel {
+  std::string name;
+  std::filesystem::path file;
+  std::string architecture;        // a built-in architecture; may be empty with `manifest`
+  std::filesystem::path manifest;  // start from this manifest (e.g. a calibrated one)
+  std::string source;              // empty: the manifest's
+  std::string licence;             // empty: the manifest's
+};
+
+// The manifest a new model is stored with (ModelStore::add): the given or built-in one, renamed,
+// with `source`/`licence` applied and no sha256 yet. The checkpoint is loaded once, strictly, so
+// that one of another architecture is refused now, not at its first use. InvalidInput when
+// neither an architecture nor a manifest is given, or when they disagree.
+ModelManifest manifest_for_new_model(const NewModel& model);
+
+// One model's hash check (`models verify`): `error` empty when its weights are as recorded.
+struct ModelCheck {
+  StoredModel model;
+  std::string error;
+};
 
 class ModelStore {
  public:
@@ -55,6 +86,10 @@ class ModelStore {
   std::optional<std::string> default_name() const;
   // Makes a stored model the default; InvalidInput for an unknown name.
   void set_default(const std::string& name) const;
+
+  // Recomputes the SHA-256 of every model's weights (or only `name`'s; InvalidInput for an
+  // unknown one) and compares it with its manifest's.
+  std::vector<ModelCheck> verify(const std::string& name = {}) const;
 
   const std::filesystem::path& root() const { return root_; }
 

@@ -18,7 +18,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core/mat.hpp>
+
+#include "facemag/pipeline.hpp"
 
 #include "facemag/train/launcher.hpp"
 #include "facemag/train/margin_loss.hpp"
@@ -37,6 +40,10 @@ struct AlignedPhoto {
 // owns the detector's options.
 using PhotoAligner = std::function<std::vector<AlignedPhoto>(
     const std::vector<cv::Mat>& photos, const std::vector<std::string>& names)>;
+
+// A FaceAligner (kLargest, kCenter or kBest; MTCNN or a LandmarkFile) as the run's PhotoAligner:
+// each photo's first candidate crop, or the aligner's error.
+PhotoAligner one_face_per_photo(FaceAligner aligner);
 
 struct RunOptions {
   // A MagFace training list (relative paths from `root`, default the list's folder) or a folder
@@ -143,6 +150,10 @@ struct RunResult {
   std::size_t unreadable_images = 0;  // distinct images left out of the batches
 };
 
+// RunOptions::suggest_bounds's measurement as one record: faces, min, p1, median, p99, max, l_a,
+// u_a (the bounds proposed) and the loss's l_margin, u_margin, lambda_g.
+nlohmann::json bounds_record(const RunResult& result);
+
 // Runs (or continues) a training run to its end. Throws InvalidInput for bad options or data
 // before the first step, TrainingDiverged (after writing out/last-good.pth, the state
 // before the step that failed) when the loss or a gradient stops being finite, and Error for
@@ -155,8 +166,14 @@ TrainingSet prepare_training_set(const RunOptions& options, RunObserver& observe
 
 // The run on `launch.processes` processes of this machine (launch_local_workers, whose
 // `arguments` start run_training in each): photos are aligned here first, once, so that the
-// workers find the cache complete.
+// workers find the cache complete. InvalidInput when WORLD_SIZE is set already (a launcher
+// started this process) or for suggest_bounds (one process measures).
 LaunchResult launch_training(const RunOptions& options, const LaunchOptions& launch,
                              RunObserver& observer);
+
+// A worker's command line from this process's (own_arguments()): without --nproc and --threads,
+// then "--threads N" with its share of the cores.
+std::vector<std::string> worker_command_line(const std::vector<std::string>& command_line,
+                                             int threads_per_worker);
 
 }  // namespace facemag::train

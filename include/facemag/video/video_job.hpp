@@ -59,12 +59,21 @@ struct VideoTrackRecord {
 // {candidates [{person, similarity}], threshold, decision, person (for a match)}.
 std::string to_json_line(const VideoTrackRecord& record);
 
+// The record as a terminal shows it in place of its JSON line: "track   3      1.20 s -     4.80 s
+//     37 frames  best at 2.40 s (q 0.812)", with a gallery "  -> match NAME" (or the decision).
+std::string to_text_line(const VideoTrackRecord& record);
+
 struct VideoJobSummary {
   VideoRunSummary run;  // frames, faces, tracks; end_note when decoding ended early
   int written = 0;      // tracks written
   int too_short = 0;    // tracks left out by min_frames
   double seconds = 0;   // tracking time (wall clock)
 };
+
+// The run in one sentence: "INPUT: F frames (D through detection, N faces) in S s (R frames/s); T
+// track(s) written to OUT_DIR", with " (K shorter than --min-frames M left out)" when some were.
+std::string describe(const VideoJobSummary& summary, const std::string& input,
+                     const std::string& out_dir, int min_frames);
 
 // The steps are apart so that a front end can show the video's size before the run.
 class VideoJob {

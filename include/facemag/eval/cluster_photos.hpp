@@ -1,0 +1,41 @@
+// Which faces in a set of photos belong to the same person, and how sure that is (`facemag
+// cluster`): every face of the photos (FacePipeline) grouped by average linkage (group_faces).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+#include "facemag/eval/cluster.hpp"
+#include "facemag/io/image.hpp"
+#include "facemag/photo_chunks.hpp"
+#include "facemag/pipeline.hpp"
+
+namespace facemag::eval {
+
+// A face and the photo it is in.
+struct PhotoFace {
+  const io::InputFile* photo = nullptr;  // one of the files given
+  FaceRecord record;
+};
+
+struct PhotoClusters {
+  std::vector<PhotoFace> faces;   // every face found, in input order
+  std::vector<FaceGroup> groups;  // PlacedFace::row indexes `faces`
+  std::size_t photos_read = 0;    // photos decoded (unreadable ones went to on_unreadable)
+};
+
+// Finds every face of the photos and groups them: a face joins a group while its mean cosine
+// similarity to the members is at least `threshold`. on_progress gets the number of inputs after
+// each chunk. InvalidInput "no faces found in the given photos" when there is none.
+PhotoClusters cluster_photos(const FacePipeline& pipeline, const std::vector<io::InputFile>& files,
+                             double threshold, const UnreadablePhotoSink& on_unreadable,
+                             const std::function<void(std::size_t inputs)>& on_progress);
+
+// One face's record: {"path", "face" (index in its photo), "group" (1-based), "similarity",
+// "verdict", "score" (the detector's), and "next_group", "next_similarity" when there is one}.
+nlohmann::json to_json(const PhotoFace& face, std::size_t group, const PlacedFace& placed);
+
+}  // namespace facemag::eval

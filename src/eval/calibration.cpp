@@ -1,0 +1,45 @@
+#include "facemag/eval/calibration.hpp"
+
+#include <filesystem>
+#include <string>
+
+#include "facemag/eval/pair_decision.hpp"
+
+namespace facemag::eval {
+
+Calibration calibrate(const LoadedPairs& loaded, ModelManifest manifest,
+                      const CalibrationOptions& options) {
+  const auto& pairs = loaded.pairs;
+  const auto similarity = pair_similarities(pairs);
+  Calibration out;
+  manifest.fmr_thresholds.clear();
+  std::optional<double> decision;
+  for (double fmr : options.fmrs) {
+    const auto op = operating_point(similarity, pairs.is_same, fmr);
+    out.thresholds.push_back({fmr, op});
+    if (!op) continue;
+    manifest.fmr_thresholds.push_back({fmr, op->threshold});
+    if (fmr == options.decision_fmr) decision = op->threshold;
+  }
+  out.quality_threshold = quality_threshold(loaded.face_quality, options.reject_rate);
+  const std::string on = std::filesystem::path(loaded.description).filename().string() + " (" +
+                         pair_counts(pairs) + ")";
+  manifest.quality_threshold = out.quality_threshold;
+  manifest.quality_calibration = "rejects " +
+                                 std::to_string(100 * options.reject_rate).substr(0, 4) +
+                                 "% of the faces of " + on;
+  out.decision_measured = decision.has_value();
+  if (decision) {
+    manifest.same_person_threshold = *decision;
+    manifest.threshold_calibration = "FMR " + fmr_label(options.decision_fmr) + " on " + on;
+  } else {
+    const auto roc = roc_summary(similarity, pairs.is_same, {});
+    manifest.same_person_threshold = roc.best_threshold;
+    manifest.threshold_calibration =
+        "best accuracy on " + on + " (FMR " + fmr_label(options.decision_fmr) + " not measurable)";
+  }
+  out.manifest = std::move(manifest);
+  return out;
+}
+
+}  // namespace facemag::eval

@@ -1,0 +1,42 @@
+#include "facemag/eval/cluster_photos.hpp"
+
+#include <torch/torch.h>
+
+#include "facemag/error.hpp"
+
+namespace facemag::eval {
+
+PhotoClusters cluster_photos(const FacePipeline& pipeline, const std::vector<io::InputFile>& files,
+                             double threshold, const UnreadablePhotoSink& on_unreadable,
+                             const std::function<void(std::size_t inputs)>& on_progress) {
+  PhotoClusters out;
+  const auto unreadable = for_each_photo_chunk(
+      pipeline, files, KeepFaces::kAll, on_unreadable, [&](PhotoFacesChunk& chunk) {
+        for (std::size_t k = 0; k < chunk.photos.size(); ++k) {
+          for (auto& r : chunk.faces[k]) out.faces.push_back({chunk.photos[k], std::move(r)});
+        }
+        on_progress(chunk.inputs);
+      });
+  out.photos_read = files.size() - unreadable;
+  if (out.faces.empty()) throw InvalidInput("no faces found in the given photos");
+  std::vector<torch::Tensor> rows;
+  for (const auto& f : out.faces) rows.push_back(torch::tensor(f.record.embedding.raw));
+  out.groups = group_faces(torch::stack(rows), threshold);
+  return out;
+}
+
+nlohmann::json to_json(const PhotoFace& face, std::size_t group, const PlacedFace& placed) {
+  nlohmann::json rec{{"path", face.photo->path.string()},
+                     {"face", face.record.index},
+                     {"group", group + 1},
+                     {"similarity", placed.similarity},
+                     {"verdict", verdict_name(placed.verdict)},
+                     {"score", face.record.detection.score}};
+  if (placed.next_group >= 0) {
+    rec["next_group"] = placed.next_group + 1;
+    rec["next_similarity"] = placed.next_similarity;
+  }
+  return rec;
+}
+
+}  // namespace facemag::eval

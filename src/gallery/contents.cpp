@@ -1,0 +1,20 @@
+#include "facemag/gallery/contents.hpp"
+
+namespace facemag::gallery {
+
+GalleryContents contents_of(const Gallery& gallery) {
+  GalleryContents out;
+  out.persons = gallery.persons();
+  for (const auto& p : out.persons) out.faces += static_cast<std::size_t>(p.faces);
+  return out;
+}
+
+GalleryCheck check_gallery(const Gallery& gallery) {
+  GalleryCheck out;
+  out.problems = gallery.check();
+  out.contents = contents_of(gallery);
+  out.schema_version = gallery.schema_version();
+  return out;
+}
+
+}  // namespace facemag::gallery

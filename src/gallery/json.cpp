@@ -1,0 +1,93 @@
+#include "facemag/gallery/json.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "facemag/detect/json.hpp"
+
+namespace facemag::gallery {
+
+nlohmann::json to_json(const Candidate& c, bool face_id) {
+  nlohmann::json out{{"person", c.person},
+                     {"similarity", c.template_similarity},
+                     {"best_face_similarity", c.best_face_similarity},
+                     {"faces", c.faces}};
+  if (face_id) out["best_face_id"] = c.best_face_id;
+  return out;
+}
+
+nlohmann::json to_json(const Identification& found, IdentificationFields fields) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& c : found.candidates) list.push_back(to_json(c, fields.face_ids));
+  nlohmann::json out{{"candidates", list}, {"decision", decision_name(found.decision)}};
+  if (found.person) out["person"] = *found.person;
+  if (fields.threshold) out["threshold"] = found.threshold;
+  return out;
+}
+
+nlohmann::json to_json(const FaceAnswer& answer) {
+  const auto& r = answer.face;
+  nlohmann::json out = to_json(answer.identification);
+  out["path"] = answer.photo->path.string();
+  out["face"] = r.index;
+  out["box"] = facemag::to_json(r.detection.box);
+  out["quality"] = r.embedding.magnitude;
+  return out;
+}
+
+nlohmann::json to_json(const EnrolledFace& f) {
+  nlohmann::json ack{{"enrolled", f.source_path}, {"person", f.person}, {"quality", f.quality}};
+  if (f.face_id)
+    ack["face_id"] = *f.face_id;
+  else
+    ack["already_enrolled"] = true;
+  return ack;
+}
+
+nlohmann::json to_json(const PersonSummary& p) {
+  return {{"person", p.name}, {"faces", p.faces}, {"mean_quality", p.mean_quality}};
+}
+
+nlohmann::json to_json(const StoredFace& f) {
+  nlohmann::json out = facemag::to_json(f.detection);  // its box, score and landmarks
+  out.update({{"id", f.id},
+              {"person", f.person},
+              {"source", f.source_path},
+              {"image_sha256", f.image_sha256},
+              {"quality", f.quality},
+              {"enrolled_at", f.enrolled_at}});
+  return out;
+}
+
+std::vector<LabelledIdentification> labelled_results(const IdentificationEvaluation& e) {
+  std::vector<LabelledIdentification> sets{{"all probes", &e.all}};
+  if (e.gated) {
+    char label[64];
+    std::snprintf(label, sizeof label, "quality >= %.3f (%.1f %% kept)", e.quality_gate,
+                  100.0 * double(e.kept) / double(std::max<std::size_t>(1, e.probes)));
+    sets.push_back({label, &*e.gated});
+  }
+  return sets;
+}
+
+nlohmann::json to_json(const LabelledIdentification& set) {
+  const auto& r = *set.result;
+  nlohmann::json open = nlohmann::json::array();
+  for (const auto& point : r.open_set) {
+    if (point.threshold)
+      open.push_back(
+          {{"fpir", point.fpir}, {"fnir", 1 - point.tpir}, {"threshold", *point.threshold}});
+    else
+      open.push_back({{"fpir", point.fpir}, {"fnir", nullptr}});
+  }
+  return {{"set", set.label},  {"probes", r.probes}, {"mated", r.mated}, {"non_mated", r.non_mated},
+          {"rank1", r.cmc[0]}, {"rank5", r.cmc[1]},  {"open_set", open}};
+}
+
+nlohmann::json to_json(const IdentificationEvaluation& e, const std::string& gallery_location) {
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& set : labelled_results(e)) results.push_back(to_json(set));
+  return {{"gallery", gallery_location}, {"quality_gate", e.quality_gate}, {"results", results}};
+}
+
+}  // namespace facemag::gallery
