@@ -5,6 +5,7 @@
 //
 //   build/bench/facemag_cluster_bench N --method exact|graph|whispers [--dim 128] [--k 30]
 //       [--threshold 0.4] [--probes 32] [--exact-up-to 50000] [--write DIR] [--seed 1]
+//       [--features F.npy --labels L.npy]   (real embeddings instead; N is ignored)
 //
 // The collection: N / 10 people ranked r = 1, 2, ... hold max(1, round(N / (H r^0.8))) faces
 // each (H = sum of r^-0.8: a Zipf-like law; at 1M the first person has 20k faces, the median
@@ -14,6 +15,7 @@
 // --write DIR saves DIR/embeddings.npy (N x D float32) and DIR/people.npy (int64) for the peers.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -74,38 +76,62 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto n = static_cast<std::size_t>(std::stoull(argv[1]));
-  std::string method = "graph", write;
+  std::string method = "graph", write, features, labels;
   std::int64_t dim = 128;
   double threshold = 0.4;
   std::uint64_t seed = 1;
   facemag::KnnGraphOptions graph_options;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--method") method = value;
-    else if (flag == "--dim") dim = std::stoll(value);
-    else if (flag == "--k") graph_options.k = std::stoi(value);
-    else if (flag == "--threshold") threshold = std::stod(value);
-    else if (flag == "--probes") graph_options.probes = std::stoi(value);
-    else if (flag == "--exact-up-to") graph_options.exact_up_to = std::stoull(value);
-    else if (flag == "--seed") seed = std::stoull(value);
-    else if (flag == "--write") write = value;
+    if (flag == "--method")
+      method = value;
+    else if (flag == "--dim")
+      dim = std::stoll(value);
+    else if (flag == "--k")
+      graph_options.k = std::stoi(value);
+    else if (flag == "--threshold")
+      threshold = std::stod(value);
+    else if (flag == "--probes")
+      graph_options.probes = std::stoi(value);
+    else if (flag == "--exact-up-to")
+      graph_options.exact_up_to = std::stoull(value);
+    else if (flag == "--seed")
+      seed = std::stoull(value);
+    else if (flag == "--write")
+      write = value;
+    else if (flag == "--features")
+      features = value;
+    else if (flag == "--labels")
+      labels = value;
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
     }
   }
   facemag::configure_runtime();
-  const auto library = photo_library(n, dim, seed);
+  Collection library;
+  if (features.empty()) {
+    library = photo_library(n, dim, seed);
+  } else {
+    library.embeddings = facemag::io::read_npy(features).to(torch::kFloat32);
+    const auto people = facemag::io::read_npy(labels).to(torch::kInt64).contiguous();
+    library.person.assign(people.data_ptr<std::int64_t>(),
+                          people.data_ptr<std::int64_t>() + people.numel());
+  }
   if (!write.empty()) {
     facemag::io::write_npy(write + "/embeddings.npy", library.embeddings);
-    facemag::io::write_npy(write + "/people.npy",
-                           torch::tensor(std::vector<std::int64_t>(library.person.begin(),
-                                                                   library.person.end())));
+    facemag::io::write_npy(
+        write + "/people.npy",
+        torch::tensor(std::vector<std::int64_t>(library.person.begin(), library.person.end())));
   }
   const double rss_before = facemag::current_rss_mb();
-  nlohmann::json record{{"faces", n},     {"dim", dim},
-                        {"method", method}, {"threshold", threshold},
-                        {"people", library.person.back() + 1}};
+  nlohmann::json record{
+      {"faces", library.person.size()},
+      {"dim", library.embeddings.size(1)},
+      {"method", method},
+      {"threshold", threshold},
+      {"people", *std::max_element(library.person.begin(), library.person.end()) + 1},
+      {"data", features.empty() ? "synthetic" : features}};
   const auto t0 = std::chrono::steady_clock::now();
   facemag::Clustering clustering;
   if (method == "exact") {

@@ -19,6 +19,7 @@ packages=(
   libonnx-dev          # facemag export onnx (ONNX's protobuf model, checker and shape inference)
   libgloo-dev          # headers of LibTorch's Gloo process group (facemag train --nproc)
   python3-torch python3-opencv  # the peers of bench/ and the test that torch.load reads our checkpoints
+  python3-sklearn      # bench/cluster_peer.py: scikit-learn's clustering beside facemag's
   chromium             # the web page's browser test (driven by playwright-core from npm)
 )
 missing=()

@@ -105,15 +105,22 @@ struct FaceAligner::Detector {
   }
 };
 
-FaceAligner::FaceAligner(DetectorLoader load_detector, MtcnnOptions options, ModelManifest manifest,
-                         KeepFaces keep, std::optional<LandmarkFile> landmarks)
-    : detector_(std::make_shared<Detector>()),
+FaceAligner::FaceAligner(std::shared_ptr<Detector> detector, MtcnnOptions options,
+                         ModelManifest manifest, KeepFaces keep,
+                         std::optional<LandmarkFile> landmarks)
+    : detector_(std::move(detector)),
       options_(options),
       manifest_(std::move(manifest)),
       keep_(keep),
       landmarks_(std::move(landmarks)) {
   if (keep_ == KeepFaces::kAll)
     throw InvalidInput("FaceAligner takes one face per image: KeepFaces::kAll is no choice");
+}
+
+FaceAligner::FaceAligner(DetectorLoader load_detector, MtcnnOptions options, ModelManifest manifest,
+                         KeepFaces keep, std::optional<LandmarkFile> landmarks)
+    : FaceAligner(std::make_shared<Detector>(), options, std::move(manifest), keep,
+                  std::move(landmarks)) {
   if (!load_detector) throw InvalidInput("FaceAligner: no detector loader");
   detector_->load = std::move(load_detector);
 }
@@ -121,13 +128,8 @@ FaceAligner::FaceAligner(DetectorLoader load_detector, MtcnnOptions options, Mod
 FaceAligner::FaceAligner(const MtcnnDetector& detector, MtcnnOptions options,
                          ModelManifest manifest, KeepFaces keep,
                          std::optional<LandmarkFile> landmarks)
-    : detector_(std::make_shared<Detector>()),
-      options_(options),
-      manifest_(std::move(manifest)),
-      keep_(keep),
-      landmarks_(std::move(landmarks)) {
-  if (keep_ == KeepFaces::kAll)
-    throw InvalidInput("FaceAligner takes one face per image: KeepFaces::kAll is no choice");
+    : FaceAligner(std::make_shared<Detector>(), options, std::move(manifest), keep,
+                  std::move(landmarks)) {
   detector_->borrowed = &detector;
 }
 

@@ -594,21 +594,30 @@ TEST(CliGolden, ClusterFindsThePeopleInRealPhotos) {
                          tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("model: mobilefacenet-casia"), std::string::npos) << r.out;
+  // The default is the manifest's clustering threshold (calibrated on lfw-half), not the
+  // same-person threshold 0.20, at which a group held two people.
+  EXPECT_NE(r.out.find("(mean cosine similarity >= 0.48)"), std::string::npos) << r.out;
   const auto records = json_lines(test::read_file(tmp / "groups.jsonl"));
   ASSERT_EQ(records.size(), 46u);
-  // The three largest groups are each one person (the photo folder), with at least 12 faces.
-  for (int g = 1; g <= 3; ++g) {
-    std::set<std::string> people;
-    int members = 0;
-    for (const auto& rec : records) {
-      if (rec["group"] != g) continue;
-      ++members;
-      people.insert(
-          std::filesystem::path(rec["path"].get<std::string>()).parent_path().filename().string());
-    }
-    EXPECT_EQ(people.size(), 1u) << "group " << g;
-    EXPECT_GE(members, 12) << "group " << g;
+  // Every group is one person (the photo folder; a photo's second face, neil/010.jpg's, may be
+  // someone else and is not counted); the three largest are the three people, with at least 10
+  // of their 15 photos each (measured: 12, 11, 10; the rest in groups of 1-2).
+  std::map<int, std::set<std::string>> people_of_group;
+  std::map<int, int> members;
+  for (const auto& rec : records) {
+    const int g = rec["group"].get<int>();
+    ++members[g];
+    if (rec["face"].get<int>() > 0) continue;
+    people_of_group[g].insert(
+        std::filesystem::path(rec["path"].get<std::string>()).parent_path().filename().string());
   }
+  for (const auto& [g, people] : people_of_group) EXPECT_EQ(people.size(), 1u) << "group " << g;
+  std::set<std::string> largest;
+  for (int g = 1; g <= 3; ++g) {
+    largest.insert(*people_of_group[g].begin());
+    EXPECT_GE(members[g], 10) << "group " << g;
+  }
+  EXPECT_EQ(largest.size(), 3u);
 }
 
 }  // namespace

@@ -45,6 +45,20 @@ TEST(Npy, RejectsTruncatedAndForeignFiles) {
   EXPECT_THROW(read_npy_bytes(full.substr(0, full.size() - 1), "cut.npy"), InvalidInput);
 }
 
+TEST(Npy, AMappedMatrixKeepsItsValuesWhenItsFileIsRewrittenAndWritesDoNotReachTheFile) {
+  test::TempDir tmp;
+  const auto path = tmp / "m.npy";
+  const auto original = torch::arange(12, torch::kFloat32).view({3, 4});
+  write_npy(path, original);
+  auto mapped = read_npy(path);
+  write_npy(path, torch::zeros({5, 4}));  // a new file, renamed over the old one
+  EXPECT_TRUE(torch::equal(mapped, original));
+  mapped.mul_(2);  // copy-on-write: the caller's change stays in the caller's memory
+  EXPECT_TRUE(torch::equal(read_npy(path), torch::zeros({5, 4})));
+  EXPECT_THROW(read_npy(tmp / "missing.npy"), InvalidInput);
+  EXPECT_THROW(read_npy(tmp.path()), InvalidInput);  // a folder
+}
+
 TEST(NpyGolden, ReadsTheGoldenFeatureMatrices) {
   const auto path = test::golden_dir() / "iresnet" / "iresnet18.npy";
   FACEMAG_REQUIRE_FILE(path);

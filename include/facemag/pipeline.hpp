@@ -127,6 +127,9 @@ class FaceAligner {
 
  private:
   struct Detector;  // the borrowed or lazily loaded detector
+  // What both public constructors share: the fields and the check of `keep`.
+  FaceAligner(std::shared_ptr<Detector> detector, MtcnnOptions options, ModelManifest manifest,
+              KeepFaces keep, std::optional<LandmarkFile> landmarks);
   std::shared_ptr<Detector> detector_;
   MtcnnOptions options_;
   ModelManifest manifest_;

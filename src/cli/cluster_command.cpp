@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cluster_options.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
@@ -16,11 +17,12 @@
 namespace facemag::cli {
 namespace {
 
-struct ClusterOptions {
+struct ClusterCommandOptions {
   std::vector<std::string> inputs;
   ModelOptions model;     // only --arch, --weights, --model, the detector and --threads
   double threshold = -2;  // default: the model's own
   std::string out;
+  ClusterOptions clustering;
 };
 
 // One line per face: its similarity to its group, the verdict, the photo (and which face in it)
@@ -37,7 +39,7 @@ void print_face(const eval::PhotoFace& face, const PlacedFace& placed) {
   }
 }
 
-int run_cluster(const ClusterOptions& opt) {
+int run_cluster(const ClusterCommandOptions& opt) {
   configure_runtime(opt.model.threads);
   const auto files = input_files(opt.inputs);
   auto model = resolve_model_files(opt.model);
@@ -46,19 +48,20 @@ int run_cluster(const ClusterOptions& opt) {
   const Embedder embedder = Embedder::load(model);
   const MtcnnDetector detector = load_detector(opt.model.detector);
   const FacePipeline pipeline(detector, embedder, to_mtcnn_options(opt.model.detector));
-  const double threshold = opt.threshold > -2 ? opt.threshold : manifest.same_person_threshold;
+  const double threshold = opt.threshold > -2 ? opt.threshold : clustering_threshold(manifest);
 
   const auto clusters = [&] {
     ProgressBar progress(files.size(), "faces");
-    return eval::cluster_photos(pipeline, files, threshold, report_skipped_file,
+    return eval::cluster_photos(pipeline, files, threshold, opt.clustering, report_skipped_file,
                                 [&](std::size_t inputs) { progress.advance(inputs); });
   }();
   const auto& groups = clusters.groups;
   std::printf("model: %s (%s)\n", manifest.name.c_str(), manifest.source.c_str());
   std::printf(
       "%zu faces in %zu photos -> %zu group(s) of the same person (mean cosine similarity >= "
-      "%.2f)\n",
-      clusters.faces.size(), clusters.photos_read, groups.size(), threshold);
+      "%.2f%s)\n",
+      clusters.faces.size(), clusters.photos_read, groups.size(), threshold,
+      clusters.method == ClusterMethod::kGraph ? ", over each face's nearest neighbours" : "");
   OutputStream records(opt.out.empty() ? "/dev/null" : opt.out);
   for (std::size_t g = 0; g < groups.size(); ++g) {
     const auto& group = groups[g];
@@ -79,7 +82,7 @@ int run_cluster(const ClusterOptions& opt) {
 }  // namespace
 
 Runner add_cluster_command(CLI::App& app) {
-  auto opt = std::make_shared<ClusterOptions>();
+  auto opt = std::make_shared<ClusterCommandOptions>();
   auto* cmd = app.add_subcommand("cluster",
                                  "Group the faces in photos by person, and say how sure each is");
   cmd->add_option("inputs", opt->inputs, "Photos, folders (recursive) or @list.txt")->required();
@@ -94,6 +97,7 @@ Runner add_cluster_command(CLI::App& app) {
   add_detector_options(*cmd, model.detector);
   cmd->add_option("--threshold", opt->threshold,
                   "Mean cosine similarity to join a group (default: the model's)");
+  add_cluster_method_options(*cmd, opt->clustering);
   cmd->add_option("--out", opt->out, "Also write one JSON record per face here");
   cmd->add_option("--threads", model.threads, "CPU threads (0 = all cores)")->capture_default_str();
   return [cmd, opt]() -> int { return cmd->parsed() ? run_cluster(*opt) : -1; };

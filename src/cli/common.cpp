@@ -84,31 +84,28 @@ void report_skipped_file(const io::InputFile& file, const std::string& reason) {
 void add_detector_options(CLI::App& cmd, DetectorOptions& opt) {
   cmd.add_option("--mtcnn", opt.weights_dir,
                  "Folder with pnet.pt, rnet.pt, onet.pt (default $FACEMAG_HOME/mtcnn)");
-  cmd.add_option("--min-face-size", opt.min_face_size, "Smallest face to find, in pixels")
+  cmd.add_option("--min-face-size", opt.mtcnn.min_face_size, "Smallest face to find, in pixels")
       ->capture_default_str();
   cmd.add_option("--thresholds", opt.thresholds, "P-Net, R-Net, O-Net probability thresholds")
       ->delimiter(',')
       ->expected(3)
       ->capture_default_str();
-  cmd.add_option("--factor", opt.factor, "Image pyramid scale step")->capture_default_str();
+  cmd.add_option("--factor", opt.mtcnn.factor, "Image pyramid scale step")->capture_default_str();
 }
 
 MtcnnOptions to_mtcnn_options(const DetectorOptions& opt) {
-  MtcnnOptions m;
-  m.min_face_size = opt.min_face_size;
+  MtcnnOptions m = opt.mtcnn;
   for (int i = 0; i < 3; ++i) m.thresholds[i] = opt.thresholds.at(i);
-  m.factor = opt.factor;
   return m;
 }
 
 MtcnnDetector load_detector(const DetectorOptions& opt) {
-  std::filesystem::path dir = opt.weights_dir;
-  if (dir.empty()) dir = facemag_home() / "mtcnn";
-  return MtcnnDetector::load(dir);
+  return MtcnnDetector::load(mtcnn_folder(opt.weights_dir));
 }
 
 void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weights,
-                            std::string* manifest, const std::string& weights_option) {
+                            std::string* manifest, const std::string& weights_option,
+                            std::optional<ResolvedModel>* resolved) {
   auto name = std::make_shared<std::string>();
   auto* option = cmd.add_option("--model", *name,
                                 "A model of the store ($FACEMAG_HOME/models, see `facemag models`) "
@@ -117,16 +114,17 @@ void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weigh
   if (auto* w = cmd.get_option_no_throw(weights_option)) option->excludes(w);
   if (auto* m = cmd.get_option_no_throw("--manifest")) option->excludes(m);
   CLI::Option* arch_option = cmd.get_option_no_throw("--arch");
-  cmd.parse_complete_callback([name, &arch, &weights, manifest, arch_option] {
+  cmd.parse_complete_callback([name, &arch, &weights, manifest, arch_option, resolved] {
     if (name->empty()) return;
     ModelRequest request;
     request.architecture = arch;
     request.architecture_given = arch_option && arch_option->count() > 0;
     request.store_name = *name;
-    const auto model = resolve_model(request);
+    auto model = resolve_model(request);
     arch = model.manifest.architecture;
     weights = model.weights.string();
     if (manifest) *manifest = model.manifest_file.string();
+    if (resolved) *resolved = std::move(model);
   });
 }
 

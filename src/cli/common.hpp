@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 
 #include "facemag/detect/mtcnn.hpp"
 #include "facemag/io/image.hpp"
+#include "facemag/model/resolve.hpp"
 #include "facemag/stop_signal.hpp"
 
 namespace facemag::cli {
@@ -68,21 +70,21 @@ void report_skipped_file(const io::InputFile& file, const std::string& reason);
 
 // Options of the MTCNN detector as every photo command takes them.
 struct DetectorOptions {
-  std::string weights_dir;  // default facemag_home()/mtcnn
-  int min_face_size = 20;
-  std::vector<float> thresholds{0.6f, 0.7f, 0.7f};
-  double factor = 0.709;
+  std::string weights_dir;  // --mtcnn (default: facemag::mtcnn_folder())
+  MtcnnOptions mtcnn;       // --min-face-size and --factor, with the library's defaults
+  std::vector<float> thresholds{0.6f, 0.7f, 0.7f};  // --thresholds (CLI11 reads no std::array)
 };
 void add_detector_options(CLI::App& cmd, DetectorOptions& opt);
 MtcnnOptions to_mtcnn_options(const DetectorOptions& opt);
 MtcnnDetector load_detector(const DetectorOptions& opt);
 
 // --model NAME: a model of the store (facemag_home()/models/NAME). Once the command line is parsed
-// it sets `weights`, `arch` and (when given) `manifest` from resolve_model(), so everything
-// downstream loads it like --weights (verifying its SHA-256); excludes the options named
-// `weights_option` and --manifest. An --arch given explicitly that differs from the stored
-// model's is an error.
+// it sets `weights`, `arch` and (when given) `manifest` and `resolved` from resolve_model(), so
+// everything downstream loads it like --weights (verifying its SHA-256) without resolving it
+// again; excludes the options named `weights_option` and --manifest. An --arch given explicitly
+// that differs from the stored model's is an error.
 void add_store_model_option(CLI::App& cmd, std::string& arch, std::string& weights,
-                            std::string* manifest, const std::string& weights_option = "--weights");
+                            std::string* manifest, const std::string& weights_option = "--weights",
+                            std::optional<ResolvedModel>* resolved = nullptr);
 
 }  // namespace facemag::cli

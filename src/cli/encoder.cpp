@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "facemag/error.hpp"
+#include "facemag/model/resolve.hpp"
 #include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
 
@@ -31,7 +32,7 @@ void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& defa
                  "Checkpoint (default: the store's default model, or $FACEMAG_HOME/<model>.pth)");
   cmd.add_option("--manifest", opt.manifest,
                  "Model manifest JSON (default: WEIGHTS.manifest.json when it exists)");
-  add_store_model_option(cmd, opt.arch, opt.weights, &opt.manifest);
+  add_store_model_option(cmd, opt.arch, opt.weights, &opt.manifest, "--weights", &opt.store);
   cmd.add_flag("--no-verify", opt.no_verify,
                "Load weights even when their SHA-256 is not the manifest's (said on stderr)");
   cmd.add_flag("--flip", opt.flip, "Concatenate the embedding of the mirrored face");
@@ -47,7 +48,7 @@ void add_model_options(CLI::App& cmd, ModelOptions& opt, const std::string& defa
 ModelRequest model_request(const ModelOptions& opt) {
   ModelRequest request;
   request.architecture = opt.arch;
-  request.architecture_given = opt.arch_option && opt.arch_option->count() > 0;
+  request.architecture_given = opt.arch_given();
   request.weights = opt.weights;
   request.manifest = opt.manifest;
   request.concat_flipped = opt.flip;
@@ -56,20 +57,18 @@ ModelRequest model_request(const ModelOptions& opt) {
 }
 
 ResolvedModel resolve_model_files(const ModelOptions& opt) {
-  return resolve_model(model_request(opt));
+  const auto request = model_request(opt);
+  if (!opt.store || opt.store->weights != request.weights) return resolve_model(request);
+  ResolvedModel model = *opt.store;
+  model.manifest = with_embedding_options(std::move(model.manifest), request);
+  return model;
 }
 
 ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::path& weights) {
+  if (!weights.empty() && weights == opt.weights) return resolve_model_files(opt).manifest;
   auto request = model_request(opt);
-  if (weights.empty() && request.weights.empty()) {
-    ModelManifest m =
-        request.manifest.empty() ? builtin_manifest(opt.arch) : load_manifest(request.manifest);
-    if (opt.flip) m.concat_flipped = true;
-    if (opt.prewhiten) m.prewhiten = true;
-    return m;
-  }
   request.weights = weights;
-  return resolve_model(request).manifest;
+  return facemag::resolve_manifest(request);
 }
 
 Embedder load_model(const ModelOptions& opt) { return load_model(resolve_model_files(opt), opt); }
@@ -77,12 +76,10 @@ Embedder load_model(const ModelOptions& opt) { return load_model(resolve_model_f
 Embedder load_model(const ResolvedModel& model, const ModelOptions& opt) {
   if (opt.batch < 1) throw InvalidInput("--batch must be at least 1");
   spdlog::debug("{} threads", configure_runtime(opt.threads));
-  EmbedderOptions options{parse_precision(opt.precision)};
-  options.int8_calibration = opt.int8_calibration;
-  if (opt.no_verify) {
-    options.verify_sha256 = false;
+  const EmbedderOptions options{parse_precision(opt.precision), !opt.no_verify,
+                                opt.int8_calibration};
+  if (opt.no_verify)
     spdlog::warn("--no-verify: {} is loaded without checking its SHA-256", model.weights.string());
-  }
   spdlog::debug("weights: {}", model.origin);
   Embedder embedder = Embedder::load(model, options);
   for (const auto& note : embedder.load_notes()) spdlog::info("{}", note);

@@ -5,7 +5,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,8 +22,9 @@ struct ModelOptions {
   std::string arch;
   CLI::Option* arch_option = nullptr;  // --arch, to tell a given one from the command's default
   std::string weights;
-  std::string manifest;    // explicit manifest file
-  bool no_verify = false;  // load weights whose SHA-256 differs from the manifest's
+  std::string manifest;                // explicit manifest file
+  std::optional<ResolvedModel> store;  // --model NAME's files, resolved once at parsing
+  bool no_verify = false;              // load weights whose SHA-256 differs from the manifest's
   bool flip = false;
   int batch = 16;
   int threads = 0;
@@ -36,6 +36,8 @@ struct ModelOptions {
   // detection.
   std::string keep = "center";
   std::string landmarks;
+
+  bool arch_given() const { return arch_option && arch_option->count() > 0; }
 };
 // --precision reference|fp32|bf16|int8 (see facemag::Precision).
 void add_precision_option(CLI::App& cmd, std::string& precision);
@@ -50,12 +52,13 @@ KeepFaces keep_option_value(const std::string& keep);
 void add_face_choice_options(CLI::App& cmd, ModelOptions& opt);
 // The landmarks file named by --landmarks, or nullopt.
 std::optional<LandmarkFile> read_landmarks_option(const std::string& path);
-// What the options ask for, and the model files the library finds for it (resolve_model).
+// What the options ask for, and the model files the library finds for it (resolve_model; --model
+// NAME's, resolved when the command line was parsed, while the options still name its weights).
 ModelRequest model_request(const ModelOptions& opt);
 ResolvedModel resolve_model_files(const ModelOptions& opt);
 
 // The manifest of the options' model with the weights given (may be empty: features-only
-// commands, which take the built-in manifest of --arch unless --manifest names one).
+// commands; see facemag::resolve_manifest).
 ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::path& weights);
 
 // Sets the thread count and loads the model the options name (resolve_model_files), at the

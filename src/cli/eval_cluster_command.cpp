@@ -7,6 +7,7 @@
 #include <fstream>
 #include <optional>
 
+#include "cluster_options.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
@@ -22,9 +23,10 @@ struct EvalClusterOptions {
   int min_per_person = 1;
   std::string features, labels;
   ModelOptions model;
-  double threshold = -2;  // default: the model's same-person threshold (0.3 for features)
+  double threshold = -2;  // default: the model's clustering threshold (0.3 for features)
   std::vector<double> sweep{0.0, 0.8, 0.05};
   double min_quality = 0;
+  ClusterOptions clustering;
   std::string json, plot;
 };
 
@@ -61,9 +63,13 @@ void print_scores(const char* label, const ClusterScores& s) {
               s.bcubed_recall, s.bcubed_f, s.nmi);
 }
 
-void print_evaluation(const eval::ClusterEvaluation& e, const std::string& model) {
-  std::printf("%zu faces of %zu people; average-linkage clustering on cosine similarity%s\n",
-              e.faces, e.identities, model.empty() ? "" : (", model " + model).c_str());
+void print_evaluation(const eval::ClusterEvaluation& e, const std::string& model, int neighbours) {
+  const std::string how = e.method == ClusterMethod::kGraph
+                              ? "graph average-linkage clustering (" + std::to_string(neighbours) +
+                                    " nearest neighbours per face)"
+                              : "average-linkage clustering";
+  std::printf("%zu faces of %zu people; %s on cosine similarity%s\n", e.faces, e.identities,
+              how.c_str(), model.empty() ? "" : (", model " + model).c_str());
   std::printf("  %-22s groups  pairwise P/R/F          BCubed P/R/F             NMI\n", "");
   char label[64];
   std::snprintf(label, sizeof label, "threshold %.3f", e.threshold);
@@ -82,11 +88,11 @@ int run_eval_cluster(const EvalClusterOptions& opt) {
   const auto faces = load_faces(opt);
   if (opt.sweep.size() != 3)
     throw InvalidInput("--sweep is FROM,TO,STEP with STEP > 0 and TO >= FROM");
-  eval::ClusterEvaluationOptions options{std::nullopt, opt.sweep[0], opt.sweep[1], opt.sweep[2],
-                                         opt.min_quality};
+  eval::ClusterEvaluationOptions options{std::nullopt, opt.sweep[0],    opt.sweep[1],
+                                         opt.sweep[2], opt.min_quality, opt.clustering};
   if (opt.threshold > -2) options.threshold = opt.threshold;
   const auto evaluation = eval::evaluate_clustering(faces, options);
-  print_evaluation(evaluation, faces.model);
+  print_evaluation(evaluation, faces.model, opt.clustering.graph.k);
   if (!opt.json.empty()) {
     std::ofstream out(opt.json);
     out << eval::to_json(evaluation).dump(2) << "\n";
@@ -119,13 +125,14 @@ Runner add_eval_cluster_command(CLI::App& evalc) {
   add_face_choice_options(*cmd, opt->model);
   cmd->add_option("--threshold", opt->threshold,
                   "Cosine similarity at which groups stop merging (default: the model's "
-                  "same-person threshold, 0.3 for --features)");
+                  "clustering threshold, 0.3 for --features)");
   cmd->add_option("--sweep", opt->sweep, "Thresholds FROM,TO,STEP scored in one run")
       ->delimiter(',')
       ->expected(3)
       ->capture_default_str();
   cmd->add_option("--min-quality", opt->min_quality,
                   "Also score with faces below this magnitude left out, and attached last");
+  add_cluster_method_options(*cmd, opt->clustering);
   cmd->add_option("--json", opt->json, "Write every number here");
   cmd->add_option("--plot", opt->plot, "Draw the sweep (PNG)");
   return [cmd, opt]() -> int { return cmd->parsed() ? run_eval_cluster(*opt) : -1; };

@@ -3,22 +3,16 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include <cmath>
 #include <cstdio>
 #include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
-#include "facemag/error.hpp"
-#include "facemag/eval/calibration.hpp"
-#include "facemag/eval/erc.hpp"
-#include "facemag/eval/image_pairs.hpp"
 #include "facemag/eval/json.hpp"
-#include "facemag/eval/pair_decision.hpp"
-#include "facemag/eval/pair_source.hpp"
 #include "facemag/eval/plot.hpp"
 #include "facemag/eval/protocol_files.hpp"
+#include "facemag/eval/text.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -83,82 +77,19 @@ eval::LoadedPairs load_pairs(const PairSource& src) {
 
 struct EvalPairsOptions {
   PairSource source;
-  std::string protocol = "magface";
+  eval::PairsEvaluationOptions evaluation;
   std::vector<double> published;  // --published: per-fold accuracies (%) to print beside ours
-  int folds = 10;
-  std::vector<double> fmrs{1e-1, 1e-2, 1e-3, 1e-4};
   std::string json;
 };
 
-// LFW's protocol printed as published LFW tables print it ("fold accuracy", then "AVE"),
-// optionally beside published per-fold accuracies.
-void print_lfw_protocol(const eval::LfwResult& lfw, std::size_t fold_size,
-                        const std::vector<double>& published) {
-  std::printf(
-      "LFW protocol (%zu folds of %zu pairs in file order; per fold: the other folds' mean face "
-      "subtracted, cosine, threshold best on the other folds)\n",
-      lfw.folds.size(), fold_size);
-  std::printf("fold  accuracy  threshold  pairs%s\n", published.empty() ? "" : "  published");
-  double published_sum = 0;
-  std::size_t published_folds = 0;
-  for (const auto& f : lfw.folds) {
-    std::printf("%-4d  %8.2f  %9.4f  %5zu", f.fold + 1, 100 * f.accuracy, f.threshold, f.pairs);
-    if (static_cast<std::size_t>(f.fold) < published.size()) {
-      std::printf("  %9.2f", published[static_cast<std::size_t>(f.fold)]);
-      published_sum += published[static_cast<std::size_t>(f.fold)];
-      ++published_folds;
-    }
-    std::printf("\n");
-  }
-  std::printf("AVE   %8.2f  (std %.2f)", 100 * lfw.mean_accuracy, 100 * lfw.std_accuracy);
-  if (!published.empty() && published_folds)
-    std::printf("  published %.2f", published_sum / double(published_folds));
-  std::printf("\n");
-}
-
-void print_roc(const eval::RocSummary& roc, const std::vector<double>& fmrs) {
-  std::printf("all pairs, cosine similarity (same when above the threshold):\n");
-  std::printf("    best accuracy %.5f at %.4f; AUC %.6f; EER %.5f at %.4f\n", roc.best_accuracy,
-              roc.best_threshold, roc.auc, roc.eer, roc.eer_threshold);
-  for (double fmr : fmrs) {
-    const auto it = std::find_if(roc.tar_at_fmr.begin(), roc.tar_at_fmr.end(),
-                                 [&](const auto& op) { return op.fmr == fmr; });
-    if (it == roc.tar_at_fmr.end()) {
-      std::printf("    TAR@FMR=%s: not measurable (%zu different pairs, needs %.0f)\n",
-                  eval::fmr_label(fmr).c_str(), roc.impostor, std::ceil(1 / fmr));
-    } else {
-      std::printf("    TAR@FMR=%s: %.5f (threshold %.4f)\n", eval::fmr_label(fmr).c_str(), it->tar,
-                  it->threshold);
-    }
-  }
-}
-
 int run_eval_pairs(const EvalPairsOptions& opt) {
   const auto loaded = load_pairs(opt.source);
-  const auto& pairs = loaded.pairs;
-  const auto roc = eval::roc_summary(eval::pair_similarities(pairs), pairs.is_same, opt.fmrs);
-  std::printf("%s: %s%s\n", loaded.description.c_str(), eval::pair_counts(pairs).c_str(),
-              loaded.model.empty() ? "" : (", model " + loaded.model).c_str());
-  auto result = eval::to_json(loaded);
-  if (opt.protocol == "lfw") {
-    const auto lfw = eval::lfw_protocol(loaded);
-    print_lfw_protocol(lfw, loaded.fold_size, opt.published);
-    result["lfw"] = eval::to_json(lfw);
-  } else {
-    const auto kfold = eval::kfold_verification(pairs, {.folds = opt.folds});
-    std::printf(
-        "%d-fold accuracy (MagFace eval_1v1: angular distance, training-fold mean subtracted)\n",
-        opt.folds);
-    std::printf("    Accuracy: %2.5f+-%2.5f\n", kfold.mean_accuracy, kfold.std_accuracy);
-    std::printf("    folds:");
-    for (const auto& f : kfold.folds) std::printf(" %.4f", f.accuracy);
-    std::printf("\n");
-    result["kfold"] = eval::to_json(kfold);
-  }
-  print_roc(roc, opt.fmrs);
-  if (loaded.dropped) std::printf("(%zu pair(s) left out: no face found)\n", loaded.dropped);
-  result["roc"] = eval::to_json(roc);
-  eval::write_json(opt.json, result);
+  std::fputs(eval::to_text(loaded).c_str(), stdout);
+  const auto evaluation = eval::evaluate_pairs(loaded, opt.evaluation);
+  std::fputs(eval::to_text(evaluation, loaded, opt.published).c_str(), stdout);
+  auto json = eval::to_json(loaded);
+  json.update(eval::to_json(evaluation));
+  eval::write_json(opt.json, json);
   return kExitOk;
 }
 
@@ -167,7 +98,7 @@ Runner add_eval_pairs_command(CLI::App& evalc) {
   auto* cmd = evalc.add_subcommand(
       "pairs", "10-fold accuracy as MagFace's eval_1v1.py, ROC (TAR@FMR, EER, AUC)");
   add_pair_source_options(*cmd, opt->source);
-  cmd->add_option("--protocol", opt->protocol,
+  cmd->add_option("--protocol", opt->evaluation.protocol,
                   "magface: MagFace eval_1v1.py's 10 folds of consecutive pairs; lfw: LFW's own "
                   "folds (blocks of 600 pairs in file order, or as pairs.txt's header says) "
                   "scored as the published LFW tables (mean of the other folds subtracted, "
@@ -177,8 +108,9 @@ Runner add_eval_pairs_command(CLI::App& evalc) {
   cmd->add_option("--published", opt->published,
                   "With --protocol lfw: published per-fold accuracies (%) to print beside ours")
       ->delimiter(',');
-  cmd->add_option("--folds", opt->folds, "Folds of --protocol magface")->capture_default_str();
-  cmd->add_option("--fmr", opt->fmrs, "False match rates for TAR@FMR")
+  cmd->add_option("--folds", opt->evaluation.kfold.folds, "Folds of --protocol magface")
+      ->capture_default_str();
+  cmd->add_option("--fmr", opt->evaluation.fmrs, "False match rates for TAR@FMR")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--json", opt->json, "Write every number (folds, ROC) here");
@@ -198,26 +130,7 @@ struct EvalErcOptions {
 int run_eval_erc(const EvalErcOptions& opt) {
   const auto loaded = load_pairs(opt.source);
   const auto erc = eval::summarize_error_versus_reject(loaded.pairs, opt.fmrs, opt.random_repeats);
-  std::printf("%s: %s; pairs ranked by the smaller magnitude of their two faces\n",
-              loaded.description.c_str(), eval::pair_counts(loaded.pairs).c_str());
-  std::printf("reject  kept ");
-  for (double fmr : opt.fmrs) std::printf(" FNMR@FMR=%s (random)", eval::fmr_label(fmr).c_str());
-  std::printf("\n");
-  for (std::size_t s = 0; s < erc.steps.size(); ++s) {
-    std::printf("%5.0f%%  %5zu", 100 * erc.steps[s].reject_rate, erc.steps[s].kept);
-    for (std::size_t k = 0; k < opt.fmrs.size(); ++k) {
-      if (const auto* p = erc.steps[s].at(opt.fmrs[k]))
-        std::printf("  %17.4f (%.4f)", p->fnmr, erc.random_fnmr[k][s]);
-      else
-        std::printf("  %17s         ", "n/a");
-    }
-    std::printf("\n");
-  }
-  std::printf("(n/a: too few different pairs left to measure that FMR)\n");
-  std::printf("Spearman (smaller magnitude, genuine similarity): %.3f\n", erc.spearman_genuine);
-  for (const auto& m : erc.mean_fnmr_0_40)
-    std::printf("mean FNMR@FMR=%s over 0-40%% rejected: %.4f\n", eval::fmr_label(m.fmr).c_str(),
-                m.mean_fnmr);
+  std::fputs(eval::to_text(erc, loaded).c_str(), stdout);
   auto json = eval::to_json(erc);
   json["source"] = loaded.description;
   json["pairs"] = loaded.pairs.size();
@@ -258,30 +171,15 @@ int run_calibrate(const CalibrateOptions& opt) {
   const auto loaded = load_pairs(opt.source);
   // Faces embedded here: the files of the model that embedded them. Features given: --weights or
   // --manifest say which model they come from (or the built-in manifest of --arch).
-  std::filesystem::path weights(opt.source.model.weights);
-  ModelManifest manifest;
-  if (!loaded.model.empty()) {
-    const auto found = resolve_model_files(opt.source.model);
-    weights = found.weights;
-    manifest = found.manifest;
-  } else {
-    manifest = resolve_manifest(opt.source.model, weights);
-  }
+  const std::filesystem::path given(opt.source.model.weights);
+  const auto found =
+      loaded.model.empty()
+          ? ResolvedModel{.weights = given, .manifest = resolve_manifest(opt.source.model, given)}
+          : resolve_model_files(opt.source.model);
   std::printf("%s: %s\n", loaded.description.c_str(), eval::pair_counts(loaded.pairs).c_str());
   const auto& c = opt.calibration;
-  const auto result = eval::calibrate(loaded, std::move(manifest), c);
-  std::printf("cosine similarity thresholds (same person when above):\n");
-  for (const auto& t : result.thresholds) {
-    if (!t.point) {
-      std::printf("  FMR %s: not measurable here (needs >= %.0f different pairs)\n",
-                  eval::fmr_label(t.fmr).c_str(), std::ceil(1 / t.fmr));
-      continue;
-    }
-    std::printf("  FMR %s: %.4f  (TAR %.4f, %zu false match(es))\n", eval::fmr_label(t.fmr).c_str(),
-                t.point->threshold, t.point->tar, t.point->false_matches);
-  }
-  std::printf("quality threshold rejecting %.0f%% of the faces: magnitude %.4f\n",
-              100 * c.reject_rate, result.quality_threshold);
+  const auto result = eval::calibrate(loaded, found.manifest, c);
+  std::fputs(eval::to_text(result, c.reject_rate).c_str(), stdout);
   if (!result.decision_measured)
     spdlog::warn(
         "FMR {} is not measurable on these pairs: the decision threshold is the "
@@ -290,13 +188,7 @@ int run_calibrate(const CalibrateOptions& opt) {
   std::printf("decision threshold: %.4f (%s)\n", result.manifest.same_person_threshold,
               result.manifest.threshold_calibration.c_str());
   if (opt.save || !opt.manifest_out.empty()) {
-    std::filesystem::path path = opt.manifest_out;
-    if (path.empty()) {
-      if (weights.empty())
-        throw InvalidInput(
-            "--save needs --weights (the manifest goes beside them) or --manifest-out");
-      path = manifest_path_for(weights);
-    }
+    const auto path = eval::calibrated_manifest_path(opt.manifest_out, found.weights);
     save_manifest(path, result.manifest);
     std::printf("manifest written to %s\n", path.string().c_str());
   }
@@ -328,36 +220,21 @@ struct VerifyOptions {
   std::string a, b;
   ModelOptions model;
   double threshold = -2;  // default: the manifest's
-  double fmr = 0;         // pick the manifest's calibrated threshold at this FMR
+  eval::PairRules rules;  // --fmr
   bool json = false;
 };
 
 int run_verify(const VerifyOptions& opt) {
   const LoadedFaceEncoder encoder(opt.model);
   const auto& m = encoder.manifest();
-  eval::PairRules rules;
-  rules.fmr = opt.fmr;
+  auto rules = opt.rules;
   if (opt.threshold > -2) rules.threshold = opt.threshold;
   const auto d = eval::decide_image_pair(encoder, opt.a, opt.b, rules);
   if (opt.json) {
-    auto json = eval::to_json(d);
-    json.update({{"a", opt.a},
-                 {"b", opt.b},
-                 {"model", m.name},
-                 {"quality_threshold", m.quality_threshold}});
-    std::cout << json << "\n";
+    std::cout << eval::to_json(d, opt.a, opt.b, m) << "\n";
     return kExitOk;
   }
-  std::printf("similarity %.4f -> %s person (threshold %.4f: %s)\n", d.similarity,
-              d.same ? "same" : "different", d.threshold, d.threshold_basis.c_str());
-  std::printf("quality    %.2f  %s\n", d.quality_a, opt.a.c_str());
-  std::printf("quality    %.2f  %s\n", d.quality_b, opt.b.c_str());
-  if (!m.magnitude_is_quality)
-    std::printf("(%s is not MagFace-trained: its magnitude is not a calibrated quality)\n",
-                m.name.c_str());
-  if (d.undecided)
-    std::printf("undecided: a face is below the quality threshold %.2f (%s)\n", m.quality_threshold,
-                m.quality_calibration.c_str());
+  std::fputs(eval::to_text(d, opt.a, opt.b, m).c_str(), stdout);
   return kExitOk;
 }
 
@@ -370,7 +247,7 @@ Runner add_verify_command(CLI::App& app) {
   add_model_options(*cmd, opt->model, "iresnet100");
   add_face_choice_options(*cmd, opt->model);
   cmd->add_option("--threshold", opt->threshold, "Cosine threshold (default: the manifest's)");
-  cmd->add_option("--fmr", opt->fmr, "Use the manifest's threshold calibrated at this FMR");
+  cmd->add_option("--fmr", opt->rules.fmr, "Use the manifest's threshold calibrated at this FMR");
   cmd->add_flag("--json", opt->json, "One JSON record instead of text");
   return [cmd, opt]() -> int { return cmd->parsed() ? run_verify(*opt) : -1; };
 }
@@ -390,9 +267,8 @@ Runner add_eval_commands(CLI::App& app) {
                                     add_calibrate_command(app),
                                     add_verify_command(app)};
   return [runners]() -> int {
-    for (const auto& run : runners) {
+    for (const auto& run : runners)
       if (const int code = run(); code >= 0) return code;
-    }
     return -1;
   };
 }

@@ -12,6 +12,7 @@
 #include "facemag/eval/json.hpp"
 #include "facemag/eval/plot.hpp"
 #include "facemag/eval/protocol_files.hpp"
+#include "facemag/eval/text.hpp"
 #include "facemag/runtime.hpp"
 
 namespace facemag::cli {
@@ -68,23 +69,7 @@ int run_eval_ijb(const IjbVerifyOptions& opt) {
   const auto v = eval::verify_ijb_templates(
       opt.ijb.meta, [&](const eval::IjbFaceList& faces) { return image_features(opt.ijb, faces); },
       opt.quality_weighted);
-  std::printf("%zu images, %zu templates, %zu pairs (%zu genuine, %zu impostor); %s\n", v.images,
-              v.templates, v.pairs, v.roc.genuine, v.roc.impostor,
-              opt.quality_weighted
-                  ? "media features quality-weighted (magface_qlt=1: not normalised)"
-                  : "media features normalised (magface_qlt=0)");
-  std::printf("IJB%s 1v1 verification:\n\n", v.type.c_str());
-  std::string row;
-  for (const auto& t : v.tar_at_far) {
-    char cell[16];
-    std::snprintf(cell, sizeof cell, "  %0.4f", t.tar);
-    std::printf("%s\n", cell);
-    row += cell;
-  }
-  std::printf("%s\n", row.c_str());
-  std::printf("(TAR at FAR");
-  for (const auto& t : v.tar_at_far) std::printf(" %s", eval::far_label(t.far_target).c_str());
-  std::printf("; AUC %.6f)\n", v.roc.auc);
+  std::fputs(eval::to_text(v).c_str(), stdout);
   eval::write_json(opt.ijb.json, eval::to_json(v));
   if (!opt.plot.empty()) {
     plot::write_png(opt.plot, eval::ijb_roc_chart(v));
@@ -115,25 +100,8 @@ int run_eval_ijb_identify(const IjbIdentifyOptions& opt) {
   nlohmann::json results = nlohmann::json::array();
   for (const auto& gallery_file : gallery_files) {
     const auto found = eval::identify_ijb_gallery(features, faces, gallery_file, probes);
-    const auto& first = found.front().result;
-    std::printf("%s: %zu gallery templates; %s: %zu probes (%zu mated, %zu non-mated)\n",
-                gallery_file.filename().string().c_str(), found.front().gallery_templates,
-                probe_file.filename().string().c_str(), first.probes, first.mated, first.non_mated);
-    std::printf("  %-17s rank-1  rank-5  rank-10  TPIR@FPIR=1e-2  TPIR@FPIR=1e-1\n", "");
-    for (const auto& g : found) {
-      const auto& r = g.result;
-      std::printf("  %-17s %6.4f  %6.4f  %7.4f",
-                  g.quality_weighted ? "quality-weighted" : "media normalised", r.cmc[0], r.cmc[1],
-                  r.cmc[2]);
-      for (const auto& p : r.open_set) {
-        if (p.threshold)
-          std::printf("  %14.4f", p.tpir);
-        else
-          std::printf("  %14s", "n/a");
-      }
-      std::printf("\n");
-      results.push_back(eval::to_json(g));
-    }
+    std::fputs(eval::to_text(found, probe_file).c_str(), stdout);
+    for (const auto& g : found) results.push_back(eval::to_json(g));
   }
   std::printf("(n/a: fewer than 1 / FPIR non-mated probes; CMC over mated probes)\n");
   eval::write_json(opt.ijb.json, {{"type", meta.type}, {"results", results}});

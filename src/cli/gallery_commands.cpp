@@ -27,6 +27,7 @@
 #include "facemag/gallery/gallery.hpp"
 #include "facemag/gallery/json.hpp"
 #include "facemag/gallery/photos.hpp"
+#include "facemag/gallery/text.hpp"
 #include "gallery_model.hpp"
 
 namespace facemag::cli {
@@ -55,19 +56,10 @@ gallery::PhotoPipeline photo_pipeline(const OpenGallery& open) {
                                 to_mtcnn_options(open.model.detector));
 }
 
-// A photo or face the library left out, on stderr; the flags that change the outcome named.
+// A photo or face the library left out, on stderr.
 void report_failure(const gallery::PhotoFailure& f) {
-  using Kind = gallery::PhotoFailure::Kind;
-  if (f.kind == Kind::kNoPersonFolder) {
-    report_skipped(f.path, "--by-folder needs photos in one sub-folder per person");
-  } else if (f.kind == Kind::kTooPoor) {
-    report_skipped(f.path, f.reason + " (--force keeps it, --min-quality sets the bar)");
-  } else if (f.face_id) {
-    report_skipped(f.path + " (face " + std::to_string(*f.face_id) + ", " + f.person + ")",
-                   f.reason);
-  } else {
-    report_skipped(f.path, f.reason);
-  }
+  const auto [what, why] = gallery::describe(f);
+  report_skipped(what, why);
 }
 
 // ---- create ----
@@ -130,15 +122,6 @@ struct SearchOptions : GalleryOptions {
   bool keep_given() const { return keep_option && keep_option->count() > 0; }
 };
 
-void print_search_row(const nlohmann::json& r) {
-  std::printf("%-40s face %zu  quality %6.2f  -> %-18s", r["path"].get<std::string>().c_str(),
-              r["face"].get<std::size_t>(), r["quality"].get<double>(),
-              r["decision"].get<std::string>().c_str());
-  for (const auto& c : r["candidates"])
-    std::printf("  %s %.3f", c["person"].get<std::string>().c_str(), c["similarity"].get<double>());
-  std::printf("\n");
-}
-
 // Searches the photos, printing each chunk's answers as they come (a table on a terminal, JSON
 // Lines otherwise). Returns the number of photos that failed.
 std::size_t search_and_print(const Gallery& gallery, const FacePipeline& pipeline,
@@ -148,11 +131,10 @@ std::size_t search_and_print(const Gallery& gallery, const FacePipeline& pipelin
   return gallery::search_photos(gallery, pipeline, files, how, report_failure,
                                 [&](const gallery::SearchChunk& chunk) {
                                   for (const auto& answer : chunk.answers) {
-                                    const auto record = gallery::to_json(answer);
                                     if (table)
-                                      print_search_row(record);
+                                      std::fputs(gallery::to_text(answer).c_str(), stdout);
                                     else
-                                      std::cout << record << "\n";
+                                      std::cout << gallery::to_json(answer) << "\n";
                                   }
                                   std::cout.flush();
                                   progress.advance(chunk.inputs);
@@ -191,8 +173,7 @@ int run_list(const GalleryOptions& opt) {
   const auto g = Gallery::open(opt.db);
   const auto held = gallery::contents_of(g);
   for (const auto& p : held.persons) std::cout << gallery::to_json(p) << "\n";
-  spdlog::info("{}: {} people, {} faces, model {}", g.location(), held.persons.size(), held.faces,
-               g.model().describe());
+  spdlog::info("{}", gallery::contents_summary(held, g));
   return kExitOk;
 }
 
@@ -232,12 +213,7 @@ int run_rename(const PersonOptions& opt) {
 int run_check(const GalleryOptions& opt) {
   const auto g = Gallery::open(opt.db);
   const auto checked = gallery::check_gallery(g);
-  for (const auto& p : checked.problems) std::printf("%s\n", p.c_str());
-  const auto verdict =
-      checked.sound() ? "sound" : std::to_string(checked.problems.size()) + " problem(s)";
-  std::printf("%s: %zu people, %zu faces, schema version %d: %s\n", g.location().c_str(),
-              checked.contents.persons.size(), checked.contents.faces, checked.schema_version,
-              verdict.c_str());
+  std::fputs(gallery::to_text(checked, g.location()).c_str(), stdout);
   return checked.sound() ? kExitOk : kExitSomeInputsFailed;
 }
 
@@ -290,31 +266,6 @@ struct IdentifyOptions : GalleryOptions {
   std::string json;
 };
 
-// The table (rank-1, rank-5, FNIR at each FPIR per set of probes) and, with --json, every number.
-void print_identification(const gallery::IdentificationEvaluation& e, const std::string& location,
-                          const std::string& json) {
-  std::printf("%zu probe faces against %zu enrolled people of %s\n", e.probes, e.enrolled_people,
-              location.c_str());
-  std::printf("  %-30s %6s %6s  %6s %6s  %14s %14s\n", "", "probes", "mated", "rank-1", "rank-5",
-              "FNIR@FPIR=1e-1", "FNIR@FPIR=1e-2");
-  for (const auto& set : gallery::labelled_results(e)) {
-    const auto& r = *set.result;
-    std::printf("  %-30s %6zu %6zu  %6.4f %6.4f", set.label.c_str(), r.probes, r.mated, r.cmc[0],
-                r.cmc[1]);
-    for (const auto& point : r.open_set) {
-      if (point.threshold)
-        std::printf("  %14.4f", 1 - point.tpir);
-      else
-        std::printf("  %14s", "n/a");
-    }
-    std::printf("\n");
-  }
-  std::printf("(n/a: fewer than 1 / FPIR non-mated probes)\n");
-  if (json.empty()) return;
-  std::ofstream out(json);
-  out << gallery::to_json(e, location).dump(2) << "\n";
-}
-
 int run_eval_identify(const IdentifyOptions& opt) {
   std::vector<gallery::IdentificationProbe> probes;
   std::optional<OpenGallery> open_model;
@@ -334,8 +285,10 @@ int run_eval_identify(const IdentifyOptions& opt) {
                                          [&](std::size_t inputs) { progress.advance(inputs); });
   }
   const Gallery& gallery = open_model ? open_model->gallery : *features_only;
-  print_identification(gallery::evaluate_identification(gallery, probes, opt.how),
-                       gallery.location(), opt.json);
+  const auto evaluation = gallery::evaluate_identification(gallery, probes, opt.how);
+  std::fputs(gallery::to_text(evaluation, gallery.location()).c_str(), stdout);
+  if (!opt.json.empty())
+    std::ofstream(opt.json) << gallery::to_json(evaluation, gallery.location()).dump(2) << "\n";
   return kExitOk;
 }
 

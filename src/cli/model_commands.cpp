@@ -1,6 +1,7 @@
 // `facemag models list|add|verify|path|remove` (the model store) and `facemag export onnx`.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -32,12 +33,6 @@ struct ModelsOptions {
   bool make_default = false;
 };
 
-std::string megabytes(std::uintmax_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
-  return text;
-}
-
 int run_list(const ModelsOptions& opt) {
   const auto store = ModelStore::from_environment();
   const auto models = store.list();
@@ -51,11 +46,7 @@ int run_list(const ModelsOptions& opt) {
               << " (facemag models add NAME FILE --arch ARCH)\n";
     return kExitOk;
   }
-  for (const auto& m : models) {
-    std::cout << m.name << "\t" << m.description.architecture << "\t" << megabytes(m.size_bytes)
-              << "\t" << m.description.source << "\t" << licence_label(m.description)
-              << (m.name == default_name ? "\tdefault" : "") << "\n";
-  }
+  std::cout << models_text(models, default_name);
   return kExitOk;
 }
 
@@ -65,7 +56,7 @@ int run_add(const ModelsOptions& opt) {
   const auto store = ModelStore::from_environment();
   const auto model = store.add(opt.name, opt.file, manifest);
   std::cout << "added " << model.name << ": " << model.description.architecture << ", "
-            << megabytes(model.size_bytes) << ", sha256 " << model.description.sha256 << "\n";
+            << megabytes_text(model.size_bytes) << ", sha256 " << model.description.sha256 << "\n";
   if (opt.make_default) {
     store.set_default(model.name);
     std::cout << model.name << " is the default model\n";
@@ -78,15 +69,9 @@ int run_add(const ModelsOptions& opt) {
 
 int run_verify(const ModelsOptions& opt) {
   const auto checks = ModelStore::from_environment().verify(opt.name);
-  std::size_t bad = 0;
-  for (const auto& [m, error] : checks) {
-    if (error.empty()) {
-      std::cout << "ok\t" << m.name << "\t" << m.description.sha256 << "\n";
-    } else {
-      std::cout << "FAILED\t" << m.name << "\t" << error << "\n";
-      ++bad;
-    }
-  }
+  std::cout << to_text(checks);
+  const auto bad = std::count_if(checks.begin(), checks.end(),
+                                 [](const ModelCheck& c) { return !c.error.empty(); });
   if (bad) {
     std::cerr << "facemag: " << bad << " of " << checks.size() << " model(s) failed verification\n";
     return kExitSomeInputsFailed;
@@ -131,7 +116,7 @@ int run_export(const ExportOptions& opt) {
   request.verify_sha256 = !opt.no_verify;
   const std::size_t bytes = export_onnx_file(request);
   std::cerr << "facemag: wrote " << opt.out << " (" << opt.arch << ", opset "
-            << request.options.opset << ", " << megabytes(bytes) << ", input "
+            << request.options.opset << ", " << megabytes_text(bytes) << ", input "
             << (request.options.with_preprocessing ? "uint8 BGR N x H x W x 3"
                                                    : "float32 N x 3 x H x W")
             << ")\n";

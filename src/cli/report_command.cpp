@@ -1,12 +1,12 @@
 // `facemag report`: an analysis of a set of faces (sub-folders are groups) as pictures, a JSON
 // file of every number and one self-contained HTML page (facemag::eval::write_report).
 #include <cstdio>
-#include <filesystem>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/eval/report.hpp"
+#include "facemag/eval/text.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -33,15 +33,7 @@ int run_report(const ReportOptions& opt) {
                                    .columns = opt.columns,
                                    .skipped_inputs = faces.skipped_inputs};
   const auto summary = eval::write_report(faces.faces, report, opt.out);
-  std::printf(
-      "report on %zu faces in %zu group(s) written to %s (report.html, report.json, %zu "
-      "PNG files)\n",
-      summary.faces, summary.groups.size(), std::filesystem::path(opt.out).string().c_str(),
-      summary.pictures.size());
-  for (const auto& g : summary.groups) {
-    std::printf("  %-12s %3zu faces  WSS %.4f  mean distance %.4f  mean quality %.3f\n",
-                g.name.c_str(), g.size, g.wss, g.mean_pairwise_distance, g.mean_quality);
-  }
+  std::fputs(eval::to_text(summary, opt.out).c_str(), stdout);
   return finish_batch(faces.skipped_inputs, files.size());
 }
 

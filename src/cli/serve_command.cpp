@@ -23,7 +23,6 @@ struct ServeOptions {
   double batch_wait_ms = 4;
   double max_body_mb = 32;
   ModelOptions model;
-  CLI::Option* arch_option = nullptr;
 };
 
 int run_serve(ServeOptions opt) {
@@ -36,8 +35,7 @@ int run_serve(ServeOptions opt) {
   server.limits.max_body_bytes = static_cast<std::size_t>(opt.max_body_mb * (1 << 20));
   server.detector = to_mtcnn_options(opt.model.detector);
 
-  auto loaded = load_model_with_gallery(opt.gallery, opt.model,
-                                        opt.arch_option && opt.arch_option->count() > 0);
+  auto loaded = load_model_with_gallery(opt.gallery, opt.model, opt.model.arch_given());
   const Embedder& embedder = loaded.embedder();
   const MtcnnDetector detector = load_detector(loaded.model.detector);
 
@@ -81,7 +79,6 @@ Runner add_serve_command(CLI::App& app) {
                   "Faces answered per image (the largest)")
       ->capture_default_str();
   add_model_options(*cmd, opt->model, "iresnet100");
-  opt->arch_option = cmd->get_option("--arch");
   return [cmd, opt]() -> int { return cmd->parsed() ? run_serve(*opt) : -1; };
 }
 

@@ -71,11 +71,8 @@ train::RunOptions run_options(const TrainFlags& flags) {
 
 // --suggest-bounds: the measurement as one JSON record on stdout, the advice on stderr.
 void print_bounds(const train::RunResult& r) {
-  const auto& s = r.bounds;
   std::cout << train::bounds_record(r).dump() << "\n";
-  std::cerr << "magnitudes of " << s.faces << " training faces lie in [" << s.min << ", " << s.max
-            << "] (median " << s.median << "); MagFace's README advises l_a below and u_a above "
-            << "them:\n  --l-a " << s.l_a << " --u-a " << s.u_a << "\n";
+  std::cerr << train::bounds_text(r);
 }
 
 int finish(const train::RunResult& r, const std::string& out) {
@@ -88,13 +85,7 @@ int finish(const train::RunResult& r, const std::string& out) {
     case train::RunEnd::kTrained:
       break;
   }
-  if (r.writer) {
-    std::cerr << "trained " << r.steps << " steps, "
-              << static_cast<double>(r.images) / std::max(r.seconds, 1e-9) << " img/s; "
-              << (r.missing_rows ? std::to_string(r.missing_rows) + " unreadable images skipped; "
-                                 : "")
-              << "checkpoints in " << out << "\n";
-  }
+  if (r.writer) std::cerr << train::summary_text(r, out);
   return r.unreadable_images ? kExitSomeInputsFailed : kExitOk;
 }
 

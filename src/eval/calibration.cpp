@@ -3,7 +3,9 @@
 #include <filesystem>
 #include <string>
 
+#include "facemag/error.hpp"
 #include "facemag/eval/pair_decision.hpp"
+#include "facemag/model/resolve.hpp"
 
 namespace facemag::eval {
 
@@ -40,6 +42,14 @@ Calibration calibrate(const LoadedPairs& loaded, ModelManifest manifest,
   }
   out.manifest = std::move(manifest);
   return out;
+}
+
+std::filesystem::path calibrated_manifest_path(const std::filesystem::path& manifest_out,
+                                               const std::filesystem::path& weights) {
+  if (!manifest_out.empty()) return manifest_out;
+  if (weights.empty())
+    throw InvalidInput("--save needs --weights (the manifest goes beside them) or --manifest-out");
+  return manifest_path_for(weights);
 }
 
 }  // namespace facemag::eval

@@ -56,12 +56,14 @@ void embed_chunk(const FaceEncoder& encoder, const PeoplePhotos& people, std::si
 
 // The quality split of `options.min_quality`: poor faces left out, and attached last.
 ClusterEvaluation::QualitySplit score_without_poor_faces(const LabelledFaces& faces,
-                                                         double threshold, double min_quality) {
+                                                         double threshold, double min_quality,
+                                                         const ClusterOptions& clustering) {
   std::vector<std::int64_t> good, poor;
   for (std::size_t i = 0; i < faces.quality.size(); ++i)
     (faces.quality[i] >= min_quality ? good : poor).push_back(static_cast<std::int64_t>(i));
   if (good.empty()) throw InvalidInput("--min-quality leaves no face");
-  const auto clustered = cluster_faces(rows_of(faces.features, good), threshold);
+  const auto clustered =
+      LinkageHierarchy(rows_of(faces.features, good), threshold, clustering).cut(threshold);
   std::vector<int> truth_good;
   for (const auto i : good) truth_good.push_back(faces.identity[i]);
   ClusterEvaluation::QualitySplit split;
@@ -117,7 +119,7 @@ EmbeddedPeople embed_people(
   constexpr std::size_t kChunk = 256;  // photos read and encoded together
   EmbeddedPeople out;
   out.faces.names = people.names;
-  out.faces.default_threshold = encoder.manifest().same_person_threshold;
+  out.faces.default_threshold = clustering_threshold(encoder.manifest());
   out.faces.model = encoder.manifest().name;
   std::vector<float> rows;
   std::vector<FaceEncoder::Face> all_faces;
@@ -176,7 +178,9 @@ ClusterEvaluation evaluate_clustering(const LabelledFaces& faces,
   out.faces = static_cast<std::size_t>(faces.features.size(0));
   out.identities = faces.names.size();
   out.threshold = options.threshold.value_or(faces.default_threshold);
-  const auto dendrogram = average_linkage(faces.features);
+  const LinkageHierarchy dendrogram(faces.features, std::min(options.sweep_from, out.threshold),
+                                    options.clustering);
+  out.method = dendrogram.method();
   out.scores = score_clustering(dendrogram.cut(out.threshold).group, faces.identity);
   // Every threshold of the sweep, cut from the one hierarchy.
   double best_f = -1;
@@ -189,7 +193,8 @@ ClusterEvaluation evaluate_clustering(const LabelledFaces& faces,
   }
   out.best = score_clustering(dendrogram.cut(out.best_bcubed_threshold).group, faces.identity);
   if (options.min_quality > 0)
-    out.quality = score_without_poor_faces(faces, out.threshold, options.min_quality);
+    out.quality =
+        score_without_poor_faces(faces, out.threshold, options.min_quality, options.clustering);
   return out;
 }
 
@@ -205,7 +210,8 @@ nlohmann::json to_json(const ClusterScores& s) {
 }
 
 nlohmann::json to_json(const ClusterEvaluation& e) {
-  nlohmann::json out{{"faces", e.faces}, {"identities", e.identities}};
+  nlohmann::json out{
+      {"faces", e.faces}, {"identities", e.identities}, {"method", cluster_method_name(e.method)}};
   out["threshold"] = e.threshold;
   out["scores"] = to_json(e.scores);
   nlohmann::json sweep = nlohmann::json::array();

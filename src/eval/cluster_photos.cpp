@@ -7,7 +7,8 @@
 namespace facemag::eval {
 
 PhotoClusters cluster_photos(const FacePipeline& pipeline, const std::vector<io::InputFile>& files,
-                             double threshold, const UnreadablePhotoSink& on_unreadable,
+                             double threshold, const ClusterOptions& clustering,
+                             const UnreadablePhotoSink& on_unreadable,
                              const std::function<void(std::size_t inputs)>& on_progress) {
   PhotoClusters out;
   const auto unreadable = for_each_photo_chunk(
@@ -19,9 +20,14 @@ PhotoClusters cluster_photos(const FacePipeline& pipeline, const std::vector<io:
       });
   out.photos_read = files.size() - unreadable;
   if (out.faces.empty()) throw InvalidInput("no faces found in the given photos");
-  std::vector<torch::Tensor> rows;
-  for (const auto& f : out.faces) rows.push_back(torch::tensor(f.record.embedding.raw));
-  out.groups = group_faces(torch::stack(rows), threshold);
+  const auto dim = static_cast<std::int64_t>(out.faces.front().record.embedding.raw.size());
+  auto embeddings = torch::empty({static_cast<std::int64_t>(out.faces.size()), dim});
+  float* row = embeddings.data_ptr<float>();
+  for (const auto& f : out.faces)
+    row = std::copy(f.record.embedding.raw.begin(), f.record.embedding.raw.end(), row);
+  auto grouped = group_faces(embeddings, threshold, clustering);
+  out.groups = std::move(grouped.groups);
+  out.method = grouped.method;
   return out;
 }
 

@@ -161,6 +161,23 @@ nlohmann::json to_json(const PairDecision& decision) {
           {"quality_b", decision.quality_b}};
 }
 
+nlohmann::json to_json(const PairDecision& decision, const std::string& a, const std::string& b,
+                       const ModelManifest& manifest) {
+  auto out = to_json(decision);
+  out.update({{"a", a},
+              {"b", b},
+              {"model", manifest.name},
+              {"quality_threshold", manifest.quality_threshold}});
+  return out;
+}
+
+nlohmann::json to_json(const PairsEvaluation& evaluation) {
+  nlohmann::json out{{"roc", to_json(evaluation.roc)}};
+  if (evaluation.lfw) out["lfw"] = to_json(*evaluation.lfw);
+  if (evaluation.kfold) out["kfold"] = to_json(*evaluation.kfold);
+  return out;
+}
+
 void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
   if (path.empty()) return;
   std::ofstream out(path);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <queue>
 #include <random>
 #include <unordered_map>
@@ -33,8 +34,7 @@ void search_all(const faiss::Index& index, const float* x, std::size_t n, int k,
   std::vector<FaissId> ids(sim.size());
   for (std::size_t begin = 0; begin < n; begin += kSearchChunk) {
     const std::size_t count = std::min(kSearchChunk, n - begin);
-    index.search(static_cast<FaissId>(count), x + begin * index.d, hits, sim.data(),
-                 ids.data());
+    index.search(static_cast<FaissId>(count), x + begin * index.d, hits, sim.data(), ids.data());
     for (std::size_t q = 0; q < count; ++q) {
       const std::size_t row = begin + q;
       std::size_t out = row * static_cast<std::size_t>(k);
@@ -96,14 +96,16 @@ double dot(const A* a, const B* b, std::size_t d) {
   return total;
 }
 
-// A pair of groups that may merge, at their exact average linkage; stale once either group has
-// merged since (its version moved on).
+// A group's most similar adjacent group (its partner) at their exact average linkage. The value
+// stays an upper bound of the group's best while groups around it merge (a merged group's linkage
+// is a weighted mean of its parts'), so an entry whose partner has changed is recomputed when it
+// reaches the top of the heap, and one whose group has changed is dropped.
 struct Candidate {
   double similarity;
-  std::uint32_t a, b, version_a, version_b;
-  bool operator<(const Candidate& o) const {  // the heap's top: highest, then lowest ids
+  std::uint32_t group, partner, group_version, partner_version;
+  bool operator<(const Candidate& o) const {  // the heap's top: highest, then lowest pair
     if (similarity != o.similarity) return similarity < o.similarity;
-    return std::tie(a, b) > std::tie(o.a, o.b);
+    return std::minmax(group, partner) > std::minmax(o.group, o.partner);
   }
 };
 
@@ -140,14 +142,30 @@ class LinkageGroups {
     while (parent_[v] != v) v = parent_[v] = parent_[parent_[v]];
     return v;
   }
-  bool current(const Candidate& c) const {
-    return parent_[c.a] == c.a && parent_[c.b] == c.b && version_[c.a] == c.version_a &&
-           version_[c.b] == c.version_b;
+  bool is_current(std::uint32_t v, std::uint32_t version) const {
+    return parent_[v] == v && version_[v] == version;
   }
-  Candidate candidate(std::uint32_t a, std::uint32_t b) const {
-    return {linkage(a, b), a, b, version_[a], version_[b]};
+  // The group of root g's best partner (highest linkage, then lowest root), if any reaches
+  // `lowest`. Its adjacency is compacted to the distinct current roots on the way.
+  std::optional<Candidate> best_candidate(std::uint32_t g, double lowest) {
+    auto& list = adjacent_[g];
+    ++stamp_;
+    mark_[g] = stamp_;
+    std::size_t kept = 0;
+    for (const auto v : list) {
+      const auto r = find(v);
+      if (mark_[r] == stamp_) continue;
+      mark_[r] = stamp_;
+      list[kept++] = r;
+    }
+    list.resize(kept);
+    std::optional<Candidate> best;
+    for (const auto r : list) {
+      const Candidate c{linkage(g, r), g, r, version_[g], version_[r]};
+      if (c.similarity >= lowest && (!best || *best < c)) best = c;
+    }
+    return best;
   }
-  const std::vector<std::uint32_t>& adjacent(std::uint32_t v) const { return adjacent_[v]; }
 
   // Merges the groups of roots a and b into the lower root; returns it. Its adjacency becomes the
   // other roots next to either.
@@ -162,20 +180,11 @@ class LinkageGroups {
     parent_[gone] = root;
     size_[root] += size_[gone];
     ++version_[root];
-    ++stamp_;
-    mark_[root] = stamp_;
-    std::vector<std::uint32_t> next;
-    for (const auto from : {a, b}) {
-      for (const auto v : adjacent_[from]) {
-        const auto r = find(v);
-        if (mark_[r] == stamp_) continue;
-        mark_[r] = stamp_;
-        next.push_back(r);
-      }
-    }
+    auto& kept = adjacent_[root];
+    const auto& other = adjacent_[gone];
+    kept.insert(kept.end(), other.begin(), other.end());  // compacted by best_candidate()
     adjacent_[gone].clear();
     adjacent_[gone].shrink_to_fit();
-    adjacent_[root] = std::move(next);
     return root;
   }
 
@@ -185,9 +194,9 @@ class LinkageGroups {
     const auto& sb = sum_[b];
     const float* xa = x_ + std::size_t{a} * d_;
     const float* xb = x_ + std::size_t{b} * d_;
-    const double total = sa.empty() ? (sb.empty() ? dot(xa, xb, d_) : dot(xa, sb.data(), d_))
-                                    : (sb.empty() ? dot(sa.data(), xb, d_)
-                                                  : dot(sa.data(), sb.data(), d_));
+    const double total =
+        sa.empty() ? (sb.empty() ? dot(xa, xb, d_) : dot(xa, sb.data(), d_))
+                   : (sb.empty() ? dot(sa.data(), xb, d_) : dot(sa.data(), sb.data(), d_));
     return total / (double(size_[a]) * double(size_[b]));
   }
   void add_sum(std::uint32_t v, std::vector<double>& out) const {
@@ -213,8 +222,8 @@ torch::Tensor unit_rows(const torch::Tensor& embeddings) {
   if (embeddings.dim() != 2)
     throw InvalidInput("clustering: embeddings must be N x D, got " +
                        std::to_string(embeddings.dim()) + " dimension(s)");
-  return torch::nn::functional::normalize(
-             embeddings.to(torch::kFloat32), torch::nn::functional::NormalizeFuncOptions().dim(1))
+  return torch::nn::functional::normalize(embeddings.to(torch::kFloat32),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(1))
       .contiguous();
 }
 
@@ -224,8 +233,8 @@ KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options) {
   const auto d = static_cast<int>(unit.size(1));
   KnnGraph graph;
   graph.rows = n;
-  graph.k = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(options.k),
-                                                   n > 0 ? n - 1 : 0));
+  graph.k = static_cast<int>(
+      std::min<std::size_t>(static_cast<std::size_t>(options.k), n > 0 ? n - 1 : 0));
   graph.neighbour.assign(n * static_cast<std::size_t>(graph.k), -1);
   graph.similarity.assign(graph.neighbour.size(), -1.f);
   if (graph.k == 0) return graph;
@@ -255,36 +264,32 @@ KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options) {
   return graph;
 }
 
-Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph,
-                                 double lowest) {
+Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph, double lowest) {
   check_unit(unit);
   const auto n = static_cast<std::size_t>(unit.size(0));
   if (graph.rows != n)
-    throw InvalidInput("clustering: a k-NN graph of " + std::to_string(graph.rows) +
-                       " rows for " + std::to_string(n) + " embeddings");
+    throw InvalidInput("clustering: a k-NN graph of " + std::to_string(graph.rows) + " rows for " +
+                       std::to_string(n) + " embeddings");
   Dendrogram out;
   out.rows = n;
   LinkageGroups groups(unit, graph);
   std::priority_queue<Candidate> heap;
-  for (std::uint32_t i = 0; i < n; ++i) {
-    for (const auto j : groups.adjacent(i)) {
-      if (j <= i) continue;
-      const auto c = groups.candidate(i, j);
-      if (c.similarity >= lowest) heap.push(c);
-    }
-  }
+  const auto push_best = [&](std::uint32_t g) {
+    if (const auto best = groups.best_candidate(g, lowest)) heap.push(*best);
+  };
+  for (std::uint32_t i = 0; i < n; ++i) push_best(i);
   double previous = std::numeric_limits<double>::infinity();
   while (!heap.empty()) {
     const Candidate c = heap.top();
     heap.pop();
-    if (!groups.current(c)) continue;
-    previous = std::min(previous, c.similarity);
-    out.merges.push_back({c.a, c.b, previous});
-    const auto root = groups.merge(c.a, c.b);
-    for (const auto other : groups.adjacent(root)) {
-      const auto next = groups.candidate(std::min(root, other), std::max(root, other));
-      if (next.similarity >= lowest) heap.push(next);
+    if (!groups.is_current(c.group, c.group_version)) continue;  // superseded
+    if (!groups.is_current(c.partner, c.partner_version)) {
+      push_best(c.group);  // its partner has merged since: find its best again
+      continue;
     }
+    previous = std::min(previous, c.similarity);
+    out.merges.push_back({c.group, c.partner, previous});
+    push_best(groups.merge(c.group, c.partner));
   }
   return out;
 }
@@ -333,8 +338,8 @@ Clustering chinese_whispers(const KnnGraph& graph, double threshold, int iterati
   return numbered_by_size(label);
 }
 
-std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit,
-                                            const Clustering& clustering, const KnnGraph& graph) {
+std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit, const Clustering& clustering,
+                                            const KnnGraph& graph) {
   check_unit(unit);
   const auto n = static_cast<std::size_t>(unit.size(0));
   const auto d = static_cast<std::size_t>(unit.size(1));

@@ -65,4 +65,16 @@ LfwResult lfw_protocol(const LoadedPairs& loaded) {
   return lfw_protocol(loaded.pairs, fold_of_pair);
 }
 
+PairsEvaluation evaluate_pairs(const LoadedPairs& loaded, const PairsEvaluationOptions& options) {
+  PairsEvaluation out;
+  out.fold_size = loaded.fold_size;
+  out.fmrs = options.fmrs;
+  out.roc = roc_summary(pair_similarities(loaded.pairs), loaded.pairs.is_same, options.fmrs);
+  if (options.protocol == "lfw")
+    out.lfw = lfw_protocol(loaded);
+  else
+    out.kfold = kfold_verification(loaded.pairs, options.kfold);
+  return out;
+}
+
 }  // namespace facemag::eval

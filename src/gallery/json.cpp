@@ -7,18 +7,20 @@
 
 namespace facemag::gallery {
 
-nlohmann::json to_json(const Candidate& c, bool face_id) {
-  nlohmann::json out{{"person", c.person},
-                     {"similarity", c.template_similarity},
-                     {"best_face_similarity", c.best_face_similarity},
-                     {"faces", c.faces}};
+nlohmann::json to_json(const Candidate& c, bool face_id, bool details) {
+  nlohmann::json out{{"person", c.person}, {"similarity", c.template_similarity}};
+  if (details) {
+    out["best_face_similarity"] = c.best_face_similarity;
+    out["faces"] = c.faces;
+  }
   if (face_id) out["best_face_id"] = c.best_face_id;
   return out;
 }
 
 nlohmann::json to_json(const Identification& found, IdentificationFields fields) {
   nlohmann::json list = nlohmann::json::array();
-  for (const auto& c : found.candidates) list.push_back(to_json(c, fields.face_ids));
+  for (const auto& c : found.candidates)
+    list.push_back(to_json(c, fields.face_ids, fields.candidate_details));
   nlohmann::json out{{"candidates", list}, {"decision", decision_name(found.decision)}};
   if (found.person) out["person"] = *found.person;
   if (fields.threshold) out["threshold"] = found.threshold;

@@ -60,32 +60,22 @@ std::size_t for_each_photo_faces(const FacePipeline& pipeline,
                                  const std::vector<io::InputFile>& files, KeepFaces keep,
                                  const FailureSink& on_failure,
                                  const std::function<void(const PhotoChunk&)>& per_chunk) {
-  constexpr std::size_t kChunk = 32;  // photos detected together and embedded in one batch
-  std::size_t failed = 0;
-  for (std::size_t start = 0; start < files.size(); start += kChunk) {
-    const auto end = std::min(files.size(), start + kChunk);
-    PhotoChunk chunk;
-    chunk.inputs = end - start;
-    std::vector<cv::Mat> images;
-    for (std::size_t i = start; i < end; ++i) {
-      try {
-        images.push_back(io::read_image_bgr(files[i].path));
-        chunk.photos.push_back(&files[i]);
-      } catch (const InvalidInput& e) {
-        on_failure({Kind::kUnreadable, files[i].path.string(), e.what(), std::nullopt, ""});
-        ++failed;
-      }
-    }
-    chunk.faces = pipeline.process_batch(images, keep);
-    for (std::size_t k = 0; k < chunk.photos.size(); ++k) {
-      if (!chunk.faces[k].empty()) continue;
-      on_failure(
-          {Kind::kNoFace, chunk.photos[k]->path.string(), "no face found", std::nullopt, ""});
-      ++failed;
-    }
-    per_chunk(chunk);
-  }
-  return failed;
+  std::size_t no_face = 0;
+  const auto unreadable = for_each_photo_chunk(
+      pipeline, files, keep,
+      [&](const io::InputFile& file, const std::string& reason) {
+        on_failure({Kind::kUnreadable, file.path.string(), reason, std::nullopt, ""});
+      },
+      [&](PhotoChunk& chunk) {
+        for (std::size_t k = 0; k < chunk.photos.size(); ++k) {
+          if (!chunk.faces[k].empty()) continue;
+          on_failure(
+              {Kind::kNoFace, chunk.photos[k]->path.string(), "no face found", std::nullopt, ""});
+          ++no_face;
+        }
+        per_chunk(chunk);
+      });
+  return unreadable + no_face;
 }
 
 EnrolPhotosResult enrol_photos(Gallery& gallery, const FacePipeline& pipeline,

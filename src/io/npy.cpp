@@ -2,6 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -115,24 +120,39 @@ torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source) 
 }
 
 torch::Tensor read_npy(const std::filesystem::path& path) {
-  // The tensor keeps the file's bytes and points into them, so a large matrix is in memory once.
-  auto* bytes = new std::string(read_file_bytes(path));
+  // The file is mapped copy-on-write and the tensor points into the mapping: a large matrix is
+  // paged in as it is read, never copied, and a caller writing into it copies only those pages.
+  // Anything but a non-empty regular file (missing, a folder, a pipe) is read as bytes, whose
+  // reader names the problem.
+  const auto read_whole = [&] { return read_npy_bytes(read_file_bytes(path), path.string()); };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return read_whole();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+    ::close(fd);
+    return read_whole();
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (mapped == MAP_FAILED) return read_whole();
+  const auto unmap = [mapped, size](void*) { ::munmap(mapped, size); };
+  const std::string_view bytes(static_cast<const char*>(mapped), size);
   NpyLayout layout;
   try {
-    layout = parse_npy(*bytes, path.string());
+    layout = parse_npy(bytes, path.string());
   } catch (...) {
-    delete bytes;
+    unmap(nullptr);
     throw;
   }
-  char* data = bytes->data() + layout.data_start;
+  char* data = static_cast<char*>(mapped) + layout.data_start;
   if (reinterpret_cast<std::uintptr_t>(data) % c10::elementSize(layout.dtype) != 0) {
-    const auto t = read_npy_bytes(*bytes, path.string());  // misaligned data: copy it
-    delete bytes;
+    const auto t = read_npy_bytes(bytes, path.string());  // misaligned data: copy it
+    unmap(nullptr);
     return t;
   }
-  auto storage = torch::from_blob(
-      data, storage_shape(layout), [bytes](void*) { delete bytes; },
-      torch::TensorOptions().dtype(layout.dtype));
+  auto storage = torch::from_blob(data, storage_shape(layout), unmap,
+                                  torch::TensorOptions().dtype(layout.dtype));
   return in_c_order(storage, layout);
 }
 
@@ -153,7 +173,11 @@ void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor) {
   const std::size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
+  // Written beside and renamed over the target: a reader's mapping of the old file (read_npy)
+  // keeps the old contents, and a killed writer leaves the old file whole.
+  auto temporary = path;
+  temporary += ".part-" + std::to_string(::getpid());
+  std::ofstream out(temporary, std::ios::binary);
   if (!out) throw InvalidInput(path.string() + ": cannot open for writing");
   out.write("\x93NUMPY\x01\x00", 8);
   const auto len = static_cast<std::uint16_t>(header.size());
@@ -161,7 +185,12 @@ void write_npy(const std::filesystem::path& path, const torch::Tensor& tensor) {
   out.put(static_cast<char>(len >> 8));
   out << header;
   out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
-  if (!out) throw InvalidInput(path.string() + ": write failed");
+  out.close();
+  std::error_code ec;
+  if (!out || (std::filesystem::rename(temporary, path, ec), ec)) {
+    std::filesystem::remove(temporary, ec);
+    throw InvalidInput(path.string() + ": write failed");
+  }
 }
 
 }  // namespace facemag::io

@@ -17,6 +17,10 @@ std::filesystem::path facemag_home() {
   throw InvalidInput("neither FACEMAG_HOME nor HOME is set: facemag has no folder for its models");
 }
 
+std::filesystem::path mtcnn_folder(const std::filesystem::path& given) {
+  return given.empty() ? facemag_home() / "mtcnn" : given;
+}
+
 std::filesystem::path manifest_path_for(const std::filesystem::path& weights) {
   return weights.string() + ".manifest.json";
 }
@@ -100,9 +104,22 @@ ResolvedModel resolve_model(const ModelRequest& request) {
     out.manifest =
         builtin_manifest(request.architecture.empty() ? "mobilefacenet" : request.architecture);
   }
-  if (request.concat_flipped) out.manifest.concat_flipped = true;
-  if (request.prewhiten) out.manifest.prewhiten = true;
+  out.manifest = with_embedding_options(std::move(out.manifest), request);
   return out;
+}
+
+ModelManifest with_embedding_options(ModelManifest manifest, const ModelRequest& request) {
+  if (request.concat_flipped) manifest.concat_flipped = true;
+  if (request.prewhiten) manifest.prewhiten = true;
+  return manifest;
+}
+
+ModelManifest resolve_manifest(const ModelRequest& request) {
+  if (!request.weights.empty() || !request.store_name.empty())
+    return resolve_model(request).manifest;
+  const std::string arch = request.architecture.empty() ? "mobilefacenet" : request.architecture;
+  return with_embedding_options(
+      request.manifest.empty() ? builtin_manifest(arch) : load_manifest(request.manifest), request);
 }
 
 }  // namespace facemag

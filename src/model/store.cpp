@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 
 #include "facemag/error.hpp"
@@ -170,6 +171,32 @@ void ModelStore::set_default(const std::string& name) const {
 std::string licence_label(const ModelManifest& manifest) {
   return is_research_only_licence(manifest.licence) ? manifest.licence + " [RESEARCH ONLY]"
                                                     : manifest.licence;
+}
+
+std::string megabytes_text(std::uintmax_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  return text;
+}
+
+std::string models_text(const std::vector<StoredModel>& models,
+                        const std::optional<std::string>& default_name) {
+  std::string out;
+  for (const auto& m : models) {
+    out += m.name + "\t" + m.description.architecture + "\t" + megabytes_text(m.size_bytes) + "\t" +
+           m.description.source + "\t" + licence_label(m.description) +
+           (m.name == default_name ? "\tdefault" : "") + "\n";
+  }
+  return out;
+}
+
+std::string to_text(const std::vector<ModelCheck>& checks) {
+  std::string out;
+  for (const auto& [m, error] : checks)
+    out += (error.empty() ? "ok\t" + m.name + "\t" + m.description.sha256
+                          : "FAILED\t" + m.name + "\t" + error) +
+           "\n";
+  return out;
 }
 
 nlohmann::json to_json(const StoredModel& model, bool is_default) {

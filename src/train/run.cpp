@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 
 #include "facemag/error.hpp"
 #include "facemag/eval/plot.hpp"
@@ -554,6 +555,24 @@ nlohmann::json bounds_record(const RunResult& result) {
           {"l_margin", result.loss.l_margin},
           {"u_margin", result.loss.u_margin},
           {"lambda_g", result.loss.lambda_g}};
+}
+
+std::string bounds_text(const RunResult& result) {
+  const auto& s = result.bounds;
+  std::ostringstream out;
+  out << "magnitudes of " << s.faces << " training faces lie in [" << s.min << ", " << s.max
+      << "] (median " << s.median << "); MagFace's README advises l_a below and u_a above "
+      << "them:\n  --l-a " << s.l_a << " --u-a " << s.u_a << "\n";
+  return out.str();
+}
+
+std::string summary_text(const RunResult& r, const std::filesystem::path& out) {
+  std::ostringstream text;
+  text << "trained " << r.steps << " steps, "
+       << static_cast<double>(r.images) / std::max(r.seconds, 1e-9) << " img/s; "
+       << (r.missing_rows ? std::to_string(r.missing_rows) + " unreadable images skipped; " : "")
+       << "checkpoints in " << out.string() << "\n";
+  return text.str();
 }
 
 std::vector<std::string> worker_command_line(const std::vector<std::string>& command_line,

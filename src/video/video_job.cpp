@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "facemag/error.hpp"
+#include "facemag/gallery/json.hpp"
 #include "facemag/io/npy.hpp"
 
 namespace facemag::video {
@@ -77,17 +78,6 @@ void draw_boxes(cv::Mat& image, std::span<const FrameBox> boxes, bool magnitude_
 
 nlohmann::json face_json(const TrackedFace& f) { return {{"frame", f.frame}, {"time", f.time}}; }
 
-nlohmann::json identity_json(const gallery::Identification& found) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& c : found.candidates)
-    list.push_back({{"person", c.person}, {"similarity", c.template_similarity}});
-  nlohmann::json identity{{"candidates", list},
-                          {"threshold", found.threshold},
-                          {"decision", gallery::decision_name(found.decision)}};
-  if (found.person) identity["person"] = *found.person;
-  return identity;
-}
-
 VideoTrackingOptions tracking_options(const VideoJobOptions& options,
                                       const ModelManifest& manifest) {
   VideoTrackingOptions tracking;
@@ -124,7 +114,10 @@ std::string to_json_line(const VideoTrackRecord& record) {
         {"crop", record.crop}}},
       {"quality_source", record.magnitude_is_quality ? "magnitude" : "detector score"},
       {"template_row", record.template_row}};
-  if (record.identity) rec["identity"] = identity_json(*record.identity);
+  // Each candidate's name and cosine to their template, the threshold and the decision.
+  if (record.identity)
+    rec["identity"] = gallery::to_json(
+        *record.identity, {.face_ids = false, .threshold = true, .candidate_details = false});
   return rec.dump();
 }
 

@@ -3,6 +3,7 @@
 // with the texts that say what they were calibrated on.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <vector>
 
@@ -38,5 +39,10 @@ struct Calibration {
 // all same or all different.
 Calibration calibrate(const LoadedPairs& loaded, ModelManifest manifest,
                       const CalibrationOptions& options = {});
+
+// Where `calibrate` stores the calibrated manifest: `manifest_out` when given, else beside
+// `weights` (manifest_path_for). InvalidInput when neither is known (features without --weights).
+std::filesystem::path calibrated_manifest_path(const std::filesystem::path& manifest_out,
+                                               const std::filesystem::path& weights);
 
 }  // namespace facemag::eval

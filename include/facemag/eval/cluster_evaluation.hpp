@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "facemag/eval/cluster.hpp"
+#include "facemag/eval/knn_cluster.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/pipeline.hpp"
 
@@ -28,7 +29,7 @@ struct LabelledFaces {
   std::vector<int> identity;       // per row, 0-based
   std::vector<std::string> names;  // identity names, by number
   std::vector<double> quality;     // each row's L2 norm (MagFace's quality)
-  double default_threshold = 0.3;  // the model's same-person threshold; 0.3 for read features
+  double default_threshold = 0.3;  // the model's clustering_threshold(); 0.3 for read features
   std::string model;               // the model's name; empty for read features
 };
 
@@ -70,13 +71,15 @@ struct ClusterEvaluationOptions {
   std::optional<double> threshold;  // nullopt: LabelledFaces::default_threshold
   // Thresholds FROM, FROM + STEP, ... up to TO scored from the one hierarchy.
   double sweep_from = 0.0, sweep_to = 0.8, sweep_step = 0.05;
-  double min_quality = 0;  // above 0: also score with faces of lower quality left out / last
+  double min_quality = 0;     // above 0: also score with faces of lower quality left out / last
+  ClusterOptions clustering;  // exact or graph average linkage (LinkageHierarchy)
 };
 
 struct ClusterEvaluation {
   std::size_t faces = 0, identities = 0;
-  double threshold = 0;  // the one asked for (or the default)
-  ClusterScores scores;  // at `threshold`
+  ClusterMethod method = ClusterMethod::kExact;  // how the hierarchy was built
+  double threshold = 0;                          // the one asked for (or the default)
+  ClusterScores scores;                          // at `threshold`
   struct SweepPoint {
     double threshold = 0;
     ClusterScores scores;
@@ -100,7 +103,8 @@ ClusterEvaluation evaluate_clustering(const LabelledFaces& faces,
 
 // {"groups", "identities", "pairwise": {"precision", "recall", "f"}, "bcubed": {...}, "nmi"}.
 nlohmann::json to_json(const ClusterScores& scores);
-// {"faces", "identities", "threshold", "scores", "sweep": [{"threshold", "scores"}],
+// {"faces", "identities", "method" ("exact" | "graph"), "threshold", "scores", "sweep":
+// [{"threshold", "scores"}],
 //  "best_bcubed_threshold", and "quality": {"min_quality", "poor_faces", "left_out",
 //  "attached_last"} when scored}.
 nlohmann::json to_json(const ClusterEvaluation& evaluation);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "facemag/eval/cluster.hpp"
+#include "facemag/eval/knn_cluster.hpp"
 #include "facemag/io/image.hpp"
 #include "facemag/photo_chunks.hpp"
 #include "facemag/pipeline.hpp"
@@ -25,13 +26,16 @@ struct PhotoClusters {
   std::vector<PhotoFace> faces;   // every face found, in input order
   std::vector<FaceGroup> groups;  // PlacedFace::row indexes `faces`
   std::size_t photos_read = 0;    // photos decoded (unreadable ones went to on_unreadable)
+  ClusterMethod method = ClusterMethod::kExact;
 };
 
 // Finds every face of the photos and groups them: a face joins a group while its mean cosine
-// similarity to the members is at least `threshold`. on_progress gets the number of inputs after
-// each chunk. InvalidInput "no faces found in the given photos" when there is none.
+// similarity to the members is at least `threshold` (exact or graph average linkage, by
+// `clustering`). on_progress gets the number of inputs after each chunk. InvalidInput "no faces
+// found in the given photos" when there is none.
 PhotoClusters cluster_photos(const FacePipeline& pipeline, const std::vector<io::InputFile>& files,
-                             double threshold, const UnreadablePhotoSink& on_unreadable,
+                             double threshold, const ClusterOptions& clustering,
+                             const UnreadablePhotoSink& on_unreadable,
                              const std::function<void(std::size_t inputs)>& on_progress);
 
 // One face's record: {"path", "face" (index in its photo), "group" (1-based), "similarity",

@@ -25,6 +25,8 @@ nlohmann::json to_json(const RocSummary& roc);
 nlohmann::json to_json(const KFoldResult& kfold);
 // {folds: [{fold (1-based), pairs, threshold, accuracy}], mean, std}.
 nlohmann::json to_json(const LfwResult& lfw);
+// {kfold or lfw, roc}: what `eval pairs --json` adds to the pairs' to_json.
+nlohmann::json to_json(const PairsEvaluation& evaluation);
 // {steps: [{reject_rate, rejected, kept, kept_positive, kept_negative, points: [{fmr, fnmr,
 // threshold, negative_index, random_fnmr}]}], spearman_genuine, mean_fnmr_0_40: {FMR label: mean}}
 // (NaN as null).
@@ -41,6 +43,9 @@ nlohmann::json to_json(const IjbIdentification& identification);
 
 // {similarity, threshold, threshold_basis, decision, quality_a, quality_b}: a 1:1 decision.
 nlohmann::json to_json(const PairDecision& decision);
+// The same with {a, b, model, quality_threshold}: `verify --json`'s record of images a and b.
+nlohmann::json to_json(const PairDecision& decision, const std::string& a, const std::string& b,
+                       const ModelManifest& manifest);
 
 // Writes `j` pretty-printed (2 spaces, then a newline) to `path`; nothing for an empty path.
 // InvalidInput "PATH: cannot write" when it cannot be written.

@@ -51,9 +51,11 @@ KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options = {
 // `lowest` (merges below it are not made, so cut() at any threshold >= lowest is exact for this
 // graph). Merges come out in non-increasing similarity (a rare rise, from a pair of groups with no
 // edge between them, is recorded at the previous merge's value, so that cut() stays consistent).
-// Time: O(E log E + M D), E = N k edges, M the linkages recomputed after merges (each merged
-// group's neighbours). Memory: 8 D bytes per group of two or more faces, 4 N k bytes of adjacency,
-// 24 bytes per candidate pair (at most E at a time, plus those of merged groups).
+// Each group keeps one heap entry, its best partner, recomputed (a scan of its adjacent groups)
+// after it merges or when its partner has merged. Time: O(N k D) to start, then O(deg D) per
+// merge and per recomputed entry (deg: the group's adjacent groups; a person of F faces costs
+// O(F deg D) as its group grows). Memory: 8 D bytes per group of two or more faces, 8 N k bytes of
+// adjacency, 24 bytes per heap entry (about one per group).
 Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph, double lowest);
 
 // Chinese whispers (Biemann 2006; dlib's chinese_whispers, used by photo applications): label

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,5 +60,23 @@ std::string pair_counts(const FeaturePairs& pairs);
 
 // LFW's protocol (eval::lfw_protocol) over the loaded pairs in their source's blocks of fold_size.
 LfwResult lfw_protocol(const LoadedPairs& loaded);
+
+// What `eval pairs` measures on loaded pairs: the ROC on all pairs at `fmrs`, and the accuracy by
+// folds, MagFace eval_1v1's k folds (protocol "magface") or LFW's own folds ("lfw").
+struct PairsEvaluationOptions {
+  std::string protocol = "magface";  // "magface" or "lfw"
+  KFoldOptions kfold;                // for protocol "magface"
+  std::vector<double> fmrs{1e-1, 1e-2, 1e-3, 1e-4};
+};
+struct PairsEvaluation {
+  std::optional<KFoldResult> kfold;  // protocol "magface"
+  std::optional<LfwResult> lfw;      // protocol "lfw", in the source's blocks of fold_size
+  std::size_t fold_size = 0;
+  std::vector<double> fmrs;  // as requested
+  RocSummary roc;
+};
+// The folds' accuracy (kfold_verification, or lfw_protocol for protocol "lfw") and the ROC; the
+// folds' InvalidInput (too few pairs or folds) as they throw it.
+PairsEvaluation evaluate_pairs(const LoadedPairs& loaded, const PairsEvaluationOptions& options);
 
 }  // namespace facemag::eval

@@ -22,12 +22,14 @@ namespace facemag::gallery {
 struct IdentificationFields {
   bool face_ids = true;   // each candidate's "best_face_id"
   bool threshold = true;  // "threshold", the same-person threshold decided by
+  // each candidate's "best_face_similarity" and "faces" (`video --gallery` writes without them)
+  bool candidate_details = true;
 };
 
-// A candidate: {"person", "similarity" (cosine to the person's template), "best_face_similarity",
-// "faces", and with `face_id` "best_face_id" (the id `gallery show` lists and `gallery remove
-// --face` takes)}.
-nlohmann::json to_json(const Candidate& candidate, bool face_id = true);
+// A candidate: {"person", "similarity" (cosine to the person's template), with `details`
+// "best_face_similarity" and "faces", and with `face_id` "best_face_id" (the id `gallery show`
+// lists and `gallery remove --face` takes)}.
+nlohmann::json to_json(const Candidate& candidate, bool face_id = true, bool details = true);
 
 // A face's identification: {"candidates" (best first, as above), "decision" (decision_name),
 // "person" (a match only), "threshold"}, as `fields` asks.

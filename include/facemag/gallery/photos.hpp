@@ -17,6 +17,7 @@
 #include "facemag/gallery/decide.hpp"
 #include "facemag/gallery/gallery.hpp"
 #include "facemag/io/image.hpp"
+#include "facemag/photo_chunks.hpp"
 #include "facemag/pipeline.hpp"
 
 namespace facemag::gallery {
@@ -57,15 +58,11 @@ struct PhotoFailure {
 using FailureSink = std::function<void(const PhotoFailure&)>;
 
 // The faces of one chunk of photos (up to 32, detected and embedded together).
-struct PhotoChunk {
-  std::vector<const io::InputFile*> photos;    // those that decoded, in input order
-  std::vector<std::vector<FaceRecord>> faces;  // faces[i]: of photos[i], as `keep` chose
-  std::size_t inputs = 0;                      // input files the chunk covered (decoded or not)
-};
+using PhotoChunk = PhotoFacesChunk;
 
-// Photos in chunks: decodes them (kUnreadable otherwise), finds and embeds the faces `keep`
-// chooses (kNoFace for a photo without one), then calls per_chunk, also for a chunk of no
-// decoded photo. Returns the number of photos reported (unreadable or without a face).
+// Photos in chunks (for_each_photo_chunk, kUnreadable for a photo that does not decode), each
+// photo without a face reported as kNoFace, then per_chunk, also for a chunk of no decoded photo.
+// Returns the number of photos reported (unreadable or without a face).
 std::size_t for_each_photo_faces(const FacePipeline& pipeline,
                                  const std::vector<io::InputFile>& files, KeepFaces keep,
                                  const FailureSink& on_failure,

@@ -9,7 +9,8 @@
 
 namespace facemag::io {
 
-// Reads an .npy file as a contiguous CPU tensor (float32/64, int8..64, uint8, bool).
+// Reads an .npy file as a contiguous CPU tensor (float32/64, int8..64, uint8, bool). C-order
+// files are memory-mapped (copy-on-write), not read: a 1M x 512 matrix costs no copy up front.
 torch::Tensor read_npy(const std::filesystem::path& path);
 torch::Tensor read_npy_bytes(std::string_view bytes, const std::string& source);
 

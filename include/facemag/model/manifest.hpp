@@ -41,6 +41,11 @@ struct ModelManifest {
   // calibrated on.
   double same_person_threshold = 0.3;
   std::string threshold_calibration = "not calibrated (a generic value)";
+  // The mean cosine similarity at which average linkage stops merging groups when a collection
+  // of many people is grouped (`cluster`, `eval cluster`): not a pair threshold, since a group's
+  // mean over many pairs is steadier than one pair's. 0: the same-person threshold.
+  double cluster_threshold = 0;
+  std::string cluster_calibration;
   // Set by `facemag calibrate`: cosine thresholds measured at target false match rates, and
   // the magnitude below which a face counts as too poor to compare (0: no such threshold).
   struct FmrThreshold {
@@ -54,6 +59,9 @@ struct ModelManifest {
   std::string source;
   std::string licence;
 };
+
+// The manifest's cluster_threshold, or its same-person threshold where none was calibrated.
+double clustering_threshold(const ModelManifest& manifest);
 
 // Manifests of the architectures facemag knows. Throws InvalidInput for others.
 //   iresnet18, iresnet34, iresnet50, iresnet100 (MagFace): 112x112 ArcFace-aligned, BGR, x / 255,

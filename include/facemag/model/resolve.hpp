@@ -19,6 +19,10 @@ namespace facemag {
 // $FACEMAG_HOME, else $HOME/.facemag; InvalidInput when neither variable is set.
 std::filesystem::path facemag_home();
 
+// The MTCNN detector's folder (pnet.pt, rnet.pt, onet.pt): `given` (--mtcnn) when not empty, else
+// facemag_home()/mtcnn, where the install step puts the bundled one.
+std::filesystem::path mtcnn_folder(const std::filesystem::path& given = {});
+
 // Where `facemag calibrate --save` writes a model's manifest: WEIGHTS.manifest.json.
 std::filesystem::path manifest_path_for(const std::filesystem::path& weights);
 // Where a checkpoint's int8 calibration is looked for by default: WEIGHTS.int8.json.
@@ -54,5 +58,15 @@ struct ResolvedModel {
 //      <name> the built-in manifest name of that architecture (--arch's default when none was
 //      given; mobilefacenet when the request names no architecture at all).
 ResolvedModel resolve_model(const ModelRequest& request);
+
+// `manifest` with what `request` asks of the embedding applied (--flip: concat_flipped,
+// prewhiten): resolve_model's last step, for a manifest found without it.
+ModelManifest with_embedding_options(ModelManifest manifest, const ModelRequest& request);
+
+// The manifest of a model whose embeddings are already computed (commands that take features,
+// where the weights may be absent): resolve_model's when the request names weights or a store
+// model; else --manifest's, or the built-in one of the architecture (mobilefacenet when none),
+// with_embedding_options applied.
+ModelManifest resolve_manifest(const ModelRequest& request);
 
 }  // namespace facemag

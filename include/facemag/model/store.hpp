@@ -41,6 +41,14 @@ std::string licence_label(const ModelManifest& manifest);
 // weights, sha256, source, licence, research_only.
 nlohmann::json to_json(const StoredModel& model, bool is_default);
 
+// A size as `models list` and `export onnx` show it: "12.3 MB" (10^6 bytes, one decimal).
+std::string megabytes_text(std::uintmax_t bytes);
+
+// `models list`'s table, one tab-separated line per model: name, architecture, size, source,
+// licence_label, and "default" for `default_name`'s.
+std::string models_text(const std::vector<StoredModel>& models,
+                        const std::optional<std::string>& default_name);
+
 // What `models add` is given: a checkpoint and what describes it.
 struct NewModel {
   std::string name;
@@ -62,6 +70,9 @@ struct ModelCheck {
   StoredModel model;
   std::string error;
 };
+
+// `models verify`'s lines, one per check: "ok\tNAME\tSHA256" or "FAILED\tNAME\tERROR".
+std::string to_text(const std::vector<ModelCheck>& checks);
 
 class ModelStore {
  public:

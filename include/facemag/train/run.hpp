@@ -154,6 +154,14 @@ struct RunResult {
 // u_a (the bounds proposed) and the loss's l_margin, u_margin, lambda_g.
 nlohmann::json bounds_record(const RunResult& result);
 
+// The advice of RunOptions::suggest_bounds in words, as `train --suggest-bounds` writes it to
+// stderr: the magnitudes' range and median, and the --l-a/--u-a flags to use.
+std::string bounds_text(const RunResult& result);
+
+// The end of a finished run in words (`train`, rank 0): "trained N steps, X img/s; ...
+// checkpoints in OUT".
+std::string summary_text(const RunResult& result, const std::filesystem::path& out);
+
 // Runs (or continues) a training run to its end. Throws InvalidInput for bad options or data
 // before the first step, TrainingDiverged (after writing out/last-good.pth, the state
 // before the step that failed) when the loss or a gradient stops being finite, and Error for

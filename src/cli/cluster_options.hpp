@@ -1,0 +1,36 @@
+// The flags that choose how `cluster` and `eval cluster` build their average-linkage hierarchy
+// (facemag::ClusterOptions, eval/knn_cluster.hpp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <map>
+#include <string>
+
+#include "facemag/eval/knn_cluster.hpp"
+
+namespace facemag::cli {
+
+inline void add_cluster_method_options(CLI::App& cmd, ClusterOptions& options) {
+  const std::map<std::string, ClusterMethod> methods{{"auto", ClusterMethod::kAuto},
+                                                     {"exact", ClusterMethod::kExact},
+                                                     {"graph", ClusterMethod::kGraph}};
+  cmd.add_option("--method", options.method,
+                 "auto: exact average linkage while its N x N matrix fits --memory-budget, else "
+                 "graph (average linkage over a k-nearest-neighbour graph)")
+      ->transform(CLI::CheckedTransformer(methods, CLI::ignore_case))
+      ->default_str("auto");
+  cmd.add_option("--neighbours", options.graph.k, "graph: nearest neighbours per face")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd.add_option_function<double>(
+         "--memory-budget",
+         [&options](double mb) {
+           options.memory_budget_bytes = static_cast<std::size_t>(mb * 1048576.0);
+         },
+         "auto: MB the exact method's matrix may take (8 N^2 bytes)")
+      ->check(CLI::PositiveNumber)
+      ->default_str("2048");
+}
+
+}  // namespace facemag::cli
