@@ -53,9 +53,10 @@ KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options = {
 // edge between them, is recorded at the previous merge's value, so that cut() stays consistent).
 // Each group keeps one heap entry, its best partner, recomputed (a scan of its adjacent groups)
 // after it merges or when its partner has merged. Time: O(N k D) to start, then O(deg D) per
-// merge and per recomputed entry (deg: the group's adjacent groups; a person of F faces costs
-// O(F deg D) as its group grows). Memory: 8 D bytes per group of two or more faces, 8 N k bytes of
-// adjacency, 24 bytes per heap entry (about one per group).
+// merge and per recomputed entry (deg: the group's adjacent groups). A person of F faces can cost
+// O(F^2 k D): each growth of its group sends the groups whose best partner it was to scan again
+// (1M synthetic faces, first person 20k faces: over 18 min; 100k: 15 s). Memory: 8 D bytes per
+// group of two or more faces, 8 N k bytes of adjacency, 24 bytes per heap entry (~one per group).
 Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph, double lowest);
 
 // Chinese whispers (Biemann 2006; dlib's chinese_whispers, used by photo applications): label
