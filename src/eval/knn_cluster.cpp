@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -103,6 +104,9 @@ double dot(const A* a, const B* b, std::size_t d) {
 struct Candidate {
   double similarity;
   std::uint32_t group, partner, group_version, partner_version;
+  // The best linkage to any other adjacent group when this was found: while the partner's new
+  // group stays at least this similar, it is still the best (the others can only have fallen).
+  double runner_up;
   bool operator<(const Candidate& o) const {  // the heap's top: highest, then lowest pair
     if (similarity != o.similarity) return similarity < o.similarity;
     return std::minmax(group, partner) > std::minmax(o.group, o.partner);
@@ -160,11 +164,28 @@ class LinkageGroups {
     }
     list.resize(kept);
     std::optional<Candidate> best;
+    double runner_up = -std::numeric_limits<double>::infinity();
     for (const auto r : list) {
-      const Candidate c{linkage(g, r), g, r, version_[g], version_[r]};
-      if (c.similarity >= lowest && (!best || *best < c)) best = c;
+      const Candidate c{linkage(g, r), g, r, version_[g], version_[r], 0.0};
+      if (!best || *best < c) {
+        if (best) runner_up = std::max(runner_up, best->similarity);
+        best = c;
+      } else {
+        runner_up = std::max(runner_up, c.similarity);
+      }
     }
+    if (!best || best->similarity < lowest) return std::nullopt;
+    best->runner_up = runner_up;
     return best;
+  }
+  // An entry whose partner has merged since, renewed without a scan when the partner's new group
+  // is still at least as similar as the runner-up (a person's faces joining its growing group
+  // would otherwise send every one of them to rescan at each step).
+  std::optional<Candidate> renewed(const Candidate& c, double lowest) {
+    const auto r = find(c.partner);
+    const double s = linkage(c.group, r);
+    if (s < c.runner_up || s < lowest) return std::nullopt;
+    return Candidate{s, c.group, r, c.group_version, version_[r], c.runner_up};
   }
 
   // Merges the groups of roots a and b into the lower root; returns it. Its adjacency becomes the
@@ -284,7 +305,11 @@ Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& grap
     heap.pop();
     if (!groups.is_current(c.group, c.group_version)) continue;  // superseded
     if (!groups.is_current(c.partner, c.partner_version)) {
-      push_best(c.group);  // its partner has merged since: find its best again
+      // Its partner has merged since: the merged group, or else a scan, gives its best again.
+      if (const auto again = groups.renewed(c, lowest))
+        heap.push(*again);
+      else
+        push_best(c.group);
       continue;
     }
     previous = std::min(previous, c.similarity);
