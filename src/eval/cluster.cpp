@@ -7,6 +7,7 @@
 #include <map>
 #include <numeric>
 #include <string>
+#include <unordered_map>
 
 #include "facemag/error.hpp"
 
@@ -90,21 +91,31 @@ Clustering Dendrogram::cut(double threshold) const {
     const auto ra = find(m.a), rb = find(m.b);
     parent[std::max(ra, rb)] = std::min(ra, rb);  // the root is the group's first row
   }
-  // Number groups by size, largest first (ties: first member first).
-  std::vector<std::size_t> members(rows, 0);
-  for (std::size_t i = 0; i < rows; ++i) ++members[find(i)];
-  std::vector<std::size_t> roots;
-  for (std::size_t i = 0; i < rows; ++i) {
-    if (find(i) == i) roots.push_back(i);
+  std::vector<std::size_t> root(rows);
+  for (std::size_t i = 0; i < rows; ++i) root[i] = find(i);
+  return clustering_of(root);
+}
+
+Clustering clustering_of(const std::vector<std::size_t>& representative) {
+  const std::size_t n = representative.size();
+  std::unordered_map<std::size_t, std::size_t> slot;  // representative -> first-seen index
+  std::vector<std::size_t> members, slot_of(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto [it, added] = slot.try_emplace(representative[i], members.size());
+    if (added) members.push_back(0);
+    ++members[it->second];
+    slot_of[i] = it->second;
   }
-  std::stable_sort(roots.begin(), roots.end(),
-                   [&](auto x, auto y) { return members[x] > members[y]; });
-  std::vector<int> number(rows, -1);
-  for (std::size_t r = 0; r < roots.size(); ++r) number[roots[r]] = static_cast<int>(r);
+  std::vector<std::size_t> order(members.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](auto a, auto b) { return members[a] > members[b]; });
+  std::vector<int> number(members.size());
+  for (std::size_t r = 0; r < order.size(); ++r) number[order[r]] = static_cast<int>(r);
   Clustering out;
-  out.group.resize(rows);
-  for (std::size_t i = 0; i < rows; ++i) out.group[i] = number[find(i)];
-  out.groups = static_cast<int>(roots.size());
+  out.groups = static_cast<int>(members.size());
+  out.group.resize(n);
+  for (std::size_t i = 0; i < n; ++i) out.group[i] = number[slot_of[i]];
   return out;
 }
 
@@ -130,6 +141,11 @@ torch::Tensor similarity_to_groups(const torch::Tensor& embeddings, const Cluste
     }
   }
   return out;
+}
+
+Verdict verdict_of(bool alone, double similarity, double next_similarity) {
+  if (alone) return Verdict::kAlone;
+  return similarity - next_similarity >= kSureMargin ? Verdict::kSure : Verdict::kUnsure;
 }
 
 const char* verdict_name(Verdict verdict) {
@@ -165,9 +181,7 @@ std::vector<FaceGroup> place_faces(const torch::Tensor& embeddings, const Cluste
       }
       f.similarity = alone ? 0.0 : row[g];
       f.next_similarity = f.next_group >= 0 ? row[f.next_group] : -1.0;
-      f.verdict = alone                                             ? Verdict::kAlone
-                  : f.similarity - f.next_similarity >= kSureMargin ? Verdict::kSure
-                                                                    : Verdict::kUnsure;
+      f.verdict = verdict_of(alone, f.similarity, f.next_similarity);
     }
     group.mean_similarity = alone ? 0.0 : sum / static_cast<double>(group.faces.size());
   }

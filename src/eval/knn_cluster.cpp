@@ -52,31 +52,6 @@ void search_all(const faiss::Index& index, const float* x, std::size_t n, int k,
   }
 }
 
-// Numbers the groups given by each row's representative (any id per group) by size, largest
-// first, ties by first member, as Dendrogram::cut does.
-Clustering numbered_by_size(const std::vector<std::size_t>& representative) {
-  const std::size_t n = representative.size();
-  std::unordered_map<std::size_t, std::size_t> slot;  // representative -> first-seen index
-  std::vector<std::size_t> members, slot_of(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto [it, added] = slot.try_emplace(representative[i], members.size());
-    if (added) members.push_back(0);
-    ++members[it->second];
-    slot_of[i] = it->second;
-  }
-  std::vector<std::size_t> order(members.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](auto a, auto b) { return members[a] > members[b]; });
-  std::vector<int> number(members.size());
-  for (std::size_t r = 0; r < order.size(); ++r) number[order[r]] = static_cast<int>(r);
-  Clustering out;
-  out.groups = static_cast<int>(members.size());
-  out.group.resize(n);
-  for (std::size_t i = 0; i < n; ++i) out.group[i] = number[slot_of[i]];
-  return out;
-}
-
 // The sum of each group's unit rows, in double.
 std::vector<double> group_sums(const torch::Tensor& unit, const Clustering& clustering) {
   const auto n = static_cast<std::size_t>(unit.size(0));
@@ -360,7 +335,7 @@ Clustering chinese_whispers(const KnnGraph& graph, double threshold, int iterati
     }
     if (!changed) break;
   }
-  return numbered_by_size(label);
+  return clustering_of(label);
 }
 
 std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit, const Clustering& clustering,
@@ -404,12 +379,7 @@ std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit, const Clu
         face.next_group = static_cast<int>(g);
       }
     }
-    if (members[own] == 1)
-      face.verdict = Verdict::kAlone;
-    else
-      face.verdict = face.next_group < 0 || face.similarity - face.next_similarity >= kSureMargin
-                         ? Verdict::kSure
-                         : Verdict::kUnsure;
+    face.verdict = verdict_of(members[own] == 1, face.similarity, face.next_similarity);
     out[own].faces.push_back(face);
   }
   for (auto& group : out) {

@@ -17,8 +17,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ModelManifest, name, architecture, input_heig
                                    alignment_template, embedding_size, num_classes,
                                    magnitude_is_quality, concat_flipped, same_person_threshold,
                                    threshold_calibration, cluster_threshold, cluster_calibration,
-                                   fmr_thresholds, quality_threshold,
-                                   quality_calibration, sha256, source, licence)
+                                   fmr_thresholds, quality_threshold, quality_calibration, sha256,
+                                   source, licence)
 
 double clustering_threshold(const ModelManifest& manifest) {
   return manifest.cluster_threshold > 0 ? manifest.cluster_threshold

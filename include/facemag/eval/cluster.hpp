@@ -47,6 +47,9 @@ enum class Verdict { kSure, kUnsure, kAlone };
 constexpr double kSureMargin = 0.1;
 // "sure", "unsure", "alone".
 const char* verdict_name(Verdict verdict);
+// The verdict of a face at `similarity` to its group and `next_similarity` to the nearest other
+// (-1 when there is none).
+Verdict verdict_of(bool alone, double similarity, double next_similarity);
 
 // One face (a row of the embeddings) in its group.
 struct PlacedFace {
@@ -82,5 +85,9 @@ struct ClusterScores {
   int groups = 0, identities = 0;
 };
 ClusterScores score_clustering(std::span<const int> predicted, std::span<const int> truth);
+
+// The grouping given by one representative per row (any id shared by a group's rows), groups
+// numbered by size, largest first, ties by first member (as Dendrogram::cut numbers them).
+Clustering clustering_of(const std::vector<std::size_t>& representative);
 
 }  // namespace facemag

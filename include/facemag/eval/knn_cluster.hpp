@@ -70,8 +70,8 @@ Clustering chinese_whispers(const KnnGraph& graph, double threshold, int iterati
 // exact (from the group's sum); its next group is the most similar among the groups of its graph
 // neighbours (exact mean cosine to each). Equals place_faces() when the graph is complete.
 // Time O(N k D); memory O(G D) for the group sums.
-std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit,
-                                            const Clustering& clustering, const KnnGraph& graph);
+std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit, const Clustering& clustering,
+                                            const KnnGraph& graph);
 
 // How to cluster: exact average linkage where its similarity matrix fits the memory budget,
 // else graph average linkage on a k-NN graph.
