@@ -82,6 +82,28 @@ TEST(KnnCluster, GraphAverageLinkageOnACompleteGraphMakesExactlyTheExactMerges) 
   }
 }
 
+// Down to `lowest`, pairs of groups below it are set aside until their groups have grown enough
+// to reach it: noisy faces (same-person cosines ~0.2-0.6) make many such pairs come back.
+TEST(KnnCluster, GraphAverageLinkageDownToALowestMakesTheExactMergesAboveIt) {
+  const auto faces = synthetic_faces(30, 16, 32, 1.6, 13);
+  const auto unit = unit_rows(faces.embeddings);
+  const auto exact = average_linkage(faces.embeddings);
+  const auto complete = complete_graph(unit);
+  for (const double lowest : {0.15, 0.25, 0.4}) {
+    const auto graph = graph_average_linkage(unit, complete, lowest);
+    std::vector<double> above;
+    for (const auto& m : exact.merges)
+      if (m.similarity >= lowest) above.push_back(m.similarity);
+    ASSERT_EQ(graph.merges.size(), above.size()) << "lowest " << lowest;
+    for (std::size_t m = 0; m < above.size(); ++m)
+      EXPECT_NEAR(graph.merges[m].similarity, above[m], 1e-6) << "merge " << m;
+    for (const double threshold : {lowest, lowest + 0.05, lowest + 0.15}) {
+      EXPECT_EQ(graph.cut(threshold).group, exact.cut(threshold).group)
+          << "lowest " << lowest << ", threshold " << threshold;
+    }
+  }
+}
+
 TEST(KnnCluster, GraphAverageLinkageOnAKnnGraphAgreesWithExactWhenPeopleHaveFewerFacesThanK) {
   const auto faces = synthetic_faces(120, 8, 64, 0.9, 7);
   const auto unit = unit_rows(faces.embeddings);

@@ -6,7 +6,9 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
+#include "encoder.hpp"
 #include "facemag/eval/knn_cluster.hpp"
 
 namespace facemag::cli {
@@ -32,5 +34,11 @@ inline void add_cluster_method_options(CLI::App& cmd, ClusterOptions& options) {
       ->check(CLI::PositiveNumber)
       ->default_str("2048");
 }
+
+// `facemag calibrate --people DIR...`: `eval cluster --by-folder DIR...` swept from 0.05 to 0.80
+// by 0.01, its best-BCubed threshold stored as the model's clustering threshold with --save or
+// --manifest-out (eval_cluster_command.cpp).
+int run_clustering_calibration(const std::vector<std::string>& people, const ModelOptions& model,
+                               bool save, const std::string& manifest_out);
 
 }  // namespace facemag::cli

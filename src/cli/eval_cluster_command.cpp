@@ -12,7 +12,9 @@
 #include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/error.hpp"
+#include "facemag/eval/calibration.hpp"
 #include "facemag/eval/cluster_evaluation.hpp"
+#include "facemag/model/manifest.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -28,6 +30,8 @@ struct EvalClusterOptions {
   double min_quality = 0;
   ClusterOptions clustering;
   std::string json, plot;
+  bool save = false;  // the sweep's best threshold as the model's clustering threshold
+  std::string manifest_out;
 };
 
 // The faces of --by-folder photos, embedded; photos without a face are left out (and reported).
@@ -84,6 +88,25 @@ void print_evaluation(const eval::ClusterEvaluation& e, const std::string& model
   }
 }
 
+// --save / --manifest-out: the model's manifest with the sweep's best-BCubed threshold as its
+// clustering threshold, written beside the weights or where asked.
+void save_clustering_threshold(const EvalClusterOptions& opt,
+                               const eval::ClusterEvaluation& evaluation) {
+  const bool embedded_here = opt.features.empty();
+  const auto model =
+      embedded_here ? resolve_model_files(opt.model)
+                    : ResolvedModel{.weights = opt.model.weights,
+                                    .manifest = resolve_manifest(opt.model, opt.model.weights)};
+  std::string data = embedded_here ? "" : opt.features;
+  for (const auto& input : opt.inputs) data += (data.empty() ? "" : ", ") + input;
+  const auto manifest = eval::with_clustering_calibration(model.manifest, evaluation, data);
+  const auto path = eval::calibrated_manifest_path(opt.manifest_out, model.weights);
+  save_manifest(path, manifest);
+  std::printf("clustering threshold: %.4f (%s)\nmanifest written to %s\n",
+              manifest.cluster_threshold, manifest.cluster_calibration.c_str(),
+              path.string().c_str());
+}
+
 int run_eval_cluster(const EvalClusterOptions& opt) {
   const auto faces = load_faces(opt);
   if (opt.sweep.size() != 3)
@@ -102,10 +125,23 @@ int run_eval_cluster(const EvalClusterOptions& opt) {
     eval::write_sweep_plot(evaluation, opt.plot);
     spdlog::info("sweep plot written to {}", opt.plot);
   }
+  if (opt.save || !opt.manifest_out.empty()) save_clustering_threshold(opt, evaluation);
   return kExitOk;
 }
 
 }  // namespace
+
+int run_clustering_calibration(const std::vector<std::string>& people, const ModelOptions& model,
+                               bool save, const std::string& manifest_out) {
+  EvalClusterOptions opt;
+  opt.inputs = people;
+  opt.by_folder = true;
+  opt.model = model;
+  opt.sweep = {0.05, 0.80, 0.01};
+  opt.save = save;
+  opt.manifest_out = manifest_out;
+  return run_eval_cluster(opt);
+}
 
 Runner add_eval_cluster_command(CLI::App& evalc) {
   auto opt = std::make_shared<EvalClusterOptions>();
@@ -135,6 +171,10 @@ Runner add_eval_cluster_command(CLI::App& evalc) {
   add_cluster_method_options(*cmd, opt->clustering);
   cmd->add_option("--json", opt->json, "Write every number here");
   cmd->add_option("--plot", opt->plot, "Draw the sweep (PNG)");
+  cmd->add_flag("--save", opt->save,
+                "Store the sweep's best-BCubed threshold as the model's clustering threshold in "
+                "WEIGHTS.manifest.json");
+  cmd->add_option("--manifest-out", opt->manifest_out, "Store it in this manifest instead");
   return [cmd, opt]() -> int { return cmd->parsed() ? run_eval_cluster(*opt) : -1; };
 }
 

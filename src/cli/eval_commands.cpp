@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "cluster_options.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
@@ -25,7 +26,7 @@ struct PairSource {
   ModelOptions model;
 };
 
-void add_pair_source_options(CLI::App& cmd, PairSource& src) {
+CLI::Option_group* add_pair_source_options(CLI::App& cmd, PairSource& src) {
   auto* group = cmd.add_option_group("pairs", "Where the labelled pairs come from (one of)");
   group->add_option("--features", src.files.features,
                     "Feature matrix (.npy) or MagFace feature list (text, 'name v1 ... vD')");
@@ -48,6 +49,7 @@ void add_pair_source_options(CLI::App& cmd, PairSource& src) {
                  "Write the pairs' features (F.npy, rows 2p and 2p+1) and labels (F_issame.npy)");
   add_model_options(cmd, src.model, "iresnet100");
   add_face_choice_options(cmd, src.model);
+  return group;
 }
 
 // eval::load_pairs with the options' model, showing progress, unreadable images and pairs left
@@ -162,12 +164,15 @@ Runner add_eval_erc_command(CLI::App& evalc) {
 
 struct CalibrateOptions {
   PairSource source;
+  std::vector<std::string> people;  // --people: the clustering threshold instead
   eval::CalibrationOptions calibration;
   bool save = false;
   std::string manifest_out;
 };
 
 int run_calibrate(const CalibrateOptions& opt) {
+  if (!opt.people.empty())
+    return run_clustering_calibration(opt.people, opt.source.model, opt.save, opt.manifest_out);
   const auto loaded = load_pairs(opt.source);
   // Faces embedded here: the files of the model that embedded them. Features given: --weights or
   // --manifest say which model they come from (or the built-in manifest of --arch).
@@ -199,7 +204,10 @@ Runner add_calibrate_command(CLI::App& app) {
   auto opt = std::make_shared<CalibrateOptions>();
   auto* cmd = app.add_subcommand("calibrate",
                                  "Thresholds for target false match rates and a quality threshold");
-  add_pair_source_options(*cmd, opt->source);
+  add_pair_source_options(*cmd, opt->source)
+      ->add_option("--people", opt->people,
+                   "Folders with one sub-folder per person: calibrates the clustering threshold "
+                   "(best BCubed F) instead of pair thresholds");
   cmd->add_option("--fmr", opt->calibration.fmrs, "Target false match rates")
       ->delimiter(',')
       ->capture_default_str();

@@ -1,5 +1,6 @@
 #include "facemag/eval/calibration.hpp"
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -42,6 +43,26 @@ Calibration calibrate(const LoadedPairs& loaded, ModelManifest manifest,
   }
   out.manifest = std::move(manifest);
   return out;
+}
+
+ModelManifest with_clustering_calibration(ModelManifest manifest,
+                                          const ClusterEvaluation& evaluation,
+                                          const std::string& data) {
+  if (evaluation.sweep.empty())
+    throw InvalidInput("clustering calibration: the threshold sweep is empty");
+  const auto& first = evaluation.sweep.front();
+  const auto& last = evaluation.sweep.back();
+  const double step =
+      evaluation.sweep.size() > 1 ? evaluation.sweep[1].threshold - first.threshold : 0.0;
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "best BCubed F (%.3f) of %s average linkage on %s (%zu faces of %zu people), "
+                "thresholds %.2f-%.2f by %.2f",
+                evaluation.best.bcubed_f, cluster_method_name(evaluation.method), data.c_str(),
+                evaluation.faces, evaluation.identities, first.threshold, last.threshold, step);
+  manifest.cluster_threshold = evaluation.best_bcubed_threshold;
+  manifest.cluster_calibration = text;
+  return manifest;
 }
 
 std::filesystem::path calibrated_manifest_path(const std::filesystem::path& manifest_out,

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
 #include <queue>
 #include <random>
+#include <span>
 #include <unordered_map>
 
 #include "facemag/error.hpp"
@@ -52,6 +54,118 @@ void search_all(const faiss::Index& index, const float* x, std::size_t n, int k,
   }
 }
 
+// An inverted file over the rows: each row in the cell of its most similar centroid, and the
+// rows that search each cell (those with the cell among their `probes` most similar centroids).
+struct Cells {
+  std::vector<std::vector<std::int64_t>> members, searchers;
+};
+
+Cells cells_of(const torch::Tensor& unit, const torch::Tensor& centroids, int probes) {
+  const auto n = unit.size(0), lists = centroids.size(0);
+  const auto p = std::clamp<std::int64_t>(probes, 1, lists);
+  Cells cells;
+  cells.members.resize(static_cast<std::size_t>(lists));
+  cells.searchers.resize(static_cast<std::size_t>(lists));
+  for (std::int64_t begin = 0; begin < n; begin += static_cast<std::int64_t>(kSearchChunk)) {
+    const auto end = std::min<std::int64_t>(n, begin + static_cast<std::int64_t>(kSearchChunk));
+    const auto nearest =
+        std::get<1>(torch::mm(unit.slice(0, begin, end), centroids.t()).topk(p, 1));
+    const auto a = nearest.accessor<std::int64_t, 2>();
+    for (std::int64_t q = 0; q < end - begin; ++q) {
+      cells.members[static_cast<std::size_t>(a[q][0])].push_back(begin + q);
+      for (std::int64_t h = 0; h < p; ++h)
+        cells.searchers[static_cast<std::size_t>(a[q][h])].push_back(begin + q);
+    }
+  }
+  return cells;
+}
+
+// Each row's k best candidates so far, kept as a min-heap (the worst at the front) in the graph's
+// own arrays; finish() sorts them, most similar first.
+class NearestSoFar {
+ public:
+  explicit NearestSoFar(KnnGraph& graph)
+      : graph_(graph), k_(static_cast<std::size_t>(graph.k)), filled_(graph.rows, 0) {}
+  // Thread-safe for distinct rows.
+  void offer(std::size_t row, float similarity, std::int64_t id) {
+    float* s = graph_.similarity.data() + row * k_;
+    std::int64_t* v = graph_.neighbour.data() + row * k_;
+    auto& filled = filled_[row];
+    if (filled < k_) {
+      std::size_t i = filled++;  // sift up
+      while (i > 0 && worse(similarity, id, s[(i - 1) / 2], v[(i - 1) / 2])) {
+        s[i] = s[(i - 1) / 2];
+        v[i] = v[(i - 1) / 2];
+        i = (i - 1) / 2;
+      }
+      s[i] = similarity;
+      v[i] = id;
+      return;
+    }
+    if (!worse(s[0], v[0], similarity, id)) return;  // not better than the worst kept
+    std::size_t i = 0;                               // sift down from the front
+    for (;;) {
+      std::size_t child = 2 * i + 1;
+      if (child >= k_) break;
+      if (child + 1 < k_ && worse(s[child + 1], v[child + 1], s[child], v[child])) ++child;
+      if (!worse(s[child], v[child], similarity, id)) break;
+      s[i] = s[child];
+      v[i] = v[child];
+      i = child;
+    }
+    s[i] = similarity;
+    v[i] = id;
+  }
+  void finish() {
+    at::parallel_for(0, static_cast<std::int64_t>(graph_.rows), 1024, [&](auto begin, auto end) {
+      std::vector<std::pair<float, std::int64_t>> row;
+      for (auto r = static_cast<std::size_t>(begin); r < static_cast<std::size_t>(end); ++r) {
+        row.clear();
+        for (std::size_t h = 0; h < filled_[r]; ++h)
+          row.emplace_back(graph_.similarity[r * k_ + h], graph_.neighbour[r * k_ + h]);
+        std::sort(row.begin(), row.end(), [](const auto& a, const auto& b) {
+          return worse(b.first, b.second, a.first, a.second);
+        });
+        for (std::size_t h = 0; h < k_; ++h) {
+          graph_.similarity[r * k_ + h] = h < row.size() ? row[h].first : -1.f;
+          graph_.neighbour[r * k_ + h] = h < row.size() ? row[h].second : -1;
+        }
+      }
+    });
+  }
+
+ private:
+  // Lower similarity, then higher id: the order that makes results independent of visiting order.
+  static bool worse(float sa, std::int64_t a, float sb, std::int64_t b) {
+    return sa < sb || (sa == sb && a > b);
+  }
+  KnnGraph& graph_;
+  std::size_t k_;
+  std::vector<std::size_t> filled_;
+};
+
+torch::Tensor row_index(std::span<const std::int64_t> rows) {
+  return torch::from_blob(const_cast<std::int64_t*>(rows.data()),
+                          {static_cast<std::int64_t>(rows.size())}, torch::kInt64);
+}
+
+// Rows searching one cell compared with its members in one matrix product.
+void search_cell(const torch::Tensor& unit, std::span<const std::int64_t> searchers,
+                 std::span<const std::int64_t> members, NearestSoFar& nearest) {
+  const auto similarity = torch::mm(unit.index_select(0, row_index(searchers)),
+                                    unit.index_select(0, row_index(members)).t())
+                              .contiguous();
+  const float* sim = similarity.data_ptr<float>();
+  const std::size_t m = members.size();
+  for (std::size_t q = 0; q < searchers.size(); ++q) {
+    const auto row = searchers[q];
+    for (std::size_t j = 0; j < m; ++j) {
+      if (members[j] != row)
+        nearest.offer(static_cast<std::size_t>(row), sim[q * m + j], members[j]);
+    }
+  }
+}
+
 // The sum of each group's unit rows, in double.
 std::vector<double> group_sums(const torch::Tensor& unit, const Clustering& clustering) {
   const auto n = static_cast<std::size_t>(unit.size(0));
@@ -89,32 +203,58 @@ struct Candidate {
 };
 
 // Groups of graph_average_linkage: union-find over rows, a group known by its root row.
+//
+// Every graph edge becomes a pair of adjacent groups, known by one member row of each. A pair
+// whose linkage is at least `lowest` is *awake*: it sits in both groups' lists, and a group's
+// best partner is found by scanning its list. A pair found below `lowest` *sleeps*: it keeps the
+// groups' sizes g0, c0 and linkage L0 of that moment and leaves the lists. Whatever the groups
+// take in later, each new pair of members has a cosine of at most 1, so the linkage of groups of
+// sizes g >= g0, c >= c0 is at most 1 - (g0 c0 / (g c)) (1 - L0): below `lowest` while
+// g c < R g0 c0 with R = (1 - L0) / (1 - lowest). So the pair is looked at again only when one of
+// its groups has grown by sqrt(R) (a per-group heap of wake-up sizes). A large group next to many
+// groups it will never join (a person of 20k faces next to 600k strangers' faces) would otherwise
+// scan them all at each of its merges.
 class LinkageGroups {
  public:
-  LinkageGroups(const torch::Tensor& unit, const KnnGraph& graph)
+  LinkageGroups(const torch::Tensor& unit, const KnnGraph& graph, double lowest)
       : n_(static_cast<std::size_t>(unit.size(0))),
         d_(static_cast<std::size_t>(unit.size(1))),
         x_(unit.data_ptr<float>()),
+        lowest_(lowest),
         parent_(n_),
         size_(n_, 1),
         version_(n_, 0),
         mark_(n_, 0),
         sum_(n_),
-        adjacent_(n_) {
+        awake_(n_),
+        wake_(n_) {
     std::iota(parent_.begin(), parent_.end(), 0u);
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> edges;
+    edges.reserve(n_ * static_cast<std::size_t>(graph.k));
     for (std::size_t i = 0; i < n_; ++i) {
       for (int h = 0; h < graph.k; ++h) {
         const auto j = graph.neighbour[i * static_cast<std::size_t>(graph.k) + h];
         if (j < 0 || static_cast<std::size_t>(j) == i) continue;
-        adjacent_[i].push_back(static_cast<std::uint32_t>(j));
-        adjacent_[static_cast<std::size_t>(j)].push_back(static_cast<std::uint32_t>(i));
+        edges.push_back(std::minmax(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(j)));
       }
     }
-    for (auto& list : adjacent_) {
-      std::sort(list.begin(), list.end());
-      list.erase(std::unique(list.begin(), list.end()), list.end());
-      list.shrink_to_fit();
+    std::sort(edges.begin(), edges.end());
+    edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+    pairs_.reserve(edges.size());
+    for (const auto& [a, b] : edges) {
+      const auto id = static_cast<std::uint32_t>(pairs_.size());
+      pairs_.push_back({a, b, 0, true});
+      const double s = linkage(a, b);
+      if (s >= lowest_) {
+        awake_[a].push_back(id);
+        awake_[b].push_back(id);
+      } else {
+        sleep(id, a, b, s);
+      }
     }
+    edges.clear();
+    edges.shrink_to_fit();
+    for (auto& list : awake_) list.shrink_to_fit();
   }
 
   std::uint32_t find(std::uint32_t v) {
@@ -125,23 +265,30 @@ class LinkageGroups {
     return parent_[v] == v && version_[v] == version;
   }
   // The group of root g's best partner (highest linkage, then lowest root), if any reaches
-  // `lowest`. Its adjacency is compacted to the distinct current roots on the way.
-  std::optional<Candidate> best_candidate(std::uint32_t g, double lowest) {
-    auto& list = adjacent_[g];
+  // `lowest`. Its list is compacted to one awake pair per adjacent group on the way; pairs that
+  // fell below `lowest` go to sleep.
+  std::optional<Candidate> best_candidate(std::uint32_t g) {
+    auto& list = awake_[g];
     ++stamp_;
     mark_[g] = stamp_;
     std::size_t kept = 0;
-    for (const auto v : list) {
-      const auto r = find(v);
-      if (mark_[r] == stamp_) continue;
-      mark_[r] = stamp_;
-      list[kept++] = r;
-    }
-    list.resize(kept);
     std::optional<Candidate> best;
     double runner_up = -std::numeric_limits<double>::infinity();
-    for (const auto r : list) {
-      const Candidate c{linkage(g, r), g, r, version_[g], version_[r], 0.0};
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const auto id = list[i];
+      const Pair& p = pairs_[id];
+      if (!p.awake) continue;  // asleep since, through its other group
+      const auto ra = find(p.a), rb = find(p.b);
+      const auto r = ra == g ? rb : ra;
+      if (mark_[r] == stamp_) continue;  // its own group, or a group already in the list
+      mark_[r] = stamp_;
+      const double s = linkage(g, r);
+      if (s < lowest_) {
+        sleep(id, g, r, s);
+        continue;
+      }
+      list[kept++] = id;
+      const Candidate c{s, g, r, version_[g], version_[r], 0.0};
       if (!best || *best < c) {
         if (best) runner_up = std::max(runner_up, best->similarity);
         best = c;
@@ -149,23 +296,25 @@ class LinkageGroups {
         runner_up = std::max(runner_up, c.similarity);
       }
     }
-    if (!best || best->similarity < lowest) return std::nullopt;
+    list.resize(kept);
+    if (!best) return std::nullopt;
     best->runner_up = runner_up;
     return best;
   }
   // An entry whose partner has merged since, renewed without a scan when the partner's new group
   // is still at least as similar as the runner-up (a person's faces joining its growing group
   // would otherwise send every one of them to rescan at each step).
-  std::optional<Candidate> renewed(const Candidate& c, double lowest) {
+  std::optional<Candidate> renewed(const Candidate& c) {
     const auto r = find(c.partner);
     const double s = linkage(c.group, r);
-    if (s < c.runner_up || s < lowest) return std::nullopt;
+    if (s < c.runner_up || s < lowest_) return std::nullopt;
     return Candidate{s, c.group, r, c.group_version, version_[r], c.runner_up};
   }
 
-  // Merges the groups of roots a and b into the lower root; returns it. Its adjacency becomes the
-  // other roots next to either.
-  std::uint32_t merge(std::uint32_t a, std::uint32_t b) {
+  // Merges the groups of roots a and b into the lower root; returns it. Its list becomes the
+  // awake pairs of either; sleeping pairs whose wake-up size it reached are looked at again, and
+  // those back at `lowest` or above give their other group a candidate in `woken`.
+  std::uint32_t merge(std::uint32_t a, std::uint32_t b, std::vector<Candidate>& woken) {
     const std::uint32_t root = std::min(a, b), gone = std::max(a, b);
     std::vector<double> sum(d_);
     add_sum(a, sum);
@@ -176,15 +325,79 @@ class LinkageGroups {
     parent_[gone] = root;
     size_[root] += size_[gone];
     ++version_[root];
-    auto& kept = adjacent_[root];
-    const auto& other = adjacent_[gone];
-    kept.insert(kept.end(), other.begin(), other.end());  // compacted by best_candidate()
-    adjacent_[gone].clear();
-    adjacent_[gone].shrink_to_fit();
+    // The smaller lists move into the larger (each entry moves O(log N) times in all).
+    if (awake_[root].size() < awake_[gone].size()) std::swap(awake_[root], awake_[gone]);
+    awake_[root].insert(awake_[root].end(), awake_[gone].begin(), awake_[gone].end());
+    release(awake_[gone]);
+    if (wake_[root].size() < wake_[gone].size()) std::swap(wake_[root], wake_[gone]);
+    for (const auto& w : wake_[gone]) {
+      wake_[root].push_back(w);
+      std::push_heap(wake_[root].begin(), wake_[root].end(), later);
+    }
+    release(wake_[gone]);
+    wake_due(root, woken);
     return root;
   }
 
  private:
+  struct Pair {
+    std::uint32_t a, b;     // a member row of each group
+    std::uint32_t version;  // changes each time it goes to sleep (older wake-ups are void)
+    bool awake;
+  };
+  struct WakeUp {
+    std::uint32_t size;  // look at the pair again once this group reaches this size
+    std::uint32_t pair, version;
+  };
+  static bool later(const WakeUp& x, const WakeUp& y) { return x.size > y.size; }
+  template <class T>
+  static void release(std::vector<T>& v) {
+    v.clear();
+    v.shrink_to_fit();
+  }
+
+  // Puts pair `id` of current roots ga and gb (linkage s < lowest) to sleep.
+  void sleep(std::uint32_t id, std::uint32_t ga, std::uint32_t gb, double s) {
+    Pair& p = pairs_[id];
+    p.awake = false;
+    ++p.version;
+    // Each group may grow by sqrt(R) before the pair could reach `lowest` (a hair less, for the
+    // rounding of s).
+    const double growth = lowest_ >= 1 ? std::numeric_limits<double>::infinity()
+                                       : std::sqrt((1 - s) / (1 - lowest_)) * (1 - 1e-9);
+    for (const auto g : {ga, gb}) {
+      const auto size = size_[g];
+      const double at = std::ceil(double(size) * growth);
+      const auto due = at >= double(std::numeric_limits<std::uint32_t>::max())
+                           ? std::numeric_limits<std::uint32_t>::max()
+                           : std::max(size + 1, static_cast<std::uint32_t>(at));
+      wake_[g].push_back({due, id, p.version});
+      std::push_heap(wake_[g].begin(), wake_[g].end(), later);
+    }
+  }
+  void wake_due(std::uint32_t root, std::vector<Candidate>& woken) {
+    auto& heap = wake_[root];
+    while (!heap.empty() && heap.front().size <= size_[root]) {
+      const WakeUp w = heap.front();
+      std::pop_heap(heap.begin(), heap.end(), later);
+      heap.pop_back();
+      const Pair& p = pairs_[w.pair];
+      if (p.awake || p.version != w.version) continue;  // void: awake, or asleep again since
+      const auto ra = find(p.a), rb = find(p.b);
+      if (ra == rb) continue;  // one group now
+      const double s = linkage(ra, rb);
+      if (s < lowest_) {
+        sleep(w.pair, ra, rb, s);  // pushes onto `heap` too, at a size it has not reached
+        continue;
+      }
+      pairs_[w.pair].awake = true;
+      awake_[ra].push_back(w.pair);
+      awake_[rb].push_back(w.pair);
+      const auto other = ra == root ? rb : ra;
+      woken.push_back({s, other, root, version_[other], version_[root],
+                       std::numeric_limits<double>::infinity()});
+    }
+  }
   double linkage(std::uint32_t a, std::uint32_t b) const {
     const auto& sa = sum_[a];
     const auto& sb = sum_[b];
@@ -206,10 +419,13 @@ class LinkageGroups {
 
   std::size_t n_, d_;
   const float* x_;
+  double lowest_;
   std::vector<std::uint32_t> parent_, size_, version_, mark_;
   std::uint32_t stamp_ = 0;
   std::vector<std::vector<double>> sum_;  // empty for a single face (its row is its sum)
-  std::vector<std::vector<std::uint32_t>> adjacent_;
+  std::vector<Pair> pairs_;
+  std::vector<std::vector<std::uint32_t>> awake_;  // a group's awake pairs (ids into pairs_)
+  std::vector<std::vector<WakeUp>> wake_;          // a group's sleeping pairs, soonest first
 };
 
 }  // namespace
@@ -244,19 +460,48 @@ KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options) {
   graph.exact = false;
   const auto lists = static_cast<std::size_t>(4 * std::sqrt(double(n)));
   faiss::IndexFlatIP quantizer(d);
-  faiss::IndexIVFFlat index(&quantizer, static_cast<std::size_t>(d), lists,
-                            faiss::METRIC_INNER_PRODUCT);
-  // k-means on a sample of 64 rows per list, evenly spaced through the collection.
-  const std::size_t sample = std::min(n, lists * 64);
-  std::vector<float> training(sample * static_cast<std::size_t>(d));
-  for (std::size_t s = 0; s < sample; ++s) {
-    const std::size_t row = s * n / sample;
-    std::copy_n(x + row * d, d, training.data() + s * d);
+  {
+    // k-means (faiss, as its IVF index trains) on a sample of 64 rows per list, evenly spaced
+    // through the collection.
+    faiss::IndexIVFFlat index(&quantizer, static_cast<std::size_t>(d), lists,
+                              faiss::METRIC_INNER_PRODUCT);
+    const std::size_t sample = std::min(n, lists * 64);
+    std::vector<float> training(sample * static_cast<std::size_t>(d));
+    for (std::size_t s = 0; s < sample; ++s) {
+      const std::size_t row = s * n / sample;
+      std::copy_n(x + row * d, d, training.data() + s * d);
+    }
+    index.train(static_cast<FaissId>(sample), training.data());
   }
-  index.train(static_cast<FaissId>(sample), training.data());
-  index.add(static_cast<FaissId>(n), x);
-  index.nprobe = static_cast<std::size_t>(std::max(1, options.probes));
-  search_all(index, x, n, graph.k, options, graph);
+  // Unit centroids, so that a row's cells go by cosine, not by the centroids' norms (tight
+  // cells have longer mean vectors).
+  const auto centroids =
+      unit_rows(torch::from_blob(const_cast<float*>(quantizer.get_xb()),
+                                 {static_cast<std::int64_t>(lists), static_cast<std::int64_t>(d)})
+                    .clone());
+  const auto cells = cells_of(unit, centroids, options.probes);
+  // One parallel region: each thread takes the searching rows of its own range in every
+  // cell, so no row is offered candidates by two threads (many small regions spin-wait on a
+  // busy machine).
+  NearestSoFar nearest(graph);
+  const auto parts = static_cast<std::int64_t>(std::max(1, at::get_num_threads()));
+  at::parallel_for(0, parts, 1, [&](std::int64_t first, std::int64_t last) {
+    for (auto part = first; part < last; ++part) {
+      const auto from = static_cast<std::int64_t>(n) * part / parts;
+      const auto to = static_cast<std::int64_t>(n) * (part + 1) / parts;
+      for (std::size_t list = 0; list < lists; ++list) {
+        const auto& all = cells.searchers[list];
+        const auto begin = std::lower_bound(all.begin(), all.end(), from);
+        const auto end = std::lower_bound(begin, all.end(), to);
+        if (begin != end && !cells.members[list].empty())
+          search_cell(unit, {&*begin, static_cast<std::size_t>(end - begin)}, cells.members[list],
+                      nearest);
+        // Progress from one thread only: the first walks every cell as well.
+        if (part == 0 && options.progress) options.progress(cells.members[list].size());
+      }
+    }
+  });
+  nearest.finish();
   return graph;
 }
 
@@ -268,20 +513,21 @@ Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& grap
                        std::to_string(n) + " embeddings");
   Dendrogram out;
   out.rows = n;
-  LinkageGroups groups(unit, graph);
+  LinkageGroups groups(unit, graph, lowest);
   std::priority_queue<Candidate> heap;
   const auto push_best = [&](std::uint32_t g) {
-    if (const auto best = groups.best_candidate(g, lowest)) heap.push(*best);
+    if (const auto best = groups.best_candidate(g)) heap.push(*best);
   };
   for (std::uint32_t i = 0; i < n; ++i) push_best(i);
   double previous = std::numeric_limits<double>::infinity();
+  std::vector<Candidate> woken;
   while (!heap.empty()) {
     const Candidate c = heap.top();
     heap.pop();
     if (!groups.is_current(c.group, c.group_version)) continue;  // superseded
     if (!groups.is_current(c.partner, c.partner_version)) {
       // Its partner has merged since: the merged group, or else a scan, gives its best again.
-      if (const auto again = groups.renewed(c, lowest))
+      if (const auto again = groups.renewed(c))
         heap.push(*again);
       else
         push_best(c.group);
@@ -289,7 +535,9 @@ Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& grap
     }
     previous = std::min(previous, c.similarity);
     out.merges.push_back({c.group, c.partner, previous});
-    push_best(groups.merge(c.group, c.partner));
+    woken.clear();
+    push_best(groups.merge(c.group, c.partner, woken));
+    for (const auto& w : woken) heap.push(w);
   }
   return out;
 }

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "facemag/eval/cluster_evaluation.hpp"
 #include "facemag/eval/pair_source.hpp"
 #include "facemag/eval/verification.hpp"
 #include "facemag/model/manifest.hpp"
@@ -39,6 +40,13 @@ struct Calibration {
 // all same or all different.
 Calibration calibrate(const LoadedPairs& loaded, ModelManifest manifest,
                       const CalibrationOptions& options = {});
+
+// The clustering threshold learnt on labelled faces (`facemag calibrate --people`, `eval cluster
+// --save`): the sweep's threshold of best BCubed F becomes `manifest.cluster_threshold`, and
+// `cluster_calibration` says on what (`data`: the faces' description) and with which score.
+ModelManifest with_clustering_calibration(ModelManifest manifest,
+                                          const ClusterEvaluation& evaluation,
+                                          const std::string& data);
 
 // Where `calibrate` stores the calibrated manifest: `manifest_out` when given, else beside
 // `weights` (manifest_path_for). InvalidInput when neither is known (features without --weights).

@@ -37,26 +37,35 @@ struct KnnGraph {
 struct KnnGraphOptions {
   int k = 30;
   // Brute force (faiss IndexFlatIP: N^2 D multiply-adds) up to this many rows; above it an
-  // inverted-file index (IndexIVFFlat, 4 sqrt(N) lists, `probes` of them searched per row).
+  // inverted file: k-means (faiss) into 4 sqrt(N) cells, each row compared with the rows of the
+  // `probes` cells whose centroids are most similar to it, as an IVF index searches; done cell by
+  // cell, every row searching a cell against its members in one matrix product (BLAS: Debian's
+  // faiss scans an IVF index's lists with scalar code, many times slower).
   std::size_t exact_up_to = 50000;
   int probes = 32;
   std::function<void(std::size_t rows_done)> progress;  // called as rows are searched
 };
 
-// Time: exact O(N^2 D); IVF O(N D (4 sqrt(N) + probes sqrt(N) / 4)), i.e. O(N^1.5 D).
-// Memory: the index holds one more copy of the rows (4 N D bytes) plus 12 N k bytes of graph.
+// Time: exact O(N^2 D); inverted file O(N D (4 sqrt(N) + probes sqrt(N) / 4)), i.e. O(N^1.5 D).
+// Memory: 12 N k bytes of graph; exact, faiss's copy of the rows (4 N D bytes); inverted file,
+// 8 N probes bytes of cell lists and one cell's rows at a time.
 KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options = {});
 
 // Average linkage restricted to pairs of groups joined by a graph edge, down to similarity
 // `lowest` (merges below it are not made, so cut() at any threshold >= lowest is exact for this
 // graph). Merges come out in non-increasing similarity (a rare rise, from a pair of groups with no
 // edge between them, is recorded at the previous merge's value, so that cut() stays consistent).
-// Each group keeps one heap entry, its best partner, recomputed (a scan of its adjacent groups)
-// after it merges or when its partner has merged. Time: O(N k D) to start, then O(deg D) per
-// merge and per recomputed entry (deg: the group's adjacent groups). A person of F faces can cost
-// O(F^2 k D): each growth of its group sends the groups whose best partner it was to scan again
-// (1M synthetic faces, first person 20k faces: over 18 min; 100k: 15 s). Memory: 8 D bytes per
-// group of two or more faces, 8 N k bytes of adjacency, 24 bytes per heap entry (~one per group).
+// Each group keeps one heap entry, its best partner, found by scanning the adjacent groups whose
+// linkage is at least `lowest`; a pair below it is set aside until the groups' sizes have grown
+// enough that it could reach `lowest` (a bound from cosines <= 1), so a large group does not
+// rescan the many groups it will never join at each of its merges.
+// Time: O(E log E + E D) to start (E <= N k distinct edges), then per merge O(a D) with a the
+// merged group's adjacent groups at `lowest` or above, plus O(D log E) each time a set-aside pair
+// is looked at again (O(log N) times per pair: each look needs a group to grow by a factor
+// sqrt((1 - L) / (1 - lowest)) > 1). A person of F faces costs O(F^2 D) in the worst case (its
+// group scanning its own not-yet-joined faces). Memory: 8 N k bytes of edges while starting,
+// then 16 bytes per edge, 4 per awake side and 12 per set-aside side, and 8 D bytes per group
+// of two or more faces.
 Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph, double lowest);
 
 // Chinese whispers (Biemann 2006; dlib's chinese_whispers, used by photo applications): label
