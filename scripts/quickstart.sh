@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command (1): installs dependencies, builds the library and the CLI (no tests or
 # benchmarks: scripts/test.sh builds those), installs `facemag` on the PATH, registers the bundled
-# real models as the defaults, and runs the main job: finds the faces in photos, embeds them with
-# a real trained recognizer and groups them by person, saying how sure each assignment is.
+# real models as the defaults, installs the Python module (import facemag) for Debian's python3, and
+# runs the main job: finds the faces in photos, embeds them with a real trained recognizer and
+# groups them by person, saying how sure each assignment is.
 #
 #   bash scripts/quickstart.sh [PHOTOS...]     default: ../shared/data/faces-casia
 #
@@ -16,6 +17,13 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO cmake --install build --prefix "${FACEMAG_PREFIX:-/usr/local}" > /dev/null
 facemag=$(command -v facemag || echo ./build/facemag)
 echo "facemag: installed $facemag"
+# The same install put the Python module where Debian's python3 finds packages under the prefix.
+if py=$(/usr/bin/python3 -c 'import facemag, os; print(os.path.dirname(facemag.__file__))' 2>&1 | tail -n 1); then
+  echo "facemag: Python module installed in $py (import facemag)"
+else
+  echo "facemag: the Python module is not importable by /usr/bin/python3 ($py); with a prefix other" \
+    "than /usr/local, add PREFIX/lib/python3.*/dist-packages to PYTHONPATH"
+fi
 
 home=${FACEMAG_HOME:-$HOME/.facemag}
 bundled=../shared/weights

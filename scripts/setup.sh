@@ -20,6 +20,9 @@ packages=(
   libgloo-dev          # headers of LibTorch's Gloo process group (facemag train --nproc)
   python3-torch python3-opencv  # the peers of bench/ and the test that torch.load reads our checkpoints
   python3-sklearn      # bench/cluster_peer.py: scikit-learn's clustering beside facemag's
+  python3-dev pybind11-dev  # the Python module (import facemag), built by the same CMake
+  python3-numpy python3-pytest  # its arrays and its tests (tests/python)
+  python3-setuptools python3-wheel python3-pip  # `pip install ./python` (setuptools backend)
   chromium             # the web page's browser test (driven by playwright-core from npm)
 )
 missing=()

@@ -27,10 +27,9 @@ std::size_t for_each_photo_chunk(const FacePipeline& pipeline,
                                  const std::vector<io::InputFile>& files, KeepFaces keep,
                                  const UnreadablePhotoSink& on_unreadable,
                                  const std::function<void(PhotoFacesChunk&)>& per_chunk) {
-  constexpr std::size_t kChunk = 32;  // photos detected together and embedded in one batch
   std::size_t unreadable = 0;
-  for (std::size_t start = 0; start < files.size(); start += kChunk) {
-    const auto end = std::min(files.size(), start + kChunk);
+  for (std::size_t start = 0; start < files.size(); start += kPhotosPerChunk) {
+    const auto end = std::min(files.size(), start + kPhotosPerChunk);
     PhotoFacesChunk chunk;
     chunk.inputs = end - start;
     std::vector<cv::Mat> images;

@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "postgres_server.hpp"
 #include "test_support.hpp"
 
 namespace facemag {
@@ -183,7 +184,7 @@ TEST(CliGallery, EnrolsSearchesAndManagesRealPeople) {
   EXPECT_EQ(run_cli("gallery remove " + db + " bruce", tmp).exit_code, 0);
   r = run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("2 people, 29 faces, schema version 2: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 people, 29 faces, schema version 3: sound"), std::string::npos) << r.out;
 
   // Export, import into a new gallery, export again: the same faces, bit for bit.
   ASSERT_EQ(run_cli("gallery export " + db + " " + (tmp / "a").string(), tmp).exit_code, 0);
@@ -371,37 +372,7 @@ TEST(CliGallery, EveryAcknowledgedEnrolmentSurvivesASigkill) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
-// A PostgreSQL server of the test's own, stopped at the end.
-class PostgresServer {
- public:
-  explicit PostgresServer(const std::filesystem::path& dir) : dir_(dir) {
-    const std::string script = std::string(FACEMAG_SOURCE_DIR) + "/tests/postgres_server.sh";
-    FILE* pipe = popen(("bash " + script + " start " + dir.string() + " 2>" +
-                        (dir.parent_path() / "pg_start.err").string())
-                           .c_str(),
-                       "r");
-    char buf[512];
-    while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) url_.append(buf, n);
-    status_ = WEXITSTATUS(pclose(pipe));
-    while (!url_.empty() && url_.back() == '\n') url_.pop_back();
-    why_ = test::read_file(dir.parent_path() / "pg_start.err");
-  }
-  ~PostgresServer() {
-    if (status_ == 0)
-      std::system(("bash " + std::string(FACEMAG_SOURCE_DIR) + "/tests/postgres_server.sh stop " +
-                   dir_.string())
-                      .c_str());
-  }
-  bool absent() const { return status_ == 77; }
-  bool running() const { return status_ == 0; }
-  const std::string& url() const { return url_; }
-  const std::string& why() const { return why_; }
-
- private:
-  std::filesystem::path dir_;
-  std::string url_, why_;
-  int status_ = -1;
-};
+using test::PostgresServer;
 
 TEST(CliGalleryPostgres, TwoProcessesShareOneGalleryWithoutARestart) {
   REQUIRE_REAL_MODEL();
@@ -445,7 +416,7 @@ TEST(CliGalleryPostgres, TwoProcessesShareOneGalleryWithoutARestart) {
   EXPECT_EQ(searcher.wait(), 0) << test::read_file(tmp / "searcher.err");
   r = run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("1 people, 15 faces, schema version 2: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 people, 15 faces, schema version 3: sound"), std::string::npos) << r.out;
 }
 
 // 1:N on the real LFW people: the first photo of each of the 774 people with two or more is

@@ -10,10 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <future>
 #include <thread>
+#include <tuple>
 
 #include "facemag/io/npy.hpp"
 #include "test_support.hpp"
@@ -264,7 +268,7 @@ TEST(ServeCli, GalleryRoutesEnrolIdentifyVerifyListAndRemove) {
   const auto openapi = body_of(client.Get("/openapi.json"));
   for (const char* route :
        {"/v1/detect", "/v1/quality", "/v1/embed", "/v1/verify", "/v1/identify", "/v1/enroll",
-        "/v1/persons", "/v1/persons/{name}", "/health", "/metrics"})
+        "/v1/assign", "/v1/persons", "/v1/persons/{name}", "/health", "/metrics"})
     EXPECT_TRUE(openapi["paths"].contains(route)) << route;
 }
 
@@ -435,6 +439,8 @@ TEST(ServeCli, BadRequestsGetTheirCodeAndTheServerLivesOn) {
   expect_error(client.Post("/v1/identify", photo, "image/jpeg"), 404, "no_gallery",
                "identify without gallery");
   expect_error(client.Delete("/v1/persons/nobody"), 404, "no_gallery", "delete without gallery");
+  expect_error(client.Post("/v1/assign", photo, "image/jpeg"), 404, "no_gallery",
+               "assign without gallery");
   expect_error(client.Get("/v2/anything"), 404, "not_found", "unknown route");
   expect_error(client.Get("/../../etc/passwd"), 404, "not_found", "path outside");
   // A 50 MB body: over the 32 MB limit (cpp-httplib reads past it, then answers).
@@ -487,6 +493,81 @@ TEST(ServeCli, SigtermAnswersTheRequestsInFlightThenExitsZero) {
   ASSERT_TRUE(r) << httplib::to_string(r.error());
   EXPECT_EQ(r->status, 200);
   EXPECT_GE(body_of(r)["faces"].size(), 2u);
+}
+
+// /v1/assign is `gallery assign` for one uploaded photo: a face of an enrolled person joins them,
+// a face of nobody waits, a second face like it makes a proposed person that the next one joins;
+// the records are the CLI's JSON lines; bad input is one JSON error and the server lives on.
+TEST(ServeCli, AssignJoinsKnownPeopleProposesNewOnesAndRefusesBadInput) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  const auto db = (tmp / "g.db").string();
+  ASSERT_EQ(test::run_cli("gallery create " + db + model(), tmp).exit_code, 0);
+  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
+                tmp);
+  REQUIRE_SERVER(server);
+  auto client = server.client();
+  ASSERT_EQ(
+      client.Post("/v1/enroll?person=bruce", file_bytes(casia() / "bruce/004.jpg"), "image/jpeg")
+          ->status,
+      201);
+  const auto assign = [&](const std::string& photo) {
+    const auto r = body_of(client.Post("/v1/assign", file_bytes(casia() / photo), "image/jpeg"));
+    EXPECT_EQ(r["faces"].size(), 1u) << photo << ": " << r;
+    return r;
+  };
+  auto r = assign("bruce/001.jpg");
+  EXPECT_EQ(r["faces"][0]["status"], "known") << r;
+  EXPECT_EQ(r["faces"][0]["person"], "bruce");
+  EXPECT_GE(r["faces"][0]["similarity"].get<double>(), 0.2);  // the gallery's threshold
+  EXPECT_EQ(r["faces"][0]["path"], "upload");
+  r = assign("pam/001.jpg");
+  EXPECT_EQ(r["faces"][0]["status"], "unassigned") << r;
+  EXPECT_TRUE(r["faces"][0]["person"].is_null());
+  EXPECT_TRUE(r["proposed"].empty());
+  r = assign("pam/002.jpg");
+  EXPECT_EQ(r["faces"][0]["status"], "proposed") << r;
+  EXPECT_EQ(r["faces"][0]["person"], "unnamed-1");
+  EXPECT_EQ(r["faces"][0]["grouped"], true);
+  ASSERT_EQ(r["proposed"].size(), 1u);
+  EXPECT_EQ(r["proposed"][0]["face_ids"].size(), 2u);
+  r = assign("pam/003.jpg");
+  EXPECT_EQ(r["faces"][0]["person"], "unnamed-1") << r;
+  EXPECT_FALSE(r["faces"][0].contains("grouped"));
+  // The same photo again, as a multipart upload: stored once, where it is now.
+  httplib::MultipartFormDataItems form{
+      {"image", file_bytes(casia() / "pam/001.jpg"), "pam1.jpg", "image/jpeg"}};
+  const auto again = body_of(client.Post("/v1/assign", form));
+  EXPECT_EQ(again["faces"][0]["already_stored"], true) << again;
+  EXPECT_EQ(again["faces"][0]["person"], "unnamed-1");
+  EXPECT_EQ(again["faces"][0]["path"], "upload:pam1.jpg");
+  const auto persons = body_of(client.Get("/v1/persons"))["persons"];
+  ASSERT_EQ(persons.size(), 2u) << persons;
+  EXPECT_EQ(persons[1]["name"], "unnamed-1");
+  EXPECT_EQ(persons[1]["proposed"], true);
+  EXPECT_EQ(persons[1]["faces"], 3);
+  EXPECT_FALSE(persons[0].contains("proposed"));
+  // A photo without a face: no record, nothing stored.
+  std::vector<unsigned char> grey;
+  cv::imencode(".png", cv::Mat(120, 160, CV_8UC3, cv::Scalar(128, 128, 128)), grey);
+  r = body_of(client.Post("/v1/assign", std::string(grey.begin(), grey.end()), "image/png"));
+  EXPECT_EQ(r["faces_found"], 0) << r;
+  EXPECT_TRUE(r["faces"].empty());
+
+  for (const auto& [body, query, status, kind] :
+       {std::tuple{std::string("not an image"), "", 400, "bad_image"},
+        std::tuple{std::string(), "", 400, "empty_body"},
+        std::tuple{file_bytes(casia() / "pam/004.jpg"), "?min_faces=0", 400, "bad_parameter"},
+        std::tuple{file_bytes(casia() / "pam/004.jpg"), "?aligned=true", 400,
+                   "bad_aligned_size"}}) {
+    const auto bad = client.Post(("/v1/assign" + std::string(query)).c_str(), body, "image/jpeg");
+    ASSERT_TRUE(bad) << kind;
+    EXPECT_EQ(bad->status, status) << bad->body;
+    EXPECT_EQ(body_of(bad)["error"], kind) << bad->body;
+  }
+  EXPECT_EQ(client.Get("/health")->status, 200);
+  EXPECT_TRUE(body_of(client.Get("/openapi.json"))["paths"].contains("/v1/assign"));
+  EXPECT_EQ(test::run_cli("gallery check " + db, tmp).exit_code, 0);
 }
 
 TEST(ServeCli, TheWebPageShowsAndEnrolsFacesInChromium) {

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "facemag/error.hpp"
+#include "facemag/video/shot_cut.hpp"
 #include "facemag/video/tracker.hpp"
 #include "facemag/video/video_source.hpp"
 #include "test_support.hpp"
@@ -122,11 +123,13 @@ TEST(VideoTracker, ATrackUnseenForLongerThanTheGapIsClosedAndNotRejoined) {
 TEST(VideoTracker, OverlapWinsOverResemblanceAndUnsureDetectionsOnlyContinue) {
   FaceTracker tracker(options());
   tracker.update(0, 0.0, std::vector<FaceRecord>{face(0, 0, 0), face(300, 0, 1)});
-  // Frame 1: a blurred face of person 0 in place (its embedding now resembles person 1) and an
-  // unsure detection (score 0.5) far from both: the first stays with track 1 by overlap, the
-  // second starts nothing.
-  const auto a = tracker.update(
-      1, 0.1, std::vector<FaceRecord>{face(5, 0, 1, 3, 0.7f), face(600, 300, 0, 10, 0.5f)});
+  // Frame 1: a blurred face of person 0 in place, whose embedding now resembles person 1 more
+  // (cosine 0.95) than its own track (0.31, above the gate 0.15), and an unsure detection (score
+  // 0.5) far from both: the first stays with track 1 by overlap, the second starts nothing.
+  auto blurred = face(5, 0, 0, 3, 0.7f);
+  blurred.embedding.raw = {0.31f * 3, 0.95f * 3, 0, 0, 0, 0, 0, 0};
+  const auto a =
+      tracker.update(1, 0.1, std::vector<FaceRecord>{blurred, face(600, 300, 0, 10, 0.5f)});
   EXPECT_EQ(a[0].track_id, 1);
   EXPECT_EQ(a[1].track_id, 0);
   auto tracks = tracker.finish();
@@ -138,9 +141,94 @@ TEST(VideoTracker, OverlapWinsOverResemblanceAndUnsureDetectionsOnlyContinue) {
 TEST(VideoTracker, TwoFacesOverlappingOneTrackTheCloserOneWins) {
   FaceTracker tracker(options());
   tracker.update(0, 0.0, std::vector<FaceRecord>{face(0, 0, 0)});
-  const auto a = tracker.update(1, 0.1, std::vector<FaceRecord>{face(40, 0, 2), face(10, 0, 2)});
+  const auto a = tracker.update(1, 0.1, std::vector<FaceRecord>{face(40, 0, 0), face(10, 0, 0)});
   EXPECT_EQ(a[1].track_id, 1);  // IoU 0.82 against 0.43
   EXPECT_EQ(a[0].track_id, 2);
+}
+
+// The identity switch of issue 41: someone else stands where a tracked face was.
+TEST(VideoTracker, AnOverlappingFaceBelowTheGateIsSomeoneElseAndStartsItsOwnTrack) {
+  FaceTracker tracker(options());  // gate 0.15
+  for (int f = 0; f < 3; ++f) tracker.update(f, f * 0.1, std::vector<FaceRecord>{face(0, 0, 0)});
+  // Person 1 in the same place (cosine 0 to track 1): a new track, and it stays theirs while
+  // track 1 is still within reach by overlap (the same box: equal IoU, the older track would win).
+  for (int f = 3; f < 6; ++f) {
+    const auto a = tracker.update(f, f * 0.1, std::vector<FaceRecord>{face(2, 0, 1)});
+    EXPECT_EQ(a[0].track_id, 2) << f;
+  }
+  // Person 0 back in place within a second: their track again by overlap (track 2's gate refuses
+  // them, track 1's lets them through).
+  const auto back = tracker.update(6, 0.6, std::vector<FaceRecord>{face(0, 0, 0)});
+  EXPECT_EQ(back[0].track_id, 1);
+  auto tracks = tracker.finish();
+  ASSERT_EQ(tracks.size(), 2u);
+  EXPECT_EQ(tracks[0].detections, 4);
+  EXPECT_EQ(tracks[0].returns, 0);
+  EXPECT_EQ(tracks[1].detections, 3);
+  EXPECT_EQ(tracks[1].first.frame, 3);
+  EXPECT_EQ(tracks[1].last.frame, 5);
+
+  // Gate -1: overlap alone decides, as before issue 41.
+  auto o = options();
+  o.overlap_gate = -1;
+  FaceTracker blind(o);
+  blind.update(0, 0.0, std::vector<FaceRecord>{face(0, 0, 0)});
+  EXPECT_EQ(blind.update(1, 0.1, std::vector<FaceRecord>{face(2, 0, 1)})[0].track_id, 1);
+}
+
+TEST(VideoTracker, AGradualChangePassesTheGateByTheLastFaceAnAbruptOneDoesNot) {
+  auto o = options();
+  o.overlap_gate = 0.5;
+  // Three frames along axis 0, then turning by 0.6 rad a frame (cosine 0.83 to the last face):
+  // the 2nd and 3rd turned faces are below the gate against the template (the mean of the faces
+  // so far, lagging behind), not against the last face.
+  FaceTracker gradual(o);
+  for (int f = 0; f < 3; ++f) gradual.update(f, f * 0.1, std::vector<FaceRecord>{face(0, 0, 0)});
+  const double expected_to_template[] = {0.83, 0.49, 0.11};  // before each joins
+  for (int f = 3; f < 6; ++f) {
+    const float tilt = 0.6f * static_cast<float>(f - 2);
+    const auto tmpl = gradual.open_track(1).template_vector();
+    const double to_template =
+        (tmpl[0] * std::cos(tilt) + tmpl[7] * std::sin(tilt)) / std::hypot(tmpl[0], tmpl[7]);
+    EXPECT_NEAR(to_template, expected_to_template[f - 3], 0.01) << f;
+    const auto a =
+        gradual.update(f, f * 0.1, std::vector<FaceRecord>{face(0, 0, 0, 10, 0.99f, tilt)});
+    EXPECT_EQ(a[0].track_id, 1) << f;
+  }
+  // The same last face straight after the first three: cosine -0.23 to both.
+  FaceTracker abrupt(o);
+  for (int f = 0; f < 3; ++f) abrupt.update(f, f * 0.1, std::vector<FaceRecord>{face(0, 0, 0)});
+  EXPECT_EQ(
+      abrupt.update(3, 0.3, std::vector<FaceRecord>{face(0, 0, 0, 10, 0.99f, 1.8f)})[0].track_id,
+      2);
+}
+
+TEST(VideoTracker, AfterACutTracksContinueOnlyByResemblance) {
+  auto o = options();
+  o.overlap_gate = -1;  // overlap alone would take anyone in
+  FaceTracker tracker(o);
+  tracker.update(0, 0.0, std::vector<FaceRecord>{face(0, 0, 0), face(300, 0, 1)});
+  EXPECT_EQ(tracker.shot(), 0);
+  tracker.cut();
+  EXPECT_EQ(tracker.shot(), 1);
+  // After the cut, in the same places: person 2 where person 0 was (a new track), person 1 where
+  // it was (its track, by resemblance), an unsure detection where person 0 was (nothing).
+  const auto a = tracker.update(
+      1, 0.1, std::vector<FaceRecord>{face(0, 0, 2), face(300, 0, 1), face(5, 0, 0, 10, 0.5f)});
+  EXPECT_EQ(a[0].track_id, 3);
+  EXPECT_EQ(a[1].track_id, 2);
+  EXPECT_EQ(a[2].track_id, 0);
+  // Within the new shot overlap works again.
+  const auto b = tracker.update(2, 0.2, std::vector<FaceRecord>{face(5, 0, 2)});
+  EXPECT_EQ(b[0].track_id, 3);
+  auto tracks = tracker.finish();
+  ASSERT_EQ(tracks.size(), 3u);
+  EXPECT_EQ(tracks[0].detections, 1);
+  EXPECT_EQ(tracks[1].returns, 1);
+  EXPECT_EQ(tracks[1].first.shot, 0);
+  EXPECT_EQ(tracks[1].last.shot, 1);
+  EXPECT_EQ(tracks[2].first.shot, 1);
+  EXPECT_EQ(tracks[2].detections, 2);
 }
 
 TEST(VideoTracker, WithoutMagFaceTheDetectorScoreIsTheQuality) {
@@ -152,6 +240,74 @@ TEST(VideoTracker, WithoutMagFaceTheDetectorScoreIsTheQuality) {
   EXPECT_EQ(tracks[0].best.frame, 1);
   EXPECT_FLOAT_EQ(tracks[0].best.quality, 0.999f);
   EXPECT_FLOAT_EQ(tracks[0].best.magnitude, 5);
+}
+
+// ---- shot cuts ----
+
+cv::Mat uniform_frame(int grey) { return cv::Mat(90, 160, CV_8UC3, cv::Scalar::all(grey)); }
+
+// A 160x90 frame cut from a smooth colour texture (seeded noise, blurred), shifted `shift` px.
+cv::Mat textured_frame(unsigned seed, cv::Scalar low, cv::Scalar high, int shift = 0) {
+  cv::Mat wide(90, 320, CV_8UC3);
+  cv::RNG rng(seed);
+  rng.fill(wide, cv::RNG::UNIFORM, low, high);
+  cv::GaussianBlur(wide, wide, {0, 0}, 4);
+  return wide(cv::Rect(shift, 0, 160, 90)).clone();
+}
+
+TEST(VideoShotCut, FrameChangeOfKnownFrames) {
+  const auto same = video::frame_change(uniform_frame(100), uniform_frame(100));
+  EXPECT_DOUBLE_EQ(same.colour, 0);
+  EXPECT_DOUBLE_EQ(same.histogram, 0);
+  // Grey 100 to 150: value +50, hue and saturation 0: colour 50 / 3; every pixel changes bin.
+  const auto brighter = video::frame_change(uniform_frame(100), uniform_frame(150));
+  EXPECT_NEAR(brighter.colour, 50.0 / 3, 1e-9);
+  EXPECT_DOUBLE_EQ(brighter.histogram, 1.0);
+  // Hue is an angle: OpenCV hue 2 and 178 are 4 apart, not 176.
+  const auto hue_frame = [](int hue) {
+    cv::Mat hsv(90, 160, CV_8UC3, cv::Scalar(hue, 255, 255)), bgr;
+    cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+    return bgr;
+  };
+  EXPECT_NEAR(video::frame_change(hue_frame(2), hue_frame(178)).colour, 4.0 / 3, 1.0);
+  try {
+    video::frame_change(cv::Mat(), uniform_frame(1));
+    ADD_FAILURE() << "no error";
+  } catch (const InvalidInput& e) {
+    EXPECT_STREQ(e.what(), "shot cut detection: expected an 8-bit BGR frame, got an empty one");
+  }
+}
+
+TEST(VideoShotCut, ACutChangesColourAndHistogramAPanOrAnExposureChangeOnlyOne) {
+  const cv::Scalar blue_low(120, 40, 0), blue_high(255, 140, 80);
+  const cv::Scalar skin_low(60, 110, 170), skin_high(150, 190, 255);
+  const auto a = textured_frame(1, blue_low, blue_high);
+  const auto cut = video::frame_change(a, textured_frame(2, skin_low, skin_high));
+  EXPECT_GE(cut.colour, 30);
+  EXPECT_GE(cut.histogram, 0.15);
+  // A pan by 20 % of the width: the pixels change, their histogram hardly.
+  const auto pan = video::frame_change(a, textured_frame(1, blue_low, blue_high, 32));
+  EXPECT_LT(pan.histogram, 0.15) << pan.colour;
+  // Exposure: the histogram moves, the colour change stays below a cut's.
+  const auto darker = video::frame_change(uniform_frame(100), uniform_frame(150));
+  EXPECT_LT(darker.colour, 30);
+
+  video::ShotCutDetector detector({});
+  const std::vector<cv::Mat> frames{a,
+                                    textured_frame(1, blue_low, blue_high, 4),
+                                    textured_frame(1, blue_low, blue_high, 36),
+                                    textured_frame(2, skin_low, skin_high),
+                                    textured_frame(2, skin_low, skin_high, 2),
+                                    a};
+  std::vector<int> cuts;
+  for (int i = 0; i < static_cast<int>(frames.size()); ++i) {
+    if (detector.is_cut(frames[static_cast<std::size_t>(i)])) cuts.push_back(i);
+  }
+  EXPECT_EQ(cuts, (std::vector<int>{3, 5}));
+  EXPECT_GE(detector.last_change().colour, 30);
+
+  video::ShotCutDetector off({.enabled = false});
+  for (const auto& f : frames) EXPECT_FALSE(off.is_cut(f));
 }
 
 // ---- the video source ----

@@ -268,6 +268,78 @@ TEST(VideoCli, ATrackBelowTheGallerysQualityGateIsTooPoorToDecideAsInGallerySear
   }
 }
 
+// Issue 41's clip, from lfw-half photos the model never saw: 250x250 frames at 10 frames/s,
+// Boris Becker on frames 0-19 (0-4 sharp, then Gaussian blur sigma 3, 4.5, 6 in turn), Brian
+// Griese in the same place on 20-34 (a cut), Boris again, sharp, on 35-49 (a cut). MTCNN finds
+// two faces on each of Boris's frames (his and a bystander's at the left edge of his photo) and
+// one on Brian's: 85 faces.
+std::filesystem::path lfw() { return test::shared_dir() / "data" / "lfw-half" / "images"; }
+
+std::filesystem::path write_cut_clip(const test::TempDir& tmp) {
+  const cv::Mat boris = cv::imread((lfw() / "Boris_Becker" / "Boris_Becker_0001.jpg").string());
+  const cv::Mat brian = cv::imread((lfw() / "Brian_Griese" / "Brian_Griese_0001.jpg").string());
+  const auto path = tmp / "cut.avi";
+  cv::VideoWriter writer(path.string(), cv::CAP_FFMPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
+                         10, {250, 250});
+  if (!writer.isOpened()) return {};
+  const double sigmas[] = {3, 4.5, 6};
+  for (int f = 0; f < 50; ++f) {
+    cv::Mat frame = f < 20 ? boris.clone() : f < 35 ? brian : boris;
+    if (f >= 5 && f < 20) cv::GaussianBlur(boris, frame, {0, 0}, sigmas[(f - 5) % 3]);
+    writer.write(frame);
+  }
+  writer.release();
+  return path;
+}
+
+TEST(VideoCli, SomeoneElseAfterACutOrInTheSamePlaceGetsATrackOfTheirOwn) {
+  REQUIRE_REAL_MODEL();
+  FACEMAG_REQUIRE_FILE(lfw() / "Boris_Becker" / "Boris_Becker_0001.jpg");
+  FACEMAG_REQUIRE_FILE(lfw() / "Brian_Griese" / "Brian_Griese_0001.jpg");
+  test::TempDir tmp;
+  const auto clip = write_cut_clip(tmp);
+  if (clip.empty()) GTEST_SKIP() << "this OpenCV cannot write MJPG through FFmpeg";
+  // Brian's track: exactly his 15 frames. As his frames show one face each, no other track
+  // holds any of them; the others (Boris, the bystander) lie in 0-19 and 35-49 and rejoin after
+  // Brian by resemblance. Before issue 41 Brian continued Boris's track (1 track of 50 faces,
+  // its best face Brian's).
+  const auto check = [](const std::vector<nlohmann::json>& tracks, const std::string& run) {
+    ASSERT_EQ(tracks.size(), 3u) << run;
+    int detections = 0, brian = 0;
+    for (const auto& t : tracks) {
+      detections += t["detections"].get<int>();
+      const int first = t["first"]["frame"], last = t["last"]["frame"];
+      if (first == 20 && last == 34 && t["detections"] == 15) {
+        ++brian;
+        continue;
+      }
+      EXPECT_EQ(first, 0) << run << t;
+      EXPECT_EQ(last, 49) << run << t;
+      EXPECT_EQ(t["detections"], 35) << run << t;
+      EXPECT_EQ(t["rejoins"], 1) << run << t;
+    }
+    EXPECT_EQ(detections, 85) << run;
+    EXPECT_EQ(brian, 1) << run;
+  };
+  // Cuts found before frames 20 and 35.
+  auto r = run_cli("video " + clip.string() + " --out " + (tmp / "a").string() + model(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("85 faces, 2 shot cut(s))"), std::string::npos) << r.err;
+  auto tracks = json_lines(r.out);
+  check(tracks, "with cuts: ");
+  EXPECT_EQ(tracks[0]["first"]["shot"], 0);
+  EXPECT_EQ(tracks[0]["last"]["shot"], 2);
+  EXPECT_EQ(tracks[2]["first"]["shot"], 1);
+  EXPECT_EQ(tracks[2]["last"]["shot"], 1);
+
+  // The overlap gate alone: Brian's cosine to Boris's template and last face is below 0.1; the
+  // blurred Boris frames pass it against his template or his last face.
+  r = run_cli("video " + clip.string() + " --no-cuts --out " + (tmp / "b").string() + model(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("85 faces, 0 shot cut(s))"), std::string::npos) << r.err;
+  check(json_lines(r.out), "gate only: ");
+}
+
 TEST(VideoCli, SigintEndsTheRunAndWritesTheTracksSoFar) {
   REQUIRE_REAL_MODEL();
   test::TempDir tmp;

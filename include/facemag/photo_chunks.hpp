@@ -34,10 +34,15 @@ struct PhotoFacesChunk {
   std::size_t inputs = 0;                      // input files the chunk covered (decoded or not)
 };
 
-// Photos in chunks of 32: decodes them (on_unreadable otherwise), finds and embeds the faces
-// `keep` chooses (FacePipeline::process_batch), then calls per_chunk, also for a chunk without a
-// decoded photo. A photo without a face is an empty entry of `faces`, not a failure. Returns the
-// number of unreadable photos.
+// Photos detected together and embedded in one batch by for_each_photo_chunk. A face's landmarks
+// (and so its embedding) can differ in the last bits with the other photos of its chunk, so a
+// caller that must reproduce a run's values chunks the same way (faces_with_cache does).
+inline constexpr std::size_t kPhotosPerChunk = 32;
+
+// Photos in chunks of kPhotosPerChunk: decodes them (on_unreadable otherwise), finds and embeds the
+// faces `keep` chooses (FacePipeline::process_batch), then calls per_chunk, also for a chunk
+// without a decoded photo. A photo without a face is an empty entry of `faces`, not a failure.
+// Returns the number of unreadable photos.
 std::size_t for_each_photo_chunk(const FacePipeline& pipeline,
                                  const std::vector<io::InputFile>& files, KeepFaces keep,
                                  const UnreadablePhotoSink& on_unreadable,

@@ -4,13 +4,16 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "cluster_options.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "encoder.hpp"
+#include "facemag/embedding_cache.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/cluster_photos.hpp"
+#include "facemag/model/resolve.hpp"
 #include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
 
@@ -23,6 +26,7 @@ struct ClusterCommandOptions {
   double threshold = -2;  // default: the model's own
   std::string out;
   ClusterOptions clustering;
+  std::string cache;  // --cache DIR: the embedding cache (none: embed everything)
 };
 
 // One line per face: its similarity to its group, the verdict, the photo (and which face in it)
@@ -43,18 +47,42 @@ int run_cluster(const ClusterCommandOptions& opt) {
   configure_runtime(opt.model.threads);
   const auto files = input_files(opt.inputs);
   auto model = resolve_model_files(opt.model);
-  ModelManifest& manifest = model.manifest;
-  manifest.concat_flipped = manifest.architecture == "mobilefacenet";  // its own protocol
+  model.manifest = eval::clustering_manifest(std::move(model.manifest));
+  const ModelManifest& manifest = model.manifest;
   const Embedder embedder = Embedder::load(model);
   const MtcnnDetector detector = load_detector(opt.model.detector);
   const FacePipeline pipeline(detector, embedder, to_mtcnn_options(opt.model.detector));
   const double threshold = opt.threshold > -2 ? opt.threshold : clustering_threshold(manifest);
 
+  std::optional<EmbeddingCache> cache;
+  if (!opt.cache.empty()) {
+    const auto detection = to_mtcnn_options(opt.model.detector);
+    cache.emplace(EmbeddingCache::open(
+        opt.cache,
+        cache_identity_of(embedder, detection, mtcnn_folder(opt.model.detector.weights_dir))));
+    std::fprintf(stderr, "cache %s: %zu photo(s), %zu face(s) in %zu chunk(s)\n", opt.cache.c_str(),
+                 cache->photos(), cache->faces(), cache->chunks());
+  }
+
   const auto clusters = [&] {
-    ProgressBar progress(files.size(), "faces");
-    return eval::cluster_photos(pipeline, files, threshold, opt.clustering, report_skipped_file,
-                                [&](std::size_t inputs) { progress.advance(inputs); });
+    std::optional<ProgressBar> progress(std::in_place, files.size(), "faces");
+    const auto advance = [&](std::size_t inputs) { progress->advance(inputs); };
+    ClusterStageBars stages;
+    auto clustering = opt.clustering;
+    clustering.progress = [&, bars = stages.callback()](const char* stage, std::size_t done,
+                                                        std::size_t total) {
+      progress.reset();  // every face is embedded: that bar ends where clustering starts
+      bars(stage, done, total);
+    };
+    return cache ? eval::cluster_photos(pipeline, files, threshold, clustering, report_skipped_file,
+                                        advance, *cache)
+                 : eval::cluster_photos(pipeline, files, threshold, clustering, report_skipped_file,
+                                        advance);
   }();
+  if (cache) {
+    std::fprintf(stderr, "cache %s: %zu photo(s) from the cache, %zu embedded now\n",
+                 opt.cache.c_str(), clusters.photos_cached, clusters.photos_embedded);
+  }
   const auto& groups = clusters.groups;
   std::printf("model: %s (%s)\n", manifest.name.c_str(), manifest.source.c_str());
   std::printf(
@@ -99,6 +127,9 @@ Runner add_cluster_command(CLI::App& app) {
                   "Mean cosine similarity to join a group (default: the model's)");
   add_cluster_method_options(*cmd, opt->clustering);
   cmd->add_option("--out", opt->out, "Also write one JSON record per face here");
+  cmd->add_option("--cache", opt->cache,
+                  "Embedding cache folder: photos already in it are not embedded again, new "
+                  "ones are added as they are embedded (a killed run resumes)");
   cmd->add_option("--threads", model.threads, "CPU threads (0 = all cores)")->capture_default_str();
   return [cmd, opt]() -> int { return cmd->parsed() ? run_cluster(*opt) : -1; };
 }

@@ -5,9 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/eval/knn_cluster.hpp"
 
@@ -34,6 +36,28 @@ inline void add_cluster_method_options(CLI::App& cmd, ClusterOptions& options) {
       ->check(CLI::PositiveNumber)
       ->default_str("2048");
 }
+
+// A progress bar per clustering stage (ClusterOptions::progress), each replacing the last.
+class ClusterStageBars {
+ public:
+  ClusterProgress callback() {
+    return [this](const char* stage, std::size_t done, std::size_t total) {
+      if (!bar_ || stage_ != stage || done < shown_) {  // a new stage, or the stages again
+        bar_ = std::make_unique<ProgressBar>(total, stage);
+        stage_ = stage;
+        shown_ = 0;
+      }
+      bar_->advance(done - shown_);
+      shown_ = done;
+      if (done == total) bar_.reset();  // its last line, before what the command prints next
+    };
+  }
+
+ private:
+  std::unique_ptr<ProgressBar> bar_;
+  std::string stage_;
+  std::size_t shown_ = 0;
+};
 
 // `facemag calibrate --people DIR...`: `eval cluster --by-folder DIR...` swept from 0.05 to 0.80
 // by 0.01, its best-BCubed threshold stored as the model's clustering threshold with --save or

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "facemag/error.hpp"
 #include "facemag/pipeline.hpp"
 #include "facemag/runtime.hpp"
+#include "facemag/shard.hpp"
 
 namespace facemag::cli {
 namespace {
@@ -32,6 +34,8 @@ struct EmbedOptions {
   std::string landmarks;
   int classify = 0;  // top-k classes to print (0: no classification)
   std::string labels;
+  std::string shard;   // --shard K/N | auto | auto/N: this job's part of the inputs
+  bool merge = false;  // --merge: the inputs are shards' --npy outputs, merged into --npy
 };
 
 // --out may not be the file --npy writes its row index to.
@@ -42,9 +46,25 @@ void check_outputs(const EmbedOptions& opt) {
     throw InvalidInput("--out " + opt.out + " is where --npy writes its row index: choose another");
 }
 
+int run_merge(const EmbedOptions& opt) {
+  if (opt.npy.empty()) throw InvalidInput("--merge needs --npy OUT.npy (where the parts merge)");
+  std::vector<std::filesystem::path> parts(opt.inputs.begin(), opt.inputs.end());
+  merge_embeddings(parts, opt.npy);
+  std::fprintf(stderr, "merged %zu part(s) into %s\n", parts.size(), opt.npy.c_str());
+  return kExitOk;
+}
+
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
+  if (opt.merge) return run_merge(opt);
   const ModelOptions& model = opt.model;
-  const auto files = input_files(opt.inputs);
+  auto files = input_files(opt.inputs);
+  if (!opt.shard.empty()) {
+    const auto shard = parse_shard(opt.shard);
+    const auto all = files.size();
+    files = shard_files(files, shard);
+    std::fprintf(stderr, "shard %zu of %zu: %zu of %zu input(s)\n", shard.index + 1, shard.count,
+                 files.size(), all);
+  }
   const Embedder embedder = load_model(model);
   const ModelManifest& manifest = embedder.manifest();
   if (!manifest.magnitude_is_quality) {
@@ -109,6 +129,13 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
       "--npy", opt.npy,
       "Also write the N x D float32 embedding matrix (.npy) and its row index (.jsonl) beside it");
   cmd.add_flag("--sort", opt.sort, "List faces by quality, best first");
+  cmd.add_option("--shard", opt.shard,
+                 "Only this job's part of the inputs: K/N (1 <= K <= N), auto (a Slurm job "
+                 "array's task) or auto/N (also a Kubernetes Indexed Job's index); each file falls "
+                 "in one shard by a hash of its name");
+  cmd.add_flag("--merge", opt.merge,
+               "The inputs are the --npy outputs of shards: merge them into --npy, rows in file "
+               "order");
 }
 
 }  // namespace

@@ -71,6 +71,14 @@ ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::p
   return facemag::resolve_manifest(request);
 }
 
+ResolvedModel resolve_model_of_embeddings(const ModelOptions& opt, bool embedded_here) {
+  if (embedded_here) return resolve_model_files(opt);
+  ResolvedModel model;
+  model.weights = opt.weights;
+  model.manifest = resolve_manifest(opt, model.weights);
+  return model;
+}
+
 Embedder load_model(const ModelOptions& opt) { return load_model(resolve_model_files(opt), opt); }
 
 Embedder load_model(const ResolvedModel& model, const ModelOptions& opt) {

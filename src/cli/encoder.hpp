@@ -57,6 +57,11 @@ std::optional<LandmarkFile> read_landmarks_option(const std::string& path);
 ModelRequest model_request(const ModelOptions& opt);
 ResolvedModel resolve_model_files(const ModelOptions& opt);
 
+// The model behind embeddings: the files the options resolve to where the faces were embedded
+// by this command; for features read from a file, the weights given (may be empty) and the
+// manifest that goes with them (resolve_manifest).
+ResolvedModel resolve_model_of_embeddings(const ModelOptions& opt, bool embedded_here);
+
 // The manifest of the options' model with the weights given (may be empty: features-only
 // commands; see facemag::resolve_manifest).
 ModelManifest resolve_manifest(const ModelOptions& opt, const std::filesystem::path& weights);

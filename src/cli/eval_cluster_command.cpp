@@ -93,10 +93,7 @@ void print_evaluation(const eval::ClusterEvaluation& e, const std::string& model
 void save_clustering_threshold(const EvalClusterOptions& opt,
                                const eval::ClusterEvaluation& evaluation) {
   const bool embedded_here = opt.features.empty();
-  const auto model =
-      embedded_here ? resolve_model_files(opt.model)
-                    : ResolvedModel{.weights = opt.model.weights,
-                                    .manifest = resolve_manifest(opt.model, opt.model.weights)};
+  const auto model = resolve_model_of_embeddings(opt.model, embedded_here);
   std::string data = embedded_here ? "" : opt.features;
   for (const auto& input : opt.inputs) data += (data.empty() ? "" : ", ") + input;
   const auto manifest = eval::with_clustering_calibration(model.manifest, evaluation, data);
@@ -114,6 +111,8 @@ int run_eval_cluster(const EvalClusterOptions& opt) {
   eval::ClusterEvaluationOptions options{std::nullopt, opt.sweep[0],    opt.sweep[1],
                                          opt.sweep[2], opt.min_quality, opt.clustering};
   if (opt.threshold > -2) options.threshold = opt.threshold;
+  ClusterStageBars stages;
+  options.clustering.progress = stages.callback();
   const auto evaluation = eval::evaluate_clustering(faces, options);
   print_evaluation(evaluation, faces.model, opt.clustering.graph.k);
   if (!opt.json.empty()) {

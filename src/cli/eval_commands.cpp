@@ -176,11 +176,7 @@ int run_calibrate(const CalibrateOptions& opt) {
   const auto loaded = load_pairs(opt.source);
   // Faces embedded here: the files of the model that embedded them. Features given: --weights or
   // --manifest say which model they come from (or the built-in manifest of --arch).
-  const std::filesystem::path given(opt.source.model.weights);
-  const auto found =
-      loaded.model.empty()
-          ? ResolvedModel{.weights = given, .manifest = resolve_manifest(opt.source.model, given)}
-          : resolve_model_files(opt.source.model);
+  const auto found = resolve_model_of_embeddings(opt.source.model, !loaded.model.empty());
   std::printf("%s: %s\n", loaded.description.c_str(), eval::pair_counts(loaded.pairs).c_str());
   const auto& c = opt.calibration;
   const auto result = eval::calibrate(loaded, found.manifest, c);

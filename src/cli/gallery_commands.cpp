@@ -1,5 +1,6 @@
 // `facemag gallery ...`: a persistent 1:N gallery (create, enroll, search, list, show, remove,
-// rename, export, import, check, reembed) and `facemag eval identify` over it. Each runner turns
+// rename, export, import, check, reembed; assign, unassigned, merge, split, recluster) and
+// `facemag eval identify` over it. Each runner turns
 // its flags into the library's options (gallery/photos.hpp, gallery/evaluate.hpp), makes the call
 // and prints what it hands back (JSON by gallery/json.hpp).
 #include <spdlog/spdlog.h>
@@ -21,6 +22,7 @@
 #include "facemag/error.hpp"
 #include "facemag/eval/protocol_files.hpp"
 #include "facemag/gallery/archive.hpp"
+#include "facemag/gallery/assign.hpp"
 #include "facemag/gallery/contents.hpp"
 #include "facemag/gallery/decide.hpp"
 #include "facemag/gallery/evaluate.hpp"
@@ -165,6 +167,99 @@ int run_search(const SearchOptions& opt) {
   const auto files = input_files(opt.inputs);
   const auto failures = search_and_print(gallery, photos.pipeline(), files, how, table);
   return finish_batch(failures, files.size());
+}
+
+// ---- assign / unassigned / merge / split / recluster ----
+
+struct AssignCommandOptions : GalleryOptions {
+  std::vector<std::string> inputs;
+  gallery::AssignPhotosOptions how;  // --min-quality, --min-faces
+  double threshold = -2, cluster_threshold = -2;
+  std::string out;
+  CLI::Option* keep_option = nullptr;
+  bool keep_given() const { return keep_option && keep_option->count() > 0; }
+};
+
+int run_assign(const AssignCommandOptions& opt) {
+  auto open = open_with_model(opt.db, opt.model, opt.arch_given());
+  auto how = opt.how;
+  if (opt.threshold > -2) how.same_person_threshold = opt.threshold;
+  if (opt.cluster_threshold > -2) how.cluster_threshold = opt.cluster_threshold;
+  // Every face of a photo joins someone or waits unassigned, unless --keep chooses one.
+  how.keep = opt.keep_given() ? keep_option_value(opt.model.keep) : KeepFaces::kAll;
+  std::ofstream jsonl;
+  if (!opt.out.empty()) {
+    jsonl.open(opt.out);
+    if (!jsonl) throw InvalidInput(opt.out + ": cannot write the records here");
+  }
+  const auto files = input_files(opt.inputs);
+  const auto photos = photo_pipeline(open);
+  gallery::AssignPhotosResult done;
+  {
+    ProgressBar progress(files.size(), "assign");
+    done = gallery::assign_photos(open.gallery, photos.pipeline(), files, how, report_failure,
+                                  [&](std::size_t inputs) { progress.advance(inputs); });
+  }
+  // One line per face, where it stands after the whole run.
+  for (const auto& face : done.faces) {
+    std::fputs(gallery::to_text(face).c_str(), stdout);
+    if (jsonl.is_open()) jsonl << gallery::to_json(face) << "\n";
+  }
+  std::fflush(stdout);
+  for (const auto& person : done.proposed)
+    spdlog::info("proposed {} ({} faces): name it with `facemag gallery rename {} {} NAME`",
+                 person.name, person.faces.size(), opt.db, person.name);
+  spdlog::info("{}", gallery::assign_summary(done));
+  return finish_batch(done.failed_photos, files.size());
+}
+
+int run_unassigned(const GalleryOptions& opt) {
+  const auto g = Gallery::open(opt.db);
+  for (const auto& f : g.unassigned()) std::cout << gallery::to_json(f) << "\n";
+  return kExitOk;
+}
+
+struct MergeOptions : GalleryOptions {
+  std::string into, from;
+};
+
+int run_merge(const MergeOptions& opt) {
+  auto g = Gallery::open(opt.db);
+  g.merge_persons(opt.into, opt.from);
+  std::printf("merged %s into %s\n", opt.from.c_str(), opt.into.c_str());
+  return kExitOk;
+}
+
+struct SplitOptions : GalleryOptions {
+  std::string person;
+  std::vector<std::int64_t> faces;
+};
+
+int run_split(const SplitOptions& opt) {
+  auto g = Gallery::open(opt.db);
+  const auto name = g.split_person(opt.person, opt.faces);
+  std::printf("split %zu face(s) of %s into %s\n", opt.faces.size(), opt.person.c_str(),
+              name.c_str());
+  return kExitOk;
+}
+
+struct ReclusterOptions : GalleryOptions {
+  gallery::AssignOptions how;  // --min-quality, --min-faces
+  double cluster_threshold = -2;
+};
+
+int run_recluster(const ReclusterOptions& opt) {
+  auto g = Gallery::open(opt.db);
+  auto how = opt.how;
+  if (opt.cluster_threshold > -2) how.cluster_threshold = opt.cluster_threshold;
+  const auto done = gallery::recluster(g, how);
+  for (const auto& person : done.people) std::cout << gallery::to_json(person) << "\n";
+  spdlog::info(
+      "{} proposed people ({} kept their names, {} new), {} dissolved; {} faces unassigned; "
+      "clustering threshold {}",
+      done.people.size(), done.kept.size(), done.people.size() - done.kept.size(),
+      done.dissolved.size(), done.unassigned, gallery::grouping_of(g.model(), how).threshold);
+  return kExitOk;
 }
 
 // ---- list / show / remove / rename / check ----
@@ -339,6 +434,52 @@ void add_photo_commands(CLI::App& cmd, Subcommands& subs) {
       ->capture_default_str();
 }
 
+// assign and what follows it: unassigned, merge, split, recluster.
+void add_assign_commands(CLI::App& cmd, Subcommands& subs) {
+  auto [assign, a] = declare(cmd, subs, "assign",
+                             "New photos join known people; faces of nobody are grouped into "
+                             "proposed people (unnamed-N)",
+                             true, run_assign);
+  a->keep_option = assign->get_option("--keep");
+  assign->add_option("photos", a->inputs, "Photos, folders or @list.txt")->required();
+  assign->add_option("--out", a->out, "Also write one JSON line per face here");
+  assign->add_option("--threshold", a->threshold,
+                     "Cosine to a person's template for a match (default: the gallery's "
+                     "same-person threshold)");
+  assign->add_option("--cluster-threshold", a->cluster_threshold,
+                     "Average-linkage cosine that groups faces of nobody (default: the gallery's "
+                     "clustering threshold)");
+  assign->add_option("--min-faces", a->how.min_faces, "Faces a group needs to be proposed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  assign->add_option("--min-quality", a->how.min_quality,
+                     "Faces below this magnitude are too poor: never matched, never grouped "
+                     "(default: the model's quality threshold for MagFace models)");
+
+  declare(cmd, subs, "unassigned", "Faces that matched nobody and are in no proposed person", false,
+          run_unassigned);
+  auto [merge, m] =
+      declare(cmd, subs, "merge", "B's faces join A (A keeps its name)", false, run_merge);
+  merge->add_option("a", m->into, "The person who stays")->required();
+  merge->add_option("b", m->from, "The person whose faces join A")->required();
+  auto [split, s] = declare(
+      cmd, subs, "split", "Some faces of a person become a new proposed person", false, run_split);
+  split->add_option("person", s->person, "Name")->required();
+  split->add_option("--faces", s->faces, "Face ids (from show), comma-separated")
+      ->delimiter(',')
+      ->required();
+  auto [recluster, r] =
+      declare(cmd, subs, "recluster", "Regroup every face of no named person into proposed people",
+              false, run_recluster);
+  recluster->add_option("--cluster-threshold", r->cluster_threshold,
+                        "Average-linkage cosine (default: the gallery's clustering threshold)");
+  recluster->add_option("--min-faces", r->how.min_faces, "Faces a group needs to be proposed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  recluster->add_option("--min-quality", r->how.min_quality,
+                        "Faces below this magnitude stay unassigned as too poor");
+}
+
 // show, remove, rename: who, by name (or face id).
 void add_person_commands(CLI::App& cmd, Subcommands& subs) {
   auto [show, s] = declare(cmd, subs, "show", "One person's faces", false, run_show);
@@ -347,7 +488,9 @@ void add_person_commands(CLI::App& cmd, Subcommands& subs) {
       declare(cmd, subs, "remove", "Remove a person, or one face (--face ID)", false, run_remove);
   remove->add_option("person", r->person, "Name");
   remove->add_option("--face", r->face, "Face id (from show or search)");
-  auto [rename, n] = declare(cmd, subs, "rename", "Rename a person", false, run_rename);
+  auto [rename, n] =
+      declare(cmd, subs, "rename", "Rename a person (naming a proposed person makes it known)",
+              false, run_rename);
   rename->add_option("from", n->person, "Current name")->required();
   rename->add_option("to", n->new_name, "New name")->required();
 }
@@ -362,6 +505,7 @@ Runner add_gallery_commands(CLI::App& app) {
   add_photo_commands(*cmd, subs);
   declare(*cmd, subs, "list", "Enrolled people, their face counts and quality", false, run_list);
   add_person_commands(*cmd, subs);
+  add_assign_commands(*cmd, subs);
   auto [out, o] = declare(*cmd, subs, "export",
                           "OUT.npy (raw embeddings), OUT.jsonl, OUT.model.json", false, run_export);
   out->add_option("out", o->path, "Output name (without extension)")->required();

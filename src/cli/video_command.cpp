@@ -25,6 +25,8 @@ struct VideoOptions {
   std::string input;
   std::string out_dir;
   double reid_threshold = -2;  // default: the model's same-person threshold
+  double overlap_gate = -2;    // default: half the model's same-person threshold
+  bool no_cuts = false;
   std::string draw;
   std::string gallery;
   ModelOptions model;
@@ -35,6 +37,8 @@ video::VideoJobOptions job_options(const VideoOptions& opt) {
   video::VideoJobOptions job = opt.job;
   job.out_dir = opt.out_dir;
   if (opt.reid_threshold > -2) job.reid_similarity = opt.reid_threshold;
+  if (opt.overlap_gate > -2) job.overlap_gate = opt.overlap_gate;
+  job.cuts.enabled = !opt.no_cuts;
   job.draw = opt.draw;
   job.stop = &StopOnSignal::flag();
   return job;
@@ -106,6 +110,13 @@ Runner add_video_command(CLI::App& app) {
   cmd->add_option("--reid-threshold", opt->reid_threshold,
                   "Cosine to a track's template that takes a face back to it (default: the "
                   "model's same-person threshold)");
+  cmd->add_option("--overlap-gate", opt->overlap_gate,
+                  "Cosine to a track's template or last face that an overlapping face needs to "
+                  "continue the track (below: someone else; default: half the model's "
+                  "same-person threshold; -1: overlap alone decides)");
+  cmd->add_flag("--no-cuts", opt->no_cuts,
+                "Do not look for shot cuts (by default a cut ends continuing tracks by overlap: "
+                "faces after it rejoin tracks only by resemblance)");
   cmd->add_option("--min-frames", opt->job.min_frames, "Leave out tracks detected on fewer frames")
       ->capture_default_str();
   cmd->add_option("--draw", opt->draw, "Also write an annotated copy (boxes, track ids, quality)");

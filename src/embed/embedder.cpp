@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 
+#include "facemag/embed/embed_matrix.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/nn/graph.hpp"
@@ -320,18 +321,14 @@ torch::Tensor Embedder::forward(const torch::Tensor& batch) const {
 
 std::vector<Embedding> Embedder::embed(const std::vector<cv::Mat>& faces) const {
   if (faces.empty()) return {};
-  const torch::Tensor batch = preprocess(faces);
-  torch::Tensor features = forward(batch);
-  if (impl_->manifest.concat_flipped) features = torch::cat({features, forward(batch.flip(3))}, 1);
-  features = features.contiguous();
+  // The matrix front ends hand out (embed_matrix.hpp), split into rows: both give the same bits.
+  const torch::Tensor features = embed_matrix(*this, faces);
   std::vector<Embedding> out(faces.size());
   const auto dim = features.size(1);
   const float* data = features.data_ptr<float>();
   for (std::size_t i = 0; i < faces.size(); ++i) {
     out[i].raw.assign(data + i * dim, data + (i + 1) * dim);
-    double sum = 0;
-    for (float v : out[i].raw) sum += static_cast<double>(v) * v;
-    out[i].magnitude = static_cast<float>(std::sqrt(sum));
+    out[i].magnitude = embedding_magnitude(out[i].raw);
   }
   return out;
 }

@@ -63,6 +63,7 @@ std::string model_binding_json(const ModelBinding& m) {
                          {"magnitude_is_quality", m.magnitude_is_quality},
                          {"same_person_threshold", m.same_person_threshold},
                          {"quality_threshold", m.quality_threshold},
+                         {"cluster_threshold", m.cluster_threshold},
                          {"weights_path", m.weights_path}};
   return j.dump(2);
 }
@@ -78,6 +79,7 @@ ModelBinding parse_model_binding_json(std::string_view text, const std::string& 
     m.magnitude_is_quality = j.at("magnitude_is_quality").get<bool>();
     m.same_person_threshold = j.at("same_person_threshold").get<double>();
     m.quality_threshold = j.at("quality_threshold").get<double>();
+    m.cluster_threshold = j.value("cluster_threshold", 0.0);  // written from schema version 3 on
     m.weights_path = j.value("weights_path", "");
     return m;
   } catch (const nlohmann::json::exception& e) {

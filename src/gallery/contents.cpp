@@ -6,6 +6,7 @@ GalleryContents contents_of(const Gallery& gallery) {
   GalleryContents out;
   out.persons = gallery.persons();
   for (const auto& p : out.persons) out.faces += static_cast<std::size_t>(p.faces);
+  out.unassigned = gallery.unassigned_count();
   return out;
 }
 

@@ -14,6 +14,7 @@ ModelBinding binding_of(const Embedder& embedder, const std::filesystem::path& w
   b.magnitude_is_quality = m.magnitude_is_quality;
   b.same_person_threshold = m.same_person_threshold;
   b.quality_threshold = m.quality_threshold;
+  b.cluster_threshold = clustering_threshold(m);
   b.weights_path = std::filesystem::absolute(weights).lexically_normal().string();
   return b;
 }

@@ -1,81 +1,15 @@
 #include "facemag/gallery/gallery.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
 
-#include "facemag/gallery/person_index.hpp"
-#include "sql.hpp"
+#include "facemag/model/manifest.hpp"
+#include "store.hpp"
 
 namespace facemag::gallery {
-namespace {
-
-std::string floats_to_blob(const float* values, std::size_t n) {
-  return std::string(reinterpret_cast<const char*>(values), n * sizeof(float));
-}
-std::vector<float> blob_to_floats(const std::string& blob) {
-  std::vector<float> out(blob.size() / sizeof(float));
-  std::memcpy(out.data(), blob.data(), out.size() * sizeof(float));
-  return out;
-}
-
-double norm(const std::vector<float>& v) {
-  double sum = 0;
-  for (const float x : v) sum += double(x) * x;
-  return std::sqrt(sum);
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
-// Whole pixels: the same face of the same file, detected again, lands on the same key.
-std::string face_key(const Box& b) {
-  return std::to_string(std::lround(b.x1)) + "," + std::to_string(std::lround(b.y1)) + "," +
-         std::to_string(std::lround(b.x2)) + "," + std::to_string(std::lround(b.y2));
-}
-
-// The schema, per dialect. Version 1: meta, persons, faces. Version 2 adds the stored templates
-// and the change counter (so that other processes notice changes without reading every face).
-struct Schema {
-  std::string id, blob, real;
-  explicit Schema(Dialect d)
-      : id(d == Dialect::kSqlite ? "INTEGER PRIMARY KEY" : "BIGSERIAL PRIMARY KEY"),
-        blob(d == Dialect::kSqlite ? "BLOB" : "BYTEA"),
-        real(d == Dialect::kSqlite ? "REAL" : "DOUBLE PRECISION") {}
-  std::vector<std::string> version1() const {
-    return {"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            "CREATE TABLE persons (id " + id + ", name TEXT NOT NULL UNIQUE)",
-            "CREATE TABLE faces (id " + id +
-                ", person_id BIGINT NOT NULL REFERENCES persons(id) ON DELETE CASCADE, "
-                "source_path TEXT NOT NULL, image_sha256 TEXT NOT NULL, face_key TEXT NOT NULL, "
-                "box " +
-                blob + " NOT NULL, landmarks " + blob + " NOT NULL, score " + real +
-                " NOT NULL, quality " + real + " NOT NULL, embedding " + blob +
-                " NOT NULL, enrolled_at TEXT NOT NULL, UNIQUE (image_sha256, face_key))",
-            "CREATE INDEX faces_person ON faces (person_id)"};
-  }
-  std::vector<std::string> version2() const {
-    return {
-        "CREATE TABLE templates (person_id BIGINT PRIMARY KEY REFERENCES persons(id) ON "
-        "DELETE CASCADE, faces BIGINT NOT NULL, vector " +
-            blob + " NOT NULL)",
-        "CREATE TABLE state (id BIGINT PRIMARY KEY CHECK (id = 1), generation BIGINT NOT "
-        "NULL)",
-        "INSERT INTO state (id, generation) VALUES (1, 0)"};
-  }
-};
-
-}  // namespace
 
 std::string ModelBinding::describe() const {
   return model_name + " (" + architecture + ", " + std::to_string(embedding_size) + "-d, weights " +
@@ -110,128 +44,15 @@ std::vector<float> person_template(const std::vector<std::vector<float>>& embedd
   return out;
 }
 
-struct Gallery::State {
-  mutable std::mutex mutex;  // the connection and the index are used by one thread at a time
-  std::unique_ptr<Sql> sql;
-  std::string location;
-  ModelBinding model;
-  IndexKind kind = IndexKind::kExact;
-  // Derived from the store at `built_at`.
-  mutable std::int64_t built_at = -1;
-  mutable PersonIndex index;
-  mutable std::vector<std::string> names;        // index row -> person
-  mutable std::vector<std::int64_t> person_ids;  // index row -> person id
-  mutable std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::vector<float>>>>
-      unit_faces;  // person id -> (face id, unit embedding)
-
-  std::string meta(const std::string& key) const {
-    const auto rows = sql->run("SELECT value FROM meta WHERE key = ?", {key});
-    if (rows.empty()) throw GalleryError(location + ": not a facemag gallery (no '" + key + "')");
-    return as_text(rows[0][0]);
+double default_cluster_threshold(const ModelBinding& binding) {
+  try {
+    const auto manifest = builtin_manifest(binding.architecture);
+    if (manifest.name == binding.model_name) return clustering_threshold(manifest);
+  } catch (const InvalidInput&) {
+    // An architecture this facemag does not know: no built-in manifest to ask.
   }
-  int schema_version() const { return std::stoi(meta("schema_version")); }
-  std::int64_t generation() const {
-    return as_int(sql->run("SELECT generation FROM state WHERE id = 1").at(0)[0]);
-  }
-
-  // Runs `body` in a transaction; a failure rolls everything back.
-  template <class F>
-  auto transaction(F body) {
-    sql->begin();
-    try {
-      if constexpr (std::is_void_v<decltype(body())>) {
-        body();
-        sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1");
-        sql->commit();
-      } else {
-        auto result = body();
-        sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1");
-        sql->commit();
-        return result;
-      }
-    } catch (...) {
-      sql->rollback();
-      throw;
-    }
-  }
-
-  void update_template(std::int64_t person_id) {
-    std::vector<std::vector<float>> embeddings;
-    for (const auto& row : sql->run("SELECT embedding FROM faces WHERE person_id = ?", {person_id}))
-      embeddings.push_back(blob_to_floats(as_blob(row[0])));
-    if (embeddings.empty()) {
-      sql->run("DELETE FROM templates WHERE person_id = ?", {person_id});
-      sql->run("DELETE FROM persons WHERE id = ?", {person_id});
-      return;
-    }
-    const auto t = person_template(embeddings, model.magnitude_is_quality);
-    sql->run(
-        "INSERT INTO templates (person_id, faces, vector) VALUES (?, ?, ?) ON CONFLICT (person_id) "
-        "DO UPDATE SET faces = excluded.faces, vector = excluded.vector",
-        {person_id, static_cast<std::int64_t>(embeddings.size()),
-         Blob{floats_to_blob(t.data(), t.size())}});
-  }
-
-  void migrate() {
-    const int version = schema_version();
-    if (version == kSchemaVersion) return;
-    if (version > kSchemaVersion)
-      throw GalleryError(location + ": gallery schema version " + std::to_string(version) +
-                         " is newer than this facemag's (" + std::to_string(kSchemaVersion) +
-                         "): update facemag");
-    // 1 -> 2: stored templates and the change counter.
-    sql->begin();
-    try {
-      for (const auto& statement : Schema(sql->dialect()).version2()) sql->run(statement);
-      for (const auto& row : sql->run("SELECT id FROM persons")) update_template(as_int(row[0]));
-      sql->run("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-               {std::to_string(kSchemaVersion)});
-      sql->commit();
-    } catch (...) {
-      sql->rollback();
-      throw;
-    }
-  }
-
-  ModelBinding read_binding() const {
-    ModelBinding b;
-    b.model_name = meta("model_name");
-    b.architecture = meta("architecture");
-    b.embedding_size = std::stoi(meta("embedding_size"));
-    b.weights_sha256 = meta("weights_sha256");
-    b.magnitude_is_quality = meta("magnitude_is_quality") == "1";
-    b.same_person_threshold = std::stod(meta("same_person_threshold"));
-    b.quality_threshold = std::stod(meta("quality_threshold"));
-    b.weights_path = meta("weights_path");
-    return b;
-  }
-
-  // Rebuilds the index when any process changed the store since it was built.
-  void refresh() const {
-    const auto now = generation();
-    if (now == built_at) return;
-    std::vector<float> vectors;
-    names.clear();
-    person_ids.clear();
-    for (const auto& row : sql->run(
-             "SELECT p.id, p.name, t.vector FROM templates t JOIN persons p ON p.id = t.person_id "
-             "ORDER BY p.id")) {
-      person_ids.push_back(as_int(row[0]));
-      names.push_back(as_text(row[1]));
-      const auto v = blob_to_floats(as_blob(row[2]));
-      vectors.insert(vectors.end(), v.begin(), v.end());
-    }
-    unit_faces.clear();
-    for (const auto& row : sql->run("SELECT id, person_id, embedding FROM faces")) {
-      auto e = blob_to_floats(as_blob(row[2]));
-      const double n = norm(e);
-      for (auto& x : e) x = n > 0 ? float(x / n) : 0.0f;
-      unit_faces[as_int(row[1])].emplace_back(as_int(row[0]), std::move(e));
-    }
-    index.build(vectors, static_cast<std::size_t>(model.embedding_size), kind);
-    built_at = now;
-  }
-};
+  return binding.same_person_threshold;
+}
 
 Gallery::Gallery(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Gallery::Gallery(Gallery&&) noexcept = default;
@@ -274,6 +95,9 @@ Gallery Gallery::create(const std::string& location, const ModelBinding& model) 
   try {
     for (const auto& s : schema.version1()) state->sql->run(s);
     for (const auto& s : schema.version2()) state->sql->run(s);
+    for (const auto& s : schema.version3()) state->sql->run(s);
+    const double cluster_threshold =
+        model.cluster_threshold > 0 ? model.cluster_threshold : default_cluster_threshold(model);
     const std::vector<std::pair<std::string, std::string>> meta{
         {"schema_version", std::to_string(kSchemaVersion)},
         {"model_name", model.model_name},
@@ -283,6 +107,7 @@ Gallery Gallery::create(const std::string& location, const ModelBinding& model) 
         {"magnitude_is_quality", model.magnitude_is_quality ? "1" : "0"},
         {"same_person_threshold", std::to_string(model.same_person_threshold)},
         {"quality_threshold", std::to_string(model.quality_threshold)},
+        {"cluster_threshold", std::to_string(cluster_threshold)},
         {"weights_path", model.weights_path},
         {"created_at", utc_now()}};
     for (const auto& [key, value] : meta)
@@ -358,22 +183,13 @@ EnrollResult Gallery::enroll(const std::vector<NewFace>& faces) {
           as_int(s.sql->run("SELECT id FROM persons WHERE name = ?", {f.person})[0][0]);
       if (s.sql->dialect() == Dialect::kPostgres)  // one writer per person's template at a time
         s.sql->run("SELECT id FROM persons WHERE id = ? FOR UPDATE", {person});
-      const Box& b = f.detection.box;
-      const float box[4] = {b.x1, b.y1, b.x2, b.y2};
-      float marks[10];
-      for (int i = 0; i < 5; ++i) {
-        marks[2 * i] = f.detection.landmarks[i].x;
-        marks[2 * i + 1] = f.detection.landmarks[i].y;
-      }
-      const auto inserted = s.sql->run(
-          "INSERT INTO faces (person_id, source_path, image_sha256, face_key, box, landmarks, "
-          "score, quality, embedding, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-          "ON CONFLICT (image_sha256, face_key) DO NOTHING RETURNING id",
-          {person, f.source_path, f.image_sha256, face_key(b), Blob{floats_to_blob(box, 4)},
-           Blob{floats_to_blob(marks, 10)}, double(f.detection.score), norm(f.embedding),
-           Blob{floats_to_blob(f.embedding.data(), f.embedding.size())},
-           f.enrolled_at.empty() ? now : f.enrolled_at});
-      if (inserted.empty()) {
+      const auto columns = FaceColumns::of(f);
+      // A face kept unassigned by `assign` joins the person it is now enrolled as.
+      s.sql->run("DELETE FROM unassigned WHERE image_sha256 = ? AND face_key = ?",
+                 {f.image_sha256, face_key(f.detection.box)});
+      const auto inserted =
+          s.insert_face(person, columns, f.enrolled_at.empty() ? now : f.enrolled_at);
+      if (!inserted) {
         ++result.duplicates;
         result.face_ids.emplace_back();
         // A person created only for a duplicate face keeps no empty row.
@@ -383,7 +199,7 @@ EnrollResult Gallery::enroll(const std::vector<NewFace>& faces) {
         continue;
       }
       ++result.added;
-      result.face_ids.push_back(as_int(inserted[0][0]));
+      result.face_ids.push_back(*inserted);
       touched.insert(person);
     }
     for (const auto person : touched) s.update_template(person);
@@ -405,6 +221,7 @@ std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int 
     Candidate c;
     c.person = s.names[hit.row];
     c.template_similarity = hit.cosine;
+    c.proposed = s.proposed[hit.row] != 0;
     c.best_face_similarity = -2;
     const auto& faces = s.unit_faces.at(s.person_ids[hit.row]);
     c.faces = static_cast<int>(faces.size());
@@ -426,9 +243,11 @@ std::vector<PersonSummary> Gallery::persons() const {
   std::lock_guard lock(state_->mutex);
   std::vector<PersonSummary> out;
   for (const auto& row : state_->sql->run(
-           "SELECT p.name, COUNT(f.id), AVG(f.quality) FROM persons p JOIN faces f ON f.person_id "
-           "= p.id GROUP BY p.id, p.name ORDER BY p.name"))
-    out.push_back({as_text(row[0]), static_cast<int>(as_int(row[1])), as_real(row[2])});
+           "SELECT p.name, COUNT(f.id), AVG(f.quality), (SELECT COUNT(*) FROM proposed r WHERE "
+           "r.person_id = p.id) FROM persons p JOIN faces f ON f.person_id = p.id GROUP BY p.id, "
+           "p.name ORDER BY p.name"))
+    out.push_back(
+        {as_text(row[0]), static_cast<int>(as_int(row[1])), as_real(row[2]), as_int(row[3]) > 0});
   return out;
 }
 
@@ -448,12 +267,7 @@ std::vector<StoredFace> Gallery::faces(const std::optional<std::string>& person)
     f.person = as_text(row[1]);
     f.source_path = as_text(row[2]);
     f.image_sha256 = as_text(row[3]);
-    const auto box = blob_to_floats(as_blob(row[4]));
-    const auto marks = blob_to_floats(as_blob(row[5]));
-    if (box.size() == 4) f.detection.box = {box[0], box[1], box[2], box[3]};
-    for (std::size_t i = 0; i < 5 && marks.size() == 10; ++i)
-      f.detection.landmarks.points[i] = {marks[2 * i], marks[2 * i + 1]};
-    f.detection.score = static_cast<float>(as_real(row[6]));
+    f.detection = detection_of(as_blob(row[4]), as_blob(row[5]), as_real(row[6]));
     f.quality = static_cast<float>(as_real(row[7]));
     f.embedding = blob_to_floats(as_blob(row[8]));
     f.enrolled_at = as_text(row[9]);
@@ -492,11 +306,12 @@ void Gallery::rename_person(const std::string& from, const std::string& to) {
   std::lock_guard lock(state_->mutex);
   auto& s = *state_;
   s.transaction([&] {
-    if (s.sql->run("SELECT id FROM persons WHERE name = ?", {from}).empty())
-      throw GalleryError(s.location + ": no person '" + from + "' in the gallery");
-    if (!s.sql->run("SELECT id FROM persons WHERE name = ?", {to}).empty())
+    const auto id = s.require_person(from);
+    if (s.person_id(to))
       throw GalleryError(s.location + ": '" + to + "' is enrolled already (remove or rename it)");
-    s.sql->run("UPDATE persons SET name = ? WHERE name = ?", {to, from});
+    s.sql->run("UPDATE persons SET name = ? WHERE id = ?", {to, id});
+    // Naming a proposed person makes it a known one.
+    s.sql->run("DELETE FROM proposed WHERE person_id = ?", {id});
   });
 }
 
@@ -545,6 +360,20 @@ std::vector<std::string> Gallery::check() const {
       problems.push_back("person '" + name + "': stored template differs from its faces' (by " +
                          std::to_string(worst) + ")");
   }
+  for (const auto& row : s.sql->run("SELECT id, embedding FROM unassigned")) {
+    const auto& bytes = as_blob(row[1]);
+    const auto e = blob_to_floats(bytes);
+    if (bytes.size() != dim * sizeof(float) ||
+        !std::all_of(e.begin(), e.end(), [](float x) { return std::isfinite(x); }))
+      problems.push_back("unassigned face " + std::to_string(as_int(row[0])) + ": embedding of " +
+                         std::to_string(bytes.size()) + " bytes or not finite, expected " +
+                         std::to_string(dim * sizeof(float)) + " finite");
+  }
+  for (const auto& row : s.sql->run(
+           "SELECT u.id, f.id FROM unassigned u JOIN faces f ON f.image_sha256 = u.image_sha256 "
+           "AND f.face_key = u.face_key"))
+    problems.push_back("unassigned face " + std::to_string(as_int(row[0])) +
+                       " is also stored as face " + std::to_string(as_int(row[1])));
   s.refresh();
   if (s.index.size() != templates.size())
     problems.push_back("index holds " + std::to_string(s.index.size()) + " people, the store " +

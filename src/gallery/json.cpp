@@ -14,6 +14,7 @@ nlohmann::json to_json(const Candidate& c, bool face_id, bool details) {
     out["faces"] = c.faces;
   }
   if (face_id) out["best_face_id"] = c.best_face_id;
+  if (c.proposed) out["proposed"] = true;
   return out;
 }
 
@@ -47,7 +48,43 @@ nlohmann::json to_json(const EnrolledFace& f) {
 }
 
 nlohmann::json to_json(const PersonSummary& p) {
-  return {{"person", p.name}, {"faces", p.faces}, {"mean_quality", p.mean_quality}};
+  nlohmann::json out{{"person", p.name}, {"faces", p.faces}, {"mean_quality", p.mean_quality}};
+  if (p.proposed) out["proposed"] = true;
+  return out;
+}
+
+nlohmann::json to_json(const AssignedFace& a) {
+  const bool on_person = a.status == AssignStatus::kKnown || a.status == AssignStatus::kProposed;
+  nlohmann::json out{{"path", a.path},
+                     {"face", a.index},
+                     {"box", facemag::to_json(a.detection.box)},
+                     {"quality", a.quality},
+                     {"status", status_name(a.status)},
+                     {"person", on_person ? nlohmann::json(a.person) : nlohmann::json(nullptr)},
+                     {"similarity", a.similarity ? nlohmann::json(*a.similarity) : nullptr},
+                     {on_person ? "face_id" : "unassigned_id", a.id},
+                     {"already_stored", a.already}};
+  if (!on_person && !a.nearest.empty()) out["nearest"] = a.nearest;
+  if (a.grouped) out["grouped"] = true;
+  if (!a.why.empty()) out["why"] = a.why;
+  return out;
+}
+
+nlohmann::json to_json(const ProposedPerson& p) {
+  nlohmann::json ids = nlohmann::json::array();
+  for (const auto& f : p.faces) ids.push_back(f.face_id);
+  return {{"proposed", p.name}, {"face_ids", ids}};
+}
+
+nlohmann::json to_json(const UnassignedFace& f) {
+  nlohmann::json out = facemag::to_json(f.detection);  // its box, score and landmarks
+  out.update({{"unassigned_id", f.id},
+              {"source", f.source_path},
+              {"image_sha256", f.image_sha256},
+              {"quality", f.quality},
+              {"too_poor", f.too_poor},
+              {"added_at", f.added_at}});
+  return out;
 }
 
 nlohmann::json to_json(const StoredFace& f) {

@@ -21,6 +21,39 @@ std::string to_text(const FaceAnswer& answer) {
   return out;
 }
 
+std::string to_text(const AssignedFace& a) {
+  std::string out;
+  append_printf(out, "%-40s face %zu  quality %6.2f  -> %s", a.path.c_str(), a.index,
+                static_cast<double>(a.quality), status_name(a.status).c_str());
+  switch (a.status) {
+    case AssignStatus::kKnown:
+    case AssignStatus::kProposed:
+      append_printf(out, " %s", a.person.c_str());
+      if (a.similarity) append_printf(out, " (%.3f%s)", *a.similarity, a.grouped ? ", new" : "");
+      break;
+    case AssignStatus::kUnassigned:
+      if (a.similarity) append_printf(out, " (nearest %s %.3f)", a.nearest.c_str(), *a.similarity);
+      break;
+    case AssignStatus::kTooPoor:
+      append_printf(out, " (%s)", a.why.c_str());
+      break;
+  }
+  if (a.already) out += "  already stored";
+  out += "\n";
+  return out;
+}
+
+std::string assign_summary(const AssignPhotosResult& result) {
+  const auto c = count_assigned(result.faces);
+  std::string out;
+  append_printf(out,
+                "%zu faces: %zu on known people, %zu on proposed people (%zu people proposed), "
+                "%zu unassigned, %zu too poor; %zu stored before",
+                result.faces.size(), c.known, c.proposed, result.proposed.size(), c.unassigned,
+                c.too_poor, c.already);
+  return out;
+}
+
 std::pair<std::string, std::string> describe(const PhotoFailure& f) {
   using Kind = PhotoFailure::Kind;
   if (f.kind == Kind::kNoPersonFolder)
@@ -42,9 +75,14 @@ std::string to_text(const GalleryCheck& checked, const std::string& location) {
   for (const auto& p : checked.problems) out += p + "\n";
   const auto verdict =
       checked.sound() ? "sound" : std::to_string(checked.problems.size()) + " problem(s)";
-  append_printf(out, "%s: %zu people, %zu faces, schema version %d: %s\n", location.c_str(),
-                checked.contents.persons.size(), checked.contents.faces, checked.schema_version,
-                verdict.c_str());
+  std::size_t proposed = 0;
+  for (const auto& p : checked.contents.persons) proposed += p.proposed ? 1 : 0;
+  append_printf(out, "%s: %zu people", location.c_str(), checked.contents.persons.size());
+  if (proposed) append_printf(out, " (%zu proposed)", proposed);
+  append_printf(out, ", %zu faces", checked.contents.faces);
+  if (checked.contents.unassigned)
+    append_printf(out, ", %zu unassigned", checked.contents.unassigned);
+  append_printf(out, ", schema version %d: %s\n", checked.schema_version, verdict.c_str());
   return out;
 }
 

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include "facemag/error.hpp"
 #include "facemag/io/file.hpp"
@@ -115,6 +117,56 @@ std::optional<std::string> InputFile::top_folder() const {
   return parent.begin()->string();
 }
 
+namespace {
+
+// The image files under `root`, found through symbolic links to folders too: each folder is
+// searched once, known by its canonical path, so that a link back up the tree (a loop) or a second
+// link to a folder adds nothing. The folders of the real tree come first, then the folders
+// reached through links, in the order the links were found (each level sorted): a folder reached
+// both ways keeps its real name, and of two links to one folder the first found wins. Paths are
+// as reached (through the link), so the names users see are the link's.
+std::vector<std::filesystem::path> image_files_under(const std::filesystem::path& root) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> found;
+  std::set<fs::path> visited;     // canonical paths of the folders searched
+  std::deque<fs::path> linked{};  // folders reached through a link, not yet searched
+  const auto search = [&](const fs::path& top) {
+    std::vector<fs::path> folders{top};
+    while (!folders.empty()) {
+      const fs::path folder = folders.back();
+      folders.pop_back();
+      std::error_code ec;
+      const auto canonical = fs::canonical(folder, ec);
+      if (ec || !visited.insert(canonical).second) continue;
+      std::vector<fs::directory_entry> entries;
+      for (auto it =
+               fs::directory_iterator(folder, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::directory_iterator(); it.increment(ec))
+        entries.push_back(*it);
+      std::sort(entries.begin(), entries.end());
+      std::vector<fs::path> subfolders;
+      for (const auto& entry : entries) {
+        if (entry.is_directory(ec)) {
+          (entry.is_symlink(ec) ? linked.push_back(entry.path())
+                                : subfolders.push_back(entry.path()));
+        } else if (entry.is_regular_file(ec) && has_image_extension(entry.path())) {
+          found.push_back(entry.path());
+        }
+      }
+      folders.insert(folders.end(), subfolders.rbegin(), subfolders.rend());  // first on top
+    }
+  };
+  search(root);
+  while (!linked.empty()) {
+    const auto next = linked.front();
+    linked.pop_front();
+    search(next);
+  }
+  return found;
+}
+
+}  // namespace
+
 std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
   std::vector<InputFile> out;
@@ -135,13 +187,7 @@ std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs) {
     const fs::path p = input;
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      std::vector<fs::path> found;
-      for (auto it = fs::recursive_directory_iterator(
-               p, fs::directory_options::skip_permission_denied, ec);
-           it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) break;
-        if (it->is_regular_file(ec) && has_image_extension(it->path())) found.push_back(it->path());
-      }
+      auto found = image_files_under(p);
       std::sort(found.begin(), found.end());
       for (auto& f : found) out.push_back({f, f.lexically_relative(p)});
     } else if (fs::exists(p, ec)) {

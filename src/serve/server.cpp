@@ -16,6 +16,7 @@
 #include "facemag/detect/json.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/pair_decision.hpp"
+#include "facemag/gallery/assign.hpp"
 #include "facemag/gallery/decide.hpp"
 #include "facemag/gallery/json.hpp"
 #include "facemag/io/image.hpp"
@@ -131,8 +132,8 @@ class Metrics {
 // The route a path belongs to, as metrics label it (a person's name is not a label).
 std::string route_label(const httplib::Request& req) {
   static const char* kRoutes[] = {
-      "/",         "/health",    "/metrics",     "/openapi.json", "/v1/detect", "/v1/quality",
-      "/v1/embed", "/v1/verify", "/v1/identify", "/v1/enroll",    "/v1/persons"};
+      "/",         "/health",    "/metrics",     "/openapi.json", "/v1/detect",  "/v1/quality",
+      "/v1/embed", "/v1/verify", "/v1/identify", "/v1/enroll",    "/v1/persons", "/v1/assign"};
   for (const char* r : kRoutes) {
     if (req.path == r) return req.method + " " + r;
   }
@@ -402,10 +403,7 @@ struct FaceServer::Impl {
       throw HttpError(422, "too_poor", "image: " + *refusal + " (force=true enrols it anyway)");
     gallery::NewFace face;
     face.person = person;
-    face.source_path =
-        req.is_multipart_form_data() && !req.files.find("image")->second.filename.empty()
-            ? "upload:" + req.files.find("image")->second.filename
-            : "upload";
+    face.source_path = upload_name(req);
     face.image_sha256 = io::sha256_hex(bytes);
     face.detection = f.detections[i];
     face.embedding = f.embeddings[i].raw;
@@ -418,10 +416,45 @@ struct FaceServer::Impl {
     send_json(res, out, result.added == 1 ? 201 : 200);
   }
 
+  // What a gallery records as the source of an uploaded photo: "upload:FILENAME" for a multipart
+  // field with a file name, else "upload".
+  static std::string upload_name(const httplib::Request& req) {
+    return req.is_multipart_form_data() && !req.files.find("image")->second.filename.empty()
+               ? "upload:" + req.files.find("image")->second.filename
+               : "upload";
+  }
+
+  // Every face of the photo joins a person or waits unassigned, as `gallery assign` does it (one
+  // library call, one transaction); the records are `gallery assign --out`'s.
+  void assign(const httplib::Request& req, httplib::Response& res) {
+    auto& g = require_gallery();
+    gallery::AssignOptions how;
+    how.min_faces = int_param(req, "min_faces", how.min_faces, 1, 1000);
+    const auto& bytes = image_bytes(req, "image");
+    const auto f = faces_of(bytes, "image", flag(req, "aligned"), true);
+    const auto path = upload_name(req);
+    const auto sha = io::sha256_hex(bytes);
+    std::vector<gallery::FaceToAssign> faces;
+    for (std::size_t i = 0; i < f.detections.size(); ++i)
+      faces.push_back({path, i, {"", path, sha, f.detections[i], f.embeddings[i].raw, {}}});
+    Json out = faces_answer(f);
+    out["faces"] = Json::array();
+    out["proposed"] = Json::array();
+    if (!faces.empty()) {
+      const auto done = gallery::assign_faces(g, faces, how);
+      for (const auto& a : done.faces) out["faces"].push_back(gallery::to_json(a));
+      for (const auto& p : done.proposed) out["proposed"].push_back(gallery::to_json(p));
+    }
+    send_json(res, out);
+  }
+
   void persons(httplib::Response& res) {
     Json list = Json::array();
-    for (const auto& p : require_gallery().persons())
-      list.push_back({{"name", p.name}, {"faces", p.faces}, {"mean_quality", p.mean_quality}});
+    for (const auto& p : require_gallery().persons()) {
+      Json person{{"name", p.name}, {"faces", p.faces}, {"mean_quality", p.mean_quality}};
+      if (p.proposed) person["proposed"] = true;
+      list.push_back(person);
+    }
     send_json(res, {{"persons", list}});
   }
 
@@ -534,6 +567,7 @@ struct FaceServer::Impl {
     http.Post("/v1/verify", route([this](const auto& req, auto& res) { verify(req, res); }));
     http.Post("/v1/identify", route([this](const auto& req, auto& res) { identify(req, res); }));
     http.Post("/v1/enroll", route([this](const auto& req, auto& res) { enroll(req, res); }));
+    http.Post("/v1/assign", route([this](const auto& req, auto& res) { assign(req, res); }));
     http.Get("/v1/persons", route([this](const auto&, auto& res) { persons(res); }));
     http.Delete(R"(/v1/persons/([^/]+))",
                 route([this](const auto& req, auto& res) { remove_person(req, res); }));

@@ -26,6 +26,7 @@ VideoRunSummary track_video(
                               : auto_frame_batch(source.info().width, source.info().height));
   VideoRunSummary summary;
   FaceTracker tracker(options.tracker);
+  ShotCutDetector cuts(options.cuts);
   const auto hand_over = [&](std::vector<Track> closed) {
     for (auto& t : closed) {
       ++summary.tracks;
@@ -43,6 +44,11 @@ VideoRunSummary track_video(
     std::size_t next_detected = 0;
     for (std::size_t w = 0; w < window.size(); ++w) {
       const Frame& frame = window[w];
+      if (cuts.is_cut(frame.bgr)) {
+        tracker.cut();
+        summary.cuts.push_back({frame.index, frame.time, cuts.last_change()});
+        shown.clear();  // the boxes held from the last shot are no longer on screen
+      }
       if (next_detected < detected.size() && detected[next_detected] == w) {
         const auto& faces = records[next_detected++];
         hand_over(tracker.take_closed(frame.time));

@@ -39,6 +39,21 @@ double cosine(const std::vector<float>& unit, const std::vector<double>& v) {
   return norm > 0 ? dot / std::sqrt(norm) : -1.0;
 }
 
+// Whether `unit` (a face overlapping `track`) may be the track's face: its cosine to the template
+// (`to_template`) or to the last face reaches the gate. A track without appearance (zero
+// qualities) lets overlap decide.
+bool passes_gate_of(const std::vector<float>& unit, const Track& track, double to_template,
+                    double gate) {
+  if (to_template >= gate) return true;
+  double norm = 0;
+  for (const double v : track.weighted_sum) norm += v * v;
+  if (norm == 0) return true;
+  double to_last = 0;
+  for (std::size_t k = 0; k < track.last_unit.size() && k < unit.size(); ++k)
+    to_last += static_cast<double>(unit[k]) * track.last_unit[k];
+  return to_last >= gate;
+}
+
 struct Candidate {
   double score;  // 1 + IoU for overlap, the cosine for resemblance: overlap always ranks first
   std::size_t track;
@@ -64,13 +79,15 @@ std::vector<FaceTracker::Assignment> FaceTracker::update(std::int64_t frame, dou
       throw InvalidInput("face tracker: embeddings of " + std::to_string(units.front().size()) +
                          " values after " + std::to_string(track.weighted_sum.size()));
     for (std::size_t i = 0; i < faces.size(); ++i) {
+      const double similarity = cosine(units[i], track.weighted_sum);
       const double overlap = box_iou(faces[i].detection.box, track.last.detection.box);
-      if (gap <= options_.continuity_seconds && overlap >= options_.min_iou) {
+      if (track.last.shot == shot_ && gap <= options_.continuity_seconds &&
+          overlap >= options_.min_iou &&
+          passes_gate_of(units[i], track, similarity, options_.overlap_gate)) {
         candidates.push_back({1.0 + overlap, t, i, true});
         continue;
       }
       if (faces[i].detection.score < options_.min_start_score) continue;
-      const double similarity = cosine(units[i], track.weighted_sum);
       if (similarity >= options_.reid_similarity) candidates.push_back({similarity, t, i, false});
     }
   }
@@ -83,7 +100,7 @@ std::vector<FaceTracker::Assignment> FaceTracker::update(std::int64_t frame, dou
   std::vector<char> face_taken(faces.size(), 0), track_taken(open_.size(), 0);
   const auto join = [&](Track& track, std::size_t i) {
     const auto& f = faces[i];
-    const TrackedFace seen{frame, time, f.detection, f.embedding.magnitude, quality_of(f)};
+    const TrackedFace seen{frame, time, f.detection, f.embedding.magnitude, quality_of(f), shot_};
     if (track.detections == 0) {
       track.first = track.best = seen;
       track.weighted_sum.assign(units[i].size(), 0.0);
@@ -91,6 +108,7 @@ std::vector<FaceTracker::Assignment> FaceTracker::update(std::int64_t frame, dou
     const bool new_best = track.detections == 0 || seen.quality > track.best.quality;
     if (new_best) track.best = seen;
     track.last = seen;
+    track.last_unit = units[i];
     ++track.detections;
     track.quality_sum += seen.quality;
     for (std::size_t k = 0; k < units[i].size(); ++k)

@@ -76,7 +76,9 @@ void draw_boxes(cv::Mat& image, std::span<const FrameBox> boxes, bool magnitude_
   }
 }
 
-nlohmann::json face_json(const TrackedFace& f) { return {{"frame", f.frame}, {"time", f.time}}; }
+nlohmann::json face_json(const TrackedFace& f) {
+  return {{"frame", f.frame}, {"time", f.time}, {"shot", f.shot}};
+}
 
 VideoTrackingOptions tracking_options(const VideoJobOptions& options,
                                       const ModelManifest& manifest) {
@@ -88,11 +90,15 @@ VideoTrackingOptions tracking_options(const VideoJobOptions& options,
   tracking.tracker.max_gap_seconds = options.max_gap_seconds;
   tracking.tracker.reid_similarity =
       options.reid_similarity.value_or(manifest.same_person_threshold);
+  tracking.tracker.overlap_gate = options.overlap_gate.value_or(overlap_gate_of(manifest));
   tracking.tracker.magnitude_is_quality = manifest.magnitude_is_quality;
+  tracking.cuts = options.cuts;
   return tracking;
 }
 
 }  // namespace
+
+double overlap_gate_of(const ModelManifest& manifest) { return manifest.same_person_threshold / 2; }
 
 std::string to_json_line(const VideoTrackRecord& record) {
   const Track& t = record.track;
@@ -144,6 +150,9 @@ VideoJob::VideoJob(const std::string& input, const FacePipeline& pipeline,
   if (options.every < 1) throw InvalidInput("every must be at least 1");
   if (options.frame_batch < 0) throw InvalidInput("frame_batch must be at least 0 (0: auto)");
   if (options.top_k < 1) throw InvalidInput("top_k must be at least 1");
+  if (options.overlap_gate && !(*options.overlap_gate >= -1 && *options.overlap_gate <= 1))
+    throw InvalidInput("overlap gate: expected a cosine in [-1, 1], got " +
+                       std::to_string(*options.overlap_gate));
   auto& s = *state_;
   const ModelManifest& manifest = pipeline.manifest();
   s.tracking = tracking_options(options, manifest);
@@ -249,9 +258,9 @@ std::string describe(const VideoJobSummary& summary, const std::string& input,
   const auto& run = summary.run;
   const double seconds = summary.seconds;
   return fmt::format(
-      "{}: {} frames ({} through detection, {} faces) in {:.1f} s ({:.1f} frames/s); {} "
-      "track(s) written to {}{}",
-      input, run.frames, run.detected_frames, run.faces, seconds,
+      "{}: {} frames ({} through detection, {} faces, {} shot cut(s)) in {:.1f} s ({:.1f} "
+      "frames/s); {} track(s) written to {}{}",
+      input, run.frames, run.detected_frames, run.faces, run.cuts.size(), seconds,
       seconds > 0 ? run.frames / seconds : 0.0, summary.written, out_dir,
       summary.too_short ? fmt::format(" ({} shorter than --min-frames {} left out)",
                                       summary.too_short, min_frames)

@@ -66,7 +66,10 @@ KnnGraph knn_graph(const torch::Tensor& unit, const KnnGraphOptions& options = {
 // group scanning its own not-yet-joined faces). Memory: 8 N k bytes of edges while starting,
 // then 16 bytes per edge, 4 per awake side and 12 per set-aside side, and 8 D bytes per group
 // of two or more faces.
-Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph, double lowest);
+// `progress` (when set) gets how far merging has come down from similarity 1 to `lowest`, in
+// thousandths, as it moves; 1000 at the end.
+Dendrogram graph_average_linkage(const torch::Tensor& unit, const KnnGraph& graph, double lowest,
+                                 const std::function<void(std::size_t per_mille)>& progress = {});
 
 // Chinese whispers (Biemann 2006; dlib's chinese_whispers, used by photo applications): label
 // propagation over the graph's edges of similarity >= `threshold`, each row taking the label of
@@ -85,10 +88,15 @@ std::vector<FaceGroup> place_faces_on_graph(const torch::Tensor& unit, const Clu
 // How to cluster: exact average linkage where its similarity matrix fits the memory budget,
 // else graph average linkage on a k-NN graph.
 enum class ClusterMethod { kAuto, kExact, kGraph };
+// Where a long run is, for a progress bar per stage: "neighbours" (rows searched, of `total`
+// rows) and "linkage" (graph_average_linkage's thousandths, of 1000). The graph method only; not
+// called concurrently.
+using ClusterProgress = std::function<void(const char* stage, std::size_t done, std::size_t total)>;
 struct ClusterOptions {
   ClusterMethod method = ClusterMethod::kAuto;
   std::size_t memory_budget_bytes = std::size_t{2} << 30;  // for the exact method's matrix
   KnnGraphOptions graph;
+  ClusterProgress progress;
 };
 
 // Bytes the exact method's similarity matrix takes for N rows (8 N^2).
@@ -104,8 +112,7 @@ const char* cluster_method_name(ClusterMethod method);
 // graph and the dendrogram down to `lowest` (merges below it are not made).
 class LinkageHierarchy {
  public:
-  LinkageHierarchy(const torch::Tensor& embeddings, double lowest, const ClusterOptions& options,
-                   const std::function<void(std::size_t rows_done)>& progress = {});
+  LinkageHierarchy(const torch::Tensor& embeddings, double lowest, const ClusterOptions& options);
   // The groups left after every merge at a similarity of at least `threshold` (>= lowest).
   Clustering cut(double threshold) const;
   // The groups of `clustering` with their faces placed (place_faces, or place_faces_on_graph).

@@ -14,6 +14,7 @@ namespace facemag::gallery {
 struct GalleryContents {
   std::vector<PersonSummary> persons;
   std::size_t faces = 0;
+  std::size_t unassigned = 0;  // faces kept apart by `assign` (Gallery::unassigned)
 };
 GalleryContents contents_of(const Gallery& gallery);
 

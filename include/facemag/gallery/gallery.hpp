@@ -6,10 +6,16 @@
 // processes). The faiss index is derived data, rebuilt from the store whenever the store's
 // generation (bumped by every change, by any process) differs from the one it was built at.
 //
+// People are known (enrolled, or named by the user) or proposed: grouped by `assign` from faces
+// that matched nobody and named "unnamed-N" until the user renames them (assign.hpp). Both take
+// part in search. Faces that matched nobody and are in no proposed person are kept apart, as
+// unassigned faces (with their own ids).
+//
 // A gallery is bound to one model (manifest name, architecture, embedding size, SHA-256 of the
 // weights): opening it for another model is an error naming both.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -37,6 +43,10 @@ struct ModelBinding {
   bool magnitude_is_quality = false;   // MagFace models: templates weight faces by magnitude
   double same_person_threshold = 0.3;  // cosine; the "match" decision of a search
   double quality_threshold = 0;        // magnitude below which a face is too poor (0: none)
+  // Mean cosine at which average linkage stops merging unassigned faces into proposed people
+  // (the manifest's clustering_threshold()). 0 when made by hand: Gallery::create records the
+  // built-in manifest's for its model, else the same-person threshold.
+  double cluster_threshold = 0;
   // Where the weights were when the gallery was created (informational: commands load the model
   // from it when none is given; the SHA-256 is what binds).
   std::string weights_path;
@@ -70,6 +80,7 @@ struct PersonSummary {
   std::string name;
   int faces = 0;
   double mean_quality = 0;
+  bool proposed = false;  // grouped by `assign` and not yet named ("unnamed-N")
 };
 
 struct EnrollResult {
@@ -86,6 +97,70 @@ struct Candidate {
   double best_face_similarity = 0;  // cosine to the person's closest single face
   std::int64_t best_face_id = 0;
   int faces = 0;
+  bool proposed = false;  // a proposed person (PersonSummary::proposed)
+};
+
+// ---- Faces that match nobody, and the people proposed from them (assign.hpp decides) ----
+
+// A face kept apart: it matched nobody, or was too poor to decide.
+struct UnassignedFace {
+  std::int64_t id = 0;  // its own id (not a face id of `faces()`)
+  std::string source_path;
+  std::string image_sha256;
+  Detection detection;
+  float quality = 0;
+  std::vector<float> embedding;
+  bool too_poor = false;  // below the quality gate: never grouped into a person
+  std::string added_at;   // UTC, ISO 8601
+};
+
+// How unassigned faces are grouped into proposed people: average linkage (eval/knn_cluster.hpp's
+// group_faces) at `threshold`; a group of at least `min_faces` faces is proposed as a person.
+struct Grouping {
+  double threshold = 0.5;
+  int min_faces = 2;
+};
+
+// A face of an assignment batch, decided: it joins `face.person`, or, with no person named, stays
+// unassigned (`too_poor` when the quality gate said so).
+struct DecidedFace {
+  NewFace face;
+  bool too_poor = false;
+};
+
+// Where a face of a batch is after it: on a person, or unassigned.
+struct Placement {
+  std::string person;     // empty: unassigned
+  bool proposed = false;  // `person` is a proposed person
+  std::int64_t id = 0;    // on a person: its face id; unassigned: its unassigned id
+  bool already = false;   // the same face (image SHA-256 and box) was stored before this batch
+  bool too_poor = false;  // unassigned for its quality
+  bool grouped = false;   // joined a person proposed by this batch (`similarity` set)
+  double similarity = 0;  // grouped: cosine to the new person's template
+};
+
+// A person proposed from unassigned faces, and its faces.
+struct ProposedPerson {
+  std::string name;  // "unnamed-N"
+  struct Face {
+    std::int64_t unassigned_id = 0;  // the id it had while unassigned (0: it was on a person)
+    std::int64_t face_id = 0;        // its face id now
+    double similarity = 0;           // cosine to the person's template
+  };
+  std::vector<Face> faces;
+};
+
+struct AssignStored {
+  std::vector<Placement> placements;     // one per face given, in order
+  std::vector<ProposedPerson> proposed;  // people the batch proposed (from its faces and older)
+};
+
+// What regrouping the faces of no named person did.
+struct Regrouped {
+  std::vector<ProposedPerson> people;  // every proposed person after it
+  std::vector<std::string> kept;       // names that go on (a group holds most of their faces)
+  std::vector<std::string> dissolved;  // proposed people that no group continues
+  std::size_t unassigned = 0;          // faces left unassigned (too poor ones included)
 };
 
 enum class IndexKind { kExact, kHnsw, kIvf };
@@ -133,7 +208,46 @@ class Gallery {
   // GalleryError naming the person / face when it does not exist.
   void remove_person(const std::string& name);
   void remove_face(std::int64_t id);
+  // A proposed person renamed becomes a known one.
   void rename_person(const std::string& from, const std::string& to);
+
+  // ---- Proposed people and unassigned faces (assign.hpp says how they are used) ----
+
+  // Stores a batch of decided faces in one transaction (all or nothing): each on its person (a
+  // face that was unassigned moves there; one whose person is gone meanwhile stays unassigned),
+  // the others unassigned. Then the new unassigned faces (not too poor) and the unassigned faces
+  // similar to one of them (cosine >= grouping.threshold) are grouped by average linkage; each
+  // group of at least min_faces faces holding a new face becomes a proposed person, named
+  // "unnamed-N" with N from a counter kept in the store (never reused, names taken skipped),
+  // groups numbered by their oldest face. A face stored before (same image SHA-256 and box)
+  // stays where it is, unless it was unassigned and now has a person. InvalidInput naming the
+  // file of a face whose embedding is not of the gallery's size.
+  // Time: O(B + U D + B U D + C^2 D) for B faces, U unassigned faces and C of them grouped
+  // (group_faces: exact average linkage while its C x C matrix fits 2 GB, a k-NN graph above);
+  // memory: U D floats read from the store, 8 C^2 bytes for the grouping.
+  AssignStored store_assigned(const std::vector<DecidedFace>& faces, const Grouping& grouping);
+
+  // The unassigned faces, oldest first; how many there are.
+  std::vector<UnassignedFace> unassigned() const;
+  std::size_t unassigned_count() const;
+
+  // Regroups, in one transaction, every face of no named person: the unassigned faces and the
+  // faces of the proposed people. Faces below `quality_gate` (0: none) are unassigned as too
+  // poor; the others are grouped by average linkage over all of them; each group of min_faces or
+  // more becomes a proposed person, keeping the name of the proposed person it holds most faces
+  // of (each name to one group; an unchanged grouping keeps every name), else a new "unnamed-N".
+  // Faces of smaller groups are unassigned. Named people are not touched.
+  // Time: O(F^2 D) for F faces regrouped (k-NN graph above 2 GB of matrix); memory O(F D + F^2).
+  Regrouped recluster(const Grouping& grouping, double quality_gate = 0);
+
+  // `from`'s faces join `into` (which keeps its name and whether it is proposed); `from` is
+  // gone. GalleryError naming a person who does not exist; InvalidInput when they are one.
+  void merge_persons(const std::string& into, const std::string& from);
+
+  // The faces `face_ids` of `person` become a new proposed person; its name ("unnamed-N").
+  // GalleryError naming a face that is not the person's; InvalidInput for no faces, a face
+  // named twice, or every face of the person (that is a rename).
+  std::string split_person(const std::string& person, const std::vector<std::int64_t>& face_ids);
 
   // Every face row decodes (embedding of the bound size, finite values), every template matches
   // its faces, the index covers every person. Problems found, one line each; empty when sound.
@@ -141,7 +255,7 @@ class Gallery {
 
   // The store's schema version (current: kSchemaVersion).
   int schema_version() const;
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // A monotone counter of changes: two equal readings mean no process changed the gallery.
   std::int64_t generation() const;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "facemag/eval/ijb.hpp"
+#include "facemag/gallery/assign.hpp"
 #include "facemag/gallery/decide.hpp"
 #include "facemag/gallery/evaluate.hpp"
 #include "facemag/gallery/gallery.hpp"
@@ -28,7 +29,7 @@ struct IdentificationFields {
 
 // A candidate: {"person", "similarity" (cosine to the person's template), with `details`
 // "best_face_similarity" and "faces", and with `face_id` "best_face_id" (the id `gallery show`
-// lists and `gallery remove --face` takes)}.
+// lists and `gallery remove --face` takes)}, and "proposed": true for a proposed person.
 nlohmann::json to_json(const Candidate& candidate, bool face_id = true, bool details = true);
 
 // A face's identification: {"candidates" (best first, as above), "decision" (decision_name),
@@ -44,7 +45,24 @@ nlohmann::json to_json(const FaceAnswer& answer);
 // one that was there.
 nlohmann::json to_json(const EnrolledFace& face);
 
-// An enrolled person as `gallery list` writes one: {"person", "faces", "mean_quality"}.
+// An assigned face, the record of `gallery assign --out` and of serve's /v1/assign: {"path" (the
+// photo as given), "face" (its index in the photo), "box", "quality", "status" ("known",
+// "proposed", "unassigned", "too poor": status_name), "person" (null when unassigned),
+// "similarity" (cosine to the person's template, or to the nearest person's; null when the
+// gallery held nobody), "face_id" on a person or "unassigned_id", "already_stored"}, "nearest"
+// for an unassigned face near someone, "grouped": true on a person proposed by this call, "why"
+// for a face too poor.
+nlohmann::json to_json(const AssignedFace& face);
+
+// A proposed person and its faces: {"proposed" (its name), "face_ids": [...]}.
+nlohmann::json to_json(const ProposedPerson& person);
+
+// An unassigned face as `gallery unassigned` writes it: {"unassigned_id", "source",
+// "image_sha256", "box", "landmarks", "score", "quality", "too_poor", "added_at"}; no embedding.
+nlohmann::json to_json(const UnassignedFace& face);
+
+// An enrolled person as `gallery list` writes one: {"person", "faces", "mean_quality"}, and
+// "proposed": true for a proposed person.
 nlohmann::json to_json(const PersonSummary& person);
 
 // A stored face as `gallery show` writes it (the archive's records add their "row"): {"id",

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "facemag/gallery/assign.hpp"
 #include "facemag/gallery/contents.hpp"
 #include "facemag/gallery/evaluate.hpp"
 #include "facemag/gallery/gallery.hpp"
@@ -16,6 +17,15 @@ namespace facemag::gallery {
 // A searched face as one table row (`gallery search` on a terminal): the photo, the face's index
 // and quality, the decision, then each candidate's name and cosine to their template.
 std::string to_text(const FaceAnswer& answer);
+
+// An assigned face as one line (`gallery assign`): the photo, the face's index and quality, then
+// "-> known NAME (0.612)", "-> proposed unnamed-3 (0.701, new)", "-> unassigned (nearest NAME
+// 0.153)" or "-> too poor (WHY)"; "already stored" for a face stored before.
+std::string to_text(const AssignedFace& face);
+
+// What an assignment did, on one line: "N faces: K on known people, P on proposed people (M
+// people proposed), U unassigned, T too poor; A stored before".
+std::string assign_summary(const AssignPhotosResult& result);
 
 // A photo or face left out, as `gallery ...` reports it: what (the photo; for a stored face
 // "PATH (face ID, PERSON)") and why, naming the options that change the outcome (--by-folder,

@@ -52,7 +52,10 @@ struct InputFile {
 };
 
 // Expands command-line inputs into files, in a stable order: a file is taken as it is; a
-// directory is searched recursively for image files (sorted); `@list.txt` names one path per
+// directory is searched recursively for image files (sorted by path), following symbolic links to
+// folders, each folder once (known by its canonical path: a loop or a second link to a folder adds
+// nothing; a folder reached both directly and through a link keeps its direct name; names are
+// the paths as reached, through the link); `@list.txt` names one path per
 // line (blank lines and lines starting with '#' are skipped; relative paths are relative to
 // the list's folder). A path that does not exist is an InvalidInput error.
 std::vector<InputFile> expand_inputs(const std::vector<std::string>& inputs);

@@ -6,8 +6,10 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "facemag/pipeline.hpp"
+#include "facemag/video/shot_cut.hpp"
 #include "facemag/video/tracker.hpp"
 #include "facemag/video/video_source.hpp"
 
@@ -18,6 +20,9 @@ struct VideoTrackingOptions {
   // Detection frames per network batch (speed and memory, not results); 0: auto_frame_batch().
   int frame_batch = 0;
   TrackerOptions tracker;
+  // Every decoded frame (detected or not) is compared with the one before; at a cut the tracker
+  // is told (FaceTracker::cut()) before the next detection, and held boxes are dropped.
+  ShotCutOptions cuts;
 };
 
 // Frames of width x height that go through MTCNN together by default: as many as fit in about
@@ -34,12 +39,20 @@ struct FrameBox {
   float quality = 0;
 };
 
+// The first frame of a new shot.
+struct ShotCut {
+  std::int64_t frame = 0;
+  double time = 0;
+  FrameChange change;
+};
+
 struct VideoRunSummary {
   std::int64_t frames = 0;           // decoded
   std::int64_t detected_frames = 0;  // went through detection
   std::int64_t faces = 0;            // detections
   int tracks = 0;
-  std::string end_note;  // VideoSource::end_note()
+  std::vector<ShotCut> cuts;  // in order
+  std::string end_note;       // VideoSource::end_note()
 };
 
 // Runs the video to its end. on_track gets each track when it closes (unseen for

@@ -1,16 +1,22 @@
 // Face tracks through a video: which detections of successive frames are the same face, and what
 // each track keeps (its span, its best face by quality, its quality-weighted template).
 //
-// A detection continues a track when its box overlaps the track's last box (IoU >= min_iou) and
-// the track was seen within `continuity_seconds`; otherwise it joins the track whose template it
-// resembles most (cosine >= reid_similarity) among the tracks seen within `max_gap_seconds`: a
-// face that leaves and comes back within a few seconds keeps its track. Overlap wins over
-// resemblance (heavily blurred faces of different people look alike to a network; consecutive
-// boxes of one face overlap). Assignment is greedy, best pair first, one detection per track per
-// frame; ties go to the older track and the earlier detection, so the result depends on the
-// detections alone. As in ByteTrack, a detection the detector is unsure of (score below
-// min_start_score: an ear, a blurred bystander) only continues a track by overlap: it neither
-// starts a track nor rejoins one by resemblance (unsure detections embed close to each other).
+// A detection continues a track when its box overlaps the track's last box (IoU >= min_iou), the
+// track was seen within `continuity_seconds` and in the same shot (no cut() since), and the face
+// is not surely someone else: its cosine to the track's template or to the track's last face is
+// at least `overlap_gate`. Otherwise it joins the track whose template it resembles most (cosine
+// >= reid_similarity) among the tracks seen within `max_gap_seconds`: a face that leaves and
+// comes back within a few seconds, or is shown again after a cut, keeps its track. Overlap wins
+// over resemblance (blurred faces of different people look alike to a network; consecutive boxes
+// of one face overlap); the gate only refuses an overlap, it never takes a face in. The gate is
+// low because blur takes a face's embedding away from its sharp self (MobileFaceNet: the same
+// photo sharp and blurred with sigma 6 has median cosine 0.07), and it accepts the last face too
+// because blur sets in gradually (sigma 4.5 to 6: cosine >= 0.45 in 99 % of photos).
+// Assignment is greedy, best pair first, one detection per track per frame; ties go to the older
+// track and the earlier detection, so the result depends on the detections alone. As in
+// ByteTrack, a detection the detector is unsure of (score below min_start_score: an ear, a
+// blurred bystander) only continues a track by overlap: it neither starts a track nor rejoins one
+// by resemblance (unsure detections embed close to each other).
 #pragma once
 
 #include <opencv2/core/mat.hpp>
@@ -32,6 +38,10 @@ struct TrackerOptions {
   // Cosine to a track's template that takes a face back after it left: the model's
   // same_person_threshold is the natural value.
   double reid_similarity = 0.3;
+  // Cosine to a track's template or last face below which an overlapping face is someone else's
+  // (it may start a track or join another by resemblance); -1: overlap alone decides. VideoJob
+  // uses half the model's same_person_threshold (overlap_gate_of()).
+  double overlap_gate = 0.15;
   double max_gap_seconds = 5.0;  // a track unseen for longer is closed
   double min_start_score = 0.9;  // detector probability
   // True for MagFace models: the embedding magnitude is the quality. Otherwise the detector's
@@ -46,16 +56,18 @@ struct TrackedFace {
   Detection detection;
   float magnitude = 0;
   float quality = 0;  // the magnitude or the detector score, see TrackerOptions
+  int shot = 0;       // shots begun before this face's frame (FaceTracker::cut() calls)
 };
 
 struct Track {
   int id = 0;  // 1, 2, ... in order of first appearance
   TrackedFace first, last, best;
   int detections = 0;  // frames in which the face was detected
-  int returns = 0;     // times it came back (by resemblance) after leaving
+  int returns = 0;     // times it came back (by resemblance) after leaving or after a cut
   double quality_sum = 0;
   // Sum of quality x unit embedding; template() divides by quality_sum.
   std::vector<double> weighted_sum;
+  std::vector<float> last_unit;  // the last face's unit embedding (the overlap gate's)
   cv::Mat best_crop;  // the model's input crop of `best` (set by the caller, see update())
 
   double mean_quality() const { return detections ? quality_sum / detections : 0; }
@@ -75,6 +87,9 @@ class FaceTracker {
   // given). Returns, for each face, the track it joined.
   std::vector<Assignment> update(std::int64_t frame, double time,
                                  std::span<const FaceRecord> faces);
+  // A shot boundary before the next update(): the open tracks continue only by resemblance.
+  void cut() { ++shot_; }
+  int shot() const { return shot_; }
   // The track of an id returned by update() (still open).
   Track& open_track(int id);
 
@@ -90,6 +105,7 @@ class FaceTracker {
   TrackerOptions options_;
   std::vector<Track> open_;  // by id
   int next_id_ = 1;
+  int shot_ = 0;
 };
 
 }  // namespace facemag::video

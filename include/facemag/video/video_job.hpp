@@ -22,6 +22,14 @@
 
 namespace facemag::video {
 
+// The overlap gate for a model: half its same_person_threshold t. Unrelated faces embed near
+// orthogonal (cosine around 0), t sits in their upper tail; t / 2, halfway, is where a face is
+// surely someone else's rather than a degraded view of the track's person. MobileFaceNet (t 0.2):
+// 0.1. Measured on 150 lfw-half people (docs/video.md): 80 % of pairs of two people's sharp
+// photos fall below it, and of a photo and the same photo blurred 0.7 % at sigma 3, 9 % at sigma
+// 4.5, 72 % at sigma 6 (the last face still passes a gradual blur).
+double overlap_gate_of(const ModelManifest& manifest);
+
 struct VideoJobOptions {
   std::filesystem::path out_dir;  // created; see VideoJob
   bool overwrite = false;         // replace the output of an earlier run in out_dir
@@ -33,6 +41,10 @@ struct VideoJobOptions {
   // Cosine to a track's template that takes a face back to it; default: the model's
   // same_person_threshold.
   std::optional<double> reid_similarity;
+  // Cosine to a track's template or last face that an overlapping face needs to continue it;
+  // default: overlap_gate_of() the model.
+  std::optional<double> overlap_gate;
+  ShotCutOptions cuts;         // shot boundaries; cuts.enabled = false: none
   int min_frames = 1;          // tracks detected on fewer frames are left out (counted only)
   std::filesystem::path draw;  // an annotated copy (.mp4, .m4v, .mov, .mkv, .avi); empty: none
   int top_k = 3;               // gallery candidates per track (at least 1)
@@ -53,7 +65,8 @@ struct VideoTrackRecord {
   std::optional<gallery::Identification> identity;
 };
 
-// The record as its line in tracks.jsonl (one JSON object, no newline): track, first, last,
+// The record as its line in tracks.jsonl (one JSON object, no newline): track, first and last
+// {frame, time, shot (cuts before it)},
 // detections, rejoins, mean_quality, best {frame, time, quality, magnitude, score, box, crop},
 // quality_source ("magnitude" or "detector score"), template_row and, with a gallery, identity
 // {candidates [{person, similarity}], threshold, decision, person (for a match)}.
@@ -70,8 +83,9 @@ struct VideoJobSummary {
   double seconds = 0;   // tracking time (wall clock)
 };
 
-// The run in one sentence: "INPUT: F frames (D through detection, N faces) in S s (R frames/s); T
-// track(s) written to OUT_DIR", with " (K shorter than --min-frames M left out)" when some were.
+// The run in one sentence: "INPUT: F frames (D through detection, N faces, C shot cut(s)) in S s
+// (R frames/s); T track(s) written to OUT_DIR", with " (K shorter than --min-frames M left out)"
+// when some were.
 std::string describe(const VideoJobSummary& summary, const std::string& input,
                      const std::string& out_dir, int min_frames);
 

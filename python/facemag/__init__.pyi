@@ -1,0 +1,21 @@
+from . import eval as eval
+from ._facemag import (
+    Detection as Detection,
+    Detector as Detector,
+    Embedder as Embedder,
+    Error as Error,
+    Gallery as Gallery,
+    GalleryError as GalleryError,
+    InvalidInputError as InvalidInputError,
+    ModelLoadError as ModelLoadError,
+    PhotoEmbeddings as PhotoEmbeddings,
+    PhotoFace as PhotoFace,
+    VersionMismatchError as VersionMismatchError,
+    __version__ as __version__,
+    align as align,
+    cpu_kernel_family as cpu_kernel_family,
+    cpu_model_name as cpu_model_name,
+    margin_crop as margin_crop,
+    peak_rss_mb as peak_rss_mb,
+    set_threads as set_threads,
+)
