@@ -419,6 +419,38 @@ TEST(CliGalleryPostgres, TwoProcessesShareOneGalleryWithoutARestart) {
   EXPECT_NE(r.out.find("1 people, 15 faces, schema version 3: sound"), std::string::npos) << r.out;
 }
 
+// A photo archive split across three machines: three `gallery enroll --by-folder --shard K/3`
+// processes at once into one PostgreSQL gallery hold, together, exactly what one enrolment does.
+TEST(CliGalleryPostgres, ThreeShardsEnrolConcurrentlyIntoOneGallery) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  const PostgresServer server(tmp / "pg");
+  if (server.absent()) GTEST_SKIP() << server.why();
+  ASSERT_TRUE(server.running()) << server.why();
+  const std::string db = "'" + server.url() + "'";
+  ASSERT_EQ(run_cli("gallery create " + db + model(), tmp).exit_code, 0);
+  std::string jobs;
+  for (int k = 1; k <= 3; ++k) {
+    const auto err = (tmp / ("shard" + std::to_string(k) + ".err")).string();
+    jobs += std::string(FACEMAG_CLI_PATH) + " gallery enroll " + db + " " + casia().string() +
+            " --by-folder --shard " + std::to_string(k) + "/3" + model() + " >/dev/null 2>" + err +
+            " & ";
+  }
+  ASSERT_EQ(std::system((jobs + "wait").c_str()), 0);
+  std::size_t photos = 0;
+  for (int k = 1; k <= 3; ++k) {
+    const auto err = test::read_file(tmp / ("shard" + std::to_string(k) + ".err"));
+    const auto at = err.find("shard " + std::to_string(k) + " of 3: ");
+    ASSERT_NE(at, std::string::npos) << err;
+    photos += std::stoul(err.substr(at + 13));
+  }
+  EXPECT_EQ(photos, 45u);  // every photo in exactly one shard
+  // What one enrolment of the folder holds (one face per photo), with the gallery sound.
+  const auto r = run_cli("gallery check " + db, tmp);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("3 people, 45 faces, schema version 3: sound"), std::string::npos) << r.out;
+}
+
 // 1:N on the real LFW people: the first photo of each of the 774 people with two or more is
 // enrolled; all other photos are probes (3,287 of enrolled people, 1,312 of people with one photo,
 // never enrolled). Measured on AMD EPYC (Zen 5), MobileFaceNet with mirror features: rank-1

@@ -7,6 +7,7 @@
 
 #include "facemag/error.hpp"
 #include "facemag/model/resolve.hpp"
+#include "facemag/shard.hpp"
 
 namespace facemag::cli {
 
@@ -59,6 +60,25 @@ OutputStream::OutputStream(const std::string& path) : stdout_(&std::cout) {
 std::vector<io::InputFile> input_files(const std::vector<std::string>& inputs) {
   auto files = io::expand_inputs(inputs);
   if (files.empty()) throw InvalidInput("no image files found in the given inputs");
+  return files;
+}
+
+void add_shard_option(CLI::App& cmd, std::string& shard) {
+  cmd.add_option("--shard", shard,
+                 "Only this job's part of the inputs: K/N (1 <= K <= N), auto (a Slurm job "
+                 "array's task) or auto/N (also a Kubernetes Indexed Job's index); each file falls "
+                 "in one shard by a hash of its name");
+}
+
+std::vector<io::InputFile> input_files(const std::vector<std::string>& inputs,
+                                       const std::string& shard) {
+  auto files = input_files(inputs);
+  if (shard.empty()) return files;
+  const auto part = parse_shard(shard);
+  const auto all = files.size();
+  files = shard_files(files, part);
+  std::fprintf(stderr, "shard %zu of %zu: %zu of %zu input(s)\n", part.index + 1, part.count,
+               files.size(), all);
   return files;
 }
 

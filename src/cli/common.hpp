@@ -60,6 +60,12 @@ class OutputStream {
 // The files named by command-line inputs (see io::expand_inputs); none at all is an error.
 std::vector<io::InputFile> input_files(const std::vector<std::string>& inputs);
 
+// --shard K/N|auto|auto/N (facemag::parse_shard): this job's part of a photo archive.
+void add_shard_option(CLI::App& cmd, std::string& shard);
+// input_files(), then only the shard's files when `shard` is not empty (says which on stderr).
+std::vector<io::InputFile> input_files(const std::vector<std::string>& inputs,
+                                       const std::string& shard);
+
 // The exit code after a batch: reports how many inputs failed (if any) on stderr.
 int finish_batch(std::size_t failures, std::size_t total);
 

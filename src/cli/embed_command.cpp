@@ -57,14 +57,7 @@ int run_merge(const EmbedOptions& opt) {
 int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   if (opt.merge) return run_merge(opt);
   const ModelOptions& model = opt.model;
-  auto files = input_files(opt.inputs);
-  if (!opt.shard.empty()) {
-    const auto shard = parse_shard(opt.shard);
-    const auto all = files.size();
-    files = shard_files(files, shard);
-    std::fprintf(stderr, "shard %zu of %zu: %zu of %zu input(s)\n", shard.index + 1, shard.count,
-                 files.size(), all);
-  }
+  const auto files = input_files(opt.inputs, opt.shard);
   const Embedder embedder = load_model(model);
   const ModelManifest& manifest = embedder.manifest();
   if (!manifest.magnitude_is_quality) {
@@ -129,10 +122,7 @@ void add_common_options(CLI::App& cmd, EmbedOptions& opt) {
       "--npy", opt.npy,
       "Also write the N x D float32 embedding matrix (.npy) and its row index (.jsonl) beside it");
   cmd.add_flag("--sort", opt.sort, "List faces by quality, best first");
-  cmd.add_option("--shard", opt.shard,
-                 "Only this job's part of the inputs: K/N (1 <= K <= N), auto (a Slurm job "
-                 "array's task) or auto/N (also a Kubernetes Indexed Job's index); each file falls "
-                 "in one shard by a hash of its name");
+  add_shard_option(cmd, opt.shard);
   cmd.add_flag("--merge", opt.merge,
                "The inputs are the --npy outputs of shards: merge them into --npy, rows in file "
                "order");

@@ -81,6 +81,7 @@ struct EnrollOptions : GalleryOptions {
   std::string person;
   bool by_folder = false;
   gallery::EnrolPhotosOptions how;  // --min-quality, --force
+  std::string shard;                // --shard: this job's part of the photos
 };
 
 int run_enroll(const EnrollOptions& opt) {
@@ -88,7 +89,7 @@ int run_enroll(const EnrollOptions& opt) {
     throw InvalidInput("say who the photos show: --person NAME, or --by-folder");
   auto open = open_with_model(opt.db, opt.model, opt.arch_given());
   auto& gallery = open.gallery;
-  const auto files = input_files(opt.inputs);
+  const auto files = input_files(opt.inputs, opt.shard);
   const auto photos = photo_pipeline(open);
   auto how = opt.how;
   if (!opt.by_folder) how.person = opt.person;
@@ -417,6 +418,7 @@ void add_photo_commands(CLI::App& cmd, Subcommands& subs) {
                      "Refuse faces below this magnitude (default: the model's quality threshold "
                      "for MagFace models)");
   enroll->add_flag("--force", e->how.force, "Enrol faces below the quality bar too");
+  add_shard_option(*enroll, e->shard);
 
   auto [search, s] =
       declare(cmd, subs, "search", "Who is this? The nearest enrolled people", true, run_search);
