@@ -27,10 +27,8 @@ def main():
     args = p.parse_args()
 
     detector = facemag.Detector(mtcnn_dir=args.mtcnn)
-    embedder = facemag.Embedder(arch=args.arch, weights=args.weights)
-    if embedder.architecture == "mobilefacenet":
-        # MobileFaceNet's own protocol, as `facemag cluster` runs it: the mirror image's features too.
-        embedder = facemag.Embedder(arch=args.arch, weights=args.weights, flip=True)
+    # As `facemag cluster` embeds (MobileFaceNet: with the mirror image), for its threshold.
+    embedder = facemag.Embedder(arch=args.arch, weights=args.weights, clustering=True)
     photos = sorted(str(f) for f in pathlib.Path(args.photos).rglob("*")
                     if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
     faces = embedder.embed_photos(photos, detector=detector, keep="all")

@@ -158,10 +158,12 @@ class Embedder:
         prewhiten: bool = False,
         verify: bool = True,
         int8_calibration: Optional[PathLike] = None,
+        clustering: bool = False,
     ) -> None:
         """arch: iresnet18|34|50|100, mobilefacenet, inception_resnet_v1; weights: checkpoint;
         model: a store name; none: the store's default model. precision: fp32, bf16, int8,
-        reference. Raises ModelLoadError, InvalidInputError."""
+        reference. clustering: embed as `facemag cluster` does (MobileFaceNet: with the mirror
+        image). Raises ModelLoadError, InvalidInputError."""
     @staticmethod
     def formula(
         arch: str, precision: str = "fp32", threads: int = 0, batch: int = 16, flip: bool = False

@@ -14,6 +14,7 @@
 #include "facemag/embed/embed_matrix.hpp"
 #include "facemag/embed_files.hpp"
 #include "facemag/error.hpp"
+#include "facemag/eval/cluster_photos.hpp"
 #include "facemag/eval/json.hpp"
 #include "facemag/eval/pair_decision.hpp"
 #include "facemag/io/image.hpp"
@@ -162,7 +163,7 @@ py::array handed_back(const cv::Mat& out, const PassThrough& in, bool bgr) {
 PyEmbedder load_embedder(const py::object& arch, const py::object& weights, const py::object& model,
                          const py::object& manifest, const std::string& precision, int threads,
                          int batch, bool flip, bool prewhiten, bool verify,
-                         const py::object& int8_calibration) {
+                         const py::object& int8_calibration, bool clustering) {
   if (batch < 1) throw InvalidInput("batch must be at least 1, found " + std::to_string(batch));
   ModelRequest request;
   if (!arch.is_none()) request.architecture = arch.cast<std::string>();
@@ -178,6 +179,7 @@ PyEmbedder load_embedder(const py::object& arch, const py::object& weights, cons
   py::gil_scoped_release release;
   configure_runtime(threads);
   ResolvedModel resolved = resolve_model(request);
+  if (clustering) resolved.manifest = eval::clustering_manifest(std::move(resolved.manifest));
   Embedder embedder = Embedder::load(resolved, options);
   return PyEmbedder{std::move(embedder), std::move(resolved), batch};
 }
@@ -386,7 +388,8 @@ const char* kEmbedderDoc =
     R"doc(A face recognition model: aligned face crops in, raw embeddings out.
 
 Embedder(arch=None, weights=None, model=None, manifest=None, precision="fp32", threads=0,
-         batch=16, flip=False, prewhiten=False, verify=True, int8_calibration=None)
+         batch=16, flip=False, prewhiten=False, verify=True, int8_calibration=None,
+         clustering=False)
     arch: "iresnet18" | "iresnet34" | "iresnet50" | "iresnet100" (MagFace) | "mobilefacenet" |
         "inception_resnet_v1" (FaceNet).
     weights: the checkpoint (torch.save file, loaded strictly); model: a name of the model store
@@ -397,6 +400,8 @@ Embedder(arch=None, weights=None, model=None, manifest=None, precision="fp32", t
     batch: faces (and photos, in embed_photos) per network pass: the CLI's --batch; the same
         batch gives the CLI's results bit for bit.
     flip: concatenate the mirror image's embedding (MobileFaceNet's protocol).
+    clustering: embed as `facemag cluster` does, for its clustering threshold (MobileFaceNet:
+        with the mirror image's embedding).
     Raises ModelLoadError for an unreadable or mismatched checkpoint (also a SHA-256 other than
     the manifest's unless verify=False), InvalidInputError for unknown names.
 
@@ -555,7 +560,7 @@ interpolation): FaceNet's input. Channel order as align().)doc");
       .def(py::init(&load_embedder), "arch"_a = py::none(), "weights"_a = py::none(),
            "model"_a = py::none(), "manifest"_a = py::none(), "precision"_a = "fp32",
            "threads"_a = 0, "batch"_a = 16, "flip"_a = false, "prewhiten"_a = false,
-           "verify"_a = true, "int8_calibration"_a = py::none())
+           "verify"_a = true, "int8_calibration"_a = py::none(), "clustering"_a = false)
       .def_static("formula", &formula_embedder, "arch"_a, "precision"_a = "fp32", "threads"_a = 0,
                   "batch"_a = 16, "flip"_a = false,
                   "An Embedder of `arch` with the deterministic formula weights of the goldens "
