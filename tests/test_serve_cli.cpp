@@ -14,8 +14,10 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <future>
+#include <memory>
 #include <thread>
 #include <tuple>
 
@@ -199,6 +201,51 @@ TEST(ServeCli, EmbedAndQualityGiveTheGoldenValuesAlsoUnderConcurrentLoad) {
   ASSERT_EQ(d["faces"].size(), 1u);
   EXPECT_EQ(d["faces"][0]["landmarks"].size(), 5u);
   EXPECT_EQ(d["width"], 250);
+}
+
+// A connection to the server that sends half a request (2 bytes of a 100,000-byte body) and waits.
+class StalledClient {
+ public:
+  explicit StalledClient(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    const std::string half =
+        "POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        "Content-Length: 100000\r\n\r\nab";
+    connected_ = connected_ && send(fd_, half.data(), half.size(), 0) == ssize_t(half.size());
+  }
+  ~StalledClient() { close(fd_); }
+  // Still waiting: the server has neither answered nor closed the connection.
+  bool waiting() const {
+    char byte;
+    return connected_ && recv(fd_, &byte, 1, MSG_DONTWAIT | MSG_PEEK) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+// Forty clients that send half a request and wait hold connection threads, not workers: a
+// normal request (2 workers) is answered while every one of them is still waiting, so it did not
+// wait for their read timeout (10 s) to free a worker.
+TEST(ServeCli, StalledClientsDoNotHoldTheWorkers) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  Server server(model() + " --workers 2", tmp);
+  REQUIRE_SERVER(server);
+  std::vector<std::unique_ptr<StalledClient>> stalled;
+  for (int i = 0; i < 40; ++i) stalled.push_back(std::make_unique<StalledClient>(server.port()));
+  auto client = server.client();
+  const auto r = client.Post("/v1/detect", file_bytes(casia() / "pam" / "001.jpg"), "image/jpeg");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(body_of(r)["faces"].size(), 1u) << r->body;
+  for (const auto& s : stalled) EXPECT_TRUE(s->waiting());
 }
 
 TEST(ServeCli, GalleryRoutesEnrolIdentifyVerifyListAndRemove) {

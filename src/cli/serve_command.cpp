@@ -63,6 +63,11 @@ Runner add_serve_command(CLI::App& app) {
   cmd->add_option("--bind", opt->server.bind, "Address to listen on")->capture_default_str();
   cmd->add_option("--token-file", opt->token_file,
                   "File holding a bearer token every route but /health and / then requires");
+  cmd->add_option("--connections", opt->server.connection_threads,
+                  "Connections served at once (each receives its request before a worker takes "
+                  "it: a stalled client holds one of these, not a worker)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--workers", opt->server.request_threads, "Request threads")
       ->capture_default_str();
   cmd->add_option("--batch-wait-ms", opt->batch_wait_ms,

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -175,6 +176,41 @@ Json detection_json(const Detection& d) { return facemag::to_json(d); }
 
 thread_local Clock::time_point request_start;
 
+// At most `limit` handlers at once (ServerOptions::request_threads): connection threads wait here
+// with their request received, so a stalled client never holds a handler's place.
+class HandlerGate {
+ public:
+  explicit HandlerGate(int limit) : free_(std::max(1, limit)) {}
+  void enter() {
+    std::unique_lock lock(mutex_);
+    freed_.wait(lock, [this] { return free_ > 0; });
+    --free_;
+  }
+  void leave() {
+    {
+      const std::lock_guard lock(mutex_);
+      ++free_;
+    }
+    freed_.notify_one();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  int free_;
+};
+
+class HandlerSlot {
+ public:
+  explicit HandlerSlot(HandlerGate& gate) : gate_(gate) { gate_.enter(); }
+  ~HandlerSlot() { gate_.leave(); }
+  HandlerSlot(const HandlerSlot&) = delete;
+  HandlerSlot& operator=(const HandlerSlot&) = delete;
+
+ private:
+  HandlerGate& gate_;
+};
+
 }  // namespace
 
 struct FaceServer::Impl {
@@ -185,6 +221,7 @@ struct FaceServer::Impl {
   httplib::Server http;
   int port = 0;
   std::atomic<int> in_flight{0};
+  HandlerGate handlers{options.request_threads};
   Metrics metrics;
   Batcher<cv::Mat, std::vector<Detection>> detect_batcher;
   Batcher<cv::Mat, Embedding> embed_batcher;
@@ -473,6 +510,7 @@ struct FaceServer::Impl {
   template <class F>
   httplib::Server::Handler route(F body) {
     return [this, body](const httplib::Request& req, httplib::Response& res) {
+      const HandlerSlot slot(handlers);
       ++in_flight;
       try {
         body(req, res);
@@ -578,7 +616,7 @@ FaceServer::FaceServer(const Embedder& embedder, const MtcnnDetector& detector,
                        gallery::Gallery* gallery, ServerOptions options)
     : impl_(std::make_unique<Impl>(embedder, detector, gallery, std::move(options))) {
   auto& s = *impl_;
-  const int threads = std::max(1, s.options.request_threads);
+  const int threads = std::max({1, s.options.request_threads, s.options.connection_threads});
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.http.set_payload_max_length(s.options.limits.max_body_bytes);
   // Answers are small writes: without TCP_NODELAY, Nagle's algorithm and the client's delayed

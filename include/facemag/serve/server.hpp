@@ -37,7 +37,12 @@ struct ServerOptions {
   std::string bind = "127.0.0.1";
   int port = 8080;    // 0: any free port (see FaceServer::port)
   std::string token;  // non-empty: every route but /health and / needs "Authorization: Bearer"
-  int request_threads = 16;
+  int request_threads = 16;  // requests handled at once (decoding, networks, the gallery)
+  // Connections served at once: a thread each receives its request before a request thread
+  // handles it, so clients that send half a request and wait (slow or hostile) hold one of these,
+  // not a request thread; beyond them connections wait in a queue. At most this many request
+  // bodies (limits.max_body_bytes each) are held at once.
+  int connection_threads = 256;
   std::chrono::microseconds batch_wait{4000};  // longest wait for company in a batch
   int max_batch = 32;                          // faces per network pass
   ServerLimits limits;
