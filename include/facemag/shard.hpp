@@ -37,7 +37,8 @@ std::vector<io::InputFile> shard_files(const std::vector<io::InputFile>& files, 
 // .jsonl beside it) into `out` (+ its row index): rows ordered by file name, then face, which is
 // the order one run over a single folder gives; rows renumbered. InvalidInput naming the file for
 // a part whose row index does not match its matrix, parts of other widths, or a file found in two
-// parts. Time O(R log R) for R rows; memory one copy of every row.
+// parts. Time O(R log R) for R rows; memory two copies of every row (the parts
+// read, the merged matrix).
 void merge_embeddings(const std::vector<std::filesystem::path>& parts,
                       const std::filesystem::path& out);
 
