@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
 #include <set>
@@ -351,29 +352,89 @@ TEST(PersonIndex, IvfAndHnswFindTheExactNeighboursOfASmallGallery) {
   std::mt19937 rng(3);
   constexpr int kDim = 32, kRows = 2000;
   std::vector<float> data;
+  std::vector<std::int64_t> ids;
   for (int r = 0; r < kRows; ++r) {
     const auto v = random_vector(rng, kDim, 1);
     data.insert(data.end(), v.begin(), v.end());
+    ids.push_back(1000 + 3 * r);  // ids are the caller's, not rows
   }
-  gallery::PersonIndex exact, ivf, hnsw;
-  exact.build(data, kDim, gallery::IndexKind::kExact);
-  ivf.build(data, kDim, gallery::IndexKind::kIvf);
-  hnsw.build(data, kDim, gallery::IndexKind::kHnsw);
+  gallery::PersonIndex exact, ivf, hnsw, automatic;
+  exact.build(ids, data, kDim, gallery::IndexKind::kExact);
+  ivf.build(ids, data, kDim, gallery::IndexKind::kIvf);
+  hnsw.build(ids, data, kDim, gallery::IndexKind::kHnsw);
+  automatic.build(ids, data, kDim, gallery::IndexKind::kAuto);
+  EXPECT_EQ(automatic.kind(), gallery::IndexKind::kExact);  // 2000 <= kExactUpTo
+  EXPECT_EQ(gallery::resolve_index_kind(gallery::IndexKind::kAuto, gallery::kExactUpTo + 1),
+            gallery::IndexKind::kHnsw);
   // A stored vector, scaled, finds itself first with cosine 1.
   std::vector<float> q(data.begin() + 5 * kDim, data.begin() + 6 * kDim);
   for (auto& x : q) x *= 7;
   for (const auto* index : {&exact, &ivf, &hnsw}) {
     const auto hits = index->search(q, 3);
     ASSERT_EQ(hits.size(), 3u);
-    EXPECT_EQ(hits[0].row, 5u);
+    EXPECT_EQ(hits[0].id, ids[5]);
     EXPECT_NEAR(hits[0].cosine, 1.0, 1e-5);
     EXPECT_GE(hits[0].cosine, hits[1].cosine);
   }
   EXPECT_EQ(exact.search(q, 5000).size(), std::size_t(kRows));
   EXPECT_THROW(exact.search(std::vector<float>(3), 1), InvalidInput);
+  EXPECT_THROW(exact.build(std::vector<std::int64_t>{1, 1}, std::vector<float>(2 * kDim, 1.f), kDim,
+                           gallery::IndexKind::kExact),
+               InvalidInput);
   gallery::PersonIndex empty;
-  empty.build({}, kDim, gallery::IndexKind::kIvf);
+  empty.build({}, {}, kDim, gallery::IndexKind::kIvf);
   EXPECT_TRUE(empty.search(q, 3).empty());
+  EXPECT_EQ(gallery::parse_index_kind("auto"), gallery::IndexKind::kAuto);
+  EXPECT_THROW(gallery::parse_index_kind("flat"), InvalidInput);
+}
+
+// Random upserts and removals: each kind holds exactly the ids a map holds, never returns a
+// removed id, finds every live vector first by itself, and the exact kind's scores equal a
+// brute-force scan of the map.
+TEST(PersonIndex, UpsertsAndRemovalsLeaveWhatARebuildHolds) {
+  std::mt19937 rng(17);
+  constexpr int kDim = 16, kStart = 600, kSteps = 1500;
+  for (const auto kind :
+       {gallery::IndexKind::kExact, gallery::IndexKind::kIvf, gallery::IndexKind::kHnsw}) {
+    std::map<std::int64_t, std::vector<float>> truth;
+    std::vector<std::int64_t> ids;
+    std::vector<float> data;
+    for (int r = 0; r < kStart; ++r) {
+      truth[r] = random_vector(rng, kDim, 2);
+      ids.push_back(r);
+      data.insert(data.end(), truth[r].begin(), truth[r].end());
+    }
+    gallery::PersonIndex index;
+    index.build(ids, data, kDim, kind);
+    std::uniform_int_distribution<std::int64_t> pick(0, 2 * kStart);
+    for (int step = 0; step < kSteps; ++step) {
+      const auto id = pick(rng);
+      if (rng() % 3 == 0) {
+        index.remove(id);
+        truth.erase(id);
+      } else {
+        truth[id] = random_vector(rng, kDim, 2);
+        index.upsert(id, truth[id]);
+      }
+    }
+    ASSERT_EQ(index.size(), truth.size()) << gallery::index_kind_name(kind);
+    std::size_t first = 0;
+    for (const auto& [id, v] : truth) {
+      ASSERT_TRUE(index.contains(id));
+      const auto hits = index.search(v, 5);
+      ASSERT_FALSE(hits.empty());
+      first += hits[0].id == id;
+      for (const auto& h : hits) ASSERT_TRUE(truth.count(h.id)) << "removed id " << h.id;
+    }
+    EXPECT_EQ(first, truth.size()) << gallery::index_kind_name(kind);
+    if (kind == gallery::IndexKind::kExact) {
+      const auto q = random_vector(rng, kDim, 1);
+      const auto all = index.search(q, static_cast<int>(truth.size()));
+      ASSERT_EQ(all.size(), truth.size());
+      for (const auto& h : all)
+        EXPECT_NEAR(h.cosine, dot(truth[h.id], q) / (norm(truth[h.id]) * norm(q)), 1e-5);
+    }
+  }
 }
 
 // 100k random 512-d people. Face embeddings vary along far fewer directions than 512 (a few
@@ -400,19 +461,21 @@ TEST(PersonIndexOnWholeDatasets, HnswRecallAt10IsAtLeast099AgainstExactOn100kPeo
     for (auto& x : latent[r]) x = normal(rng);
     embed(latent[r], &data[std::size_t(r) * kDim]);
   }
+  std::vector<std::int64_t> ids(kRows);
+  std::iota(ids.begin(), ids.end(), 0);
   gallery::PersonIndex exact, hnsw;
-  exact.build(data, kDim, gallery::IndexKind::kExact);
-  hnsw.build(data, kDim, gallery::IndexKind::kHnsw);
+  exact.build(ids, data, kDim, gallery::IndexKind::kExact);
+  hnsw.build(ids, data, kDim, gallery::IndexKind::kHnsw);
   std::size_t found = 0;
   std::vector<float> query(kDim);
   for (int q = 0; q < kQueries; ++q) {
     auto z = latent[std::size_t(q) * 487];
     for (auto& x : z) x += 0.5f * normal(rng);
     embed(z, query.data());
-    std::set<std::size_t> truth;
-    for (const auto& n : exact.search(query, 10)) truth.insert(n.row);
+    std::set<std::int64_t> truth;
+    for (const auto& n : exact.search(query, 10)) truth.insert(n.id);
     ASSERT_EQ(truth.size(), 10u);
-    for (const auto& n : hnsw.search(query, 10)) found += truth.count(n.row);
+    for (const auto& n : hnsw.search(query, 10)) found += truth.count(n.id);
   }
   const double recall = double(found) / (10.0 * kQueries);
   EXPECT_GE(recall, 0.99);

@@ -19,6 +19,7 @@
 #include "facemag/gallery/gallery.hpp"
 #include "facemag/gallery/json.hpp"
 #include "facemag/io/npy.hpp"
+#include "gallery_downgrade.hpp"
 #include "postgres_server.hpp"
 #include "test_support.hpp"
 
@@ -398,6 +399,8 @@ TEST(GalleryAssign, BadInputIsOneClearErrorAndStoresNothing) {
 void downgrade_to_version2(const std::filesystem::path& path) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, test::kGalleryVersion4To3, nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
   ASSERT_EQ(
       sqlite3_exec(db,
                    "DROP TABLE unassigned; DROP TABLE proposed; DELETE FROM meta WHERE key IN "
@@ -415,7 +418,7 @@ TEST(GallerySchema, AVersion2GalleryGainsUnassignedFacesAndItsClusteringThreshol
   Gallery::create(path.string(), toy_model()).enroll({new_face("ann", "a.jpg", vec(0))});
   downgrade_to_version2(path);
   auto g = Gallery::open(path.string());
-  EXPECT_EQ(g.schema_version(), 3);
+  EXPECT_EQ(g.schema_version(), Gallery::kSchemaVersion);
   // A model of no built-in manifest: its same-person threshold, as clustering_threshold() says.
   EXPECT_DOUBLE_EQ(g.model().cluster_threshold, 0.3);
   EXPECT_EQ(g.search(vec(0), 1)[0].person, "ann");
@@ -471,7 +474,7 @@ TEST(GalleryAssignPostgres, ProposesMergesSplitsRegroups) {
   EXPECT_TRUE(regrouped.people.empty());  // bob is named: only c waits, alone
   EXPECT_EQ(regrouped.unassigned, 1u);
   EXPECT_TRUE(g.check().empty());
-  EXPECT_EQ(g.schema_version(), 3);
+  EXPECT_EQ(g.schema_version(), Gallery::kSchemaVersion);
 }
 
 // ---- real faces: lfw-half through MTCNN and MobileFaceNet ----
@@ -660,7 +663,7 @@ TEST(CliGalleryAssign, LfwPhotosJoinTheirOwnPersonOrWaitAndProposedPeopleArePure
   EXPECT_NE(r.err.find("kept their names"), std::string::npos) << r.err;
   r = test::run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("schema version 3: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("schema version 4: sound"), std::string::npos) << r.out;
 }
 
 // A store survives a kill at any moment: `gallery assign` SIGKILLed while it works leaves a sound

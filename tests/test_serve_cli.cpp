@@ -22,6 +22,7 @@
 #include <tuple>
 
 #include "facemag/io/npy.hpp"
+#include "postgres_server.hpp"
 #include "test_support.hpp"
 
 namespace facemag {
@@ -317,6 +318,47 @@ TEST(ServeCli, GalleryRoutesEnrolIdentifyVerifyListAndRemove) {
        {"/v1/detect", "/v1/quality", "/v1/embed", "/v1/verify", "/v1/identify", "/v1/enroll",
         "/v1/assign", "/v1/persons", "/v1/persons/{name}", "/health", "/metrics"})
     EXPECT_TRUE(openapi["paths"].contains(route)) << route;
+}
+
+// Two servers on one PostgreSQL gallery: a face enrolled through one is identified by the other
+// at its next request, each server's index following the other's changes from the store's log
+// (read everything once, at the first request; follow after that).
+TEST(ServeCli, TwoServersShareAPostgresGallery) {
+  REQUIRE_REAL_MODEL();
+  test::TempDir tmp;
+  const test::PostgresServer postgres(tmp / "pg");
+  if (postgres.absent()) GTEST_SKIP() << postgres.why();
+  ASSERT_TRUE(postgres.running()) << postgres.why();
+  ASSERT_EQ(test::run_cli("gallery create " + postgres.url() + model(), tmp).exit_code, 0);
+  const std::string args =
+      "--gallery " + postgres.url() + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string();
+  Server first(args, tmp), second(args, tmp);
+  REQUIRE_SERVER(first);
+  REQUIRE_SERVER(second);
+  auto a = first.client(), b = second.client();
+  ASSERT_EQ(body_of(b.Get("/health"))["index"]["people"], 0);
+  for (const char* person : {"bruce", "neil", "pam"}) {
+    const auto enrolled = a.Post(("/v1/enroll?person=" + std::string(person)).c_str(),
+                                 file_bytes(casia() / person / "004.jpg"), "image/jpeg");
+    ASSERT_TRUE(enrolled);
+    ASSERT_EQ(enrolled->status, 201) << enrolled->body;
+    // The very next request to the other server finds the person.
+    const auto found =
+        body_of(b.Post("/v1/identify", file_bytes(casia() / person / "001.jpg"), "image/jpeg"));
+    ASSERT_EQ(found["faces"].size(), 1u) << found;
+    EXPECT_EQ(found["faces"][0]["person"], person) << found;
+  }
+  // A removal through the second reaches the first.
+  ASSERT_EQ(b.Delete("/v1/persons/neil")->status, 200);
+  const auto after =
+      body_of(a.Post("/v1/identify", file_bytes(casia() / "neil/001.jpg"), "image/jpeg"));
+  EXPECT_NE(after["faces"][0].value("person", ""), "neil") << after;
+  for (auto* client : {&a, &b}) {
+    const auto index = body_of(client->Get("/health"))["index"];
+    EXPECT_EQ(index["people"], 2) << index;
+    EXPECT_EQ(index["full_loads"], 1) << index;  // no rebuild after the first request
+    EXPECT_EQ(index["kind"], "exact") << index;  // auto, at 2 people
+  }
 }
 
 // One rule on every front end: the quality gate of a gallery refuses a poor face at /v1/enroll as

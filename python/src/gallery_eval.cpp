@@ -230,7 +230,7 @@ const char* kGalleryDoc =
 same store `facemag gallery ...` reads and writes.
 
 Gallery.create(location, embedder)   a new gallery bound to the embedder's model
-Gallery.open(location, embedder=None, index="exact")   an existing one; with an embedder, refuses
+Gallery.open(location, embedder=None, index="auto")   an existing one; with an embedder, refuses
     a gallery of another model (GalleryError naming both)
 Results are dicts in the CLI's JSON forms (`gallery search`, `gallery list`, `gallery show`).
 Thread-safe (one writer at a time); calls that detect, embed or search release the GIL.)doc";
@@ -240,7 +240,7 @@ Thread-safe (one writer at a time); calls that detect, embed or search release t
 void bind_gallery_eval(py::module_& m) {
   py::class_<PyGallery>(m, "Gallery", kGalleryDoc)
       .def_static("create", &create_gallery, "location"_a, "embedder"_a)
-      .def_static("open", &open_gallery, "location"_a, "embedder"_a = nullptr, "index"_a = "exact")
+      .def_static("open", &open_gallery, "location"_a, "embedder"_a = nullptr, "index"_a = "auto")
       .def_static("exists", &Gallery::exists, "location"_a, "Whether `location` holds a gallery.")
       .def(
           "enroll", &enroll, "photos"_a, "embedder"_a, py::kw_only(), "detector"_a = nullptr,
@@ -316,6 +316,31 @@ The top_k people nearest to raw embeddings (one D-vector, or N x D) and the gall
             return g.gallery.check();
           },
           "Problems found (one line each); [] when the store and its index are sound.")
+      .def(
+          "index_status",
+          [](const PyGallery& g) {
+            gallery::IndexStatus status;
+            {
+              py::gil_scoped_release release;
+              status = g.gallery.index_status();
+            }
+            return to_python(gallery::to_json(status));
+          },
+          "The index after following every change in the store: {'kind', 'people', 'generation', "
+          "'full_loads', 'people_followed'}.")
+      .def(
+          "index_recall",
+          [](const PyGallery& g, int queries, int k) {
+            gallery::IndexRecall r;
+            {
+              py::gil_scoped_release release;
+              r = g.gallery.index_recall(queries, k);
+            }
+            return r.recall;
+          },
+          "queries"_a = 200, "k"_a = 10,
+          "The index's recall@k against exact search, with `queries` stored faces as queries "
+          "(`facemag gallery check --recall`).")
       .def_property_readonly("model",
                              [](const PyGallery& g) { return binding_dict(g.gallery.model()); })
       .def_property_readonly("location", [](const PyGallery& g) { return g.gallery.location(); })

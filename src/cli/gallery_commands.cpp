@@ -120,7 +120,7 @@ struct SearchOptions : GalleryOptions {
   gallery::SearchPhotosOptions how;  // --top-k, --min-quality
   double threshold = -2;
   bool from_stdin = false;
-  std::string index = "exact";
+  std::string index = "auto";
   CLI::Option* keep_option = nullptr;
   bool keep_given() const { return keep_option && keep_option->count() > 0; }
 };
@@ -306,9 +306,15 @@ int run_rename(const PersonOptions& opt) {
   return kExitOk;
 }
 
-int run_check(const GalleryOptions& opt) {
-  const auto g = Gallery::open(opt.db);
-  const auto checked = gallery::check_gallery(g);
+struct CheckOptions : GalleryOptions {
+  std::string index = "auto";
+  bool recall = false;
+  int recall_queries = 200;
+};
+
+int run_check(const CheckOptions& opt) {
+  const auto g = Gallery::open(opt.db, std::nullopt, gallery::parse_index_kind(opt.index));
+  const auto checked = gallery::check_gallery(g, opt.recall ? opt.recall_queries : 0);
   std::fputs(gallery::to_text(checked, g.location()).c_str(), stdout);
   return checked.sound() ? kExitOk : kExitSomeInputsFailed;
 }
@@ -408,6 +414,16 @@ std::pair<CLI::App*, Options*> declare(CLI::App& cmd, Subcommands& subs, const s
   return {c, opt.get()};
 }
 
+// --index, for the commands that search.
+void add_index_option(CLI::App& command, std::string& index) {
+  command
+      .add_option("--index", index,
+                  "auto (exact up to " + std::to_string(gallery::kExactUpTo) +
+                      " people, ivf above), exact, ivf or hnsw")
+      ->check(CLI::IsMember({"auto", "exact", "hnsw", "ivf"}))
+      ->capture_default_str();
+}
+
 // enroll and search: photos in.
 void add_photo_commands(CLI::App& cmd, Subcommands& subs) {
   auto [enroll, e] = declare(cmd, subs, "enroll", "Enrol people from photos", true, run_enroll);
@@ -431,9 +447,7 @@ void add_photo_commands(CLI::App& cmd, Subcommands& subs) {
                      "Faces below this magnitude are 'too poor to decide'");
   search->add_flag("--stdin", s->from_stdin,
                    "Read photo paths from standard input, one per line, answering each");
-  search->add_option("--index", s->index, "exact, hnsw or ivf")
-      ->check(CLI::IsMember({"exact", "hnsw", "ivf"}))
-      ->capture_default_str();
+  add_index_option(*search, s->index);
 }
 
 // assign and what follows it: unassigned, merge, split, recluster.
@@ -514,7 +528,14 @@ Runner add_gallery_commands(CLI::App& app) {
   auto [in, i] = declare(*cmd, subs, "import", "Add an export's faces (creating the gallery)",
                          false, run_import);
   in->add_option("in", i->path, "Export name (without extension)")->required();
-  declare(*cmd, subs, "check", "Every row decodes, templates and index agree", false, run_check);
+  auto [check, c] = declare(*cmd, subs, "check", "Every row decodes, templates and index agree",
+                            false, run_check);
+  add_index_option(*check, c->index);
+  check->add_flag("--recall", c->recall,
+                  "Also measure the index's recall@10 against exact search on stored faces");
+  check->add_option("--recall-queries", c->recall_queries, "Stored faces --recall queries with")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   auto [reembed, r] =
       declare(*cmd, subs, "reembed", "A new gallery for another model from the stored photos", true,
               run_reembed);

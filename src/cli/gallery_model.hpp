@@ -21,7 +21,7 @@ struct OpenGallery {
 // features the gallery was created with (gallery::gallery_model_request). GalleryError when the
 // model is not the gallery's.
 OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
-                            gallery::IndexKind index = gallery::IndexKind::kExact);
+                            gallery::IndexKind index = gallery::IndexKind::kAuto);
 
 // The model a command runs with an optional gallery (`video --gallery`, `serve --gallery`): the
 // gallery's, opened with it, when `gallery` is given; else the one the options name.

@@ -10,11 +10,13 @@ GalleryContents contents_of(const Gallery& gallery) {
   return out;
 }
 
-GalleryCheck check_gallery(const Gallery& gallery) {
+GalleryCheck check_gallery(const Gallery& gallery, int recall_queries) {
   GalleryCheck out;
   out.problems = gallery.check();
   out.contents = contents_of(gallery);
   out.schema_version = gallery.schema_version();
+  out.index = gallery.index_status();
+  if (recall_queries > 0) out.recall = gallery.index_recall(recall_queries);
   return out;
 }
 

@@ -1,10 +1,16 @@
 #include "facemag/gallery/gallery.hpp"
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
+#include <sstream>
+#include <unordered_map>
 
 #include "facemag/model/manifest.hpp"
 #include "store.hpp"
@@ -16,13 +22,6 @@ std::string ModelBinding::describe() const {
          (weights_sha256.empty() ? std::string("without a SHA-256")
                                  : "sha256 " + weights_sha256.substr(0, 12) + "...") +
          ")";
-}
-
-IndexKind parse_index_kind(const std::string& name) {
-  if (name == "exact") return IndexKind::kExact;
-  if (name == "hnsw") return IndexKind::kHnsw;
-  if (name == "ivf") return IndexKind::kIvf;
-  throw InvalidInput("unknown index '" + name + "' (exact, hnsw, ivf)");
 }
 
 std::vector<float> person_template(const std::vector<std::vector<float>>& embeddings,
@@ -96,6 +95,7 @@ Gallery Gallery::create(const std::string& location, const ModelBinding& model) 
     for (const auto& s : schema.version1()) state->sql->run(s);
     for (const auto& s : schema.version2()) state->sql->run(s);
     for (const auto& s : schema.version3()) state->sql->run(s);
+    for (const auto& s : schema.version4()) state->sql->run(s);
     const double cluster_threshold =
         model.cluster_threshold > 0 ? model.cluster_threshold : default_cluster_threshold(model);
     const std::vector<std::pair<std::string, std::string>> meta{
@@ -109,7 +109,8 @@ Gallery Gallery::create(const std::string& location, const ModelBinding& model) 
         {"quality_threshold", std::to_string(model.quality_threshold)},
         {"cluster_threshold", std::to_string(cluster_threshold)},
         {"weights_path", model.weights_path},
-        {"created_at", utc_now()}};
+        {"created_at", utc_now()},
+        {"uid", new_gallery_uid()}};
     for (const auto& [key, value] : meta)
       state->sql->run("INSERT INTO meta (key, value) VALUES (?, ?)", {key, value});
     state->sql->commit();
@@ -118,11 +119,12 @@ Gallery Gallery::create(const std::string& location, const ModelBinding& model) 
     throw;
   }
   state->model = state->read_binding();
+  state->uid = state->meta("uid");
   return Gallery(std::move(state));
 }
 
 Gallery Gallery::open(const std::string& location, const std::optional<ModelBinding>& expected,
-                      IndexKind index) {
+                      IndexKind index, const std::string& index_file) {
   auto state = std::make_unique<State>();
   state->sql = connect(location, /*create=*/false);
   state->location = state->sql->location();
@@ -131,6 +133,10 @@ Gallery Gallery::open(const std::string& location, const std::optional<ModelBind
     throw GalleryError(state->location + ": not a facemag gallery (no gallery tables)");
   state->model = state->read_binding();  // before migrating: templates weigh by it
   state->migrate();
+  state->uid = state->meta("uid");
+  state->index_file = !index_file.empty()         ? index_file
+                      : is_postgres_url(location) ? std::string()
+                                                  : state->location + ".index";
   Gallery gallery(std::move(state));
   if (expected) gallery.require_model(*expected);
   return gallery;
@@ -207,6 +213,193 @@ EnrollResult Gallery::enroll(const std::vector<NewFace>& faces) {
   });
 }
 
+namespace {
+
+// "?, ?, ..., ?" for n values.
+std::string placeholders(std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += i ? ", ?" : "?";
+  return out;
+}
+
+constexpr std::size_t kIdsPerQuery = 500;  // ids bound in one IN (...) list
+
+// What search reports of a person, then their template, from the store.
+constexpr const char* kPeopleSelect =
+    "SELECT p.id, p.name, t.faces, (SELECT COUNT(*) FROM proposed r WHERE r.person_id = p.id), "
+    "t.vector FROM templates t JOIN persons p ON p.id = t.person_id ";
+constexpr const char* kPeopleSelectWithoutVectors =
+    "SELECT p.id, p.name, t.faces, (SELECT COUNT(*) FROM proposed r WHERE r.person_id = p.id) "
+    "FROM templates t JOIN persons p ON p.id = t.person_id";
+
+}  // namespace
+
+std::string new_gallery_uid() {
+  std::random_device device;
+  std::mt19937_64 rng((std::uint64_t(device()) << 32) ^ device() ^
+                      std::uint64_t(std::chrono::system_clock::now().time_since_epoch().count()));
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(rng()));
+  return text;
+}
+
+Gallery::State::Built Gallery::State::read_all(Sql& sql, const ModelBinding& model, IndexKind kind,
+                                               bool vectors, const std::string& location) {
+  Built out;
+  out.generation = as_int(sql.run("SELECT generation FROM state WHERE id = 1").at(0)[0]);
+  if (!vectors) {
+    for (const auto& row : sql.run(kPeopleSelectWithoutVectors))
+      out.people[as_int(row[0])] = Person::of(row);
+    return out;
+  }
+  std::vector<std::int64_t> ids;
+  std::vector<float> values;
+  const auto dim = static_cast<std::size_t>(model.embedding_size);
+  for (const auto& row : sql.run(std::string(kPeopleSelect) + "ORDER BY p.id")) {
+    const auto id = as_int(row[0]);
+    ids.push_back(id);
+    out.people[id] = Person::of(row);
+    const auto& bytes = as_blob(row[4]);
+    if (bytes.size() != dim * sizeof(float))
+      throw GalleryError(location + ": the template of person " + std::to_string(id) +
+                         " is not of " + std::to_string(dim) +
+                         " values (run `facemag gallery check`)");
+    const auto* v = reinterpret_cast<const float*>(bytes.data());
+    values.insert(values.end(), v, v + dim);
+  }
+  out.index.build(ids, values, dim, kind);
+  return out;
+}
+
+void Gallery::State::load_all(std::int64_t generation, std::int64_t log_from) const {
+  const auto count =
+      static_cast<std::size_t>(as_int(sql->run("SELECT COUNT(*) FROM templates").at(0)[0]));
+  ++status.full_loads;
+  status.from_saved_file = false;
+  if (resolve_index_kind(kind, count) == IndexKind::kHnsw && !index_file.empty() &&
+      load_saved(generation, log_from)) {
+    status.from_saved_file = true;
+    return;
+  }
+  auto built = read_all(*sql, model, kind, true, location);
+  index = std::move(built.index);
+  people = std::move(built.people);
+  built_at = built.generation;
+  if (built_at != generation) follow(built_at, generation);
+  save_index();
+}
+
+bool Gallery::State::load_saved(std::int64_t generation, std::int64_t log_from) const {
+  PersonIndex saved;
+  const auto tag = saved.load(index_file);
+  if (!tag) return false;
+  std::istringstream in(*tag);
+  std::string saved_uid;
+  std::int64_t saved_at = -1;
+  in >> saved_uid >> saved_at;
+  // Another gallery's, one the log no longer reaches back to, or one of a generation this store
+  // never reached (the store was restored from a backup): built again.
+  if (!in || saved_uid != uid || saved_at < log_from || saved_at > generation ||
+      saved.dim() != static_cast<std::size_t>(model.embedding_size))
+    return false;
+  people = read_all(*sql, model, kind, false, location).people;
+  index = std::move(saved);
+  built_at = saved_at;
+  follow(saved_at, generation);
+  return true;
+}
+
+void Gallery::State::save_index() const {
+  if (index_file.empty() || index.kind() != IndexKind::kHnsw) return;
+  try {
+    index.save(index_file, uid + " " + std::to_string(built_at));
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: the index is not saved ({}); the next open builds it again", location,
+                 e.what());
+  }
+}
+
+void Gallery::State::start_rebuild() const {
+  if (rebuilding.valid()) return;
+  rebuilding = std::async(std::launch::async, [location = location, model = model, kind = kind] {
+    // A connection of its own: the gallery's serves searches meanwhile.
+    auto own = connect(location, /*create=*/false);
+    return read_all(*own, model, kind, true, location);
+  });
+}
+
+void Gallery::State::follow(std::int64_t from, std::int64_t to) const {
+  std::vector<std::int64_t> changed;
+  for (const auto& row :
+       sql->run("SELECT DISTINCT person_id FROM changes WHERE generation > ? AND generation <= ?",
+                {from, to}))
+    changed.push_back(as_int(row[0]));
+  const auto dim = static_cast<std::size_t>(model.embedding_size);
+  for (std::size_t first = 0; first < changed.size(); first += kIdsPerQuery) {
+    const auto last = std::min(changed.size(), first + kIdsPerQuery);
+    std::vector<SqlValue> ids(changed.begin() + static_cast<std::ptrdiff_t>(first),
+                              changed.begin() + static_cast<std::ptrdiff_t>(last));
+    std::set<std::int64_t> gone(changed.begin() + static_cast<std::ptrdiff_t>(first),
+                                changed.begin() + static_cast<std::ptrdiff_t>(last));
+    for (const auto& row :
+         sql->run(std::string(kPeopleSelect) + "WHERE p.id IN (" + placeholders(ids.size()) + ")",
+                  ids)) {
+      const auto id = as_int(row[0]);
+      const auto vector = blob_to_floats(as_blob(row[4]));
+      if (vector.size() != dim)
+        throw GalleryError(location + ": the template of person " + std::to_string(id) +
+                           " is not of " + std::to_string(dim) + " values");
+      index.upsert(id, vector);
+      people[id] = Person::of(row);
+      gone.erase(id);
+    }
+    for (const auto id : gone) {
+      index.remove(id);
+      people.erase(id);
+    }
+  }
+  status.people_followed += changed.size();
+  built_at = to;
+}
+
+void Gallery::State::refresh() const {
+  const auto row = sql->run("SELECT generation, log_from FROM state WHERE id = 1").at(0);
+  const auto now = as_int(row[0]);
+  const auto log_from = as_int(row[1]);
+  if (rebuilding.valid() &&
+      rebuilding.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    try {
+      auto built = rebuilding.get();
+      if (built.generation >= log_from && built_at >= 0) {
+        index = std::move(built.index);
+        people = std::move(built.people);
+        built_at = built.generation;  // the log below brings it up to `now`
+        ++status.rebuilds;
+        save_index();
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: rebuilding the index failed ({}); searches go on with the current one",
+                   location, e.what());
+    }
+  }
+  if (now != built_at) {
+    if (built_at < 0 || built_at < log_from)
+      load_all(now, log_from);
+    else
+      follow(built_at, now);
+  }
+  // An index grown past its kind (auto's exact beyond kExactUpTo, an ivf's lists trained on far
+  // fewer people) or full of tombstones is built again, off the request path.
+  const auto wanted = resolve_index_kind(kind, index.size());
+  const bool kept_while_shrinking =  // auto goes back to exact only at half the size
+      kind == IndexKind::kAuto && index.kind() == IndexKind::kHnsw && index.size() > kExactUpTo / 2;
+  if ((wanted != index.kind() && !kept_while_shrinking) || index.wants_rebuild()) start_rebuild();
+  status.kind = index.kind();
+  status.people = index.size();
+  status.generation = built_at;
+  status.rebuilding = rebuilding.valid();
+}
+
 std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int top_k) const {
   if (embedding.size() != static_cast<std::size_t>(state_->model.embedding_size))
     throw InvalidInput("a query of " + std::to_string(embedding.size()) +
@@ -217,25 +410,75 @@ std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int 
   s.refresh();
   const double n = norm(embedding);
   std::vector<Candidate> out;
+  std::vector<SqlValue> ids;
   for (const auto& hit : s.index.search(embedding, top_k)) {
+    const auto& person = s.people.at(hit.id);
     Candidate c;
-    c.person = s.names[hit.row];
+    c.person = person.name;
     c.template_similarity = hit.cosine;
-    c.proposed = s.proposed[hit.row] != 0;
+    c.proposed = person.proposed;
+    c.faces = static_cast<int>(person.faces);
     c.best_face_similarity = -2;
-    const auto& faces = s.unit_faces.at(s.person_ids[hit.row]);
-    c.faces = static_cast<int>(faces.size());
-    for (const auto& [id, unit] : faces) {
-      double dot = 0;
-      for (std::size_t d = 0; d < unit.size(); ++d) dot += double(unit[d]) * embedding[d];
-      const double cos = n > 0 ? dot / n : 0.0;
-      if (cos > c.best_face_similarity) {
-        c.best_face_similarity = cos;
-        c.best_face_id = id;
-      }
-    }
     out.push_back(std::move(c));
+    ids.emplace_back(hit.id);
   }
+  if (ids.empty()) return out;
+  std::unordered_map<std::int64_t, std::size_t> rank;
+  for (std::size_t i = 0; i < ids.size(); ++i) rank[std::get<std::int64_t>(ids[i])] = i;
+  for (const auto& row :
+       s.sql->run("SELECT id, person_id, embedding FROM faces WHERE person_id IN (" +
+                      placeholders(ids.size()) + ")",
+                  ids)) {
+    const auto e = blob_to_floats(as_blob(row[2]));
+    double dot = 0;
+    for (std::size_t d = 0; d < e.size() && d < embedding.size(); ++d)
+      dot += double(e[d]) * embedding[d];
+    const double face_norm = norm(e);
+    const double cos = n > 0 && face_norm > 0 ? dot / (n * face_norm) : 0.0;
+    auto& c = out[rank.at(as_int(row[1]))];
+    if (cos > c.best_face_similarity) {
+      c.best_face_similarity = cos;
+      c.best_face_id = as_int(row[0]);
+    }
+  }
+  return out;
+}
+
+IndexStatus Gallery::index_status() const {
+  std::lock_guard lock(state_->mutex);
+  state_->refresh();
+  return state_->status;
+}
+
+IndexRecall Gallery::index_recall(int queries, int k) const {
+  if (queries <= 0 || k <= 0) throw InvalidInput("index recall: queries and k must be positive");
+  std::lock_guard lock(state_->mutex);
+  const auto& s = *state_;
+  s.refresh();
+  std::vector<std::int64_t> ids;
+  std::vector<float> vectors;
+  for (const auto& row : s.sql->run("SELECT person_id, vector FROM templates ORDER BY person_id")) {
+    ids.push_back(as_int(row[0]));
+    const auto v = blob_to_floats(as_blob(row[1]));
+    vectors.insert(vectors.end(), v.begin(), v.end());
+  }
+  PersonIndex exact;
+  exact.build(ids, vectors, static_cast<std::size_t>(s.model.embedding_size), IndexKind::kExact);
+  IndexRecall out;
+  out.kind = s.index.kind();
+  out.people = s.index.size();
+  out.k = k;
+  std::size_t found = 0, wanted = 0;
+  for (const auto& row : s.sql->run("SELECT embedding FROM faces ORDER BY RANDOM() LIMIT ?",
+                                    {std::int64_t{queries}})) {
+    const auto query = blob_to_floats(as_blob(row[0]));
+    std::set<std::int64_t> truth;
+    for (const auto& hit : exact.search(query, k)) truth.insert(hit.id);
+    for (const auto& hit : s.index.search(query, k)) found += truth.count(hit.id);
+    wanted += truth.size();
+    ++out.queries;
+  }
+  out.recall = wanted > 0 ? double(found) / double(wanted) : 1.0;
   return out;
 }
 
@@ -378,6 +621,11 @@ std::vector<std::string> Gallery::check() const {
   if (s.index.size() != templates.size())
     problems.push_back("index holds " + std::to_string(s.index.size()) + " people, the store " +
                        std::to_string(templates.size()));
+  for (const auto& [id, vector] : templates)
+    if (!s.index.contains(id)) {
+      problems.push_back("index lacks person " + std::to_string(id));
+      break;
+    }
   return problems;
 }
 

@@ -7,6 +7,14 @@
 
 namespace facemag::gallery {
 
+nlohmann::json to_json(const IndexStatus& index) {
+  return {{"kind", index_kind_name(index.kind)},
+          {"people", index.people},
+          {"generation", index.generation},
+          {"full_loads", index.full_loads},
+          {"people_followed", index.people_followed}};
+}
+
 nlohmann::json to_json(const Candidate& c, bool face_id, bool details) {
   nlohmann::json out{{"person", c.person}, {"similarity", c.template_similarity}};
   if (details) {

@@ -187,7 +187,6 @@ AssignStored Gallery::store_assigned(const std::vector<DecidedFace>& faces,
   std::lock_guard lock(state_->mutex);
   auto& s = *state_;
   return s.transaction([&] {
-    s.lock_writers();
     AssignStored out;
     out.placements.resize(faces.size());
     std::set<std::int64_t> touched;
@@ -298,7 +297,6 @@ Regrouped Gallery::recluster(const Grouping& grouping, double quality_gate) {
   std::lock_guard lock(state_->mutex);
   auto& s = *state_;
   return s.transaction([&] {
-    s.lock_writers();
     // Every face of no named person: unassigned (person 0) or on a proposed person.
     struct Face {
       std::int64_t id = 0;
@@ -419,7 +417,6 @@ void Gallery::merge_persons(const std::string& into, const std::string& from) {
   std::lock_guard lock(state_->mutex);
   auto& s = *state_;
   s.transaction([&] {
-    s.lock_writers();
     const auto a = s.require_person(into);
     const auto b = s.require_person(from);
     s.sql->run("UPDATE faces SET person_id = ? WHERE person_id = ?", {a, b});
@@ -438,7 +435,6 @@ std::string Gallery::split_person(const std::string& person,
   std::lock_guard lock(state_->mutex);
   auto& s = *state_;
   return s.transaction([&] {
-    s.lock_writers();
     const auto id = s.require_person(person);
     for (const auto face : face_ids) {
       const auto rows = s.sql->run(

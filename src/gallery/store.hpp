@@ -3,16 +3,19 @@
 // state of an open gallery. Not a public header.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -78,11 +81,14 @@ inline Detection detection_of(const std::string& box_bytes, const std::string& l
 // The schema, per dialect. Version 1: meta, persons, faces. Version 2 adds the stored templates
 // and the change counter (so that other processes notice changes without reading every face).
 // Version 3 adds the faces that matched nobody (unassigned) and the people proposed from them
-// (proposed: which persons are, and their number N of "unnamed-N").
+// (proposed: which persons are, and their number N of "unnamed-N"). Version 4 adds the change log
+// that open galleries follow instead of reading everything again.
 struct Schema {
+  Dialect dialect;
   std::string id, blob, real;
   explicit Schema(Dialect d)
-      : id(d == Dialect::kSqlite ? "INTEGER PRIMARY KEY" : "BIGSERIAL PRIMARY KEY"),
+      : dialect(d),
+        id(d == Dialect::kSqlite ? "INTEGER PRIMARY KEY" : "BIGSERIAL PRIMARY KEY"),
         blob(d == Dialect::kSqlite ? "BLOB" : "BYTEA"),
         real(d == Dialect::kSqlite ? "REAL" : "DOUBLE PRECISION") {}
   // The columns a stored face has besides its id and person.
@@ -117,6 +123,41 @@ struct Schema {
             "DELETE CASCADE, number BIGINT NOT NULL, proposed_at TEXT NOT NULL)",
             "INSERT INTO meta (key, value) VALUES ('next_unnamed', '1')"};
   }
+  // The change log: (generation, person id) for every person whose template, name or proposed
+  // flag a transaction changed, written by triggers, and from which generation on it is complete.
+  std::vector<std::string> version4() const {
+    std::vector<std::string> out{
+        "CREATE TABLE changes (generation BIGINT NOT NULL, person_id BIGINT NOT NULL)",
+        "CREATE INDEX changes_generation ON changes (generation)",
+        "ALTER TABLE state ADD COLUMN log_from BIGINT NOT NULL DEFAULT 0",
+        "UPDATE state SET log_from = generation WHERE id = 1"};
+    // table, events, the person id's column
+    const std::vector<std::array<std::string, 3>> logged{
+        {"templates", "INSERT", "person_id"}, {"templates", "UPDATE", "person_id"},
+        {"templates", "DELETE", "person_id"}, {"persons", "UPDATE", "id"},
+        {"persons", "DELETE", "id"},          {"proposed", "INSERT", "person_id"},
+        {"proposed", "DELETE", "person_id"}};
+    if (dialect == Dialect::kSqlite) {
+      for (const auto& [table, event, column] : logged) {
+        const std::string row = event == "DELETE" ? "OLD." : "NEW.";
+        out.push_back("CREATE TRIGGER log_" + table + "_" + event + " AFTER " + event + " ON " +
+                      table +
+                      " BEGIN INSERT INTO changes (generation, person_id) SELECT generation, " +
+                      row + column + " FROM state WHERE id = 1; END");
+      }
+    } else {
+      out.push_back(
+          "CREATE FUNCTION facemag_log_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+          "INSERT INTO changes (generation, person_id) SELECT generation, (CASE WHEN TG_OP = "
+          "'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END ->> TG_ARGV[0])::BIGINT FROM state "
+          "WHERE id = 1; RETURN NULL; END $$");
+      for (const auto& [table, event, column] : logged)
+        out.push_back("CREATE TRIGGER log_" + table + "_" + event + " AFTER " + event + " ON " +
+                      table + " FOR EACH ROW EXECUTE FUNCTION facemag_log_change('" + column +
+                      "')");
+    }
+    return out;
+  }
 };
 
 // The columns of `faces` and `unassigned` that describe the face itself, in Schema order.
@@ -134,6 +175,10 @@ inline FaceColumns FaceColumns::of(const NewFace& f) {
            Blob{floats_to_blob(f.embedding.data(), f.embedding.size())}}};
 }
 
+// A random name for a new gallery (meta 'uid', from version 4): a saved index names the gallery
+// it was built from.
+std::string new_gallery_uid();
+
 // The clustering threshold recorded for a gallery made before version 3: the built-in
 // manifest's (`clustering_threshold`) when the gallery's model is that manifest's, else the
 // same-person threshold (what clustering_threshold() falls back to).
@@ -144,15 +189,32 @@ struct Gallery::State {
   std::unique_ptr<Sql> sql;
   std::string location;
   ModelBinding model;
-  IndexKind kind = IndexKind::kExact;
-  // Derived from the store at `built_at`.
+  IndexKind kind = IndexKind::kAuto;  // as requested at open
+  // Derived from the store at generation `built_at`: the templates only.
+  struct Person {
+    std::string name;
+    std::int64_t faces = 0;
+    bool proposed = false;
+    // From a row that starts (id, name, faces, proposed count).
+    static Person of(const SqlRow& row) {
+      return {as_text(row[1]), as_int(row[2]), as_int(row[3]) > 0};
+    }
+  };
+  using People = std::unordered_map<std::int64_t, Person>;  // person id -> what search reports
   mutable std::int64_t built_at = -1;
   mutable PersonIndex index;
-  mutable std::vector<std::string> names;        // index row -> person
-  mutable std::vector<std::int64_t> person_ids;  // index row -> person id
-  mutable std::vector<char> proposed;            // index row -> a proposed person
-  mutable std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::vector<float>>>>
-      unit_faces;  // person id -> (face id, unit embedding)
+  mutable People people;
+  mutable IndexStatus status;
+  std::string index_file;  // where an hnsw index is saved and read back ("": nowhere)
+  std::string uid;         // meta 'uid'
+
+  // An index built from the templates at `generation`, with its people.
+  struct Built {
+    PersonIndex index;
+    People people;
+    std::int64_t generation = -1;
+  };
+  mutable std::future<Built> rebuilding;  // a rebuild off the request path, when one runs
 
   std::optional<std::string> meta_value(const std::string& key) const {
     const auto rows = sql->run("SELECT value FROM meta WHERE key = ?", {key});
@@ -169,18 +231,26 @@ struct Gallery::State {
     return as_int(sql->run("SELECT generation FROM state WHERE id = 1").at(0)[0]);
   }
 
-  // Runs `body` in a transaction; a failure rolls everything back.
+  // Runs `body` in a transaction; a failure rolls everything back. The generation moves first:
+  // the triggers log the transaction's changes under it, and on PostgreSQL its row lock makes
+  // writers take turns (SQLite's BEGIN IMMEDIATE does that already), so generations commit in
+  // order and a reader that sees generation G sees every change logged up to G.
   template <class F>
   auto transaction(F body) {
     sql->begin();
     try {
+      const auto now = as_int(sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1 "
+                                       "RETURNING generation")
+                                  .at(0)[0]);
+      if (now % 1024 == 0 && now > kLogKept) {  // the log keeps kLogKept generations
+        sql->run("DELETE FROM changes WHERE generation <= ?", {now - kLogKept});
+        sql->run("UPDATE state SET log_from = ? WHERE id = 1", {now - kLogKept});
+      }
       if constexpr (std::is_void_v<decltype(body())>) {
         body();
-        sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1");
         sql->commit();
       } else {
         auto result = body();
-        sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1");
         sql->commit();
         return result;
       }
@@ -188,14 +258,6 @@ struct Gallery::State {
       sql->rollback();
       throw;
     }
-  }
-
-  // On PostgreSQL, makes the transaction the only writer of the gallery until it ends (SQLite's
-  // BEGIN IMMEDIATE is that already): grouping reads every unassigned face, and two processes
-  // grouping the same faces at once would each propose them.
-  void lock_writers() {
-    if (sql->dialect() == Dialect::kPostgres)
-      sql->run("SELECT generation FROM state WHERE id = 1 FOR UPDATE");
   }
 
   // The id of a person, or nullopt.
@@ -278,6 +340,10 @@ struct Gallery::State {
         sql->run("INSERT INTO meta (key, value) VALUES ('cluster_threshold', ?)",
                  {std::to_string(default_cluster_threshold(model))});
       }
+      if (version < 4) {  // 3 -> 4: the change log, complete from now on
+        for (const auto& statement : schema.version4()) sql->run(statement);
+        sql->run("INSERT INTO meta (key, value) VALUES ('uid', ?)", {new_gallery_uid()});
+      }
       sql->run("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                {std::to_string(kSchemaVersion)});
       sql->commit();
@@ -304,32 +370,20 @@ struct Gallery::State {
     return b;
   }
 
-  // Rebuilds the index when any process changed the store since it was built.
-  void refresh() const {
-    const auto now = generation();
-    if (now == built_at) return;
-    std::vector<float> vectors;
-    names.clear();
-    person_ids.clear();
-    proposed.clear();
-    for (const auto& row : sql->run(
-             "SELECT p.id, p.name, t.vector, (SELECT COUNT(*) FROM proposed r WHERE r.person_id = "
-             "p.id) FROM templates t JOIN persons p ON p.id = t.person_id ORDER BY p.id")) {
-      person_ids.push_back(as_int(row[0]));
-      names.push_back(as_text(row[1]));
-      const auto v = blob_to_floats(as_blob(row[2]));
-      vectors.insert(vectors.end(), v.begin(), v.end());
-      proposed.push_back(as_int(row[3]) > 0 ? 1 : 0);
-    }
-    unit_faces.clear();
-    for (const auto& row : sql->run("SELECT id, person_id, embedding FROM faces")) {
-      auto e = blob_to_floats(as_blob(row[2]));
-      const double n = norm(e);
-      for (auto& x : e) x = n > 0 ? float(x / n) : 0.0f;
-      unit_faces[as_int(row[1])].emplace_back(as_int(row[0]), std::move(e));
-    }
-    index.build(vectors, static_cast<std::size_t>(model.embedding_size), kind);
-    built_at = now;
+  // Brings the index up to the store's generation: follows the change log from `built_at`, or
+  // reads every template when there is no index yet, the log no longer reaches back to it, or
+  // the index asks to be rebuilt. Defined in gallery.cpp.
+  void refresh() const;
+  void load_all(std::int64_t generation, std::int64_t log_from) const;
+  void follow(std::int64_t from, std::int64_t to) const;
+  void start_rebuild() const;
+  bool load_saved(std::int64_t generation, std::int64_t log_from) const;
+  void save_index() const;
+  // Every person (and with `vectors`, their templates into `index` of `kind`) read through `sql`.
+  static Built read_all(Sql& sql, const ModelBinding& model, IndexKind kind, bool vectors,
+                        const std::string& location);
+  ~State() {
+    if (rebuilding.valid()) rebuilding.wait();
   }
 };
 

@@ -83,6 +83,12 @@ std::string to_text(const GalleryCheck& checked, const std::string& location) {
   if (checked.contents.unassigned)
     append_printf(out, ", %zu unassigned", checked.contents.unassigned);
   append_printf(out, ", schema version %d: %s\n", checked.schema_version, verdict.c_str());
+  append_printf(out, "index: %s over %zu people", index_kind_name(checked.index.kind).c_str(),
+                checked.index.people);
+  if (checked.recall)
+    append_printf(out, ", recall@%d %.4f against exact search on %d stored faces",
+                  checked.recall->k, checked.recall->recall, checked.recall->queries);
+  out += "\n";
   return out;
 }
 

@@ -586,9 +586,12 @@ struct FaceServer::Impl {
       res.set_content(kWebPage, "text/html; charset=utf-8");
     });
     http.Get("/health", route([this](const httplib::Request&, httplib::Response& res) {
-               send_json(res, {{"status", "ok"},
-                               {"model", embedder.manifest().name},
-                               {"gallery", gallery ? Json(gallery->location()) : Json(nullptr)}});
+               Json health{{"status", "ok"},
+                           {"model", embedder.manifest().name},
+                           {"gallery", gallery ? Json(gallery->location()) : Json(nullptr)}};
+               // The index after following every change made by any process.
+               if (gallery) health["index"] = gallery::to_json(gallery->index_status());
+               send_json(res, health);
              }));
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.text(), "text/plain; version=0.0.4");

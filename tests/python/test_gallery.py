@@ -74,6 +74,15 @@ def test_cli_gallery_is_read_by_python(mobilefacenet, detector, cli, tmp_path):
     g.enroll([CASIA / "bruce"], mobilefacenet, detector=detector, person="bruce")
     out, _ = cli("gallery", "search", db, CASIA / "bruce" / "004.jpg", *model_flags())
     assert json_lines(out)[0]["person"] == "bruce"
+    # The CLI adds a person; Python's open gallery follows the change without reading it all again.
+    assert g.index_status()["people"] == 2
+    cli("gallery", "enroll", db, CASIA / "pam", "--person", "pam", *model_flags())
+    pam = mobilefacenet.embed_photos([str(CASIA / "pam" / "001.jpg")], detector=detector)
+    assert g.search(pam.embeddings[0])["person"] == "pam"
+    status = g.index_status()
+    assert (status["kind"], status["people"], status["full_loads"]) == ("exact", 3, 1)
+    assert status["people_followed"] >= 1
+    assert g.index_recall(queries=20) == 1.0
     # A gallery refuses another model (here: 256-d mirror features), naming both.
     flipped = facemag.Embedder(arch="mobilefacenet", weights=MOBILEFACENET, flip=True)
     with pytest.raises(facemag.GalleryError) as e:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,15 +19,18 @@ struct GalleryContents {
 };
 GalleryContents contents_of(const Gallery& gallery);
 
-// A gallery checked: the problems Gallery::check found (one line each), what it holds and its
-// store's schema version.
+// A gallery checked: the problems Gallery::check found (one line each), what it holds, its
+// store's schema version and its index, with the index's recall when asked for.
 struct GalleryCheck {
   std::vector<std::string> problems;
   GalleryContents contents;
   int schema_version = 0;
+  IndexStatus index;
+  std::optional<IndexRecall> recall;
 
   bool sound() const { return problems.empty(); }
 };
-GalleryCheck check_gallery(const Gallery& gallery);
+// `recall_queries` > 0: also the index's recall@10 against exact search on that many stored faces.
+GalleryCheck check_gallery(const Gallery& gallery, int recall_queries = 0);
 
 }  // namespace facemag::gallery

@@ -3,8 +3,18 @@
 //
 // The store is the source of truth: SQLite (a file; WAL, one transaction per enrolment batch,
 // foreign keys) or PostgreSQL ("postgresql://..." or "postgres://...", shared by several
-// processes). The faiss index is derived data, rebuilt from the store whenever the store's
-// generation (bumped by every change, by any process) differs from the one it was built at.
+// processes). Each transaction bumps the store's generation and logs the people it changed
+// (database triggers write the log, so no writer can forget it). An open gallery holds only the
+// people's templates, in a PersonIndex keyed by person id, and follows the log: before each
+// search it applies the changes since the generation it has seen, by any process, person by
+// person (O(C D + C log N) for C people changed, a few ms for one enrolment). It reads every
+// template again only at open (or reads a saved hnsw index: Gallery::open) and when it has been
+// away longer than the log keeps (kLogKept generations). An index that asks to be rebuilt
+// (person_index.hpp: hnsw tombstones, ivf grown past its lists, auto's exact past kExactUpTo
+// people) is built again on a thread with a connection of its own while searches go on with the
+// current one, then swapped in and brought up to date from the log. A search's best face is read
+// from the store by person id. Memory: the index (N D floats, hnsw N (D + 32)) and one name per
+// person; a rebuild holds two indexes while it runs.
 //
 // People are known (enrolled, or named by the user) or proposed: grouped by `assign` from faces
 // that matched nobody and named "unnamed-N" until the user renames them (assign.hpp). Both take
@@ -24,6 +34,7 @@
 
 #include "facemag/detect/detection.hpp"
 #include "facemag/error.hpp"
+#include "facemag/gallery/person_index.hpp"
 
 namespace facemag::gallery {
 
@@ -163,8 +174,26 @@ struct Regrouped {
   std::size_t unassigned = 0;          // faces left unassigned (too poor ones included)
 };
 
-enum class IndexKind { kExact, kHnsw, kIvf };
-IndexKind parse_index_kind(const std::string& name);  // "exact", "hnsw", "ivf"
+// What an open gallery's index is and how it got there.
+struct IndexStatus {
+  IndexKind kind = IndexKind::kExact;  // resolved (never kAuto)
+  std::size_t people = 0;
+  std::int64_t generation = -1;     // of the store, when the index last caught up
+  std::size_t full_loads = 0;       // times every template was read (open, too far behind)
+  std::size_t people_followed = 0;  // people updated from the change log since open
+  std::size_t rebuilds = 0;         // indexes built again in the background and swapped in
+  bool rebuilding = false;          // one is being built now (searches use the current one)
+  bool from_saved_file = false;     // the last full load read a saved hnsw index
+};
+
+// An index's recall@k against exact search, on stored faces of random people as queries.
+struct IndexRecall {
+  IndexKind kind = IndexKind::kExact;
+  std::size_t people = 0;
+  int queries = 0;
+  int k = 10;
+  double recall = 1;  // share of the exact top k the index returns
+};
 
 // A person's template: the quality-weighted mean of their unit embeddings (weights = raw
 // magnitudes when the magnitude is a quality, else 1), as a raw (unnormalised) mean.
@@ -183,9 +212,13 @@ class Gallery {
   // Whether `location` holds a gallery (a file that exists, or a database with gallery tables).
   static bool exists(const std::string& location);
   // Opens an existing gallery; with `expected`, refuses one bound to another model.
+  // `index`: the kind of index searches use (kAuto: by size, person_index.hpp). `index_file`:
+  // where an hnsw index is saved after it is built and read back at the next open (then only the
+  // changes since it was saved are followed), checked against the gallery it was made from and
+  // the change log; empty: "LOCATION.index" for a SQLite gallery, none for PostgreSQL.
   static Gallery open(const std::string& location,
                       const std::optional<ModelBinding>& expected = std::nullopt,
-                      IndexKind index = IndexKind::kExact);
+                      IndexKind index = IndexKind::kAuto, const std::string& index_file = {});
   Gallery(Gallery&&) noexcept;
   Gallery& operator=(Gallery&&) noexcept;
   ~Gallery();
@@ -200,8 +233,16 @@ class Gallery {
   // they belong to. Faces already stored (same image SHA-256 and box) are counted, not stored.
   EnrollResult enroll(const std::vector<NewFace>& faces);
 
-  // The top_k people nearest to a raw embedding (cosine to their templates), best first.
+  // The top_k people nearest to a raw embedding (cosine to their templates), best first; the index
+  // first follows the changes made since the last search (by this process or another). Each
+  // candidate's best face is read from the store (one query for all candidates).
   std::vector<Candidate> search(const std::vector<float>& embedding, int top_k) const;
+
+  // The index after following every change so far.
+  IndexStatus index_status() const;
+  // Recall@k of the index against an exact scan of the stored templates, with the embeddings of
+  // `queries` stored faces (at random) as queries. Time O(N D + Q N D); memory N D floats.
+  IndexRecall index_recall(int queries = 200, int k = 10) const;
 
   std::vector<PersonSummary> persons() const;
   std::vector<StoredFace> faces(const std::optional<std::string>& person = std::nullopt) const;
@@ -255,7 +296,9 @@ class Gallery {
 
   // The store's schema version (current: kSchemaVersion).
   int schema_version() const;
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
+  // Generations the change log keeps: a process further behind reads every template again.
+  static constexpr std::int64_t kLogKept = 100000;
 
   // A monotone counter of changes: two equal readings mean no process changed the gallery.
   std::int64_t generation() const;

@@ -65,6 +65,9 @@ nlohmann::json to_json(const UnassignedFace& face);
 // "proposed": true for a proposed person.
 nlohmann::json to_json(const PersonSummary& person);
 
+// {"kind", "people", "generation", "full_loads", "people_followed"} (serve's /health).
+nlohmann::json to_json(const IndexStatus& index);
+
 // A stored face as `gallery show` writes it (the archive's records add their "row"): {"id",
 // "person", "source", "image_sha256", "box", "landmarks", "score" (the detector's), "quality",
 // "enrolled_at"}; no embedding.
