@@ -3,7 +3,7 @@
 // do it (deepface / CompreFace: one dot product per enrolled vector), measured in the same run.
 //
 //   build/bench/facemag_gallery_bench [SIZES...] [--hnsw-up-to N] [--queries Q] [--isotropic]
-//                                     [--store DIR] [--store-only]
+//                                     [--store DIR [--store-only] [--reuse]]
 //   (default sizes 1000 10000 100000 1000000; HNSW built up to 100000: its build is the cost)
 //
 // Prints one JSON line per size and index: median and p99 latency per query in ms, build time,
@@ -14,7 +14,7 @@
 // process's memory against the templates' own size); enrolling one face to a new person, from
 // the call to the enrolling handle's index holding it, p50/p99; the time a second handle (its own
 // connection, as another process has) takes to follow that change; Gallery::search p50/p99; the
-// index's recall@10 (Gallery::index_recall).
+// index's recall@10 (Gallery::index_recall). --reuse keeps a gallery an earlier run imported.
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
@@ -208,17 +208,28 @@ int open_and_report(const std::string& db) {
 }
 
 void bench_store(const std::string& self, const std::filesystem::path& dir, std::size_t n,
-                 std::size_t queries) {
+                 std::size_t queries, bool reuse) {
   std::filesystem::create_directories(dir);
   const auto db = (dir / ("gallery-" + std::to_string(n) + ".db")).string();
-  std::filesystem::remove(db);
-  std::filesystem::remove(db + "-wal");
-  std::filesystem::remove(db + "-shm");
-  std::filesystem::remove(db + ".index");
+  // --reuse: a gallery a previous run imported (the same people: the same seed), and its saved
+  // index.
+  reuse = reuse && std::filesystem::exists(db);
+  if (!reuse) std::filesystem::remove(db + ".index");
+  if (!reuse) {
+    std::filesystem::remove(db);
+    std::filesystem::remove(db + "-wal");
+    std::filesystem::remove(db + "-shm");
+  }
   SyntheticPeople people(32, 7);
   std::vector<std::vector<float>> latents;
   json record{{"people", n}, {"faces", 2 * n}};
-  {
+  if (reuse) {
+    for (std::size_t p = 0; p < 4 * queries && p < n; ++p) {
+      latents.push_back(people.latent());
+      people.embed(latents.back(), 0.3f);
+      people.embed(latents.back(), 0.3f);
+    }
+  } else {
     auto g = gallery::Gallery::create(db, synthetic_model());
     const auto t0 = Clock::now();
     constexpr std::size_t kBatch = 500;  // people per transaction
@@ -235,6 +246,7 @@ void bench_store(const std::string& self, const std::filesystem::path& dir, std:
       }
     }
     record["import_s"] = ms_since(t0) / 1000;
+    record["store_gb"] = double(std::filesystem::file_size(db)) / 1e9;
   }
   // The first open builds the index (and saves an hnsw one next to the store); the second reads
   // the saved one.
@@ -250,9 +262,11 @@ void bench_store(const std::string& self, const std::filesystem::path& dir, std:
   writer.index_status();
   follower.index_status();
   std::vector<double> enrol, follow, search;
+  const auto run = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   for (std::size_t i = 0; i < queries; ++i) {
-    const auto face =
-        synthetic_face("new-" + std::to_string(i), 2 * n + i, people.embed(people.latent()));
+    auto face = synthetic_face("new-" + run + "-" + std::to_string(i), 2 * n + i,
+                               people.embed(people.latent()));
+    face.image_sha256 += "-" + run;  // new in every run, also of a --reuse'd gallery
     auto t0 = Clock::now();
     writer.enroll({face});
     writer.index_status();  // the enrolling process's index holds the new person
@@ -285,13 +299,15 @@ void bench_store(const std::string& self, const std::filesystem::path& dir, std:
 int main(int argc, char** argv) {
   std::vector<std::size_t> sizes;
   std::size_t hnsw_up_to = 100000, queries = 200;
-  bool isotropic = false, index_benchmark = true;
+  bool isotropic = false, index_benchmark = true, reuse = false;
   std::string store;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--open" && i + 1 < argc) return open_and_report(argv[i + 1]);
     if (a == "--isotropic") {
       isotropic = true;
+    } else if (a == "--reuse") {
+      reuse = true;
     } else if (a == "--store-only") {
       index_benchmark = false;
     } else if (a == "--store" && i + 1 < argc) {
@@ -308,7 +324,7 @@ int main(int argc, char** argv) {
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   for (const std::size_t n : sizes) {
     if (index_benchmark) bench_indexes(n, queries, hnsw_up_to, isotropic);
-    if (!store.empty()) bench_store(self, store, n, queries);
+    if (!store.empty()) bench_store(self, store, n, queries, reuse);
   }
   return 0;
 }

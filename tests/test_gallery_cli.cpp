@@ -185,6 +185,14 @@ TEST(CliGallery, EnrolsSearchesAndManagesRealPeople) {
   r = run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("2 people, 29 faces, schema version 4: sound"), std::string::npos) << r.out;
+  // The index's recall against exact search, with an hnsw index asked for (auto is exact here).
+  r = run_cli("gallery check " + db + " --recall --recall-queries 29 --index hnsw", tmp);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("index: hnsw over 2 people, recall@10 1.0000 against exact search on 29 "
+                       "stored faces"),
+            std::string::npos)
+      << r.out;
+  EXPECT_TRUE(std::filesystem::exists(db + ".index"));  // saved for the next start
 
   // Export, import into a new gallery, export again: the same faces, bit for bit.
   ASSERT_EQ(run_cli("gallery export " + db + " " + (tmp / "a").string(), tmp).exit_code, 0);

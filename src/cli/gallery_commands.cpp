@@ -120,7 +120,7 @@ struct SearchOptions : GalleryOptions {
   gallery::SearchPhotosOptions how;  // --top-k, --min-quality
   double threshold = -2;
   bool from_stdin = false;
-  std::string index = "auto";
+  GalleryIndexOptions index;
   CLI::Option* keep_option = nullptr;
   bool keep_given() const { return keep_option && keep_option->count() > 0; }
 };
@@ -145,8 +145,7 @@ std::size_t search_and_print(const Gallery& gallery, const FacePipeline& pipelin
 }
 
 int run_search(const SearchOptions& opt) {
-  auto open =
-      open_with_model(opt.db, opt.model, opt.arch_given(), gallery::parse_index_kind(opt.index));
+  auto open = open_with_model(opt.db, opt.model, opt.arch_given(), opt.index);
   const auto& gallery = open.gallery;
   auto how = opt.how;
   if (opt.threshold > -2) how.same_person_threshold = opt.threshold;
@@ -307,13 +306,14 @@ int run_rename(const PersonOptions& opt) {
 }
 
 struct CheckOptions : GalleryOptions {
-  std::string index = "auto";
+  GalleryIndexOptions index;
   bool recall = false;
   int recall_queries = 200;
 };
 
 int run_check(const CheckOptions& opt) {
-  const auto g = Gallery::open(opt.db, std::nullopt, gallery::parse_index_kind(opt.index));
+  const auto g = Gallery::open(opt.db, std::nullopt, gallery::parse_index_kind(opt.index.kind),
+                               opt.index.file);
   const auto checked = gallery::check_gallery(g, opt.recall ? opt.recall_queries : 0);
   std::fputs(gallery::to_text(checked, g.location()).c_str(), stdout);
   return checked.sound() ? kExitOk : kExitSomeInputsFailed;
@@ -414,16 +414,6 @@ std::pair<CLI::App*, Options*> declare(CLI::App& cmd, Subcommands& subs, const s
   return {c, opt.get()};
 }
 
-// --index, for the commands that search.
-void add_index_option(CLI::App& command, std::string& index) {
-  command
-      .add_option("--index", index,
-                  "auto (exact up to " + std::to_string(gallery::kExactUpTo) +
-                      " people, ivf above), exact, ivf or hnsw")
-      ->check(CLI::IsMember({"auto", "exact", "hnsw", "ivf"}))
-      ->capture_default_str();
-}
-
 // enroll and search: photos in.
 void add_photo_commands(CLI::App& cmd, Subcommands& subs) {
   auto [enroll, e] = declare(cmd, subs, "enroll", "Enrol people from photos", true, run_enroll);
@@ -447,7 +437,7 @@ void add_photo_commands(CLI::App& cmd, Subcommands& subs) {
                      "Faces below this magnitude are 'too poor to decide'");
   search->add_flag("--stdin", s->from_stdin,
                    "Read photo paths from standard input, one per line, answering each");
-  add_index_option(*search, s->index);
+  add_gallery_index_options(*search, s->index);
 }
 
 // assign and what follows it: unassigned, merge, split, recluster.
@@ -530,7 +520,7 @@ Runner add_gallery_commands(CLI::App& app) {
   in->add_option("in", i->path, "Export name (without extension)")->required();
   auto [check, c] = declare(*cmd, subs, "check", "Every row decodes, templates and index agree",
                             false, run_check);
-  add_index_option(*check, c->index);
+  add_gallery_index_options(*check, c->index);
   check->add_flag("--recall", c->recall,
                   "Also measure the index's recall@10 against exact search on stored faces");
   check->add_option("--recall-queries", c->recall_queries, "Stored faces --recall queries with")

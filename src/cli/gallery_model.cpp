@@ -4,9 +4,22 @@
 
 namespace facemag::cli {
 
+void add_gallery_index_options(CLI::App& command, GalleryIndexOptions& index) {
+  command
+      .add_option("--index", index.kind,
+                  "auto (exact up to " + std::to_string(gallery::kExactUpTo) +
+                      " people, hnsw above), exact, hnsw or ivf")
+      ->check(CLI::IsMember({"auto", "exact", "hnsw", "ivf"}))
+      ->capture_default_str();
+  command.add_option("--index-file", index.file,
+                     "Where an hnsw index is saved and read back at the next start (default: "
+                     "DB.index next to a SQLite gallery; none for PostgreSQL)");
+}
+
 OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
-                            gallery::IndexKind index) {
-  auto g = gallery::Gallery::open(location, std::nullopt, index);
+                            const GalleryIndexOptions& index) {
+  auto g = gallery::Gallery::open(location, std::nullopt, gallery::parse_index_kind(index.kind),
+                                  index.file);
   // The user's model, or the gallery's own.
   auto asked = model_request(given);
   asked.architecture_given = arch_given;
@@ -25,13 +38,13 @@ OpenGallery open_with_model(const std::string& location, const ModelOptions& giv
 }
 
 ModelWithGallery load_model_with_gallery(const std::string& gallery, const ModelOptions& given,
-                                         bool arch_given) {
+                                         bool arch_given, const GalleryIndexOptions& index) {
   ModelWithGallery out;
   if (gallery.empty()) {
     out.own.emplace(load_model(given));
     out.model = given;
   } else {
-    out.opened.emplace(open_with_model(gallery, given, arch_given));
+    out.opened.emplace(open_with_model(gallery, given, arch_given, index));
     out.model = out.opened->model;
   }
   return out;

@@ -10,6 +10,13 @@
 
 namespace facemag::cli {
 
+// How a command's gallery index is chosen (--index, --index-file).
+struct GalleryIndexOptions {
+  std::string kind = "auto";  // gallery::parse_index_kind
+  std::string file;  // a saved hnsw index ("": next to a SQLite gallery, none on PostgreSQL)
+};
+void add_gallery_index_options(CLI::App& command, GalleryIndexOptions& index);
+
 struct OpenGallery {
   gallery::Gallery gallery;
   Embedder embedder;
@@ -21,7 +28,7 @@ struct OpenGallery {
 // features the gallery was created with (gallery::gallery_model_request). GalleryError when the
 // model is not the gallery's.
 OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
-                            gallery::IndexKind index = gallery::IndexKind::kAuto);
+                            const GalleryIndexOptions& index = {});
 
 // The model a command runs with an optional gallery (`video --gallery`, `serve --gallery`): the
 // gallery's, opened with it, when `gallery` is given; else the one the options name.
@@ -33,6 +40,6 @@ struct ModelWithGallery {
   gallery::Gallery* gallery() { return opened ? &opened->gallery : nullptr; }
 };
 ModelWithGallery load_model_with_gallery(const std::string& gallery, const ModelOptions& given,
-                                         bool arch_given);
+                                         bool arch_given, const GalleryIndexOptions& index = {});
 
 }  // namespace facemag::cli

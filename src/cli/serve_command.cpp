@@ -19,6 +19,7 @@ namespace {
 struct ServeOptions {
   serve::ServerOptions server;
   std::string gallery;
+  GalleryIndexOptions index;
   std::string token_file;
   double batch_wait_ms = 4;
   double max_body_mb = 32;
@@ -35,7 +36,7 @@ int run_serve(ServeOptions opt) {
   server.limits.max_body_bytes = static_cast<std::size_t>(opt.max_body_mb * (1 << 20));
   server.detector = to_mtcnn_options(opt.model.detector);
 
-  auto loaded = load_model_with_gallery(opt.gallery, opt.model, opt.model.arch_given());
+  auto loaded = load_model_with_gallery(opt.gallery, opt.model, opt.model.arch_given(), opt.index);
   const Embedder& embedder = loaded.embedder();
   const MtcnnDetector detector = load_detector(loaded.model.detector);
 
@@ -58,6 +59,7 @@ Runner add_serve_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", "An HTTP/JSON face service (and a web page at /)");
   cmd->add_option("--gallery", opt->gallery,
                   "Gallery for /v1/identify, /v1/enroll, /v1/persons (its model is served)");
+  add_gallery_index_options(*cmd, opt->index);
   cmd->add_option("--port", opt->server.port, "TCP port (0: any free one, printed)")
       ->capture_default_str();
   cmd->add_option("--bind", opt->server.bind, "Address to listen on")->capture_default_str();

@@ -247,27 +247,37 @@ Gallery::State::Built Gallery::State::read_all(Sql& sql, const ModelBinding& mod
                                                bool vectors, const std::string& location) {
   Built out;
   out.generation = as_int(sql.run("SELECT generation FROM state WHERE id = 1").at(0)[0]);
-  if (!vectors) {
-    for (const auto& row : sql.run(kPeopleSelectWithoutVectors))
-      out.people[as_int(row[0])] = Person::of(row);
-    return out;
-  }
+  const auto dim = static_cast<std::size_t>(model.embedding_size);
   std::vector<std::int64_t> ids;
   std::vector<float> values;
-  const auto dim = static_cast<std::size_t>(model.embedding_size);
-  for (const auto& row : sql.run(std::string(kPeopleSelect) + "ORDER BY p.id")) {
-    const auto id = as_int(row[0]);
-    ids.push_back(id);
-    out.people[id] = Person::of(row);
-    const auto& bytes = as_blob(row[4]);
-    if (bytes.size() != dim * sizeof(float))
-      throw GalleryError(location + ": the template of person " + std::to_string(id) +
-                         " is not of " + std::to_string(dim) +
-                         " values (run `facemag gallery check`)");
-    const auto* v = reinterpret_cast<const float*>(bytes.data());
-    values.insert(values.end(), v, v + dim);
+  if (vectors) {
+    const auto count = as_int(sql.run("SELECT COUNT(*) FROM templates").at(0)[0]);
+    ids.reserve(static_cast<std::size_t>(count));
+    values.reserve(static_cast<std::size_t>(count) * dim);
   }
-  out.index.build(ids, values, dim, kind);
+  // Pages of rows by id: the store's rows are never all in memory at once.
+  constexpr std::int64_t kPage = 20000;
+  const std::string select = std::string(vectors ? kPeopleSelect : kPeopleSelectWithoutVectors) +
+                             (vectors ? "" : " ") + "WHERE p.id > ? ORDER BY p.id LIMIT ?";
+  for (std::int64_t after = -1;;) {
+    const auto rows = sql.run(select, {after, kPage});
+    for (const auto& row : rows) {
+      const auto id = as_int(row[0]);
+      out.people[id] = Person::of(row);
+      if (!vectors) continue;
+      const auto& bytes = as_blob(row[4]);
+      if (bytes.size() != dim * sizeof(float))
+        throw GalleryError(location + ": the template of person " + std::to_string(id) +
+                           " is not of " + std::to_string(dim) +
+                           " values (run `facemag gallery check`)");
+      ids.push_back(id);
+      const auto* v = reinterpret_cast<const float*>(bytes.data());
+      values.insert(values.end(), v, v + dim);
+    }
+    if (rows.size() < static_cast<std::size_t>(kPage)) break;
+    after = as_int(rows.back()[0]);
+  }
+  if (vectors) out.index.build(ids, std::move(values), dim, kind);
   return out;
 }
 
@@ -463,7 +473,8 @@ IndexRecall Gallery::index_recall(int queries, int k) const {
     vectors.insert(vectors.end(), v.begin(), v.end());
   }
   PersonIndex exact;
-  exact.build(ids, vectors, static_cast<std::size_t>(s.model.embedding_size), IndexKind::kExact);
+  exact.build(ids, std::move(vectors), static_cast<std::size_t>(s.model.embedding_size),
+              IndexKind::kExact);
   IndexRecall out;
   out.kind = s.index.kind();
   out.people = s.index.size();

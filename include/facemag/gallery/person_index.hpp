@@ -8,7 +8,7 @@
 //   lists), the `kIvfProbes` lists nearest the query scored. Search O(L D + N D probes / L);
 //   upsert and remove O(L D); build O(N L D); memory N D + L D floats. Lists are trained at build:
 //   once N has grown to 4x the rows they were trained on, wants_rebuild() says so.
-// - hnsw: faiss HNSW graph (16 links, efConstruction 40, efSearch 512). Search ~O(log N D);
+// - hnsw: faiss HNSW graph (16 links, efConstruction 40, efSearch 768). Search ~O(log N D);
 //   upsert O(log N D); remove O(1) as a tombstone (a graph cannot drop a node): once tombstones
 //   reach a quarter of the live rows, wants_rebuild() says so. Memory N (D + 32) floats.
 // - auto: exact up to kExactUpTo people, hnsw above (resolve_index_kind): at 100k 512-d people
@@ -53,9 +53,9 @@ class PersonIndex {
   ~PersonIndex();
 
   // Replaces the contents: `ids[i]` has row i of `vectors` (ids.size() x dim, any scale: rows are
-  // normalised here; ids distinct). kAuto resolves by the number of rows. InvalidInput for
-  // sizes that do not fit or a repeated id.
-  void build(std::span<const std::int64_t> ids, std::span<const float> vectors, std::size_t dim,
+  // normalised here, in the vector given, which the index may keep; ids distinct). kAuto
+  // resolves by the number of rows. InvalidInput for sizes that do not fit or a repeated id.
+  void build(std::span<const std::int64_t> ids, std::vector<float> vectors, std::size_t dim,
              IndexKind kind);
   // Adds `id`, or replaces its vector (any scale).
   void upsert(std::int64_t id, std::span<const float> vector);
