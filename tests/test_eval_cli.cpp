@@ -68,6 +68,51 @@ TEST(CliGolden, EvalErcMatchesGoldenCurveAndPlotsIt) {
   EXPECT_EQ(plot.rows, 520);
 }
 
+// Any quality given per feature row ranks the pairs: the features' own norms as a --quality file
+// give the magnitude's curve exactly; their negation (the best faces rejected first) a worse one;
+// a file of another length, or a photo source, is refused in one line.
+TEST(CliGolden, EvalErcRanksByAQualityFileOfOneValuePerRow) {
+  FACEMAG_REQUIRE_FILE(eval_dir() / "erc_features.npy");
+  test::TempDir tmp;
+  const auto features = io::read_npy(eval_dir() / "erc_features.npy");
+  const auto norms = features.to(torch::kFloat64).norm(2, 1).contiguous();
+  io::write_npy(tmp / "norms.npy", norms);
+  io::write_npy(tmp / "negated.npy", -norms);
+  io::write_npy(tmp / "short.npy", norms.slice(0, 0, 10).contiguous());
+  const std::string source = "eval erc --features " + (eval_dir() / "erc_features.npy").string() +
+                             " --labels " + (eval_dir() / "erc_issame.npy").string() +
+                             " --pair-index " + (eval_dir() / "erc_pairs.npy").string() +
+                             " --fmr 1e-3 --random-repeats 2 ";
+  const auto erc = [&](const std::string& extra, const std::string& json) {
+    const auto r = run_cli(source + extra + " --json " + (tmp / json).string(), tmp);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return test::read_json(tmp / json);
+  };
+  const auto magnitude = erc("", "m.json");
+  const auto given = erc("--quality " + (tmp / "norms.npy").string(), "q.json");
+  const auto negated = erc("--quality " + (tmp / "negated.npy").string(), "n.json");
+  EXPECT_EQ(magnitude["quality_source"], "magnitude");
+  EXPECT_EQ(given["quality_source"], "norms.npy");
+  ASSERT_EQ(given["steps"].size(), magnitude["steps"].size());
+  for (std::size_t s = 0; s < given["steps"].size(); ++s)
+    for (std::size_t k = 0; k < given["steps"][s]["points"].size(); ++k)
+      EXPECT_EQ(given["steps"][s]["points"][k]["fnmr"], magnitude["steps"][s]["points"][k]["fnmr"])
+          << s;
+  EXPECT_GT(negated["mean_fnmr_0_40"]["1e-03"].get<double>(),
+            magnitude["mean_fnmr_0_40"]["1e-03"].get<double>());
+  const auto refused = [&](const std::string& args, const std::string& message) {
+    const auto r = run_cli(args, tmp);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  };
+  refused(source + "--quality " + (tmp / "short.npy").string(),
+          "short.npy: 10 qualities for " + std::to_string(features.size(0)) + " feature rows");
+  refused("eval erc --pair-list " + (tmp / "none.txt").string() + " --quality " +
+              (tmp / "norms.npy").string(),
+          "one quality per row of --features");
+}
+
 TEST(CliGolden, EvalOnBinAndPairListEmbedsTheSameRealFaces) {
   const auto bin_dir = eval_dir() / "verification_bin";
   FACEMAG_REQUIRE_FILE(bin_dir / "verification_bin.json");

@@ -167,6 +167,41 @@ TEST(GalleryFollow, PostgresHandlesFollowEachOther) {
   two_handles_follow_each_other(server.url());
 }
 
+// The log is pruned every 1024 generations to the last kLogKept (here 100, through meta
+// 'log_kept'): a handle that saw a generation the log still reaches follows it; one further
+// behind reads every template again; both then answer as a fresh gallery.
+TEST(GalleryFollow, APrunedLogIsFollowedWhereItReachesAndReadAgainWhereNot) {
+  test::TempDir tmp;
+  const auto path = (tmp / "g.db").string();
+  auto writer = Gallery::create(path, toy_model());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "INSERT INTO meta (key, value) VALUES ('log_kept', '100')", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  RandomChanges changes(8);
+  const auto far_behind = Gallery::open(path), close_behind = Gallery::open(path);
+  far_behind.index_status();
+  while (writer.generation() < 1000) changes.apply(writer);
+  close_behind.index_status();  // at generation 1000: the log will keep 924 on
+  while (writer.generation() < 1030) changes.apply(writer);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(
+      sqlite3_prepare_v2(db, "SELECT log_from, (SELECT MIN(generation) FROM changes) FROM state",
+                         -1, &stmt, nullptr),
+      SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), 1024 - 100);
+  EXPECT_GT(sqlite3_column_int64(stmt, 1), 1024 - 100);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  const auto fresh = Gallery::open(path);
+  expect_same_answers(far_behind, fresh, changes.vector(), "behind the log");
+  expect_same_answers(close_behind, fresh, changes.vector(), "within the log");
+  EXPECT_EQ(far_behind.index_status().full_loads, 2u);
+  EXPECT_EQ(close_behind.index_status().full_loads, 1u);
+}
+
 // A gallery of schema version 3 (made before the change log) gets the log on opening, and
 // follows changes from then on.
 TEST(GalleryFollow, AnOlderGalleryGetsTheLogWhenOpened) {
@@ -220,8 +255,9 @@ TEST(GalleryFollow, ASavedHnswIndexIsReadBackWhenItIsThisGallerys) {
 
   const auto other = (tmp / "other.db").string();
   {
+    // Further on than the saved index: only the gallery's uid tells that index is not its own.
     auto g = Gallery::create(other, toy_model());
-    for (int i = 0; i < 40; ++i) changes.apply(g);
+    for (int i = 0; i < 80; ++i) changes.apply(g);
   }
   std::filesystem::copy_file(path + ".index", other + ".index");
   const auto foreign = Gallery::open(other, std::nullopt, gallery::IndexKind::kHnsw);

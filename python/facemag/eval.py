@@ -5,8 +5,9 @@ functions; results are the dicts of the CLI's --json).
           subtract_mean=True, fmrs=[1e-1, 1e-2, 1e-3, 1e-4])
         1:1 verification: MagFace eval_1v1.py's k-fold accuracy ("kfold") or LFW's folds
         ("lfw"), and the ROC ("roc": AUC, EER, TAR at each FMR).
-    erc(features, labels, pair_index=None, *, fmrs=[1e-3], random_repeats=20)
-        Error versus reject as MagFace's eval_quality.py (pairs ranked by the smaller magnitude).
+    erc(features, labels, pair_index=None, *, fmrs=[1e-3], random_repeats=20, quality=None)
+        Error versus reject as MagFace's eval_quality.py (pairs ranked by the smaller magnitude,
+        or with quality= one value per feature row, by the smaller of those).
     ijb(features, meta, *, type="c", quality_weighted=False)
         IJB-B/C 1:1 template verification as MagFace's eval_ijb.py; `meta` is the folder of
         ijb{b,c}_face_tid_mid.txt and ijb{b,c}_template_pair_label.txt, features row i = line i.

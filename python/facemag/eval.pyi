@@ -22,6 +22,7 @@ def erc(
     *,
     fmrs: Sequence[float] = (1e-3,),
     random_repeats: int = 20,
+    quality: Optional[Sequence[float]] = None,
 ) -> Dict[str, Any]:
     """{"steps": [...], "spearman_genuine", "mean_fnmr_0_40"}."""
 

@@ -327,7 +327,7 @@ The top_k people nearest to raw embeddings (one D-vector, or N x D) and the gall
             return to_python(gallery::to_json(status));
           },
           "The index after following every change in the store: {'kind', 'people', 'generation', "
-          "'full_loads', 'people_followed'}.")
+          "'full_loads', 'people_followed', 'rebuilds', 'rebuilding', 'from_saved_file'}.")
       .def(
           "index_recall",
           [](const PyGallery& g, int queries, int k) {
@@ -373,18 +373,21 @@ The top_k people nearest to raw embeddings (one D-vector, or N x D) and the gall
   ev.def(
       "erc",
       [](py::handle features, py::handle labels, py::handle pair_index, std::vector<double> fmrs,
-         int random_repeats) {
+         int random_repeats, std::optional<std::vector<double>> quality) {
         const auto loaded = loaded_pairs(features, labels, pair_index);
         nlohmann::json out;
         {
           py::gil_scoped_release release;
           out = eval::to_json(
-              eval::summarize_error_versus_reject(loaded.pairs, fmrs, random_repeats));
+              quality ? eval::summarize_error_versus_reject(
+                            loaded.pairs, eval::pair_qualities(loaded.pairs, *quality, "quality"),
+                            "quality", fmrs, random_repeats)
+                      : eval::summarize_error_versus_reject(loaded.pairs, fmrs, random_repeats));
         }
         return to_python(out);
       },
       "features"_a, "labels"_a, "pair_index"_a = py::none(), py::kw_only(),
-      "fmrs"_a = std::vector<double>{1e-3}, "random_repeats"_a = 20);
+      "fmrs"_a = std::vector<double>{1e-3}, "random_repeats"_a = 20, "quality"_a = py::none());
   ev.def(
       "ijb",
       [](py::handle features, py::handle meta, const std::string& type, bool quality_weighted) {

@@ -123,6 +123,7 @@ Runner add_eval_pairs_command(CLI::App& evalc) {
 
 struct EvalErcOptions {
   PairSource source;
+  std::string quality;  // .npy of one quality per feature row ("": the magnitude)
   std::vector<double> fmrs{1e-3};
   std::string plot;
   std::string json;
@@ -130,8 +131,19 @@ struct EvalErcOptions {
 };
 
 int run_eval_erc(const EvalErcOptions& opt) {
+  if (!opt.quality.empty() && opt.source.files.features.empty())
+    throw InvalidInput("--quality " + opt.quality +
+                       ": one quality per row of --features (photo sources rank by magnitude)");
   const auto loaded = load_pairs(opt.source);
-  const auto erc = eval::summarize_error_versus_reject(loaded.pairs, opt.fmrs, opt.random_repeats);
+  const auto erc =
+      opt.quality.empty()
+          ? eval::summarize_error_versus_reject(loaded.pairs, opt.fmrs, opt.random_repeats)
+          : eval::summarize_error_versus_reject(
+                loaded.pairs,
+                eval::pair_qualities(loaded.pairs, eval::read_row_qualities(opt.quality),
+                                     opt.quality),
+                std::filesystem::path(opt.quality).filename().string(), opt.fmrs,
+                opt.random_repeats);
   std::fputs(eval::to_text(erc, loaded).c_str(), stdout);
   auto json = eval::to_json(erc);
   json["source"] = loaded.description;
@@ -152,6 +164,9 @@ Runner add_eval_erc_command(CLI::App& evalc) {
   cmd->add_option("--fmr", opt->fmrs, "False match rates (1e-1, 1e-2, ... decades)")
       ->delimiter(',')
       ->capture_default_str();
+  cmd->add_option("--quality", opt->quality,
+                  "Rank by another quality measure: an .npy of one value per row of --features "
+                  "(higher: better), instead of the magnitude");
   cmd->add_option("--plot", opt->plot, "Draw the curves (PNG)");
   cmd->add_option("--json", opt->json, "Write every step here");
   cmd->add_option("--random-repeats", opt->random_repeats,

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "facemag/error.hpp"
 #include "facemag/eval/pair_decision.hpp"
 #include "facemag/eval/plot.hpp"
 
@@ -10,10 +11,21 @@ namespace facemag::eval {
 
 ErcSummary summarize_error_versus_reject(const FeaturePairs& pairs, const std::vector<double>& fmrs,
                                          int random_repeats) {
+  return summarize_error_versus_reject(pairs, pair_qualities(pairs), "magnitude", fmrs,
+                                       random_repeats);
+}
+
+ErcSummary summarize_error_versus_reject(const FeaturePairs& pairs,
+                                         const std::vector<double>& quality,
+                                         const std::string& quality_source,
+                                         const std::vector<double>& fmrs, int random_repeats) {
+  if (quality.size() != pairs.size())
+    throw InvalidInput(quality_source + ": " + std::to_string(quality.size()) + " qualities for " +
+                       std::to_string(pairs.size()) + " pairs");
   ErcSummary out;
+  out.quality_source = quality_source;
   out.fmrs = fmrs;
   const auto rates = default_reject_rates();
-  const auto quality = pair_qualities(pairs);
   out.steps = error_versus_reject(pairs, quality, rates);
   for (double fmr : fmrs)
     out.random_fnmr.push_back(random_reject_fnmr(pairs, rates, fmr, random_repeats));

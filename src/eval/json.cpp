@@ -93,7 +93,8 @@ nlohmann::json to_json(const ErcSummary& erc) {
   }
   nlohmann::json areas = nlohmann::json::object();
   for (const auto& m : erc.mean_fnmr_0_40) areas[fmr_label(m.fmr)] = m.mean_fnmr;
-  return {{"steps", steps},
+  return {{"quality_source", erc.quality_source},
+          {"steps", steps},
           {"spearman_genuine", number_or_null(erc.spearman_genuine)},
           {"mean_fnmr_0_40", areas}};
 }

@@ -161,6 +161,15 @@ torch::Tensor read_pair_features(const std::filesystem::path& path, bool pairs_b
   return list.features;
 }
 
+std::vector<double> read_row_qualities(const std::filesystem::path& path) {
+  const auto values = io::read_npy(path);
+  if (values.dim() < 1 || values.dim() > 2 || (values.dim() == 2 && values.size(1) != 1))
+    throw InvalidInput(path.string() + ": qualities must be N values (N or N x 1), got " +
+                       std::to_string(values.dim()) + " dimension(s)");
+  const auto column = values.reshape({-1}).to(torch::kFloat64).contiguous();
+  return {column.data_ptr<double>(), column.data_ptr<double>() + column.numel()};
+}
+
 FeaturePairFiles read_feature_pairs(const std::filesystem::path& features,
                                     const std::filesystem::path& labels,
                                     const std::filesystem::path& pair_index) {

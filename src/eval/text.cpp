@@ -88,8 +88,11 @@ std::string to_text(const PairsEvaluation& evaluation, const LoadedPairs& loaded
 
 std::string to_text(const ErcSummary& erc, const LoadedPairs& loaded) {
   std::string out;
-  append_printf(out, "%s: %s; pairs ranked by the smaller magnitude of their two faces\n",
-                loaded.description.c_str(), pair_counts(loaded.pairs).c_str());
+  append_printf(out, "%s: %s; pairs ranked by the smaller %s of their two faces\n",
+                loaded.description.c_str(), pair_counts(loaded.pairs).c_str(),
+                erc.quality_source == "magnitude"
+                    ? "magnitude"
+                    : ("quality (" + erc.quality_source + ")").c_str());
   out += "reject  kept ";
   for (double fmr : erc.fmrs) append_printf(out, " FNMR@FMR=%s (random)", fmr_label(fmr).c_str());
   out += "\n";
@@ -104,8 +107,8 @@ std::string to_text(const ErcSummary& erc, const LoadedPairs& loaded) {
     out += "\n";
   }
   out += "(n/a: too few different pairs left to measure that FMR)\n";
-  append_printf(out, "Spearman (smaller magnitude, genuine similarity): %.3f\n",
-                erc.spearman_genuine);
+  append_printf(out, "Spearman (smaller %s, genuine similarity): %.3f\n",
+                erc.quality_source == "magnitude" ? "magnitude" : "quality", erc.spearman_genuine);
   for (const auto& m : erc.mean_fnmr_0_40)
     append_printf(out, "mean FNMR@FMR=%s over 0-40%% rejected: %.4f\n", fmr_label(m.fmr).c_str(),
                   m.mean_fnmr);

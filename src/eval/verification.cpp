@@ -135,6 +135,7 @@ FeaturePairs make_feature_pairs(const torch::Tensor& features, const torch::Tens
   }
   FeaturePairs pairs;
   pairs.dim = static_cast<std::size_t>(dim);
+  pairs.feature_rows = static_cast<std::size_t>(rows);
   pairs.first.reserve(static_cast<std::size_t>(n * dim));
   pairs.second.reserve(static_cast<std::size_t>(n * dim));
   const auto* idx = index.data_ptr<std::int64_t>();
@@ -147,6 +148,7 @@ FeaturePairs make_feature_pairs(const torch::Tensor& features, const torch::Tens
                            std::to_string(row) + ", but there are " + std::to_string(rows));
       auto& out = side == 0 ? pairs.first : pairs.second;
       out.insert(out.end(), values + row * dim, values + (row + 1) * dim);
+      pairs.rows.push_back(row);
     }
     if (lab[p] != 0 && lab[p] != 1)
       throw InvalidInput("the label of pair " + std::to_string(p) + " is " +
@@ -174,6 +176,23 @@ std::vector<double> pair_qualities(const FeaturePairs& pairs) {
   std::vector<double> out(pairs.size());
   for (std::size_t p = 0; p < pairs.size(); ++p)
     out[p] = std::min(norm(pairs.a(p)), norm(pairs.b(p)));
+  return out;
+}
+
+std::vector<double> pair_qualities(const FeaturePairs& pairs, std::span<const double> row_quality,
+                                   const std::string& source) {
+  if (pairs.rows.size() != 2 * pairs.size())
+    throw InvalidInput(source + ": qualities per feature row need pairs made from a feature file");
+  if (row_quality.size() != pairs.feature_rows)
+    throw InvalidInput(source + ": " + std::to_string(row_quality.size()) + " qualities for " +
+                       std::to_string(pairs.feature_rows) + " feature rows");
+  for (std::size_t r = 0; r < row_quality.size(); ++r)
+    if (!std::isfinite(row_quality[r]))
+      throw InvalidInput(source + ": the quality of row " + std::to_string(r) + " is not finite");
+  std::vector<double> out(pairs.size());
+  for (std::size_t p = 0; p < pairs.size(); ++p)
+    out[p] = std::min(row_quality[static_cast<std::size_t>(pairs.rows[2 * p])],
+                      row_quality[static_cast<std::size_t>(pairs.rows[2 * p + 1])]);
   return out;
 }
 

@@ -86,6 +86,7 @@ Gallery Gallery::create(const std::string& location, const ModelBinding& model) 
   auto state = std::make_unique<State>();
   state->sql = connect(location, /*create=*/true);
   state->location = state->sql->location();
+  state->connect_to = location;
   state->model = model;
   if (has_gallery_tables(*state->sql))
     throw GalleryError(state->location + ": a gallery exists here already");
@@ -128,6 +129,7 @@ Gallery Gallery::open(const std::string& location, const std::optional<ModelBind
   auto state = std::make_unique<State>();
   state->sql = connect(location, /*create=*/false);
   state->location = state->sql->location();
+  state->connect_to = location;
   state->kind = index;
   if (!has_gallery_tables(*state->sql))
     throw GalleryError(state->location + ": not a facemag gallery (no gallery tables)");
@@ -294,8 +296,7 @@ void Gallery::State::load_all(std::int64_t generation, std::int64_t log_from) co
   auto built = read_all(*sql, model, kind, true, location);
   index = std::move(built.index);
   people = std::move(built.people);
-  built_at = built.generation;
-  if (built_at != generation) follow(built_at, generation);
+  built_at = built.generation;  // the next refresh follows whatever came after it
   save_index();
 }
 
@@ -312,17 +313,27 @@ bool Gallery::State::load_saved(std::int64_t generation, std::int64_t log_from) 
   if (!in || saved_uid != uid || saved_at < log_from || saved_at > generation ||
       saved.dim() != static_cast<std::size_t>(model.embedding_size))
     return false;
-  people = read_all(*sql, model, kind, false, location).people;
+  auto people_now = read_all(*sql, model, kind, false, location).people;
+  PersonIndex kept = std::move(index);
+  People kept_people = std::move(people);
   index = std::move(saved);
+  people = std::move(people_now);
   built_at = saved_at;
-  follow(saved_at, generation);
-  return true;
+  if (follow(saved_at, generation)) return true;
+  index = std::move(kept);  // the log was pruned meanwhile: built from the templates instead
+  people = std::move(kept_people);
+  return false;
 }
 
 void Gallery::State::save_index() const {
-  if (index_file.empty() || index.kind() != IndexKind::kHnsw) return;
+  save_index_file(index, index_file, uid, built_at, location);
+}
+
+void save_index_file(const PersonIndex& index, const std::string& file, const std::string& uid,
+                     std::int64_t generation, const std::string& location) {
+  if (file.empty() || index.kind() != IndexKind::kHnsw) return;
   try {
-    index.save(index_file, uid + " " + std::to_string(built_at));
+    index.save(file, uid + " " + std::to_string(generation));
   } catch (const std::exception& e) {
     spdlog::warn("{}: the index is not saved ({}); the next open builds it again", location,
                  e.what());
@@ -331,19 +342,26 @@ void Gallery::State::save_index() const {
 
 void Gallery::State::start_rebuild() const {
   if (rebuilding.valid()) return;
-  rebuilding = std::async(std::launch::async, [location = location, model = model, kind = kind] {
-    // A connection of its own: the gallery's serves searches meanwhile.
-    auto own = connect(location, /*create=*/false);
-    return read_all(*own, model, kind, true, location);
-  });
+  rebuilding =
+      std::async(std::launch::async, [connect_to = connect_to, location = location, model = model,
+                                      kind = kind, file = index_file, uid = uid] {
+        // A connection of its own: the gallery's serves searches meanwhile; the index is saved here
+        // too, off the request path.
+        auto own = connect(connect_to, /*create=*/false);
+        auto built = read_all(*own, model, kind, true, location);
+        save_index_file(built.index, file, uid, built.generation, location);
+        return built;
+      });
 }
 
-void Gallery::State::follow(std::int64_t from, std::int64_t to) const {
+bool Gallery::State::follow(std::int64_t from, std::int64_t to) const {
   std::vector<std::int64_t> changed;
   for (const auto& row :
        sql->run("SELECT DISTINCT person_id FROM changes WHERE generation > ? AND generation <= ?",
                 {from, to}))
     changed.push_back(as_int(row[0]));
+  // A writer that pruned the log before the read above left part of it out: read everything.
+  if (as_int(sql->run("SELECT log_from FROM state WHERE id = 1").at(0)[0]) > from) return false;
   const auto dim = static_cast<std::size_t>(model.embedding_size);
   for (std::size_t first = 0; first < changed.size(); first += kIdsPerQuery) {
     const auto last = std::min(changed.size(), first + kIdsPerQuery);
@@ -370,6 +388,7 @@ void Gallery::State::follow(std::int64_t from, std::int64_t to) const {
   }
   status.people_followed += changed.size();
   built_at = to;
+  return true;
 }
 
 void Gallery::State::refresh() const {
@@ -380,30 +399,31 @@ void Gallery::State::refresh() const {
       rebuilding.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
     try {
       auto built = rebuilding.get();
-      if (built.generation >= log_from && built_at >= 0) {
+      if (built.generation >= log_from && built.generation <= now && built_at >= 0) {
         index = std::move(built.index);
         people = std::move(built.people);
         built_at = built.generation;  // the log below brings it up to `now`
         ++status.rebuilds;
-        save_index();
       }
     } catch (const std::exception& e) {
+      rebuild_retry_at = status.people_followed + std::max<std::size_t>(1000, index.size() / 2);
       spdlog::warn("{}: rebuilding the index failed ({}); searches go on with the current one",
                    location, e.what());
     }
   }
-  if (now != built_at) {
-    if (built_at < 0 || built_at < log_from)
-      load_all(now, log_from);
-    else
-      follow(built_at, now);
-  }
+  // No index yet, one the log no longer reaches, or a store that went back (restored from a
+  // backup): every template is read again.
+  if (built_at < 0 || built_at < log_from || now < built_at ||
+      (now != built_at && !follow(built_at, now)))
+    load_all(now, log_from);
   // An index grown past its kind (auto's exact beyond kExactUpTo, an ivf's lists trained on far
-  // fewer people) or full of tombstones is built again, off the request path.
+  // fewer people) or full of tombstones is built again, off the request path (after a failure,
+  // not again until as many people as half the index have changed).
   const auto wanted = resolve_index_kind(kind, index.size());
   const bool kept_while_shrinking =  // auto goes back to exact only at half the size
       kind == IndexKind::kAuto && index.kind() == IndexKind::kHnsw && index.size() > kExactUpTo / 2;
-  if ((wanted != index.kind() && !kept_while_shrinking) || index.wants_rebuild()) start_rebuild();
+  const bool due = (wanted != index.kind() && !kept_while_shrinking) || index.wants_rebuild();
+  if (due && status.people_followed >= rebuild_retry_at) start_rebuild();
   status.kind = index.kind();
   status.people = index.size();
   status.generation = built_at;
@@ -422,7 +442,9 @@ std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int 
   std::vector<Candidate> out;
   std::vector<SqlValue> ids;
   for (const auto& hit : s.index.search(embedding, top_k)) {
-    const auto& person = s.people.at(hit.id);
+    const auto found = s.people.find(hit.id);
+    if (found == s.people.end()) continue;  // gone while a saved index was being read
+    const auto& person = found->second;
     Candidate c;
     c.person = person.name;
     c.template_similarity = hit.cosine;
@@ -435,20 +457,25 @@ std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int 
   if (ids.empty()) return out;
   std::unordered_map<std::int64_t, std::size_t> rank;
   for (std::size_t i = 0; i < ids.size(); ++i) rank[std::get<std::int64_t>(ids[i])] = i;
-  for (const auto& row :
-       s.sql->run("SELECT id, person_id, embedding FROM faces WHERE person_id IN (" +
-                      placeholders(ids.size()) + ")",
-                  ids)) {
-    const auto e = blob_to_floats(as_blob(row[2]));
-    double dot = 0;
-    for (std::size_t d = 0; d < e.size() && d < embedding.size(); ++d)
-      dot += double(e[d]) * embedding[d];
-    const double face_norm = norm(e);
-    const double cos = n > 0 && face_norm > 0 ? dot / (n * face_norm) : 0.0;
-    auto& c = out[rank.at(as_int(row[1]))];
-    if (cos > c.best_face_similarity) {
-      c.best_face_similarity = cos;
-      c.best_face_id = as_int(row[0]);
+  for (std::size_t first = 0; first < ids.size(); first += kIdsPerQuery) {
+    const std::vector<SqlValue> some(
+        ids.begin() + static_cast<std::ptrdiff_t>(first),
+        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), first + kIdsPerQuery)));
+    for (const auto& row :
+         s.sql->run("SELECT id, person_id, embedding FROM faces WHERE person_id IN (" +
+                        placeholders(some.size()) + ")",
+                    some)) {
+      const auto e = blob_to_floats(as_blob(row[2]));
+      double dot = 0;
+      for (std::size_t d = 0; d < e.size() && d < embedding.size(); ++d)
+        dot += double(e[d]) * embedding[d];
+      const double face_norm = norm(e);
+      const double cos = n > 0 && face_norm > 0 ? dot / (n * face_norm) : 0.0;
+      auto& c = out[rank.at(as_int(row[1]))];
+      if (cos > c.best_face_similarity) {
+        c.best_face_similarity = cos;
+        c.best_face_id = as_int(row[0]);
+      }
     }
   }
   return out;

@@ -8,11 +8,10 @@
 namespace facemag::gallery {
 
 nlohmann::json to_json(const IndexStatus& index) {
-  return {{"kind", index_kind_name(index.kind)},
-          {"people", index.people},
-          {"generation", index.generation},
-          {"full_loads", index.full_loads},
-          {"people_followed", index.people_followed}};
+  return {{"kind", index_kind_name(index.kind)},      {"people", index.people},
+          {"generation", index.generation},           {"full_loads", index.full_loads},
+          {"people_followed", index.people_followed}, {"rebuilds", index.rebuilds},
+          {"rebuilding", index.rebuilding},           {"from_saved_file", index.from_saved_file}};
 }
 
 nlohmann::json to_json(const Candidate& c, bool face_id, bool details) {

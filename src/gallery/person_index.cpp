@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <queue>
+#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -511,7 +512,9 @@ constexpr char kSavedMagic[8] = {'F', 'M', 'I', 'D', 'X', '1', '\n', '\0'};
 void PersonIndex::save(const std::string& path, const std::string& tag) const {
   auto* hnsw = dynamic_cast<const HnswBackend*>(impl_->backend.get());
   if (!hnsw) throw InvalidInput("index: only an hnsw index is saved (the others build quickly)");
-  const std::string partial = path + ".partial";
+  // A name of this writer's own: processes that share a gallery may save at the same time.
+  const std::string partial =
+      path + ".partial-" + std::to_string(getpid()) + "-" + std::to_string(std::random_device{}());
   FILE* f = std::fopen(partial.c_str(), "wb");
   if (!f) throw Error(partial + ": cannot write the index (" + std::strerror(errno) + ")");
   try {

@@ -147,7 +147,8 @@ struct Schema {
       }
     } else {
       out.push_back(
-          "CREATE FUNCTION facemag_log_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+          "CREATE OR REPLACE FUNCTION facemag_log_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+          "BEGIN "
           "INSERT INTO changes (generation, person_id) SELECT generation, (CASE WHEN TG_OP = "
           "'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END ->> TG_ARGV[0])::BIGINT FROM state "
           "WHERE id = 1; RETURN NULL; END $$");
@@ -175,6 +176,11 @@ inline FaceColumns FaceColumns::of(const NewFace& f) {
            Blob{floats_to_blob(f.embedding.data(), f.embedding.size())}}};
 }
 
+// An hnsw index saved to `file` ("": nowhere; other kinds are not saved) tagged with the gallery's
+// uid and `generation`; a failure is logged, not thrown (the next open builds it again).
+void save_index_file(const PersonIndex& index, const std::string& file, const std::string& uid,
+                     std::int64_t generation, const std::string& location);
+
 // A random name for a new gallery (meta 'uid', from version 4): a saved index names the gallery
 // it was built from.
 std::string new_gallery_uid();
@@ -187,7 +193,8 @@ double default_cluster_threshold(const ModelBinding& binding);
 struct Gallery::State {
   mutable std::mutex mutex;  // the connection and the index are used by one thread at a time
   std::unique_ptr<Sql> sql;
-  std::string location;
+  std::string location;    // as shown (a PostgreSQL URL without its password)
+  std::string connect_to;  // as given: what another connection to the store opens
   ModelBinding model;
   IndexKind kind = IndexKind::kAuto;  // as requested at open
   // Derived from the store at generation `built_at`: the templates only.
@@ -214,7 +221,8 @@ struct Gallery::State {
     People people;
     std::int64_t generation = -1;
   };
-  mutable std::future<Built> rebuilding;  // a rebuild off the request path, when one runs
+  mutable std::future<Built> rebuilding;     // a rebuild off the request path, when one runs
+  mutable std::size_t rebuild_retry_at = 0;  // after a failed one: people_followed to wait for
 
   std::optional<std::string> meta_value(const std::string& key) const {
     const auto rows = sql->run("SELECT value FROM meta WHERE key = ?", {key});
@@ -242,9 +250,13 @@ struct Gallery::State {
       const auto now = as_int(sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1 "
                                        "RETURNING generation")
                                   .at(0)[0]);
-      if (now % 1024 == 0 && now > kLogKept) {  // the log keeps kLogKept generations
-        sql->run("DELETE FROM changes WHERE generation <= ?", {now - kLogKept});
-        sql->run("UPDATE state SET log_from = ? WHERE id = 1", {now - kLogKept});
+      if (now % 1024 == 0) {  // the log keeps kLogKept generations (meta 'log_kept' overrides)
+        const auto kept_value = meta_value("log_kept");
+        const std::int64_t kept = kept_value ? std::stoll(*kept_value) : kLogKept;
+        if (now > kept) {
+          sql->run("DELETE FROM changes WHERE generation <= ?", {now - kept});
+          sql->run("UPDATE state SET log_from = ? WHERE id = 1", {now - kept});
+        }
       }
       if constexpr (std::is_void_v<decltype(body())>) {
         body();
@@ -322,15 +334,21 @@ struct Gallery::State {
   }
 
   void migrate() {
-    const int version = schema_version();
-    if (version == kSchemaVersion) return;
-    if (version > kSchemaVersion)
+    if (const int version = schema_version(); version == kSchemaVersion) {
+      return;
+    } else if (version > kSchemaVersion) {
       throw GalleryError(location + ": gallery schema version " + std::to_string(version) +
                          " is newer than this facemag's (" + std::to_string(kSchemaVersion) +
                          "): update facemag");
+    }
     const Schema schema(sql->dialect());
     sql->begin();
     try {
+      // Read again inside the transaction: another process may have migrated it meanwhile
+      // (SQLite's BEGIN IMMEDIATE, and on PostgreSQL this lock, let one migrate at a time).
+      if (sql->dialect() == Dialect::kPostgres)
+        sql->run("LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE");
+      const int version = schema_version();
       if (version < 2) {  // 1 -> 2: stored templates and the change counter
         for (const auto& statement : schema.version2()) sql->run(statement);
         for (const auto& row : sql->run("SELECT id FROM persons")) update_template(as_int(row[0]));
@@ -375,10 +393,12 @@ struct Gallery::State {
   // the index asks to be rebuilt. Defined in gallery.cpp.
   void refresh() const;
   void load_all(std::int64_t generation, std::int64_t log_from) const;
-  void follow(std::int64_t from, std::int64_t to) const;
+  // Applies the logged changes after `from` up to `to`; false (nothing trusted) when the log no
+  // longer reached back to `from` once read (a writer pruned it meanwhile).
+  bool follow(std::int64_t from, std::int64_t to) const;
   void start_rebuild() const;
   bool load_saved(std::int64_t generation, std::int64_t log_from) const;
-  void save_index() const;
+  void save_index() const;  // save_index_file of this index
   // Every person (and with `vectors`, their templates into `index` of `kind`) read through `sql`.
   static Built read_all(Sql& sql, const ModelBinding& model, IndexKind kind, bool vectors,
                         const std::string& location);

@@ -37,6 +37,22 @@ def test_erc_reproduces_eval_quality_fnmr_curve():
     assert [s["reject_rate"] for s in out["steps"]] == pytest.approx(ref["reject_rates"])
 
 
+def test_erc_ranks_by_a_quality_given_per_row():
+    features = golden_npy("eval/erc_features.npy")
+    pairs = golden_npy("eval/erc_pairs.npy")
+    issame = golden_npy("eval/erc_issame.npy")
+    by_magnitude = facemag.eval.erc(features, issame, pairs, fmrs=[1e-3])
+    norms = np.linalg.norm(features.astype(np.float32).astype(np.float64), axis=1)
+    given = facemag.eval.erc(features, issame, pairs, fmrs=[1e-3], quality=norms)
+    assert given["quality_source"] == "quality"
+    fnmr = lambda out: [[p["fnmr"] for p in s["points"]] for s in out["steps"]]  # noqa: E731
+    assert fnmr(given) == fnmr(by_magnitude)
+    worse = facemag.eval.erc(features, issame, pairs, fmrs=[1e-3], quality=-norms)
+    assert worse["mean_fnmr_0_40"]["1e-03"] > by_magnitude["mean_fnmr_0_40"]["1e-03"]
+    with pytest.raises(facemag.InvalidInputError, match="10 qualities for"):
+        facemag.eval.erc(features, issame, pairs, quality=norms[:10])
+
+
 @pytest.mark.parametrize("qlt", [0, 1])
 def test_ijb_reproduces_eval_ijb_tars(qlt):
     ref = golden_json("ijb/ijb.json")["results"][f"magface_qlt_{qlt}"]

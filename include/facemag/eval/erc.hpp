@@ -1,6 +1,7 @@
-// `facemag eval erc`: how well a quality measure (the smaller magnitude of a pair's two faces)
-// predicts verification errors. The error-versus-reject curve at chosen FMRs beside the baseline
-// of rejecting pairs at random, and the figures that summarise it.
+// `facemag eval erc`: how well a quality measure (the smaller quality of a pair's two faces: the
+// magnitude, or any measure given per face) predicts verification errors. The error-versus-reject
+// curve at chosen FMRs beside the baseline of rejecting pairs at random, and the figures that
+// summarise it.
 #pragma once
 
 #include <opencv2/core/mat.hpp>
@@ -13,7 +14,8 @@
 namespace facemag::eval {
 
 struct ErcSummary {
-  std::vector<double> fmrs;    // as requested
+  std::string quality_source = "magnitude";  // what ranked the pairs
+  std::vector<double> fmrs;                  // as requested
   std::vector<ErcStep> steps;  // at default_reject_rates(), lowest quality rejected first
   // random_fnmr[k][s]: FNMR at fmrs[k] after step s's share rejected at random (NaN: not reached).
   std::vector<std::vector<double>> random_fnmr;
@@ -32,6 +34,12 @@ struct ErcSummary {
 // `random_repeats` shuffles, and the summary figures.
 ErcSummary summarize_error_versus_reject(const FeaturePairs& pairs, const std::vector<double>& fmrs,
                                          int random_repeats = 20);
+// The same with the pairs ranked by `pair_quality` (one value per pair, lower rejected first),
+// named `quality_source`.
+ErcSummary summarize_error_versus_reject(const FeaturePairs& pairs,
+                                         const std::vector<double>& pair_quality,
+                                         const std::string& quality_source,
+                                         const std::vector<double>& fmrs, int random_repeats = 20);
 
 // The FNMR curves beside their random baselines (dashed), one colour per FMR, titled after the
 // file name of `source`.

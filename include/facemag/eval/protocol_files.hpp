@@ -42,6 +42,10 @@ torch::Tensor read_pair_labels(const std::filesystem::path& path);
 // InvalidInput.
 torch::Tensor read_pair_features(const std::filesystem::path& path, bool pairs_by_line);
 
+// One quality per feature row from an .npy of N values (shape N or N x 1, any number type), for
+// `eval erc --quality`. InvalidInput naming the file for another shape.
+std::vector<double> read_row_qualities(const std::filesystem::path& path);
+
 struct FeaturePairFiles {
   FeaturePairs pairs;
   std::vector<double> row_norms;  // L2 norm (raw magnitude) of every row of the feature file

@@ -8,8 +8,10 @@
 #include <torch/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace facemag::eval {
@@ -21,6 +23,10 @@ struct FeaturePairs {
   std::vector<double> first;
   std::vector<double> second;
   std::vector<bool> is_same;
+  // Made from a feature matrix (make_feature_pairs): its rows, and each pair's two rows (2 per
+  // pair, in order). Empty otherwise.
+  std::size_t feature_rows = 0;
+  std::vector<std::int64_t> rows;
 
   std::size_t size() const { return is_same.size(); }
   std::span<const double> a(std::size_t pair) const { return {first.data() + pair * dim, dim}; }
@@ -41,6 +47,12 @@ double angular_distance(std::span<const double> a, std::span<const double> b);
 std::vector<double> pair_similarities(const FeaturePairs& pairs);
 // Quality of every pair: the smaller of the two raw norms (MagFace's eval_quality.py).
 std::vector<double> pair_qualities(const FeaturePairs& pairs);
+// The smaller of each pair's two faces' qualities, from one quality per feature row (any measure:
+// a detector score, an image score, another model's): `source` names them in errors.
+// InvalidInput when the pairs were not made from a feature matrix, or `row_quality` holds another
+// number of values than its rows, or a value that is not finite.
+std::vector<double> pair_qualities(const FeaturePairs& pairs, std::span<const double> row_quality,
+                                   const std::string& source);
 
 // ---- k-fold verification accuracy (MagFace eval_1v1.py, calculate_roc) ----
 

@@ -14,7 +14,7 @@
 // people) is built again on a thread with a connection of its own while searches go on with the
 // current one, then swapped in and brought up to date from the log. A search's best face is read
 // from the store by person id. Memory: the index (N D floats, hnsw N (D + 32)) and one name per
-// person; a rebuild holds two indexes while it runs.
+// person; a rebuild holds two indexes while it runs (and closing the gallery waits for it).
 //
 // People are known (enrolled, or named by the user) or proposed: grouped by `assign` from faces
 // that matched nobody and named "unnamed-N" until the user renames them (assign.hpp). Both take

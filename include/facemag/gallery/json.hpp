@@ -65,7 +65,8 @@ nlohmann::json to_json(const UnassignedFace& face);
 // "proposed": true for a proposed person.
 nlohmann::json to_json(const PersonSummary& person);
 
-// {"kind", "people", "generation", "full_loads", "people_followed"} (serve's /health).
+// {"kind", "people", "generation", "full_loads", "people_followed", "rebuilds", "rebuilding",
+// "from_saved_file"} (serve's /health, the Python module's index_status()).
 nlohmann::json to_json(const IndexStatus& index);
 
 // A stored face as `gallery show` writes it (the archive's records add their "row"): {"id",
