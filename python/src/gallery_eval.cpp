@@ -89,12 +89,13 @@ PyGallery create_gallery(const std::string& location, const PyEmbedder& e) {
   return {Gallery::create(location, gallery::binding_of(e.embedder, e.model.weights))};
 }
 
-PyGallery open_gallery(const std::string& location, const PyEmbedder* e, const std::string& index) {
+PyGallery open_gallery(const std::string& location, const PyEmbedder* e, const std::string& index,
+                       const std::string& index_file) {
   const auto kind = gallery::parse_index_kind(index);
   py::gil_scoped_release release;
   std::optional<gallery::ModelBinding> expected;
   if (e) expected = gallery::binding_of(e->embedder, e->model.weights);
-  return {Gallery::open(location, expected, kind)};
+  return {Gallery::open(location, expected, kind, index_file)};
 }
 
 py::object enroll(PyGallery& g, py::handle photos, const PyEmbedder& e, const PyDetector* detector,
@@ -230,8 +231,11 @@ const char* kGalleryDoc =
 same store `facemag gallery ...` reads and writes.
 
 Gallery.create(location, embedder)   a new gallery bound to the embedder's model
-Gallery.open(location, embedder=None, index="auto")   an existing one; with an embedder, refuses
-    a gallery of another model (GalleryError naming both)
+Gallery.open(location, embedder=None, index="auto", index_file="")   an existing one; with an
+    embedder, refuses a gallery of another model (GalleryError naming both). index: "auto"
+    (exact up to 20 000 people, hnsw above), "exact", "hnsw", "ivf"; index_file: where an hnsw
+    index is saved and read back (default: LOCATION.index for a SQLite file, none on PostgreSQL).
+The gallery follows other processes' changes before each search (index_status() says how).
 Results are dicts in the CLI's JSON forms (`gallery search`, `gallery list`, `gallery show`).
 Thread-safe (one writer at a time); calls that detect, embed or search release the GIL.)doc";
 
@@ -240,7 +244,8 @@ Thread-safe (one writer at a time); calls that detect, embed or search release t
 void bind_gallery_eval(py::module_& m) {
   py::class_<PyGallery>(m, "Gallery", kGalleryDoc)
       .def_static("create", &create_gallery, "location"_a, "embedder"_a)
-      .def_static("open", &open_gallery, "location"_a, "embedder"_a = nullptr, "index"_a = "auto")
+      .def_static("open", &open_gallery, "location"_a, "embedder"_a = nullptr, "index"_a = "auto",
+                  "index_file"_a = "")
       .def_static("exists", &Gallery::exists, "location"_a, "Whether `location` holds a gallery.")
       .def(
           "enroll", &enroll, "photos"_a, "embedder"_a, py::kw_only(), "detector"_a = nullptr,

@@ -83,6 +83,13 @@ def test_cli_gallery_is_read_by_python(mobilefacenet, detector, cli, tmp_path):
     assert (status["kind"], status["people"], status["full_loads"]) == ("exact", 3, 1)
     assert status["people_followed"] >= 1
     assert g.index_recall(queries=20) == 1.0
+    # An hnsw index, saved where asked and read back by the next open.
+    saved = tmp_path / "people.hnsw"
+    first = facemag.Gallery.open(db, index="hnsw", index_file=str(saved))
+    assert first.index_status()["kind"] == "hnsw" and saved.exists()
+    again = facemag.Gallery.open(db, index="hnsw", index_file=str(saved))
+    assert again.index_status()["from_saved_file"] is True
+    assert again.search(pam.embeddings[0])["person"] == "pam"
     # A gallery refuses another model (here: 256-d mirror features), naming both.
     flipped = facemag.Embedder(arch="mobilefacenet", weights=MOBILEFACENET, flip=True)
     with pytest.raises(facemag.GalleryError) as e:
