@@ -45,3 +45,11 @@ class PostgresServer {
 };
 
 }  // namespace facemag::test
+
+// Skips the test, saying why, where PostgreSQL is not installed; fails it where the server would
+// not start.
+#define FACEMAG_REQUIRE_POSTGRES(server)                   \
+  do {                                                     \
+    if ((server).absent()) GTEST_SKIP() << (server).why(); \
+    ASSERT_TRUE((server).running()) << (server).why();     \
+  } while (0)

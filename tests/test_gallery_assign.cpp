@@ -448,8 +448,7 @@ using test::PostgresServer;
 TEST(GalleryAssignPostgres, ProposesMergesSplitsRegroups) {
   test::TempDir tmp;
   const PostgresServer server(tmp / "pg");
-  if (server.absent()) GTEST_SKIP() << server.why();
-  ASSERT_TRUE(server.running()) << server.why();
+  FACEMAG_REQUIRE_POSTGRES(server);
   auto g = Gallery::create(server.url(), toy_model());
   g.enroll({new_face("ann", "ann0.jpg", vec(0))});
   const auto done =

@@ -386,8 +386,7 @@ TEST(CliGalleryPostgres, TwoProcessesShareOneGalleryWithoutARestart) {
   REQUIRE_REAL_MODEL();
   test::TempDir tmp;
   const PostgresServer server(tmp / "pg");
-  if (server.absent()) GTEST_SKIP() << server.why();
-  ASSERT_TRUE(server.running()) << server.why();
+  FACEMAG_REQUIRE_POSTGRES(server);
   const std::string db = "'" + server.url() + "'";
   auto r = run_cli("gallery create " + db + model(), tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -433,8 +432,7 @@ TEST(CliGalleryPostgres, ThreeShardsEnrolConcurrentlyIntoOneGallery) {
   REQUIRE_REAL_MODEL();
   test::TempDir tmp;
   const PostgresServer server(tmp / "pg");
-  if (server.absent()) GTEST_SKIP() << server.why();
-  ASSERT_TRUE(server.running()) << server.why();
+  FACEMAG_REQUIRE_POSTGRES(server);
   const std::string db = "'" + server.url() + "'";
   ASSERT_EQ(run_cli("gallery create " + db + model(), tmp).exit_code, 0);
   std::string jobs;

@@ -162,8 +162,7 @@ TEST(GalleryFollow, SqliteHandlesFollowEachOther) {
 TEST(GalleryFollow, PostgresHandlesFollowEachOther) {
   test::TempDir tmp;
   const test::PostgresServer server(tmp / "pg");
-  if (server.absent()) GTEST_SKIP() << server.why();
-  ASSERT_TRUE(server.running()) << server.why();
+  FACEMAG_REQUIRE_POSTGRES(server);
   two_handles_follow_each_other(server.url());
 }
 

@@ -105,6 +105,11 @@ class Server {
 
 #define REQUIRE_SERVER(s) ASSERT_GT((s).port(), 0) << (s).log()
 
+// serve's arguments for a gallery `db` (which brings its model) with the real MTCNN.
+std::string with_gallery(const std::string& db) {
+  return "--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string();
+}
+
 json body_of(const httplib::Result& r) {
   if (!r) return {{"transport_error", httplib::to_string(r.error())}};
   try {
@@ -254,8 +259,7 @@ TEST(ServeCli, GalleryRoutesEnrolIdentifyVerifyListAndRemove) {
   test::TempDir tmp;
   const auto db = (tmp / "g.db").string();
   ASSERT_EQ(test::run_cli("gallery create " + db + model(), tmp).exit_code, 0);
-  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
-                tmp);
+  Server server(with_gallery(db), tmp);
   REQUIRE_SERVER(server);
   auto client = server.client();
   for (const char* person : {"bruce", "neil", "pam"}) {
@@ -327,12 +331,9 @@ TEST(ServeCli, TwoServersShareAPostgresGallery) {
   REQUIRE_REAL_MODEL();
   test::TempDir tmp;
   const test::PostgresServer postgres(tmp / "pg");
-  if (postgres.absent()) GTEST_SKIP() << postgres.why();
-  ASSERT_TRUE(postgres.running()) << postgres.why();
+  FACEMAG_REQUIRE_POSTGRES(postgres);
   ASSERT_EQ(test::run_cli("gallery create " + postgres.url() + model(), tmp).exit_code, 0);
-  const std::string args =
-      "--gallery " + postgres.url() + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string();
-  Server first(args, tmp), second(args, tmp);
+  Server first(with_gallery(postgres.url()), tmp), second(with_gallery(postgres.url()), tmp);
   REQUIRE_SERVER(first);
   REQUIRE_SERVER(second);
   auto a = first.client(), b = second.client();
@@ -399,8 +400,7 @@ TEST(ServeCli, EnrolAndIdentifyApplyTheGalleryQualityGateAsTheCliDoes) {
   EXPECT_NE(cli_enrol.err.find("is below"), std::string::npos) << cli_enrol.err;
   ASSERT_EQ(test::json_lines(cli_enrol.out).size(), 1u) << cli_enrol.out;
 
-  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
-                tmp);
+  Server server(with_gallery(db), tmp);
   REQUIRE_SERVER(server);
   auto client = server.client();
   const auto refused = client.Post("/v1/enroll?person=bruce", file_bytes(poor), "image/jpeg");
@@ -592,8 +592,7 @@ TEST(ServeCli, AssignJoinsKnownPeopleProposesNewOnesAndRefusesBadInput) {
   test::TempDir tmp;
   const auto db = (tmp / "g.db").string();
   ASSERT_EQ(test::run_cli("gallery create " + db + model(), tmp).exit_code, 0);
-  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
-                tmp);
+  Server server(with_gallery(db), tmp);
   REQUIRE_SERVER(server);
   auto client = server.client();
   ASSERT_EQ(
@@ -675,8 +674,7 @@ TEST(ServeCli, TheWebPageShowsAndEnrolsFacesInChromium) {
       test::run_cli("gallery enroll " + db + " " + casia().string() + " --by-folder" + model(), tmp)
           .exit_code,
       0);
-  Server server("--gallery " + db + " --mtcnn " + (test::shared_dir() / "weights/mtcnn").string(),
-                tmp);
+  Server server(with_gallery(db), tmp);
   REQUIRE_SERVER(server);
   const std::string cmd =
       "node " + (fs::path(FACEMAG_SOURCE_DIR) / "tests/browser/serve_page.cjs").string() + " " +

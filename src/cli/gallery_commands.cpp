@@ -312,8 +312,7 @@ struct CheckOptions : GalleryOptions {
 };
 
 int run_check(const CheckOptions& opt) {
-  const auto g = Gallery::open(opt.db, std::nullopt, gallery::parse_index_kind(opt.index.kind),
-                               opt.index.file);
+  const auto g = open_indexed(opt.db, opt.index);
   const auto checked = gallery::check_gallery(g, opt.recall ? opt.recall_queries : 0);
   std::fputs(gallery::to_text(checked, g.location()).c_str(), stdout);
   return checked.sound() ? kExitOk : kExitSomeInputsFailed;

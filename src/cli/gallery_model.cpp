@@ -16,10 +16,14 @@ void add_gallery_index_options(CLI::App& command, GalleryIndexOptions& index) {
                      "DB.index next to a SQLite gallery; none for PostgreSQL)");
 }
 
+gallery::Gallery open_indexed(const std::string& location, const GalleryIndexOptions& index) {
+  return gallery::Gallery::open(location, std::nullopt, gallery::parse_index_kind(index.kind),
+                                index.file);
+}
+
 OpenGallery open_with_model(const std::string& location, const ModelOptions& given, bool arch_given,
                             const GalleryIndexOptions& index) {
-  auto g = gallery::Gallery::open(location, std::nullopt, gallery::parse_index_kind(index.kind),
-                                  index.file);
+  auto g = open_indexed(location, index);
   // The user's model, or the gallery's own.
   auto asked = model_request(given);
   asked.architecture_given = arch_given;

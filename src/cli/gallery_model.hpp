@@ -16,6 +16,8 @@ struct GalleryIndexOptions {
   std::string file;  // a saved hnsw index ("": next to a SQLite gallery, none on PostgreSQL)
 };
 void add_gallery_index_options(CLI::App& command, GalleryIndexOptions& index);
+// The gallery at `location` with the index the options ask for.
+gallery::Gallery open_indexed(const std::string& location, const GalleryIndexOptions& index);
 
 struct OpenGallery {
   gallery::Gallery gallery;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <sstream>
 #include <unordered_map>
 
@@ -226,6 +227,31 @@ std::string placeholders(std::size_t n) {
 
 constexpr std::size_t kIdsPerQuery = 500;  // ids bound in one IN (...) list
 
+// `select` (ending in "IN ") run for `ids`, kIdsPerQuery at a time; each row to `row_fn`.
+template <class RowFn>
+void each_row_in(Sql& sql, const std::string& select, const std::vector<std::int64_t>& ids,
+                 RowFn row_fn) {
+  for (std::size_t first = 0; first < ids.size(); first += kIdsPerQuery) {
+    const std::vector<SqlValue> some(
+        ids.begin() + static_cast<std::ptrdiff_t>(first),
+        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), first + kIdsPerQuery)));
+    for (const auto& row : sql.run(select + "(" + placeholders(some.size()) + ")", some))
+      row_fn(row);
+  }
+}
+
+// A person's stored template (column 4 of kPeopleSelect) as `dim` values; GalleryError when it
+// holds another number.
+std::span<const float> template_values(const SqlRow& row, std::size_t dim,
+                                       const std::string& location) {
+  const auto& bytes = as_blob(row[4]);
+  if (bytes.size() != dim * sizeof(float))
+    throw GalleryError(location + ": the template of person " + std::to_string(as_int(row[0])) +
+                       " is not of " + std::to_string(dim) +
+                       " values (run `facemag gallery check`)");
+  return {reinterpret_cast<const float*>(bytes.data()), dim};
+}
+
 // What search reports of a person, then their template, from the store.
 constexpr const char* kPeopleSelect =
     "SELECT p.id, p.name, t.faces, (SELECT COUNT(*) FROM proposed r WHERE r.person_id = p.id), "
@@ -267,14 +293,9 @@ Gallery::State::Built Gallery::State::read_all(Sql& sql, const ModelBinding& mod
       const auto id = as_int(row[0]);
       out.people[id] = Person::of(row);
       if (!vectors) continue;
-      const auto& bytes = as_blob(row[4]);
-      if (bytes.size() != dim * sizeof(float))
-        throw GalleryError(location + ": the template of person " + std::to_string(id) +
-                           " is not of " + std::to_string(dim) +
-                           " values (run `facemag gallery check`)");
+      const auto v = template_values(row, dim, location);
       ids.push_back(id);
-      const auto* v = reinterpret_cast<const float*>(bytes.data());
-      values.insert(values.end(), v, v + dim);
+      values.insert(values.end(), v.begin(), v.end());
     }
     if (rows.size() < static_cast<std::size_t>(kPage)) break;
     after = as_int(rows.back()[0]);
@@ -363,28 +384,16 @@ bool Gallery::State::follow(std::int64_t from, std::int64_t to) const {
   // A writer that pruned the log before the read above left part of it out: read everything.
   if (as_int(sql->run("SELECT log_from FROM state WHERE id = 1").at(0)[0]) > from) return false;
   const auto dim = static_cast<std::size_t>(model.embedding_size);
-  for (std::size_t first = 0; first < changed.size(); first += kIdsPerQuery) {
-    const auto last = std::min(changed.size(), first + kIdsPerQuery);
-    std::vector<SqlValue> ids(changed.begin() + static_cast<std::ptrdiff_t>(first),
-                              changed.begin() + static_cast<std::ptrdiff_t>(last));
-    std::set<std::int64_t> gone(changed.begin() + static_cast<std::ptrdiff_t>(first),
-                                changed.begin() + static_cast<std::ptrdiff_t>(last));
-    for (const auto& row :
-         sql->run(std::string(kPeopleSelect) + "WHERE p.id IN (" + placeholders(ids.size()) + ")",
-                  ids)) {
-      const auto id = as_int(row[0]);
-      const auto vector = blob_to_floats(as_blob(row[4]));
-      if (vector.size() != dim)
-        throw GalleryError(location + ": the template of person " + std::to_string(id) +
-                           " is not of " + std::to_string(dim) + " values");
-      index.upsert(id, vector);
-      people[id] = Person::of(row);
-      gone.erase(id);
-    }
-    for (const auto id : gone) {
-      index.remove(id);
-      people.erase(id);
-    }
+  std::set<std::int64_t> gone(changed.begin(), changed.end());
+  each_row_in(*sql, std::string(kPeopleSelect) + "WHERE p.id IN ", changed, [&](const SqlRow& row) {
+    const auto id = as_int(row[0]);
+    index.upsert(id, template_values(row, dim, location));
+    people[id] = Person::of(row);
+    gone.erase(id);
+  });
+  for (const auto id : gone) {
+    index.remove(id);
+    people.erase(id);
   }
   status.people_followed += changed.size();
   built_at = to;
@@ -440,7 +449,7 @@ std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int 
   s.refresh();
   const double n = norm(embedding);
   std::vector<Candidate> out;
-  std::vector<SqlValue> ids;
+  std::vector<std::int64_t> ids;
   for (const auto& hit : s.index.search(embedding, top_k)) {
     const auto found = s.people.find(hit.id);
     if (found == s.people.end()) continue;  // gone while a saved index was being read
@@ -456,28 +465,21 @@ std::vector<Candidate> Gallery::search(const std::vector<float>& embedding, int 
   }
   if (ids.empty()) return out;
   std::unordered_map<std::int64_t, std::size_t> rank;
-  for (std::size_t i = 0; i < ids.size(); ++i) rank[std::get<std::int64_t>(ids[i])] = i;
-  for (std::size_t first = 0; first < ids.size(); first += kIdsPerQuery) {
-    const std::vector<SqlValue> some(
-        ids.begin() + static_cast<std::ptrdiff_t>(first),
-        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), first + kIdsPerQuery)));
-    for (const auto& row :
-         s.sql->run("SELECT id, person_id, embedding FROM faces WHERE person_id IN (" +
-                        placeholders(some.size()) + ")",
-                    some)) {
-      const auto e = blob_to_floats(as_blob(row[2]));
-      double dot = 0;
-      for (std::size_t d = 0; d < e.size() && d < embedding.size(); ++d)
-        dot += double(e[d]) * embedding[d];
-      const double face_norm = norm(e);
-      const double cos = n > 0 && face_norm > 0 ? dot / (n * face_norm) : 0.0;
-      auto& c = out[rank.at(as_int(row[1]))];
-      if (cos > c.best_face_similarity) {
-        c.best_face_similarity = cos;
-        c.best_face_id = as_int(row[0]);
-      }
-    }
-  }
+  for (std::size_t i = 0; i < ids.size(); ++i) rank[ids[i]] = i;
+  each_row_in(*s.sql, "SELECT id, person_id, embedding FROM faces WHERE person_id IN ", ids,
+              [&](const SqlRow& row) {
+                const auto e = blob_to_floats(as_blob(row[2]));
+                double dot = 0;
+                for (std::size_t d = 0; d < e.size() && d < embedding.size(); ++d)
+                  dot += double(e[d]) * embedding[d];
+                const double face_norm = norm(e);
+                const double cos = n > 0 && face_norm > 0 ? dot / (n * face_norm) : 0.0;
+                auto& c = out[rank.at(as_int(row[1]))];
+                if (cos > c.best_face_similarity) {
+                  c.best_face_similarity = cos;
+                  c.best_face_id = as_int(row[0]);
+                }
+              });
   return out;
 }
 
@@ -492,16 +494,7 @@ IndexRecall Gallery::index_recall(int queries, int k) const {
   std::lock_guard lock(state_->mutex);
   const auto& s = *state_;
   s.refresh();
-  std::vector<std::int64_t> ids;
-  std::vector<float> vectors;
-  for (const auto& row : s.sql->run("SELECT person_id, vector FROM templates ORDER BY person_id")) {
-    ids.push_back(as_int(row[0]));
-    const auto v = blob_to_floats(as_blob(row[1]));
-    vectors.insert(vectors.end(), v.begin(), v.end());
-  }
-  PersonIndex exact;
-  exact.build(ids, std::move(vectors), static_cast<std::size_t>(s.model.embedding_size),
-              IndexKind::kExact);
+  const auto exact = State::read_all(*s.sql, s.model, IndexKind::kExact, true, s.location).index;
   IndexRecall out;
   out.kind = s.index.kind();
   out.people = s.index.size();
