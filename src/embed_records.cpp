@@ -10,7 +10,8 @@
 
 namespace facemag {
 
-nlohmann::json to_json(const FileFace& face, const std::string& model, bool with_vector) {
+nlohmann::json to_json(const FileFace& face, const std::string& model, bool with_vector,
+                       const std::string& quality_source) {
   nlohmann::json j{{"path", face.path}};
   if (face.found) {
     j["face"] = face.found->index;
@@ -18,7 +19,9 @@ nlohmann::json to_json(const FileFace& face, const std::string& model, bool with
     j["score"] = face.found->detection.score;
   }
   j["model"] = model;
-  j["quality"] = face.embedding.magnitude;
+  j["quality"] = face.embedding.quality;
+  if (quality_source != "magnitude") j["magnitude"] = face.embedding.magnitude;
+  j["quality_source"] = quality_source;
   if (with_vector) j["embedding"] = face.embedding.raw;
   if (!face.classes.empty()) {
     nlohmann::json top = nlohmann::json::array();
@@ -48,14 +51,14 @@ void FaceRecordWriter::write(FileFace face) {
   if (index_) {
     nlohmann::json row{{"row", matrix_.size() / dims_}, {"path", face.path}};
     if (face.found) row["face"] = face.found->index;
-    row["quality"] = face.embedding.magnitude;
+    row["quality"] = face.embedding.quality;
     *index_ << row << "\n";
     matrix_.insert(matrix_.end(), face.embedding.raw.begin(), face.embedding.raw.end());
   }
   if (options_.sort_by_quality) {
     kept_.push_back(std::move(face));
   } else {
-    out_ << to_json(face, options_.model, options_.with_vector) << "\n";
+    out_ << to_json(face, options_.model, options_.with_vector, options_.quality_source) << "\n";
   }
 }
 
@@ -63,9 +66,10 @@ void FaceRecordWriter::finish() {
   if (options_.sort_by_quality) {
     // Best quality first, as MagFace's quality listings.
     std::stable_sort(kept_.begin(), kept_.end(), [](const FileFace& a, const FileFace& b) {
-      return a.embedding.magnitude > b.embedding.magnitude;
+      return a.embedding.quality > b.embedding.quality;
     });
-    for (const auto& f : kept_) out_ << to_json(f, options_.model, options_.with_vector) << "\n";
+    for (const auto& f : kept_)
+      out_ << to_json(f, options_.model, options_.with_vector, options_.quality_source) << "\n";
   }
   if (!options_.npy.empty()) {
     const auto rows = static_cast<std::int64_t>(matrix_.size() / dims_);

@@ -138,6 +138,7 @@ struct CachedFace {
   std::size_t faces_in_photo = 0;
   Detection detection;
   float magnitude = 0;
+  float quality = 0;  // Embedding::quality (caches written before it had one: the magnitude)
 };
 
 Detection detection_from_json(const json& j) {
@@ -277,7 +278,8 @@ struct EmbeddingCache::State {
         for (const auto& f : j.at("faces")) {
           photo_faces.push_back({f.at("index").get<std::size_t>(),
                                  f.at("faces_in_photo").get<std::size_t>(), detection_from_json(f),
-                                 f.at("magnitude").get<float>()});
+                                 f.at("magnitude").get<float>(),
+                                 f.value("quality", f.at("magnitude").get<float>())});
         }
         photos.emplace_back(std::move(key), std::move(photo_faces));
       } catch (const std::exception& e) {
@@ -404,6 +406,7 @@ std::vector<std::optional<std::vector<FaceRecord>>> EmbeddingCache::faces_of(
         r.faces_in_photo = c.faces_in_photo;
         r.detection = c.detection;
         r.embedding.magnitude = c.magnitude;
+        r.embedding.quality = c.quality;
         const float* row = data + (e.row + f) * dim;
         r.embedding.raw.assign(row, row + dim);
         faces.push_back(std::move(r));
@@ -435,6 +438,7 @@ void EmbeddingCache::append(const std::vector<PhotoKey>& photos,
       f["index"] = r.index;
       f["faces_in_photo"] = r.faces_in_photo;
       f["magnitude"] = r.embedding.magnitude;
+      f["quality"] = r.embedding.quality;
       faces_json.push_back(std::move(f));
       ++rows;
     }
@@ -456,7 +460,8 @@ void EmbeddingCache::append(const std::vector<PhotoKey>& photos,
   for (std::size_t p = 0; p < photos.size(); ++p) {
     std::vector<CachedFace> photo_faces;
     for (const auto& r : faces[p])
-      photo_faces.push_back({r.index, r.faces_in_photo, r.detection, r.embedding.magnitude});
+      photo_faces.push_back(
+          {r.index, r.faces_in_photo, r.detection, r.embedding.magnitude, r.embedding.quality});
     state_->add(photos[p], chunk, std::move(photo_faces), row);
     row += faces[p].size();
   }

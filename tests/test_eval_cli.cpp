@@ -310,13 +310,15 @@ TEST(CliGolden, ReportNumbersMatchAnIndependentComputationFromEmbed) {
   ASSERT_EQ(index.size(), photos.size());
   ASSERT_EQ(raw.size(0), static_cast<std::int64_t>(photos.size()));
   std::map<std::string, std::vector<std::int64_t>> members;  // group (folder) -> rows
-  std::map<std::string, double> quality;                     // "group/file" -> magnitude
+  std::map<std::string, double> magnitude;                   // "group/file" -> raw norm
+  std::map<std::string, double> quality;                     // "group/file" -> embed's quality
   for (const auto& line : index) {
     const std::filesystem::path path = line["path"].get<std::string>();
     const auto group = path.parent_path().filename().string();
     const auto row = line["row"].get<std::int64_t>();
     members[group].push_back(row);
-    quality[group + "/" + path.filename().string()] = raw[row].norm().item<double>();
+    magnitude[group + "/" + path.filename().string()] = raw[row].norm().item<double>();
+    quality[group + "/" + path.filename().string()] = line["quality"].get<double>();
   }
 
   const auto report = test::read_json(tmp / "report" / "report.json");
@@ -325,6 +327,9 @@ TEST(CliGolden, ReportNumbersMatchAnIndependentComputationFromEmbed) {
     const auto name = face["name"].get<std::string>();
     ASSERT_TRUE(quality.count(name)) << name;
     EXPECT_NEAR(face["quality"].get<double>(), quality.at(name), 1e-4) << name;
+    EXPECT_NEAR(face["magnitude"].get<double>(), magnitude.at(name), 1e-4) << name;
+    // MobileFaceNet is not MagFace-trained: the quality is the magnitude times a factor <= 1.
+    EXPECT_LE(face["quality"].get<double>(), face["magnitude"].get<double>() + 1e-6) << name;
   }
   const auto unit = raw / raw.norm(2, 1, true);
   const auto overall = unit.mean(0);
@@ -348,8 +353,12 @@ TEST(CliGolden, ReportNumbersMatchAnIndependentComputationFromEmbed) {
     EXPECT_NEAR(group["mean_pairwise_similarity"].get<double>(),
                 pairs > 0 ? similarity / pairs : 0.0, 1e-6)
         << name;
-    EXPECT_NEAR(group["mean_quality"].get<double>(),
-                raw.index_select(0, torch::tensor(rows)).norm(2, 1).mean().item<double>(), 1e-4)
+    double quality_sum = 0;
+    for (const auto& line : index) {
+      const std::filesystem::path path = line["path"].get<std::string>();
+      if (path.parent_path().filename() == name) quality_sum += line["quality"].get<double>();
+    }
+    EXPECT_NEAR(group["mean_quality"].get<double>(), quality_sum / double(rows.size()), 1e-4)
         << name;
     total_wss += wss;
     between_ss += double(rows.size()) * (centroid - overall).pow(2).sum().item<double>();

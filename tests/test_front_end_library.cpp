@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <opencv2/core.hpp>
+
 #include <sstream>
 
 #include "facemag/detect/json.hpp"
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/embed_records.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/cluster_evaluation.hpp"
+#include "facemag/model/manifest.hpp"
 
 namespace facemag {
 namespace {
@@ -41,23 +45,61 @@ TEST(FaceRecordWriter, SortsByQualityAndWritesTheMatrixWithItsRowIndex) {
   const auto dir = std::filesystem::temp_directory_path() / "facemag_face_records";
   std::filesystem::create_directories(dir);
   std::ostringstream out;
-  FaceRecordWriter writer(out, 2, {"m", false, true, dir / "e.npy"});
+  FaceRecordWriter writer(out, 2, {"m", false, true, dir / "e.npy", "magnitude*sharpness"});
+  // Sorted by quality, not by magnitude (the larger magnitude has the poorer quality here).
   for (float q : {1.0f, 3.0f}) {
     FileFace face;
     face.path = "p" + std::to_string(int(q));
-    face.embedding.raw = {q, 0};
-    face.embedding.magnitude = q;
+    face.embedding.raw = {8 - q, 0};
+    face.embedding.magnitude = 8 - q;
+    face.embedding.quality = q;
     writer.write(face);
   }
   EXPECT_EQ(out.str(), "");  // held until finish()
   writer.finish();
-  EXPECT_EQ(out.str(), R"({"model":"m","path":"p3","quality":3.0})"
-                       "\n"
-                       R"({"model":"m","path":"p1","quality":1.0})"
-                       "\n");
+  EXPECT_EQ(
+      out.str(),
+      R"({"magnitude":5.0,"model":"m","path":"p3","quality":3.0,"quality_source":"magnitude*sharpness"})"
+      "\n"
+      R"({"magnitude":7.0,"model":"m","path":"p1","quality":1.0,"quality_source":"magnitude*sharpness"})"
+      "\n");
   EXPECT_TRUE(std::filesystem::exists(dir / "e.npy"));
   EXPECT_EQ(npy_row_index_path(dir / "e.npy"), dir / "e.jsonl");
   std::filesystem::remove_all(dir);
+}
+
+// The quality rule every front end shares (face_quality.hpp), on images whose Laplacian is
+// known: one bright pixel v on black has Laplacian -4v there and v at its 4 neighbours (mean 0),
+// so a variance of 20 v^2 / pixels.
+TEST(FaceQuality, SharpnessOfKnownImagesAndTheRuleOfEachKindOfModel) {
+  cv::Mat dot = cv::Mat::zeros(112, 96, CV_8UC3);
+  dot.at<cv::Vec3b>(56, 48) = {100, 100, 100};
+  const double dot_sharpness = 20.0 * 100 * 100 / (112 * 96);
+  EXPECT_NEAR(crop_sharpness(dot), dot_sharpness, 1e-9 * dot_sharpness);
+  cv::Mat grey_dot = cv::Mat::zeros(112, 96, CV_8UC1);
+  grey_dot.at<std::uint8_t>(56, 48) = 100;
+  EXPECT_NEAR(crop_sharpness(grey_dot), dot_sharpness, 1e-9 * dot_sharpness);
+  // Any height is measured at 112 rows: a flat crop stays flat.
+  EXPECT_EQ(crop_sharpness(cv::Mat(160, 160, CV_8UC3, cv::Scalar::all(77))), 0.0);
+  EXPECT_EQ(crop_sharpness(cv::Mat(56, 48, CV_8UC3, cv::Scalar::all(77))), 0.0);
+  // A fine checkerboard is as sharp as a crop gets: the factor saturates at 1.
+  cv::Mat board(112, 112, CV_8UC1);
+  for (int y = 0; y < board.rows; ++y)
+    for (int x = 0; x < board.cols; ++x) board.at<std::uint8_t>(y, x) = (x + y) % 2 ? 255 : 0;
+  EXPECT_GT(crop_sharpness(board), kSharpnessReference);
+  EXPECT_EQ(sharpness_factor(board), 1.0);
+  EXPECT_NEAR(sharpness_factor(dot), dot_sharpness / kSharpnessReference, 1e-9);
+
+  ModelManifest magface, other;
+  magface.magnitude_is_quality = true;
+  other.magnitude_is_quality = false;
+  EXPECT_EQ(face_quality(magface, 23.5f, dot), 23.5f);
+  EXPECT_FLOAT_EQ(face_quality(other, 5.0f, dot), 5.0f * dot_sharpness / kSharpnessReference);
+  EXPECT_EQ(face_quality(other, 5.0f, board), 5.0f);
+  EXPECT_EQ(quality_source(magface), "magnitude");
+  EXPECT_EQ(quality_source(other), "magnitude*sharpness");
+  EXPECT_THROW(crop_sharpness(cv::Mat(112, 96, CV_32FC3)), InvalidInput);
+  EXPECT_THROW(crop_sharpness(cv::Mat()), InvalidInput);
 }
 
 TEST(ClusterEvaluation, ScoresTheThresholdTheSweepAndThePoorFaces) {

@@ -161,7 +161,8 @@ TEST(CliGallery, EnrolsSearchesAndManagesRealPeople) {
   const auto ack = std::find_if(acks.begin(), acks.end(),
                                 [&](const json& k) { return k["face_id"] == best_face; });
   ASSERT_NE(ack, acks.end());
-  // (The store recomputes the norm in double; float32's 128-term sum is within 128 * 2^-24.)
+  // (The store keeps the acknowledged quality; a norm recomputed in double would be within
+  // 128 * 2^-24 of float32's 128-term sum.)
   EXPECT_NEAR((*stored)["quality"].get<double>(), (*ack)["quality"].get<double>(),
               (*ack)["quality"].get<double>() * 128 * std::ldexp(1.0, -24));
   r = run_cli("embed " + probe + " --arch mobilefacenet" + model(), tmp);

@@ -21,7 +21,7 @@ using video::FaceTracker;
 using video::TrackerOptions;
 
 // A face at box (x, y, x + 100, y + 100) whose embedding points along axis `who` of 8 (tilted by
-// `tilt` towards axis 7) with the given magnitude and detector score.
+// `tilt` towards axis 7) with the given magnitude (also its quality) and detector score.
 FaceRecord face(float x, float y, int who, float magnitude = 10, float score = 0.99f,
                 float tilt = 0) {
   FaceRecord r;
@@ -32,13 +32,13 @@ FaceRecord face(float x, float y, int who, float magnitude = 10, float score = 0
   r.embedding.raw[7] += std::sin(tilt);
   for (auto& v : r.embedding.raw) v *= magnitude;
   r.embedding.magnitude = magnitude;
+  r.embedding.quality = magnitude;
   return r;
 }
 
-TrackerOptions options(bool magnitude_is_quality = true) {
+TrackerOptions options() {
   TrackerOptions o;
   o.reid_similarity = 0.5;
-  o.magnitude_is_quality = magnitude_is_quality;
   return o;
 }
 
@@ -231,15 +231,27 @@ TEST(VideoTracker, AfterACutTracksContinueOnlyByResemblance) {
   EXPECT_EQ(tracks[2].detections, 2);
 }
 
-TEST(VideoTracker, WithoutMagFaceTheDetectorScoreIsTheQuality) {
-  FaceTracker tracker(options(/*magnitude_is_quality=*/false));
-  tracker.update(0, 0.0, std::vector<FaceRecord>{face(0, 0, 0, 30, 0.95f)});
-  const auto a = tracker.update(1, 0.1, std::vector<FaceRecord>{face(0, 0, 0, 5, 0.999f)});
-  EXPECT_TRUE(a[0].new_best);
+// The embedder's quality (for a model that is not MagFace-trained, the magnitude times the
+// crop's sharpness factor) ranks faces and weights the template, not the magnitude or the
+// detector score.
+TEST(VideoTracker, TheEmbeddingsQualityRanksFacesAndWeightsTheTemplate) {
+  FaceTracker tracker(options());
+  auto sharp = face(0, 0, 0, 5, 0.95f);  // quality 5
+  auto blurred = face(0, 0, 0, 30, 0.999f, 0.5f);
+  blurred.embedding.quality = 3;  // a blurred crop: high magnitude, low sharpness
+  tracker.update(0, 0.0, std::vector<FaceRecord>{sharp});
+  const auto a = tracker.update(1, 0.1, std::vector<FaceRecord>{blurred});
+  EXPECT_FALSE(a[0].new_best);
   auto tracks = tracker.finish();
-  EXPECT_EQ(tracks[0].best.frame, 1);
-  EXPECT_FLOAT_EQ(tracks[0].best.quality, 0.999f);
+  ASSERT_EQ(tracks.size(), 1u);
+  EXPECT_EQ(tracks[0].best.frame, 0);
+  EXPECT_FLOAT_EQ(tracks[0].best.quality, 5);
   EXPECT_FLOAT_EQ(tracks[0].best.magnitude, 5);
+  EXPECT_DOUBLE_EQ(tracks[0].quality_sum, 8);
+  // Template: (5 * e0 + 3 * (cos 0.5 e0 + sin 0.5 e7)) / 8.
+  const auto t = tracks[0].template_vector();
+  EXPECT_NEAR(t[0], (5 + 3 * std::cos(0.5)) / 8, 1e-6);
+  EXPECT_NEAR(t[7], 3 * std::sin(0.5) / 8, 1e-6);
 }
 
 // ---- shot cuts ----

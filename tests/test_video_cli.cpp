@@ -116,7 +116,7 @@ TEST(VideoCli, TracksThreePeopleThroughAClipAndKeepsASharpBestFrame) {
     EXPECT_DOUBLE_EQ(t["last"]["time"].get<double>(), expected[i].last / 10.0);
     EXPECT_EQ(t["detections"], expected[i].detections) << i;
     EXPECT_EQ(t["rejoins"], expected[i].rejoins) << i;
-    EXPECT_EQ(t["quality_source"], "detector score");
+    EXPECT_EQ(t["quality_source"], "magnitude*sharpness");
     const int best = t["best"]["frame"];
     EXPECT_FALSE(degraded(best)) << "track " << i + 1 << ": best frame " << best;
     EXPECT_GE(best, expected[i].first);
@@ -185,14 +185,15 @@ TEST(VideoCli, TheResultDoesNotDependOnThreadsOrFrameBatch) {
     const auto other = run(name, extra);
     ASSERT_EQ(other.size(), reference.size()) << extra;
     EXPECT_EQ(spans(other), spans(reference)) << extra;
-    // Detector scores: float32 network passes over batches of another size may round
-    // differently. Measured on Zen 5: identical for threads 1/2 and batches 1/3/8 (the
-    // MobileFaceNet magnitudes differ by up to 7e-4 between batch 1 and 8; they are not this
-    // model's quality). 1e-4 leaves room for other CPUs' kernels.
-    for (std::size_t i = 0; i < other.size(); ++i)
-      EXPECT_NEAR(other[i]["best"]["quality"].get<double>(),
-                  reference[i]["best"]["quality"].get<double>(), 1e-4)
-          << extra;
+    // The quality (magnitude times sharpness factor): float32 network passes over batches of
+    // another size round differently. Detections were identical for threads 1/2 and batches
+    // 1/3/8 on Zen 5, so the crops and their sharpness are; the MobileFaceNet magnitudes differed
+    // by up to 7e-4 (about 1.2e-4 of their value) between batch 1 and 8 there, by 2.3e-5 of
+    // their value on a Xeon with AMX. 5e-4 of the value leaves room for other CPUs' kernels.
+    for (std::size_t i = 0; i < other.size(); ++i) {
+      const double expected = reference[i]["best"]["quality"].get<double>();
+      EXPECT_NEAR(other[i]["best"]["quality"].get<double>(), expected, 5e-4 * expected) << extra;
+    }
   }
 }
 
@@ -338,6 +339,120 @@ TEST(VideoCli, SomeoneElseAfterACutOrInTheSamePlaceGetsATrackOfTheirOwn) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("85 faces, 0 shot cut(s))"), std::string::npos) << r.err;
   check(json_lines(r.out), "gate only: ");
+}
+
+// Issue 41's best-frame clips, with MobileFaceNet (not MagFace-trained: quality_source
+// "magnitude*sharpness"). The magnitude alone would pick a blurred frame: Boris's crop blurred
+// with sigma 6 has magnitude 8.15 against the sharp one's 5.55; MTCNN's probability is 0.999+ on
+// every frame.
+cv::Mat gaussian_blur(const cv::Mat& m, double sigma) {
+  cv::Mat out;
+  cv::GaussianBlur(m, out, {0, 0}, sigma);
+  return out;
+}
+
+// Horizontal motion blur over `length` pixels (a camera panning).
+cv::Mat motion_blur(const cv::Mat& m, int length) {
+  cv::Mat out;
+  const cv::Mat kernel = cv::Mat::ones(1, length, CV_32F) / length;
+  cv::filter2D(m, out, -1, kernel);
+  return out;
+}
+
+// The Boris track: the one whose best box is centred (the bystander's lies at the left edge).
+const nlohmann::json& centre_track(const std::vector<nlohmann::json>& tracks, double centre_x) {
+  const nlohmann::json* best = nullptr;
+  double nearest = 1e9;
+  for (const auto& t : tracks) {
+    const auto& box = t["best"]["box"];
+    const double d = std::abs((box[0].get<double>() + box[2].get<double>()) / 2 - centre_x);
+    if (d < nearest) nearest = d, best = &t;
+  }
+  return *best;
+}
+
+// Boris for 3 s with every frame blurred (sigma 3, 4.5, 6 in turn) but frame 17, Brian in the
+// same place for 2 s, Boris again for 2 s, blurred.
+TEST(VideoCli, TheBestFaceOfABlurredShotIsItsOneSharpFrame) {
+  REQUIRE_REAL_MODEL();
+  FACEMAG_REQUIRE_FILE(lfw() / "Boris_Becker" / "Boris_Becker_0001.jpg");
+  FACEMAG_REQUIRE_FILE(lfw() / "Brian_Griese" / "Brian_Griese_0001.jpg");
+  test::TempDir tmp;
+  const cv::Mat boris = cv::imread((lfw() / "Boris_Becker" / "Boris_Becker_0001.jpg").string());
+  const cv::Mat brian = cv::imread((lfw() / "Brian_Griese" / "Brian_Griese_0001.jpg").string());
+  const auto clip = tmp / "blurred.avi";
+  cv::VideoWriter writer(clip.string(), cv::CAP_FFMPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
+                         10, {250, 250});
+  if (!writer.isOpened()) GTEST_SKIP() << "this OpenCV cannot write MJPG through FFmpeg";
+  const double sigmas[] = {3, 4.5, 6};
+  for (int f = 0; f < 70; ++f) {
+    if (f >= 30 && f < 50)
+      writer.write(brian);
+    else
+      writer.write(f == 17 ? boris : gaussian_blur(boris, sigmas[f % 3]));
+  }
+  writer.release();
+  const auto r =
+      run_cli("video " + clip.string() + " --out " + (tmp / "out").string() + model(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto tracks = json_lines(r.out);
+  ASSERT_EQ(tracks.size(), 3u) << r.out;  // Boris, the bystander beside him, Brian
+  int brian_tracks = 0;
+  std::vector<nlohmann::json> boris_frames;
+  for (const auto& t : tracks) {
+    EXPECT_EQ(t["quality_source"], "magnitude*sharpness");
+    const int first = t["first"]["frame"], last = t["last"]["frame"];
+    if (first == 30) {
+      ++brian_tracks;
+      EXPECT_EQ(last, 49);
+      EXPECT_EQ(t["detections"], 20);
+    } else {  // Boris's frames only: 0-29 and 50-69
+      EXPECT_EQ(first, 0) << t;
+      EXPECT_EQ(last, 69) << t;
+      EXPECT_EQ(t["detections"], 50) << t;
+      boris_frames.push_back(t);
+    }
+  }
+  EXPECT_EQ(brian_tracks, 1);
+  ASSERT_FALSE(boris_frames.empty());
+  const auto& boris_track = centre_track(boris_frames, 125);
+  EXPECT_EQ(boris_track["best"]["frame"], 17) << boris_track;
+  EXPECT_LT(boris_track["best"]["quality"].get<double>(),
+            boris_track["best"]["magnitude"].get<double>() + 1e-6);
+}
+
+// A slow pan (3 px a frame across a wider frame) with the camera's motion blur on every frame
+// but frame 23: one shot, Boris's track unbroken, its best face the sharp frame.
+TEST(VideoCli, TheBestFaceOfAPanBlurredByMotionIsItsSharpFrame) {
+  REQUIRE_REAL_MODEL();
+  FACEMAG_REQUIRE_FILE(lfw() / "Boris_Becker" / "Boris_Becker_0001.jpg");
+  test::TempDir tmp;
+  const cv::Mat boris = cv::imread((lfw() / "Boris_Becker" / "Boris_Becker_0001.jpg").string());
+  const auto clip = tmp / "pan.avi";
+  cv::VideoWriter writer(clip.string(), cv::CAP_FFMPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
+                         10, {400, 250});
+  if (!writer.isOpened()) GTEST_SKIP() << "this OpenCV cannot write MJPG through FFmpeg";
+  constexpr int kPanFrames = 40;
+  for (int f = 0; f < kPanFrames; ++f) {
+    cv::Mat frame(250, 400, CV_8UC3, cv::Scalar::all(90));
+    boris.copyTo(frame(cv::Rect(3 * f, 0, 250, 250)));
+    writer.write(f == 23 ? frame : motion_blur(frame, 15));
+  }
+  writer.release();
+  const auto r =
+      run_cli("video " + clip.string() + " --out " + (tmp / "out").string() + model(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("0 shot cut(s))"), std::string::npos) << r.err;
+  const auto tracks = json_lines(r.out);
+  ASSERT_GE(tracks.size(), 1u);
+  ASSERT_LE(tracks.size(), 2u) << r.out;  // Boris, and the bystander beside him when found
+  // Boris's face moves with the pan: at frame 23 his photo's centre is at x = 69 + 125.
+  const auto& boris_track = centre_track(tracks, 3 * 23 + 125);
+  EXPECT_EQ(boris_track["first"]["frame"], 0);
+  EXPECT_EQ(boris_track["last"]["frame"], kPanFrames - 1);
+  EXPECT_EQ(boris_track["detections"], kPanFrames);
+  EXPECT_EQ(boris_track["rejoins"], 0);
+  EXPECT_EQ(boris_track["best"]["frame"], 23) << boris_track;
 }
 
 TEST(VideoCli, SigintEndsTheRunAndWritesTheTracksSoFar) {

@@ -18,18 +18,22 @@
 namespace facemag {
 
 // One face's record: "path"; for a detected face its "face" index, "box" and detector "score";
-// the "model" name; "quality" (the magnitude); the raw "embedding" when `with_vector`; and its
-// top "classes" ({"class", "probability", "name" when known}) when it has any.
-nlohmann::json to_json(const FileFace& face, const std::string& model, bool with_vector);
+// the "model" name; "quality" (the face's quality, face_quality.hpp), "magnitude" when the
+// quality is not the magnitude, and "quality_source" (what the quality measures); the raw
+// "embedding" when `with_vector`; and its top "classes" ({"class", "probability", "name" when
+// known}) when it has any.
+nlohmann::json to_json(const FileFace& face, const std::string& model, bool with_vector,
+                       const std::string& quality_source = "magnitude");
 
 // The row index written beside an embedding matrix: the .npy path with the extension .jsonl.
 std::filesystem::path npy_row_index_path(const std::filesystem::path& npy);
 
 struct FaceRecordOptions {
-  std::string model;             // the "model" of every record
-  bool with_vector = true;       // records carry the raw embedding
-  bool sort_by_quality = false;  // hold records until finish(), then best quality first
-  std::filesystem::path npy;     // also write the float32 matrix here (empty: none)
+  std::string model;                         // the "model" of every record
+  bool with_vector = true;                   // records carry the raw embedding
+  bool sort_by_quality = false;              // hold records until finish(), then best quality first
+  std::filesystem::path npy;                 // also write the float32 matrix here (empty: none)
+  std::string quality_source = "magnitude";  // quality_source() of the model
 };
 
 // Writes records as faces come (JSON Lines on `out`, which must outlive the writer), or sorted at

@@ -105,6 +105,8 @@ def align(
     bgr: bool = False,
     return_matrix: bool = True,
 ) -> Tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]: ...
+def crop_sharpness(crop: Image, *, bgr: bool = False) -> float:
+    """Variance of the Laplacian of the crop's grey levels at 112 rows (the sharpness factor's)."""
 def margin_crop(
     image: Image,
     box: Union[Detection, npt.ArrayLike],
@@ -203,6 +205,9 @@ class Embedder:
         """The mean cosine at which grouping stops (`facemag cluster`'s default cut)."""
     @property
     def name(self) -> str: ...
+    @property
+    def quality_source(self) -> str:
+        """"magnitude" (MagFace models) or "magnitude*sharpness"."""
     @property
     def architecture(self) -> str: ...
     @property

@@ -12,6 +12,7 @@
 #include "facemag/align/align.hpp"
 #include "facemag/detect/json.hpp"
 #include "facemag/embed/embed_matrix.hpp"
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/embed_files.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/cluster_photos.hpp"
@@ -212,7 +213,10 @@ void check_aligned(const PyEmbedder& e, const std::vector<cv::Mat>& faces,
 
 // N x D raw embeddings of aligned faces, `batch` faces per network pass (as the CLI's --batch),
 // each chunk's matrix copied once into the result.
-py::array_t<float> embed(const PyEmbedder& e, py::handle faces, bool bgr) {
+// The raw embeddings of aligned crops; with `qualities`, also each face's quality
+// (face_quality.hpp: the model's rule, from its magnitude and its crop).
+py::array_t<float> embed(const PyEmbedder& e, py::handle faces, bool bgr,
+                         std::vector<float>* qualities = nullptr) {
   const auto inputs = image_inputs(faces, bgr, "faces");
   const auto n = static_cast<py::ssize_t>(inputs.items.size());
   const auto dim = static_cast<py::ssize_t>(e.embedder.output_size());
@@ -229,17 +233,15 @@ py::array_t<float> embed(const PyEmbedder& e, py::handle faces, bool bgr) {
       const auto features = embed_matrix(e.embedder, chunk);
       std::memcpy(dst + start * dim, features.data_ptr<float>(),
                   chunk.size() * dim * sizeof(float));
+      if (!qualities) continue;
+      for (std::size_t i = 0; i < chunk.size(); ++i) {
+        const float* row = dst + (start + i) * dim;
+        qualities->push_back(face_quality(e.embedder.manifest(),
+                                          embedding_magnitude({row, static_cast<std::size_t>(dim)}),
+                                          chunk[i]));
+      }
     }
   }
-  return out;
-}
-
-py::array_t<float> magnitudes(const py::array_t<float>& embeddings) {
-  const auto n = embeddings.shape(0), dim = embeddings.shape(1);
-  py::array_t<float> out(n);
-  for (py::ssize_t i = 0; i < n; ++i)
-    out.mutable_data()[i] =
-        embedding_magnitude({embeddings.data(i), static_cast<std::size_t>(dim)});
   return out;
 }
 
@@ -250,7 +252,7 @@ struct PhotoFace {
   std::size_t index = 0;           // in the detector's order (largest first)
   std::size_t faces_in_photo = 0;  // faces the detector found there
   Detection detection;
-  float quality = 0;  // the raw embedding's magnitude
+  float quality = 0;  // Embedding::quality
 };
 
 struct PhotoEmbeddings {
@@ -309,9 +311,9 @@ PhotoEmbeddings embed_photos(const PyEmbedder& e, py::handle photos, const PyDet
       for (auto& f : embedded.faces) {
         const std::size_t at = cursor_to(cursor, f.path);
         const FoundFace found = f.found.value_or(FoundFace{});
-        rows.push_back({{at, f.path, found.index, found.faces_in_photo, found.detection,
-                         f.embedding.magnitude},
-                        std::move(f.embedding.raw)});
+        rows.push_back(
+            {{at, f.path, found.index, found.faces_in_photo, found.detection, f.embedding.quality},
+             std::move(f.embedding.raw)});
       }
       cursor = 0;
       for (const auto& path : embedded.faceless) out.faceless.push_back(cursor_to(cursor, path));
@@ -331,7 +333,7 @@ PhotoEmbeddings embed_photos(const PyEmbedder& e, py::handle photos, const PyDet
           if (found[k].empty()) out.faceless.push_back(start + k);
           for (auto& r : found[k]) {
             rows.push_back({{start + k, inputs.items[start + k].name, r.index, r.faces_in_photo,
-                             r.detection, r.embedding.magnitude},
+                             r.detection, r.embedding.quality},
                             std::move(r.embedding.raw)});
           }
         }
@@ -349,6 +351,7 @@ Embedding embedding_of(py::handle obj, const std::string& what) {
   Embedding out;
   out.raw.assign(a.data(), a.data() + a.size());
   out.magnitude = embedding_magnitude(out.raw);
+  out.quality = out.magnitude;  // a bare vector has no crop: its quality is its magnitude
   return out;
 }
 
@@ -489,6 +492,20 @@ Returns the crop (template height x width x 3 uint8), and with return_matrix the
 image -> crop transform.)doc");
 
   m.def(
+      "crop_sharpness",
+      [](py::handle crop, bool bgr) {
+        const auto inputs = image_inputs(crop, bgr, "crop");
+        if (inputs.items.size() != 1) throw InvalidInput("crop: expected one image");
+        py::gil_scoped_release release;
+        return crop_sharpness(decoded(inputs).at(0));
+      },
+      "crop"_a, py::kw_only(), "bgr"_a = false,
+      "crop_sharpness(crop, *, bgr=False) -> float: the variance of the Laplacian of an aligned "
+      "crop's grey levels, measured at 112 rows: the sharpness in the quality of models that are "
+      "not MagFace-trained (quality = magnitude * min(1, sharpness / 69)). crop: H x W x 3 uint8 "
+      "(RGB, or BGR with bgr=True) or a path.");
+
+  m.def(
       "margin_crop",
       [](py::handle image, py::handle box, int image_size, int margin, bool bgr) {
         const auto b = box_of(box);
@@ -515,7 +532,8 @@ interpolation): FaceNet's input. Channel order as align().)doc");
       .def_readonly("faces_in_photo", &PhotoFace::faces_in_photo,
                     "Faces the detector found in the photo (before keep= chose).")
       .def_readonly("detection", &PhotoFace::detection)
-      .def_readonly("quality", &PhotoFace::quality, "The raw embedding's L2 norm.")
+      .def_readonly("quality", &PhotoFace::quality,
+                    "The face's quality (Embedder.quality_source says what it measures).")
       .def("__repr__", [](const PhotoFace& f) {
         return "PhotoFace(photo=" + std::to_string(f.photo) + ", source='" + f.source +
                "', index=" + std::to_string(f.index) + ", quality=" + std::to_string(f.quality) +
@@ -565,8 +583,11 @@ interpolation): FaceNet's input. Channel order as align().)doc");
                   "batch"_a = 16, "flip"_a = false,
                   "An Embedder of `arch` with the deterministic formula weights of the goldens "
                   "(tests, benchmarks; untrained).")
-      .def("embed", &embed, "faces"_a, py::kw_only(), "bgr"_a = false,
-           R"doc(embed(faces, *, bgr=False) -> numpy.ndarray
+      .def(
+          "embed",
+          [](const PyEmbedder& e, py::handle faces, bool bgr) { return embed(e, faces, bgr); },
+          "faces"_a, py::kw_only(), "bgr"_a = false,
+          R"doc(embed(faces, *, bgr=False) -> numpy.ndarray
 
 faces: aligned crops of the model's input size: an N x H x W x 3 uint8 array, one H x W x 3 array,
     or a list of arrays and paths (RGB arrays, or BGR with bgr=True; files are decoded as BGR).
@@ -578,11 +599,14 @@ Raises InvalidInputError for a crop of another size, a wrong dtype/shape, a non-
       .def(
           "quality",
           [](const PyEmbedder& e, py::handle faces, bool bgr) {
-            return magnitudes(embed(e, faces, bgr));
+            std::vector<float> qualities;
+            embed(e, faces, bgr, &qualities);
+            return py::array_t<float>(static_cast<py::ssize_t>(qualities.size()), qualities.data());
           },
           "faces"_a, py::kw_only(), "bgr"_a = false,
-          "quality(faces, *, bgr=False) -> N float32: the magnitude of each face's raw embedding "
-          "(MagFace quality; computed in double as the CLI's). Inputs as embed().")
+          "quality(faces, *, bgr=False) -> N float32: each face's quality, as the CLI's: the "
+          "magnitude of its raw embedding for a MagFace model (computed in double), else the "
+          "magnitude times the crop's sharpness factor (quality_source). Inputs as embed().")
       .def("embed_photos", &embed_photos, "photos"_a, py::kw_only(),
            "detector"_a = static_cast<const PyDetector*>(nullptr), "keep"_a = "center",
            "bgr"_a = false,
@@ -641,6 +665,11 @@ manifest's threshold calibrated at that false match rate; neither: its same-pers
           "The mean cosine at which grouping faces stops (`facemag cluster`'s default cut): the "
           "manifest's cluster_threshold, else its same_person_threshold.")
       .def_property_readonly("name", [](const PyEmbedder& e) { return e.embedder.manifest().name; })
+      .def_property_readonly(
+          "quality_source",
+          [](const PyEmbedder& e) { return quality_source(e.embedder.manifest()); },
+          "What quality() and embed_photos() qualities measure: \"magnitude\" (MagFace models) or "
+          "\"magnitude*sharpness\" (the magnitude times the crop's sharpness factor).")
       .def_property_readonly("architecture",
                              [](const PyEmbedder& e) { return e.embedder.manifest().architecture; })
       .def_property_readonly(

@@ -12,6 +12,7 @@
 #include "common.hpp"
 #include "encoder.hpp"
 #include "facemag/embed/embedder.hpp"
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/embed_files.hpp"
 #include "facemag/embed_records.hpp"
 #include "facemag/error.hpp"
@@ -61,8 +62,10 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   const Embedder embedder = load_model(model);
   const ModelManifest& manifest = embedder.manifest();
   if (!manifest.magnitude_is_quality) {
-    spdlog::warn("{} is not MagFace-trained: its feature magnitude is not a calibrated quality",
-                 manifest.name);
+    spdlog::info(
+        "{} is not MagFace-trained: its quality is the magnitude times the crop's "
+        "sharpness factor (quality_source {})",
+        manifest.name, quality_source(manifest));
   }
   std::optional<MtcnnDetector> detector;
   if (!opt.aligned) detector = load_detector(model.detector);
@@ -76,7 +79,8 @@ int run_embed(const EmbedOptions& opt, bool vectors_by_default) {
   check_outputs(opt);
   OutputStream out(opt.out);
   FaceRecordWriter writer(out.stream(), static_cast<std::size_t>(embedder.output_size()),
-                          {manifest.name, vectors_by_default || opt.embeddings, opt.sort, opt.npy});
+                          {manifest.name, vectors_by_default || opt.embeddings, opt.sort, opt.npy,
+                           quality_source(manifest)});
   if (!opt.labels.empty()) options.labels = read_class_labels(opt.labels);
   const FileEmbedder file_embedder(embedder, detector ? &*detector : nullptr, std::move(options));
 

@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "facemag/embed/embed_matrix.hpp"
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/error.hpp"
 #include "facemag/io/file.hpp"
 #include "facemag/nn/graph.hpp"
@@ -329,6 +330,7 @@ std::vector<Embedding> Embedder::embed(const std::vector<cv::Mat>& faces) const 
   for (std::size_t i = 0; i < faces.size(); ++i) {
     out[i].raw.assign(data + i * dim, data + (i + 1) * dim);
     out[i].magnitude = embedding_magnitude(out[i].raw);
+    out[i].quality = face_quality(impl_->manifest, out[i].magnitude, faces[i]);
   }
   return out;
 }

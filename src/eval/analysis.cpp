@@ -7,11 +7,16 @@
 namespace facemag::eval {
 
 EmbeddingAnalysis analyse_embeddings(const torch::Tensor& raw, const std::vector<int>& group,
-                                     const std::vector<std::string>& group_names) {
+                                     const std::vector<std::string>& group_names,
+                                     const std::vector<double>& quality) {
   if (raw.dim() != 2 || raw.size(0) != static_cast<std::int64_t>(group.size()))
     throw InvalidInput("analysis: embeddings and group labels disagree in count");
+  if (!quality.empty() && quality.size() != group.size())
+    throw InvalidInput("analysis: " + std::to_string(quality.size()) + " qualities for " +
+                       std::to_string(group.size()) + " embeddings");
   const auto x = raw.to(torch::kFloat64);
   const auto norms = x.norm(2, 1);
+  const auto qualities = quality.empty() ? norms : torch::tensor(quality, torch::kFloat64);
   const auto unit = x / norms.unsqueeze(1);
   const auto n = x.size(0);
   EmbeddingAnalysis a;
@@ -63,7 +68,7 @@ EmbeddingAnalysis analyse_embeddings(const torch::Tensor& raw, const std::vector
     const auto centroid = m.mean(0);
     centroids.push_back(centroid);
     spread.wss = (m - centroid).pow(2).sum().item<double>();
-    spread.mean_quality = norms.index_select(0, index).mean().item<double>();
+    spread.mean_quality = qualities.index_select(0, index).mean().item<double>();
     if (members.size() > 1) {
       const double pairs = double(members.size()) * double(members.size() - 1);
       const auto d = distance.index_select(0, index).index_select(1, index);

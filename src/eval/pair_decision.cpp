@@ -41,8 +41,8 @@ PairDecision decide_pair(const Embedding& a, const Embedding& b, const ModelMani
   }
   const std::vector<double> da(a.raw.begin(), a.raw.end()), db(b.raw.begin(), b.raw.end());
   d.similarity = cosine_similarity(da, db);
-  d.quality_a = a.magnitude;
-  d.quality_b = b.magnitude;
+  d.quality_a = a.quality;
+  d.quality_b = b.quality;
   d.undecided = m.quality_threshold > 0 && std::min(d.quality_a, d.quality_b) < m.quality_threshold;
   d.same = d.similarity > d.threshold;
   return d;

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <utility>
 
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/plot.hpp"
 
@@ -41,7 +42,7 @@ OrderedFaces order_faces(const std::vector<ReportFace>& input) {
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     return group[a] != group[b] ? group[a] < group[b]
-                                : input[a].embedding.magnitude > input[b].embedding.magnitude;
+                                : input[a].embedding.quality > input[b].embedding.quality;
   });
   for (std::size_t i : order) {
     ordered.faces.push_back(&input[i]);
@@ -91,30 +92,30 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
-cv::Mat quality_grid(const OrderedFaces& ordered, int columns) {
+cv::Mat quality_grid(const OrderedFaces& ordered, int columns, const std::string& source) {
   const auto& faces = ordered.faces;
   std::vector<std::size_t> by_quality(faces.size());
   std::iota(by_quality.begin(), by_quality.end(), 0);
   std::stable_sort(by_quality.begin(), by_quality.end(), [&](auto a, auto b) {
-    return faces[a]->embedding.magnitude > faces[b]->embedding.magnitude;
+    return faces[a]->embedding.quality > faces[b]->embedding.quality;
   });
   std::vector<plot::Tile> tiles;
   for (std::size_t i : by_quality) {
     tiles.push_back({faces[i]->crop,
-                     {fixed(faces[i]->embedding.magnitude, 2), faces[i]->name},
+                     {fixed(faces[i]->embedding.quality, 2), faces[i]->name},
                      plot::category_color(static_cast<std::size_t>(ordered.group[i]))});
   }
   return plot::tile_grid(tiles, columns,
-                         "Faces by quality (feature magnitude), best first; frame colour = group",
+                         "Faces by quality (" + source + "), best first; frame colour = group",
                          {112, 112});
 }
 
-Pictures draw_pictures(const OrderedFaces& ordered, const EmbeddingAnalysis& analysis,
-                       int columns) {
+Pictures draw_pictures(const OrderedFaces& ordered, const EmbeddingAnalysis& analysis, int columns,
+                       const std::string& source) {
   const std::size_t n = ordered.faces.size();
   const std::size_t groups = ordered.group_names.size();
   Pictures pictures;
-  pictures.emplace_back("faces_by_quality.png", quality_grid(ordered, columns));
+  pictures.emplace_back("faces_by_quality.png", quality_grid(ordered, columns, source));
   std::vector<std::string> labels;
   std::vector<std::size_t> starts;
   for (std::size_t i = 0; i < n; ++i) {
@@ -137,7 +138,7 @@ Pictures draw_pictures(const OrderedFaces& ordered, const EmbeddingAnalysis& ana
   for (std::size_t i = 0; i < n; ++i) {
     const auto g = static_cast<std::size_t>(ordered.group[i]);
     scatter[g].points.emplace_back(analysis.pca[2 * i], analysis.pca[2 * i + 1]);
-    values[g].values.push_back(ordered.faces[i]->embedding.magnitude);
+    values[g].values.push_back(ordered.faces[i]->embedding.quality);
   }
   pictures.emplace_back(
       "pca.png", plot::scatter_chart(
@@ -145,10 +146,9 @@ Pictures draw_pictures(const OrderedFaces& ordered, const EmbeddingAnalysis& ana
                                "PC1 (" + fixed(100 * analysis.explained[0], 1) + "% of variance)",
                                "PC2 (" + fixed(100 * analysis.explained[1], 1) + "% of variance)",
                                {900, 600}}));
-  pictures.emplace_back(
-      "quality_histogram.png",
-      plot::histogram_chart(values, std::clamp(static_cast<int>(n) / 3, 5, 30),
-                            {"Quality (feature magnitude)", "magnitude", "faces"}));
+  pictures.emplace_back("quality_histogram.png",
+                        plot::histogram_chart(values, std::clamp(static_cast<int>(n) / 3, 5, 30),
+                                              {"Quality (" + source + ")", source, "faces"}));
   return pictures;
 }
 
@@ -167,7 +167,8 @@ nlohmann::json report_json(const OrderedFaces& ordered, const EmbeddingAnalysis&
     faces.push_back({{"index", i + 1},
                      {"name", ordered.faces[i]->name},
                      {"group", ordered.group_names[static_cast<std::size_t>(ordered.group[i])]},
-                     {"quality", ordered.faces[i]->embedding.magnitude},
+                     {"quality", ordered.faces[i]->embedding.quality},
+                     {"magnitude", ordered.faces[i]->embedding.magnitude},
                      {"pca", {analysis.pca[2 * i], analysis.pca[2 * i + 1]}}});
   }
   nlohmann::json groups = nlohmann::json::array();
@@ -182,6 +183,7 @@ nlohmann::json report_json(const OrderedFaces& ordered, const EmbeddingAnalysis&
   return {
       {"model", options.model},
       {"magnitude_is_quality", options.magnitude_is_quality},
+      {"quality_source", quality_source(options.magnitude_is_quality)},
       {"faces", faces},
       {"groups", groups},
       {"total_wss", analysis.total_wss},
@@ -207,8 +209,8 @@ std::string html_summary(const OrderedFaces& ordered, const EmbeddingAnalysis& a
           "</b>.";
   if (!options.magnitude_is_quality)
     html +=
-        " This model is not MagFace-trained: its feature magnitude is not a calibrated "
-        "quality.";
+        " This model is not MagFace-trained: a face's quality is its feature magnitude times its "
+        "crop's sharpness factor (not a calibrated quality).";
   if (options.skipped_inputs)
     html += " " + std::to_string(options.skipped_inputs) + " input(s) skipped (see the log).";
   html +=
@@ -249,7 +251,7 @@ std::string html_page(const OrderedFaces& ordered, const EmbeddingAnalysis& anal
     const auto& group = ordered.group_names[static_cast<std::size_t>(ordered.group[i])];
     html += "<tr><td>" + std::to_string(i + 1) + "</td><td>" + html_escape(ordered.faces[i]->name) +
             "</td><td>" + html_escape(group) + "</td><td>" +
-            fixed(ordered.faces[i]->embedding.magnitude, 3) + "</td></tr>";
+            fixed(ordered.faces[i]->embedding.quality, 3) + "</td></tr>";
   }
   return html + "</table></body></html>\n";
 }
@@ -262,11 +264,15 @@ ReportSummary write_report(const std::vector<ReportFace>& faces, const ReportOpt
   const auto ordered = order_faces(faces);
   std::vector<torch::Tensor> rows;
   for (const auto* f : ordered.faces) rows.push_back(torch::tensor(f->embedding.raw));
-  const auto analysis = analyse_embeddings(torch::stack(rows), ordered.group, ordered.group_names);
+  std::vector<double> qualities;
+  for (const auto* f : ordered.faces) qualities.push_back(f->embedding.quality);
+  const auto analysis =
+      analyse_embeddings(torch::stack(rows), ordered.group, ordered.group_names, qualities);
 
   std::filesystem::create_directories(out_dir);
   ReportSummary summary;
-  const auto pictures = draw_pictures(ordered, analysis, options.columns);
+  const auto pictures = draw_pictures(ordered, analysis, options.columns,
+                                      quality_source(options.magnitude_is_quality));
   for (const auto& [name, picture] : pictures) {
     plot::write_png(out_dir / name, picture);
     summary.pictures.push_back(out_dir / name);

@@ -38,6 +38,7 @@ NewFace parse_face_record(const nlohmann::json& r, const torch::Tensor& matrix, 
   }
   f.detection.score = r.at("score").get<float>();
   f.enrolled_at = r.value("enrolled_at", "");
+  if (r.contains("quality")) f.quality = r.at("quality").get<float>();  // as enrolment measured it
   const float* v = matrix[row].data_ptr<float>();
   f.embedding.assign(v, v + matrix.size(1));
   return f;

@@ -128,8 +128,9 @@ AssignPhotosResult assign_photos(Gallery& gallery, const FacePipeline& pipeline,
           const auto sha = io::sha256_file(photo.path);
           const auto path = std::filesystem::absolute(photo.path).lexically_normal().string();
           for (const auto& r : chunk.faces[k])
-            batch.push_back({photo.path.string(), r.index,
-                             NewFace{"", path, sha, r.detection, r.embedding.raw, {}}});
+            batch.push_back(
+                {photo.path.string(), r.index,
+                 NewFace{"", path, sha, r.detection, r.embedding.raw, {}, r.embedding.quality}});
         }
         if (!batch.empty()) {
           auto done = assign_faces(gallery, batch, options);  // one transaction

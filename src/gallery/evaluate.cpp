@@ -38,7 +38,7 @@ std::vector<IdentificationProbe> probes_from_photos(
       const auto person = chunk.photos[k]->top_folder();
       if (!person) continue;
       for (const auto& r : chunk.faces[k])
-        probes.push_back({*person, r.embedding.raw, r.embedding.magnitude});
+        probes.push_back({*person, r.embedding.raw, r.embedding.quality});
     }
     if (per_chunk) per_chunk(chunk.inputs);
   });

@@ -41,7 +41,7 @@ nlohmann::json to_json(const FaceAnswer& answer) {
   out["path"] = answer.photo->path.string();
   out["face"] = r.index;
   out["box"] = facemag::to_json(r.detection.box);
-  out["quality"] = r.embedding.magnitude;
+  out["quality"] = r.embedding.quality;
   return out;
 }
 

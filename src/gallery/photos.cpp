@@ -41,14 +41,15 @@ ToEnrol faces_to_enrol(const PhotoChunk& chunk, const EnrolPhotosOptions& option
     const auto sha = io::sha256_file(photo.path);
     const auto path = std::filesystem::absolute(photo.path).lexically_normal().string();
     for (const auto& r : chunk.faces[k]) {
-      const auto refusal = enrolment_refusal(r.embedding.magnitude, rules);
+      const auto refusal = enrolment_refusal(r.embedding.quality, rules);
       if (refusal && !options.force) {
         on_failure({Kind::kTooPoor, path, *refusal, std::nullopt, *person});
         ++out.refused;
         continue;
       }
-      out.faces.push_back({*person, path, sha, r.detection, r.embedding.raw, /*enrolled_at=*/{}});
-      out.qualities.push_back(r.embedding.magnitude);
+      out.faces.push_back({*person, path, sha, r.detection, r.embedding.raw, /*enrolled_at=*/{},
+                           r.embedding.quality});
+      out.qualities.push_back(r.embedding.quality);
     }
   }
   return out;
@@ -117,7 +118,7 @@ std::size_t search_photos(const Gallery& gallery, const FacePipeline& pipeline,
           for (const auto& r : chunk.faces[k])
             answered.answers.push_back(
                 {chunk.photos[k], r,
-                 identify(gallery, r.embedding.raw, r.embedding.magnitude, options.top_k, rules)});
+                 identify(gallery, r.embedding.raw, r.embedding.quality, options.top_k, rules)});
         }
         on_answered(answered);
       });
@@ -150,7 +151,10 @@ class ReembedBatch {
   void flush() {
     if (batch_.empty()) return;
     const auto embeddings = embedder_.embed(crops_);  // one forward pass per batch
-    for (std::size_t i = 0; i < batch_.size(); ++i) batch_[i].embedding = embeddings[i].raw;
+    for (std::size_t i = 0; i < batch_.size(); ++i) {
+      batch_[i].embedding = embeddings[i].raw;
+      batch_[i].quality = embeddings[i].quality;
+    }
     fresh_.enroll(batch_);
     batch_.clear();
     crops_.clear();

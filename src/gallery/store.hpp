@@ -172,7 +172,8 @@ struct FaceColumns {
 };
 inline FaceColumns FaceColumns::of(const NewFace& f) {
   return {{f.source_path, f.image_sha256, face_key(f.detection.box), box_blob(f.detection),
-           landmarks_blob(f.detection), double(f.detection.score), norm(f.embedding),
+           landmarks_blob(f.detection), double(f.detection.score),
+           f.quality ? double(*f.quality) : norm(f.embedding),
            Blob{floats_to_blob(f.embedding.data(), f.embedding.size())}}};
 }
 

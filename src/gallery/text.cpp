@@ -13,7 +13,7 @@ using io::append_printf;
 std::string to_text(const FaceAnswer& answer) {
   std::string out;
   append_printf(out, "%-40s face %zu  quality %6.2f  -> %-18s", answer.photo->path.string().c_str(),
-                answer.face.index, static_cast<double>(answer.face.embedding.magnitude),
+                answer.face.index, static_cast<double>(answer.face.embedding.quality),
                 decision_name(answer.identification.decision).c_str());
   for (const auto& c : answer.identification.candidates)
     append_printf(out, "  %s %.3f", c.person.c_str(), c.template_similarity);

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "facemag/detect/json.hpp"
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/pair_decision.hpp"
 #include "facemag/gallery/assign.hpp"
@@ -350,7 +351,7 @@ struct FaceServer::Impl {
         f.aligned ? Json{{"box", box_json(f.detections[i].box)}} : detection_json(f.detections[i]);
     face["index"] = i;
     if (i < f.embeddings.size()) {
-      face["quality"] = f.embeddings[i].magnitude;
+      face["quality"] = f.embeddings[i].quality;
       if (with_vector) face["embedding"] = f.embeddings[i].raw;
     }
     return face;
@@ -381,7 +382,10 @@ struct FaceServer::Impl {
     const auto f = faces_of(image_bytes(req, "image"), "image", flag(req, "aligned"), embed);
     Json out = faces_answer(f);
     out["model"] = embedder.manifest().name;
-    if (embed) out["quality_is_calibrated"] = embedder.manifest().magnitude_is_quality;
+    if (embed) {
+      out["quality_is_calibrated"] = embedder.manifest().magnitude_is_quality;
+      out["quality_source"] = quality_source(embedder.manifest());
+    }
     out["faces"] = Json::array();
     for (std::size_t i = 0; i < f.detections.size(); ++i)
       out["faces"].push_back(face_json(f, i, with_vector));
@@ -416,7 +420,7 @@ struct FaceServer::Impl {
     for (std::size_t i = 0; i < f.detections.size(); ++i) {
       Json face = face_json(f, i, false);
       const auto found =
-          gallery::identify(g, f.embeddings[i].raw, f.embeddings[i].magnitude, top_k, rules);
+          gallery::identify(g, f.embeddings[i].raw, f.embeddings[i].quality, top_k, rules);
       // Candidates, decision and person as `gallery search` writes them; the threshold is the
       // answer's, and face ids are the store's business.
       face.update(gallery::to_json(found, {.face_ids = false, .threshold = false}));
@@ -435,7 +439,7 @@ struct FaceServer::Impl {
     const auto i = chosen_face(req, f, "image");
     // The gate `gallery enroll` applies; force=true enrols a poor face as its --force does.
     const auto refusal =
-        gallery::enrolment_refusal(f.embeddings[i].magnitude, gallery::decision_rules(g.model()));
+        gallery::enrolment_refusal(f.embeddings[i].quality, gallery::decision_rules(g.model()));
     if (refusal && !flag(req, "force"))
       throw HttpError(422, "too_poor", "image: " + *refusal + " (force=true enrols it anyway)");
     gallery::NewFace face;
@@ -444,10 +448,11 @@ struct FaceServer::Impl {
     face.image_sha256 = io::sha256_hex(bytes);
     face.detection = f.detections[i];
     face.embedding = f.embeddings[i].raw;
+    face.quality = f.embeddings[i].quality;
     const auto result = g.enroll({face});
     Json out{{"person", person},
              {"added", result.added == 1},
-             {"quality", f.embeddings[i].magnitude},
+             {"quality", f.embeddings[i].quality},
              {"face", face_json(f, i, false)}};
     if (result.face_ids.at(0)) out["face_id"] = *result.face_ids[0];
     send_json(res, out, result.added == 1 ? 201 : 200);

@@ -24,9 +24,7 @@ std::vector<float> Track::template_vector() const {
   return out;
 }
 
-float FaceTracker::quality_of(const FaceRecord& face) const {
-  return options_.magnitude_is_quality ? face.embedding.magnitude : face.detection.score;
-}
+float FaceTracker::quality_of(const FaceRecord& face) const { return face.embedding.quality; }
 
 namespace {
 

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/error.hpp"
 #include "facemag/gallery/json.hpp"
 #include "facemag/io/npy.hpp"
@@ -91,7 +92,6 @@ VideoTrackingOptions tracking_options(const VideoJobOptions& options,
   tracking.tracker.reid_similarity =
       options.reid_similarity.value_or(manifest.same_person_threshold);
   tracking.tracker.overlap_gate = options.overlap_gate.value_or(overlap_gate_of(manifest));
-  tracking.tracker.magnitude_is_quality = manifest.magnitude_is_quality;
   tracking.cuts = options.cuts;
   return tracking;
 }
@@ -103,23 +103,22 @@ double overlap_gate_of(const ModelManifest& manifest) { return manifest.same_per
 std::string to_json_line(const VideoTrackRecord& record) {
   const Track& t = record.track;
   const Detection& d = t.best.detection;
-  nlohmann::json rec{
-      {"track", t.id},
-      {"first", face_json(t.first)},
-      {"last", face_json(t.last)},
-      {"detections", t.detections},
-      {"rejoins", t.returns},
-      {"mean_quality", t.mean_quality()},
-      {"best",
-       {{"frame", t.best.frame},
-        {"time", t.best.time},
-        {"quality", t.best.quality},
-        {"magnitude", t.best.magnitude},
-        {"score", d.score},
-        {"box", {d.box.x1, d.box.y1, d.box.x2, d.box.y2}},
-        {"crop", record.crop}}},
-      {"quality_source", record.magnitude_is_quality ? "magnitude" : "detector score"},
-      {"template_row", record.template_row}};
+  nlohmann::json rec{{"track", t.id},
+                     {"first", face_json(t.first)},
+                     {"last", face_json(t.last)},
+                     {"detections", t.detections},
+                     {"rejoins", t.returns},
+                     {"mean_quality", t.mean_quality()},
+                     {"best",
+                      {{"frame", t.best.frame},
+                       {"time", t.best.time},
+                       {"quality", t.best.quality},
+                       {"magnitude", t.best.magnitude},
+                       {"score", d.score},
+                       {"box", {d.box.x1, d.box.y1, d.box.x2, d.box.y2}},
+                       {"crop", record.crop}}},
+                     {"quality_source", record.quality_source},
+                     {"template_row", record.template_row}};
   // Each candidate's name and cosine to their template, the threshold and the decision.
   if (record.identity)
     rec["identity"] = gallery::to_json(
@@ -158,8 +157,8 @@ VideoJob::VideoJob(const std::string& input, const FacePipeline& pipeline,
   s.tracking = tracking_options(options, manifest);
   if (!manifest.magnitude_is_quality)
     spdlog::info(
-        "{} is not MagFace-trained: the best face of a track is the one with the "
-        "highest detector score",
+        "{} is not MagFace-trained: a face's quality is its embedding's magnitude times the "
+        "crop's sharpness factor",
         manifest.name);
   s.source = std::make_unique<VideoSource>(input, VideoSource::kDefaultQueue, options.stop);
   const auto& info = s.source->info();
@@ -192,10 +191,10 @@ void VideoJob::State::write_track(Track&& track,
     throw InvalidInput(crop_path.string() + ": cannot write image");
   record.template_vector = track.template_vector();
   record.template_row = summary.written;
-  record.magnitude_is_quality = tracking.tracker.magnitude_is_quality;
+  record.quality_source = quality_source(pipeline.manifest());
   if (gallery) {
     // The track is as good as its best face: below the gate even there, no identity is claimed.
-    record.identity = gallery::identify(*gallery, record.template_vector, track.best.magnitude,
+    record.identity = gallery::identify(*gallery, record.template_vector, track.best.quality,
                                         options.top_k, rules);
   }
   record.track = std::move(track);
@@ -222,7 +221,7 @@ VideoJobSummary VideoJob::run(
   if (s.ran) throw InvalidInput("a video job runs once");
   s.ran = true;
   const auto started = std::chrono::steady_clock::now();
-  const bool magnitude_quality = s.tracking.tracker.magnitude_is_quality;
+  const bool magnitude_quality = s.pipeline.manifest().magnitude_is_quality;
   const auto frame = [&](const Frame& f, std::span<const FrameBox> boxes) {
     if (on_frame) on_frame(f, boxes);
     if (!s.drawn) return;

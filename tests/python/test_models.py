@@ -149,6 +149,33 @@ def test_inception_resnet_v1_formula_weights_match_facenet_golden():
     assert cosine(ours, ref).min() >= 1 - 1e-7
 
 
+def laplacian_variance(grey):
+    """The variance of the 4-neighbour Laplacian, borders mirrored without repeating the edge
+    (OpenCV's default BORDER_REFLECT_101 is NumPy's "reflect")."""
+    g = np.pad(grey.astype(np.float64), 1, mode="reflect")
+    lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
+    return lap.var()
+
+
+def test_quality_of_a_model_not_magface_trained_is_the_magnitude_times_the_crops_sharpness(
+        mobilefacenet):
+    cv2 = pytest.importorskip("cv2")
+    meta = golden_json("mobilefacenet/mobilefacenet.json")
+    ref = golden_npy("mobilefacenet/embeddings.npy")
+    pngs = [GOLDEN / "mobilefacenet" / f["png"] for f in meta["faces"]]
+    need(*pngs)
+    assert mobilefacenet.quality_source == "magnitude*sharpness"
+    assert facemag.Embedder.formula("iresnet18").quality_source == "magnitude"
+    bgr = [cv2.imread(str(p)) for p in pngs]  # 112 rows: measured as they are
+    sharpness = np.array([laplacian_variance(cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)) for b in bgr])
+    np.testing.assert_allclose([facemag.crop_sharpness(b, bgr=True) for b in bgr], sharpness,
+                               rtol=1e-5)
+    expected = np.linalg.norm(ref.astype(np.float64), axis=1) * np.minimum(1, sharpness / 69.0)
+    # ../shared/golden/README.md: relative norm error <= 1e-4.
+    np.testing.assert_allclose(mobilefacenet.quality(pngs), expected, rtol=1e-4)
+    assert (sharpness < 69).any() and (sharpness >= 69).any()  # both sides of the reference
+
+
 def test_mobilefacenet_real_weights_match_golden_with_rgb_and_bgr_arrays(mobilefacenet):
     cv2 = pytest.importorskip("cv2")
     meta = golden_json("mobilefacenet/mobilefacenet.json")

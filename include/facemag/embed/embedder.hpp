@@ -17,10 +17,13 @@
 namespace facemag {
 
 // One face's embedding. `raw` is the network output as is; `magnitude` its L2 norm, computed
-// before any normalisation (MagFace's quality).
+// before any normalisation (MagFace's quality); `quality` the face's quality by the model's rule
+// (face_quality.hpp: the magnitude for MagFace models, else the magnitude times the crop's
+// sharpness factor).
 struct Embedding {
   std::vector<float> raw;
   float magnitude = 0.0f;
+  float quality = 0.0f;
 
   // A unit-length copy of `raw` (raw itself is never changed).
   std::vector<float> normalized() const;

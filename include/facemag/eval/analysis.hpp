@@ -17,7 +17,7 @@ struct GroupSpread {
   double wss = 0;
   double mean_pairwise_distance = 0;    // Euclidean, unit embeddings; 0 for one member
   double mean_pairwise_similarity = 0;  // cosine; 0 for one member
-  double mean_quality = 0;              // mean raw magnitude
+  double mean_quality = 0;              // mean quality (by default the raw magnitude)
 };
 
 struct EmbeddingAnalysis {
@@ -32,8 +32,10 @@ struct EmbeddingAnalysis {
   double between_ss = 0;  // sum over groups of size * |centroid - overall centroid|^2
 };
 
-// `raw`: N x D embeddings (not changed); group[i] in [0, group_names.size()).
+// `raw`: N x D embeddings (not changed); group[i] in [0, group_names.size()); `quality`: one
+// per row (Embedding::quality), or empty for the raw magnitudes.
 EmbeddingAnalysis analyse_embeddings(const torch::Tensor& raw, const std::vector<int>& group,
-                                     const std::vector<std::string>& group_names);
+                                     const std::vector<std::string>& group_names,
+                                     const std::vector<double>& quality = {});
 
 }  // namespace facemag::eval

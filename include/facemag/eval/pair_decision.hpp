@@ -23,7 +23,7 @@ struct PairDecision {
   double similarity = 0;  // cosine of the raw embeddings
   double threshold = 0;
   std::string threshold_basis;          // what the threshold was calibrated on, or "given"
-  double quality_a = 0, quality_b = 0;  // the magnitudes
+  double quality_a = 0, quality_b = 0;  // the faces' qualities (Embedding::quality)
   bool same = false;       // similarity > threshold (as TAR@FMR thresholds are defined)
   bool undecided = false;  // a face is below the manifest's quality threshold
 

@@ -21,13 +21,13 @@ namespace facemag::eval {
 struct ReportFace {
   std::string name;     // shown in the pictures and tables, e.g. the file name
   std::string group;    // faces with the same group name form one group
-  Embedding embedding;  // raw, not normalised: its magnitude is the face's quality
+  Embedding embedding;  // raw, not normalised; its `quality` ranks the faces
   cv::Mat crop;         // the aligned face, 8-bit BGR, any size (scaled to 112 x 112 tiles)
 };
 
 struct ReportOptions {
   std::string model;                 // the model's name, as the report shows it
-  bool magnitude_is_quality = true;  // false: the page says the magnitude is not calibrated
+  bool magnitude_is_quality = true;  // the model's: names the quality (face_quality.hpp)
   int columns = 10;                  // faces per row of the quality grid
   std::size_t skipped_inputs = 0;    // inputs the caller could not use, mentioned on the page
 };

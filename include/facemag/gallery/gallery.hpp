@@ -72,8 +72,11 @@ struct NewFace {
   std::string source_path;
   std::string image_sha256;
   Detection detection;
-  std::vector<float> embedding;  // raw; its L2 norm is the quality
+  std::vector<float> embedding;  // raw
   std::string enrolled_at;       // UTC, ISO 8601; empty: now (an import keeps the original's)
+  // The face's quality as enrolment measured it (Embedding::quality, face_quality.hpp); none:
+  // the embedding's L2 norm (the quality of a MagFace model; what a bare vector or an import has).
+  std::optional<float> quality;
 };
 
 struct StoredFace {

@@ -44,9 +44,8 @@ struct TrackerOptions {
   double overlap_gate = 0.15;
   double max_gap_seconds = 5.0;  // a track unseen for longer is closed
   double min_start_score = 0.9;  // detector probability
-  // True for MagFace models: the embedding magnitude is the quality. Otherwise the detector's
-  // face probability is.
-  bool magnitude_is_quality = true;
+  // A face's quality is its embedding's (Embedding::quality: the magnitude for MagFace models,
+  // else the magnitude times the crop's sharpness factor, face_quality.hpp).
 };
 
 // One face of one frame, as a track keeps it.
@@ -55,7 +54,7 @@ struct TrackedFace {
   double time = 0;
   Detection detection;
   float magnitude = 0;
-  float quality = 0;  // the magnitude or the detector score, see TrackerOptions
+  float quality = 0;  // Embedding::quality
   int shot = 0;       // shots begun before this face's frame (FaceTracker::cut() calls)
 };
 

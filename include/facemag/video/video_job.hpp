@@ -61,14 +61,14 @@ struct VideoTrackRecord {
   std::string crop;
   int template_row = 0;
   std::vector<float> template_vector;
-  bool magnitude_is_quality = true;  // the model's: else the quality is the detector score
+  std::string quality_source = "magnitude";  // what the qualities measure (face_quality.hpp)
   std::optional<gallery::Identification> identity;
 };
 
 // The record as its line in tracks.jsonl (one JSON object, no newline): track, first and last
 // {frame, time, shot (cuts before it)},
 // detections, rejoins, mean_quality, best {frame, time, quality, magnitude, score, box, crop},
-// quality_source ("magnitude" or "detector score"), template_row and, with a gallery, identity
+// quality_source ("magnitude" or "magnitude*sharpness"), template_row and, with a gallery, identity
 // {candidates [{person, similarity}], threshold, decision, person (for a match)}.
 std::string to_json_line(const VideoTrackRecord& record);
 
