@@ -1,4 +1,4 @@
-// SQL that takes a gallery of schema version 4 back to version 3 (no change log), for the tests
+// SQL that takes a gallery of schema version 4 or 5 back to version 3 (no change log), for the tests
 // of migrating older galleries.
 #pragma once
 

@@ -62,21 +62,31 @@ NewFace face(const std::string& person, const std::string& file, std::vector<flo
   return f;
 }
 
-TEST(GalleryTemplate, MagFaceWeightsUnitEmbeddingsByTheirMagnitudes) {
-  // Two faces along the axes with magnitudes 30 and 10: template (30 e1 + 10 e2) / 40.
+TEST(GalleryTemplate, WeightsUnitEmbeddingsByTheFacesQualities) {
+  // Two faces along the axes with magnitudes 30 and 10, their qualities (a MagFace model's):
+  // template (30 e1 + 10 e2) / 40.
   const std::vector<std::vector<float>> faces{{30, 0}, {0, 10}};
-  const auto magface = gallery::person_template(faces, true);
+  const auto magface = gallery::person_template(faces, {30, 10});
   EXPECT_NEAR(magface[0], 0.75, 1e-7);
   EXPECT_NEAR(magface[1], 0.25, 1e-7);
-  // Other models: the plain mean of the unit embeddings.
-  const auto plain = gallery::person_template(faces, false);
-  EXPECT_NEAR(plain[0], 0.5, 1e-7);
-  EXPECT_NEAR(plain[1], 0.5, 1e-7);
-  // A poor face pulls a MagFace template less than a good one.
+  // Another model's quality (magnitude x sharpness) may rank them the other way.
+  const auto sharp = gallery::person_template(faces, {1, 3});
+  EXPECT_NEAR(sharp[0], 0.25, 1e-7);
+  EXPECT_NEAR(sharp[1], 0.75, 1e-7);
+  // Equal qualities: the plain mean of the unit embeddings; so when every quality is 0.
+  for (const std::vector<double> q : {std::vector<double>{2, 2}, std::vector<double>{0, 0}}) {
+    const auto plain = gallery::person_template(faces, q);
+    EXPECT_NEAR(plain[0], 0.5, 1e-7);
+    EXPECT_NEAR(plain[1], 0.5, 1e-7);
+  }
+  // A face of quality 0 beside others counts for nothing.
+  EXPECT_NEAR(gallery::person_template(faces, {0, 5})[1], 1.0, 1e-7);
+  // A poor face pulls a template less than a good one.
   const std::vector<std::vector<float>> skewed{{3, 4}, {40, -30}};
-  const auto t = gallery::person_template(skewed, true);
+  const auto t = gallery::person_template(skewed, {5, 50});
   EXPECT_NEAR(t[0], (5 * 0.6 + 50 * 0.8) / 55, 1e-7);
   EXPECT_NEAR(t[1], (5 * 0.8 - 50 * 0.6) / 55, 1e-7);
+  EXPECT_THROW(gallery::person_template(faces, {1}), InvalidInput);
 }
 
 TEST(GalleryTemplate, IsStoredAndUpdatedOnEveryChange) {
@@ -307,6 +317,52 @@ TEST(GallerySchema, AVersion1GalleryIsMigratedOnOpen) {
   EXPECT_EQ(g.faces().size(), 3u);
   g.enroll({face("cid", "c.jpg", {1, 1})});
   EXPECT_EQ(Gallery::open(path.string()).persons().size(), 3u);
+}
+
+// Templates weigh faces by their stored quality for every model from schema version 5 on. A
+// version 4 gallery of a model that is not MagFace-trained weighted its faces equally: opening it
+// computes its templates again, by the qualities its faces were stored with (their magnitudes).
+TEST(GallerySchema, AVersion4GalleryOfAnotherModelWeighsItsTemplatesByQualityOnOpen) {
+  test::TempDir tmp;
+  const auto path = tmp / "v4.db";
+  {
+    auto g = Gallery::create(path.string(), toy_model(2, /*magface=*/false));
+    g.enroll({face("ann", "a1.jpg", {30, 0}), face("ann", "a2.jpg", {0, 10}, 200)});
+    auto bob = face("bob", "b1.jpg", {-30, 0});
+    bob.quality = 1;  // enrolment's measure (magnitude x sharpness), not the magnitude
+    auto bob2 = face("bob", "b2.jpg", {0, -10}, 200);
+    bob2.quality = 3;
+    g.enroll({bob, bob2});
+    // Stored qualities weigh: ann (30 e1 + 10 e2) / 40, bob (1 (-e1) + 3 (-e2)) / 4.
+    EXPECT_NEAR(g.search({3, 1}, 1)[0].template_similarity, 1.0, 1e-6);
+    EXPECT_NEAR(g.search({-1, -3}, 1)[0].template_similarity, 1.0, 1e-6);
+  }
+  // As version 4 left it: ann's template the plain mean of her unit embeddings.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.string().c_str(), &db), SQLITE_OK);
+  const float plain[] = {0.5f, 0.5f};
+  sqlite3_stmt* update = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "UPDATE templates SET vector = ? WHERE person_id = (SELECT id FROM "
+                               "persons WHERE name = 'ann')",
+                               -1, &update, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_blob(update, 1, plain, sizeof plain, SQLITE_TRANSIENT);
+  ASSERT_EQ(sqlite3_step(update), SQLITE_DONE);
+  sqlite3_finalize(update);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '4' WHERE key = 'schema_version'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+
+  auto g = Gallery::open(path.string());
+  EXPECT_EQ(g.schema_version(), Gallery::kSchemaVersion);
+  EXPECT_TRUE(g.check().empty());
+  EXPECT_NEAR(g.search({3, 1}, 1)[0].template_similarity, 1.0, 1e-6);
+  EXPECT_NEAR(g.search({-1, -3}, 1)[0].template_similarity, 1.0, 1e-6);
+  const auto faces = g.faces("bob");
+  ASSERT_EQ(faces.size(), 2u);
+  EXPECT_FLOAT_EQ(faces[0].quality + faces[1].quality, 4.0f);  // as enrolment gave them
 }
 
 TEST(GallerySchema, ANewerSchemaIsRefused) {

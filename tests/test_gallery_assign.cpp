@@ -662,7 +662,7 @@ TEST(CliGalleryAssign, LfwPhotosJoinTheirOwnPersonOrWaitAndProposedPeopleArePure
   EXPECT_NE(r.err.find("kept their names"), std::string::npos) << r.err;
   r = test::run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("schema version 4: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("schema version 5: sound"), std::string::npos) << r.out;
 }
 
 // A store survives a kill at any moment: `gallery assign` SIGKILLed while it works leaves a sound

@@ -185,7 +185,7 @@ TEST(CliGallery, EnrolsSearchesAndManagesRealPeople) {
   EXPECT_EQ(run_cli("gallery remove " + db + " bruce", tmp).exit_code, 0);
   r = run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("2 people, 29 faces, schema version 4: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 people, 29 faces, schema version 5: sound"), std::string::npos) << r.out;
   // The index's recall against exact search, with an hnsw index asked for (auto is exact here).
   r = run_cli("gallery check " + db + " --recall --recall-queries 29 --index hnsw", tmp);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -424,7 +424,7 @@ TEST(CliGalleryPostgres, TwoProcessesShareOneGalleryWithoutARestart) {
   EXPECT_EQ(searcher.wait(), 0) << test::read_file(tmp / "searcher.err");
   r = run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("1 people, 15 faces, schema version 4: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 people, 15 faces, schema version 5: sound"), std::string::npos) << r.out;
 }
 
 // A photo archive split across three machines: three `gallery enroll --by-folder --shard K/3`
@@ -455,7 +455,7 @@ TEST(CliGalleryPostgres, ThreeShardsEnrolConcurrentlyIntoOneGallery) {
   // What one enrolment of the folder holds (one face per photo), with the gallery sound.
   const auto r = run_cli("gallery check " + db, tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("3 people, 45 faces, schema version 4: sound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 people, 45 faces, schema version 5: sound"), std::string::npos) << r.out;
 }
 
 // 1:N on the real LFW people: the first photo of each of the 774 people with two or more is

@@ -26,17 +26,25 @@ std::string ModelBinding::describe() const {
 }
 
 std::vector<float> person_template(const std::vector<std::vector<float>>& embeddings,
-                                   bool magnitude_is_quality) {
+                                   const std::vector<double>& qualities) {
   if (embeddings.empty()) return {};
+  if (qualities.size() != embeddings.size())
+    throw InvalidInput("person_template: " + std::to_string(qualities.size()) + " qualities for " +
+                       std::to_string(embeddings.size()) + " faces");
   std::vector<double> sum(embeddings.front().size(), 0.0);
   double weights = 0;
-  for (const auto& e : embeddings) {
-    const double n = norm(e);
-    if (n == 0) continue;
-    const double w = magnitude_is_quality ? n : 1.0;
-    for (std::size_t d = 0; d < e.size(); ++d) sum[d] += w * e[d] / n;
-    weights += w;
-  }
+  const auto add_all = [&](bool equal) {
+    for (std::size_t i = 0; i < embeddings.size(); ++i) {
+      const auto& e = embeddings[i];
+      const double n = norm(e);
+      const double w = equal ? 1.0 : std::max(0.0, qualities[i]);
+      if (n == 0 || w == 0) continue;
+      for (std::size_t d = 0; d < e.size(); ++d) sum[d] += w * e[d] / n;
+      weights += w;
+    }
+  };
+  add_all(/*equal=*/false);
+  if (weights == 0) add_all(/*equal=*/true);  // every face of quality 0: none outweighs another
   std::vector<float> out(sum.size(), 0.0f);
   if (weights > 0) {
     for (std::size_t d = 0; d < sum.size(); ++d) out[d] = float(sum[d] / weights);
@@ -594,8 +602,13 @@ std::vector<std::string> Gallery::check() const {
   const auto& s = *state_;
   std::vector<std::string> problems;
   const auto dim = static_cast<std::size_t>(s.model.embedding_size);
-  std::map<std::int64_t, std::vector<std::vector<float>>> by_person;
-  for (const auto& row : s.sql->run("SELECT id, person_id, embedding, box, landmarks FROM faces")) {
+  struct PersonFaces {
+    std::vector<std::vector<float>> embeddings;
+    std::vector<double> qualities;
+  };
+  std::map<std::int64_t, PersonFaces> by_person;
+  for (const auto& row :
+       s.sql->run("SELECT id, person_id, embedding, box, landmarks, quality FROM faces")) {
     const auto id = as_int(row[0]);
     auto e = blob_to_floats(as_blob(row[2]));
     if (e.size() != dim || as_blob(row[2]).size() != dim * sizeof(float)) {
@@ -608,7 +621,9 @@ std::vector<std::string> Gallery::check() const {
       problems.push_back("face " + std::to_string(id) + ": embedding holds NaN or infinity");
     if (as_blob(row[3]).size() != 16 || as_blob(row[4]).size() != 40)
       problems.push_back("face " + std::to_string(id) + ": box or landmarks do not decode");
-    by_person[as_int(row[1])].push_back(std::move(e));
+    auto& faces = by_person[as_int(row[1])];
+    faces.embeddings.push_back(std::move(e));
+    faces.qualities.push_back(as_real(row[5]));
   }
   std::map<std::int64_t, std::vector<float>> templates;
   for (const auto& row : s.sql->run("SELECT person_id, faces, vector FROM templates"))
@@ -626,7 +641,7 @@ std::vector<std::string> Gallery::check() const {
       problems.push_back("person '" + name + "': no template");
       continue;
     }
-    const auto expected = person_template(faces->second, s.model.magnitude_is_quality);
+    const auto expected = person_template(faces->second.embeddings, faces->second.qualities);
     double worst = 0;
     for (std::size_t d = 0; d < expected.size() && d < t->second.size(); ++d)
       worst = std::max(worst, double(std::abs(expected[d] - t->second[d])));

@@ -29,11 +29,13 @@ struct Rows {
   std::size_t dim = 0;
   std::vector<float> unit;
   std::vector<std::vector<float>> raw;
+  std::vector<double> quality;  // each face's stored quality
 
-  void add(std::vector<float> embedding) {
+  void add(std::vector<float> embedding, double face_quality) {
     const double n = norm(embedding);
     for (const float x : embedding) unit.push_back(n > 0 ? float(x / n) : 0.0f);
     raw.push_back(std::move(embedding));
+    quality.push_back(face_quality);
   }
   std::size_t size() const { return raw.size(); }
   torch::Tensor tensor() {
@@ -58,13 +60,17 @@ std::vector<std::vector<std::size_t>> group_rows(Rows& rows, const std::vector<s
   return groups;
 }
 
-// Cosine of each row of `members` to their template (person_template of their raw embeddings).
+// Cosine of each row of `members` to their template (person_template of their raw embeddings
+// and qualities).
 std::vector<double> similarity_to_template(const Rows& rows,
-                                           const std::vector<std::size_t>& members,
-                                           bool magnitude_is_quality) {
+                                           const std::vector<std::size_t>& members) {
   std::vector<std::vector<float>> raw;
-  for (const auto r : members) raw.push_back(rows.raw[r]);
-  const auto t = person_template(raw, magnitude_is_quality);
+  std::vector<double> qualities;
+  for (const auto r : members) {
+    raw.push_back(rows.raw[r]);
+    qualities.push_back(rows.quality[r]);
+  }
+  const auto t = person_template(raw, qualities);
   const double tn = norm(t);
   std::vector<double> out;
   for (const auto r : members) {
@@ -132,9 +138,9 @@ std::vector<ProposedPerson> Gallery::State::propose_from(const std::vector<std::
   rows.dim = static_cast<std::size_t>(model.embedding_size);
   std::vector<std::int64_t> ids;
   for (const auto& row :
-       sql->run("SELECT id, embedding FROM unassigned WHERE too_poor = 0 ORDER BY id")) {
+       sql->run("SELECT id, embedding, quality FROM unassigned WHERE too_poor = 0 ORDER BY id")) {
     ids.push_back(as_int(row[0]));
-    rows.add(blob_to_floats(as_blob(row[1])));
+    rows.add(blob_to_floats(as_blob(row[1])), as_real(row[2]));
   }
   const std::set<std::int64_t> is_fresh(fresh.begin(), fresh.end());
   std::vector<std::int64_t> fresh_rows;
@@ -162,7 +168,7 @@ std::vector<ProposedPerson> Gallery::State::propose_from(const std::vector<std::
   std::vector<ProposedPerson> out;
   for (const auto& members : groups) {
     const auto [person, name] = new_proposed_person();
-    const auto similarity = similarity_to_template(rows, members, model.magnitude_is_quality);
+    const auto similarity = similarity_to_template(rows, members);
     ProposedPerson proposed{name, {}};
     for (std::size_t i = 0; i < members.size(); ++i) {
       const auto id = ids[members[i]];
@@ -310,13 +316,13 @@ Regrouped Gallery::recluster(const Grouping& grouping, double quality_gate) {
     for (const auto& row :
          s.sql->run("SELECT id, embedding, quality FROM unassigned ORDER BY id")) {
       faces.push_back({as_int(row[0]), 0, !passes(as_real(row[2]))});
-      rows.add(blob_to_floats(as_blob(row[1])));
+      rows.add(blob_to_floats(as_blob(row[1])), as_real(row[2]));
     }
     for (const auto& row : s.sql->run(
              "SELECT f.id, f.person_id, f.embedding, f.quality FROM faces f JOIN proposed r ON "
              "r.person_id = f.person_id ORDER BY f.id")) {
       faces.push_back({as_int(row[0]), as_int(row[1]), !passes(as_real(row[3]))});
-      rows.add(blob_to_floats(as_blob(row[2])));
+      rows.add(blob_to_floats(as_blob(row[2])), as_real(row[3]));
     }
     std::map<std::int64_t, std::pair<std::int64_t, std::string>> old;  // person -> number, name
     for (const auto& row :
@@ -388,7 +394,7 @@ Regrouped Gallery::recluster(const Grouping& grouping, double quality_gate) {
       } else {
         name = old[target[g]].second;
       }
-      const auto similarity = similarity_to_template(rows, big[g], s.model.magnitude_is_quality);
+      const auto similarity = similarity_to_template(rows, big[g]);
       ProposedPerson person{name, {}};
       for (std::size_t i = 0; i < big[g].size(); ++i) {
         auto& f = faces[big[g][i]];

@@ -319,14 +319,18 @@ struct Gallery::State {
 
   void update_template(std::int64_t person_id) {
     std::vector<std::vector<float>> embeddings;
-    for (const auto& row : sql->run("SELECT embedding FROM faces WHERE person_id = ?", {person_id}))
+    std::vector<double> qualities;
+    for (const auto& row :
+         sql->run("SELECT embedding, quality FROM faces WHERE person_id = ?", {person_id})) {
       embeddings.push_back(blob_to_floats(as_blob(row[0])));
+      qualities.push_back(as_real(row[1]));
+    }
     if (embeddings.empty()) {
       sql->run("DELETE FROM templates WHERE person_id = ?", {person_id});
       sql->run("DELETE FROM persons WHERE id = ?", {person_id});
       return;
     }
-    const auto t = person_template(embeddings, model.magnitude_is_quality);
+    const auto t = person_template(embeddings, qualities);
     sql->run(
         "INSERT INTO templates (person_id, faces, vector) VALUES (?, ?, ?) ON CONFLICT (person_id) "
         "DO UPDATE SET faces = excluded.faces, vector = excluded.vector",
@@ -362,6 +366,13 @@ struct Gallery::State {
       if (version < 4) {  // 3 -> 4: the change log, complete from now on
         for (const auto& statement : schema.version4()) sql->run(statement);
         sql->run("INSERT INTO meta (key, value) VALUES ('uid', ?)", {new_gallery_uid()});
+      }
+      // 4 -> 5: templates weight faces by their stored quality for every model. MagFace
+      // galleries stored each face's magnitude as its quality and weighted by it: nothing
+      // changes. Others weighted faces equally: their templates are computed again (the faces
+      // stored so far have their magnitude as quality). One pass over the faces.
+      if (version >= 2 && version < 5 && !model.magnitude_is_quality) {
+        for (const auto& row : sql->run("SELECT id FROM persons")) update_template(as_int(row[0]));
       }
       sql->run("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                {std::to_string(kSchemaVersion)});

@@ -51,7 +51,7 @@ struct ModelBinding {
   std::string architecture;  // e.g. "mobilefacenet"
   int embedding_size = 0;    // values per stored embedding
   std::string weights_sha256;
-  bool magnitude_is_quality = false;   // MagFace models: templates weight faces by magnitude
+  bool magnitude_is_quality = false;   // MagFace models: the magnitude is the quality
   double same_person_threshold = 0.3;  // cosine; the "match" decision of a search
   double quality_threshold = 0;        // magnitude below which a face is too poor (0: none)
   // Mean cosine at which average linkage stops merging unassigned faces into proposed people
@@ -198,10 +198,13 @@ struct IndexRecall {
   double recall = 1;  // share of the exact top k the index returns
 };
 
-// A person's template: the quality-weighted mean of their unit embeddings (weights = raw
-// magnitudes when the magnitude is a quality, else 1), as a raw (unnormalised) mean.
+// A person's template: the quality-weighted mean of their unit embeddings, as a raw
+// (unnormalised) mean. qualities[i]: face i's stored quality (Embedding::quality as enrolment
+// measured it: the magnitude for MagFace models, else the magnitude times the crop's sharpness
+// factor; faces stored before schema version 5 have their magnitude). Faces of zero norm count
+// for nothing, and so do faces of zero quality unless every face has it (then: equal weights).
 std::vector<float> person_template(const std::vector<std::vector<float>>& embeddings,
-                                   bool magnitude_is_quality);
+                                   const std::vector<double>& qualities);
 
 // True for a PostgreSQL URL ("postgresql://...", "postgres://..."); anything else is a file.
 bool is_database_url(const std::string& location);
@@ -299,7 +302,7 @@ class Gallery {
 
   // The store's schema version (current: kSchemaVersion).
   int schema_version() const;
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   // Generations the change log keeps: a process further behind reads every template again.
   static constexpr std::int64_t kLogKept = 100000;
 
