@@ -5,7 +5,11 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include <array>
 #include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
 
 #include "facemag/io/npy.hpp"
 #include "test_support.hpp"
@@ -111,6 +115,82 @@ TEST(CliGolden, EvalErcRanksByAQualityFileOfOneValuePerRow) {
   refused("eval erc --pair-list " + (tmp / "none.txt").string() + " --quality " +
               (tmp / "norms.npy").string(),
           "one quality per row of --features");
+}
+
+// `eval erc --quality model` on photos ranks the pairs by the quality the model measures on each
+// face (MobileFaceNet: magnitude x sharpness): the same curve as the saved features ranked by the
+// qualities `facemag quality` reports for the same photos.
+TEST(CliGolden, EvalErcRanksPhotoPairsByTheModelsOwnQuality) {
+  FACEMAG_REQUIRE_FILE(mobilefacenet());
+  const auto casia = test::shared_dir() / "data" / "faces-casia";
+  FACEMAG_REQUIRE_FILE(casia / "pam" / "005.jpg");
+  test::TempDir tmp;
+  const auto photo = [&](const std::string& person, int n) {
+    char name[16];
+    std::snprintf(name, sizeof name, "%03d.jpg", n);
+    return (casia / person / name).string();
+  };
+  // 12 pairs: 6 of one person, 6 of two.
+  std::vector<std::array<std::string, 2>> pairs;
+  std::vector<std::int64_t> same;
+  const std::array<std::string, 3> people{"bruce", "neil", "pam"};
+  for (int i = 0; i < 6; ++i) {
+    const auto& p = people[static_cast<std::size_t>(i % 3)];
+    pairs.push_back({photo(p, 1 + i / 3), photo(p, 3 + i / 3)});
+    same.push_back(1);
+    pairs.push_back(
+        {photo(p, 1 + i / 3), photo(people[static_cast<std::size_t>((i + 1) % 3)], 2 + i / 3)});
+    same.push_back(0);
+  }
+  std::string list;
+  for (std::size_t p = 0; p < pairs.size(); ++p)
+    list += pairs[p][0] + " " + pairs[p][1] + " " + std::to_string(same[p]) + "\n";
+  test::write_file(tmp / "pairs.txt", list);
+  const std::string common = " --fmr 1e-1 --random-repeats 2 ";
+  auto r = run_cli("eval erc --pair-list " + (tmp / "pairs.txt").string() + common +
+                       "--quality model --save-features " + (tmp / "f.npy").string() + " --json " +
+                       (tmp / "model.json").string() + real_model(),
+                   tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto by_model = test::read_json(tmp / "model.json");
+  EXPECT_EQ(by_model["quality_source"], "magnitude*sharpness");
+
+  // Each photo's quality as `facemag quality` reports it, one value per saved feature row.
+  std::set<std::string> photos;
+  for (const auto& p : pairs) photos.insert({p[0], p[1]});
+  std::string inputs;
+  for (const auto& p : photos) inputs += p + " ";
+  r = run_cli("quality " + inputs + "--keep" + real_model(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, double> quality;
+  for (const auto& record : test::json_lines(r.out)) {
+    EXPECT_EQ(record["quality_source"], "magnitude*sharpness");
+    EXPECT_LE(record["quality"].get<double>(), record["magnitude"].get<double>());
+    quality[record["path"].get<std::string>()] = record["quality"].get<double>();
+  }
+  std::vector<double> rows;
+  for (const auto& p : pairs) rows.insert(rows.end(), {quality.at(p[0]), quality.at(p[1])});
+  io::write_npy(tmp / "q.npy", torch::tensor(rows, torch::kFloat64));
+  io::write_npy(tmp / "same.npy", torch::tensor(same, torch::kInt64));
+  r = run_cli("eval erc --features " + (tmp / "f.npy").string() + " --labels " +
+                  (tmp / "same.npy").string() + common + "--quality " + (tmp / "q.npy").string() +
+                  " --json " + (tmp / "file.json").string(),
+              tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto by_file = test::read_json(tmp / "file.json");
+  ASSERT_EQ(by_model["steps"].size(), by_file["steps"].size());
+  for (std::size_t s = 0; s < by_model["steps"].size(); ++s) {
+    EXPECT_EQ(by_model["steps"][s]["rejected"], by_file["steps"][s]["rejected"]);
+    for (std::size_t k = 0; k < by_model["steps"][s]["points"].size(); ++k)
+      EXPECT_EQ(by_model["steps"][s]["points"][k]["fnmr"], by_file["steps"][s]["points"][k]["fnmr"])
+          << s;
+  }
+  // A features source has no photos to measure.
+  r = run_cli("eval erc --features " + (tmp / "f.npy").string() + " --labels " +
+                  (tmp / "same.npy").string() + " --quality model",
+              tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--quality model"), std::string::npos) << r.err;
 }
 
 TEST(CliGolden, EvalOnBinAndPairListEmbedsTheSameRealFaces) {

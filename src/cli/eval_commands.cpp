@@ -123,7 +123,9 @@ Runner add_eval_pairs_command(CLI::App& evalc) {
 
 struct EvalErcOptions {
   PairSource source;
-  std::string quality;  // .npy of one quality per feature row ("": the magnitude)
+  // .npy of one quality per feature row, "model" (photo sources: the model's quality,
+  // face_quality.hpp), or "": the magnitude.
+  std::string quality;
   std::vector<double> fmrs{1e-3};
   std::string plot;
   std::string json;
@@ -131,13 +133,23 @@ struct EvalErcOptions {
 };
 
 int run_eval_erc(const EvalErcOptions& opt) {
-  if (!opt.quality.empty() && opt.source.files.features.empty())
+  const bool features = !opt.source.files.features.empty();
+  const bool model_quality = opt.quality == "model";
+  if (model_quality && features)
+    throw InvalidInput(
+        "--quality model: the quality the model measures on photos (a --features "
+        "source has no photos; give an .npy of one quality per row)");
+  if (!opt.quality.empty() && !model_quality && !features)
     throw InvalidInput("--quality " + opt.quality +
-                       ": one quality per row of --features (photo sources rank by magnitude)");
+                       ": one quality per row of --features (photo sources: --quality model)");
   const auto loaded = load_pairs(opt.source);
   const auto erc =
       opt.quality.empty()
           ? eval::summarize_error_versus_reject(loaded.pairs, opt.fmrs, opt.random_repeats)
+      : model_quality
+          ? eval::summarize_error_versus_reject(
+                loaded.pairs, eval::pair_qualities(loaded.pairs, loaded.row_quality, "model"),
+                loaded.quality_source, opt.fmrs, opt.random_repeats)
           : eval::summarize_error_versus_reject(
                 loaded.pairs,
                 eval::pair_qualities(loaded.pairs, eval::read_row_qualities(opt.quality),
@@ -165,8 +177,10 @@ Runner add_eval_erc_command(CLI::App& evalc) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--quality", opt->quality,
-                  "Rank by another quality measure: an .npy of one value per row of --features "
-                  "(higher: better), instead of the magnitude");
+                  "Rank by another quality measure instead of the magnitude: an .npy of one "
+                  "value per row of --features (higher: better), or `model` for photo sources: "
+                  "the model's own quality (magnitude x sharpness for models that are not "
+                  "MagFace-trained)");
   cmd->add_option("--plot", opt->plot, "Draw the curves (PNG)");
   cmd->add_option("--json", opt->json, "Write every step here");
   cmd->add_option("--random-repeats", opt->random_repeats,

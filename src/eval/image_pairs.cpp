@@ -86,6 +86,7 @@ EmbeddedPairs embed_image_pairs(const ImagePairs& input, const FaceEncoder& enco
     for (const auto* f : {&a, &b}) {
       rows.insert(rows.end(), f->embedding->raw.begin(), f->embedding->raw.end());
       out.face_quality.push_back(f->embedding->magnitude);
+      out.row_quality.push_back(f->embedding->quality);
     }
     labels.push_back(input.is_same[p] ? 1 : 0);
     out.source_index.push_back(p);

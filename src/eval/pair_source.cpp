@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "facemag/embed/face_quality.hpp"
 #include "facemag/error.hpp"
 #include "facemag/eval/protocol_files.hpp"
 
@@ -18,6 +19,8 @@ LoadedPairs embed_pairs(const ImagePairs& input, const PairEncoder& encoder,
   out.face_choice = std::move(embedded.face_choice);
   out.pairs = std::move(embedded.pairs);
   out.face_quality = std::move(embedded.face_quality);
+  out.row_quality = std::move(embedded.row_quality);
+  out.quality_source = quality_source(face_encoder->manifest());
   out.source_index = std::move(embedded.source_index);
   out.dropped = embedded.dropped;
   return out;

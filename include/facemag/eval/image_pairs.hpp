@@ -37,6 +37,7 @@ ImagePairs image_pairs_of_bin(const std::filesystem::path& bin);
 struct EmbeddedPairs {
   FeaturePairs pairs;
   std::vector<double> face_quality;       // raw norm of every face used, two per pair
+  std::vector<double> row_quality;        // Embedding::quality of every face used (the model's)
   std::vector<std::size_t> source_index;  // each kept pair's position in the input
   std::size_t dropped = 0;                // pairs without a face in one image
   std::string face_choice;                // face_choice_summary of the photos

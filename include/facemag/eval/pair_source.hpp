@@ -39,10 +39,14 @@ struct PairEncoder {
 struct LoadedPairs {
   FeaturePairs pairs;
   std::vector<double> face_quality;  // raw norm of every face used
-  std::string description;           // the source file, as given
-  std::string model;                 // manifest name when a model embedded the faces
-  std::size_t dropped = 0;           // pairs without a face in one image
-  std::string face_choice;           // how faces were chosen in photos with several (photo sources)
+  // Image sources: each feature row's quality by the model's rule (Embedding::quality) and what
+  // it measures (quality_source(): "magnitude" or "magnitude*sharpness"); empty for features.
+  std::vector<double> row_quality;
+  std::string quality_source;
+  std::string description;  // the source file, as given
+  std::string model;        // manifest name when a model embedded the faces
+  std::size_t dropped = 0;  // pairs without a face in one image
+  std::string face_choice;  // how faces were chosen in photos with several (photo sources)
   // Position of each kept pair in the source, and the pairs per fold of LFW's protocol there
   // (pairs.txt's header, else LFW's 600).
   std::vector<std::size_t> source_index;
