@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -442,6 +444,40 @@ TEST(PersonIndex, IvfAndHnswFindTheExactNeighboursOfASmallGallery) {
   EXPECT_TRUE(empty.search(q, 3).empty());
   EXPECT_EQ(gallery::parse_index_kind("auto"), gallery::IndexKind::kAuto);
   EXPECT_THROW(gallery::parse_index_kind("flat"), InvalidInput);
+}
+
+// A build given a stop flag: unset, an hnsw graph of several chunks is built and searched as
+// usual; set (a gallery closing while it rebuilds), the build stops and the index keeps what it
+// had.
+TEST(PersonIndex, ABuildStopsWhenToldAndLeavesTheIndexAsItWas) {
+  std::mt19937 rng(5);
+  constexpr int kDim = 8;
+  const auto rows = static_cast<int>(2 * gallery::PersonIndex::kBuildChunk + 7);
+  std::vector<float> data;
+  std::vector<std::int64_t> ids;
+  for (int r = 0; r < rows; ++r) {
+    const auto v = random_vector(rng, kDim, 1);
+    data.insert(data.end(), v.begin(), v.end());
+    ids.push_back(r);
+  }
+  std::atomic<bool> stop{false};
+  gallery::PersonIndex hnsw;
+  hnsw.build(ids, data, kDim, gallery::IndexKind::kHnsw, &stop);
+  ASSERT_EQ(hnsw.size(), std::size_t(rows));
+  for (const int r : {0, rows / 2, rows - 1}) {  // one row of each chunk finds itself
+    const std::vector<float> q(data.begin() + r * kDim, data.begin() + (r + 1) * kDim);
+    EXPECT_EQ(hnsw.search(q, 1).at(0).id, r);
+  }
+  stop = true;
+  for (const auto kind :
+       {gallery::IndexKind::kHnsw, gallery::IndexKind::kExact, gallery::IndexKind::kIvf}) {
+    EXPECT_THROW(
+        hnsw.build(std::span(ids).first(10),
+                   std::vector<float>(data.begin(), data.begin() + 10 * kDim), kDim, kind, &stop),
+        gallery::IndexBuildStopped);
+    EXPECT_EQ(hnsw.size(), std::size_t(rows));
+    EXPECT_EQ(hnsw.kind(), gallery::IndexKind::kHnsw);
+  }
 }
 
 // Random upserts and removals: each kind holds exactly the ids a map holds, never returns a

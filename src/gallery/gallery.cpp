@@ -280,7 +280,8 @@ std::string new_gallery_uid() {
 }
 
 Gallery::State::Built Gallery::State::read_all(Sql& sql, const ModelBinding& model, IndexKind kind,
-                                               bool vectors, const std::string& location) {
+                                               bool vectors, const std::string& location,
+                                               const std::atomic<bool>* stop) {
   Built out;
   out.generation = as_int(sql.run("SELECT generation FROM state WHERE id = 1").at(0)[0]);
   const auto dim = static_cast<std::size_t>(model.embedding_size);
@@ -296,6 +297,7 @@ Gallery::State::Built Gallery::State::read_all(Sql& sql, const ModelBinding& mod
   const std::string select = std::string(vectors ? kPeopleSelect : kPeopleSelectWithoutVectors) +
                              (vectors ? "" : " ") + "WHERE p.id > ? ORDER BY p.id LIMIT ?";
   for (std::int64_t after = -1;;) {
+    if (stop && stop->load()) throw IndexBuildStopped(location + ": index build stopped");
     const auto rows = sql.run(select, {after, kPage});
     for (const auto& row : rows) {
       const auto id = as_int(row[0]);
@@ -308,7 +310,7 @@ Gallery::State::Built Gallery::State::read_all(Sql& sql, const ModelBinding& mod
     if (rows.size() < static_cast<std::size_t>(kPage)) break;
     after = as_int(rows.back()[0]);
   }
-  if (vectors) out.index.build(ids, std::move(values), dim, kind);
+  if (vectors) out.index.build(ids, std::move(values), dim, kind, stop);
   return out;
 }
 
@@ -371,13 +373,14 @@ void save_index_file(const PersonIndex& index, const std::string& file, const st
 
 void Gallery::State::start_rebuild() const {
   if (rebuilding.valid()) return;
+  // The task reads `closing` of this State, which waits for it before it goes.
   rebuilding =
       std::async(std::launch::async, [connect_to = connect_to, location = location, model = model,
-                                      kind = kind, file = index_file, uid = uid] {
+                                      kind = kind, file = index_file, uid = uid, stop = &closing] {
         // A connection of its own: the gallery's serves searches meanwhile; the index is saved here
         // too, off the request path.
         auto own = connect(connect_to, /*create=*/false);
-        auto built = read_all(*own, model, kind, true, location);
+        auto built = read_all(*own, model, kind, true, location, stop);
         save_index_file(built.index, file, uid, built.generation, location);
         return built;
       });

@@ -453,7 +453,11 @@ PersonIndex& PersonIndex::operator=(PersonIndex&&) noexcept = default;
 PersonIndex::~PersonIndex() = default;
 
 void PersonIndex::build(std::span<const std::int64_t> ids, std::vector<float> vectors,
-                        std::size_t dim, IndexKind kind) {
+                        std::size_t dim, IndexKind kind, const std::atomic<bool>* stop) {
+  const auto check_stop = [stop] {
+    if (stop && stop->load()) throw IndexBuildStopped("index build stopped");
+  };
+  check_stop();
   if (dim == 0 || vectors.size() != ids.size() * dim)
     throw InvalidInput("index: " + std::to_string(vectors.size()) + " values are not " +
                        std::to_string(ids.size()) + " rows of " + std::to_string(dim));
@@ -475,7 +479,11 @@ void PersonIndex::build(std::span<const std::int64_t> ids, std::vector<float> ve
       break;
     case IndexKind::kHnsw: {
       auto hnsw = std::make_unique<HnswBackend>(dim);
-      hnsw->add_rows(ids, vectors.data());
+      for (std::size_t start = 0; start < ids.size(); start += kBuildChunk) {
+        check_stop();
+        const auto n = std::min(kBuildChunk, ids.size() - start);
+        hnsw->add_rows(ids.subspan(start, n), vectors.data() + start * dim);
+      }
       impl->backend = std::move(hnsw);
       break;
     }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -412,9 +413,14 @@ struct Gallery::State {
   bool load_saved(std::int64_t generation, std::int64_t log_from) const;
   void save_index() const;  // save_index_file of this index
   // Every person (and with `vectors`, their templates into `index` of `kind`) read through `sql`.
+  // `stop`: read between pages and by the index build; once set, IndexBuildStopped.
   static Built read_all(Sql& sql, const ModelBinding& model, IndexKind kind, bool vectors,
-                        const std::string& location);
+                        const std::string& location, const std::atomic<bool>* stop = nullptr);
+  // Set when the gallery closes: a rebuild still running stops within a chunk of rows
+  // (PersonIndex::kBuildChunk) instead of finishing a graph nobody will search.
+  std::atomic<bool> closing{false};
   ~State() {
+    closing = true;
     if (rebuilding.valid()) rebuilding.wait();
   }
 };
