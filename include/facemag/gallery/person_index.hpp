@@ -68,7 +68,7 @@ class PersonIndex {
   // the other kinds start): once set, build throws IndexBuildStopped and the index is unchanged.
   void build(std::span<const std::int64_t> ids, std::vector<float> vectors, std::size_t dim,
              IndexKind kind, const std::atomic<bool>* stop = nullptr);
-  // Rows an hnsw build adds between two looks at `stop` (~1 s at 1M 512-d people, 2 cores).
+  // Rows an hnsw build adds between two looks at `stop` (~1.4 s at 1M 512-d people, 2 cores).
   static constexpr std::size_t kBuildChunk = 4096;
   // Adds `id`, or replaces its vector (any scale).
   void upsert(std::int64_t id, std::span<const float> vector);
