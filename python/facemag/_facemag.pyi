@@ -136,7 +136,8 @@ class PhotoEmbeddings:
     faceless: List[int]
     """Inputs without a face."""
     @property
-    def qualities(self) -> Float32: ...
+    def qualities(self) -> Float32:
+        """N float32: each face's quality (Embedder.quality_source)."""
     @property
     def photo(self) -> npt.NDArray[np.int64]: ...
     def __len__(self) -> int: ...
@@ -174,7 +175,8 @@ class Embedder:
     def embed(self, faces: Images, *, bgr: bool = False) -> Float32:
         """N x D float32 raw embeddings (always 2-D); equal to `facemag embed --aligned --npy`."""
     def quality(self, faces: Images, *, bgr: bool = False) -> Float32:
-        """N float32 magnitudes of the raw embeddings."""
+        """N float32 qualities: the raw embeddings' magnitudes for a MagFace model, else each
+        magnitude times its crop's sharpness factor (see quality_source)."""
     def embed_photos(
         self,
         photos: Images,

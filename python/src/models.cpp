@@ -552,7 +552,7 @@ interpolation): FaceNet's input. Channel order as align().)doc");
               q.mutable_data()[i] = r.faces[i].quality;
             return q;
           },
-          "N float32: each row's magnitude (MagFace quality).")
+          "N float32: each face's quality (Embedder.quality_source says what it measures).")
       .def_property_readonly(
           "photo",
           [](const PhotoEmbeddings& r) {
