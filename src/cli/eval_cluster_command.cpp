@@ -166,7 +166,8 @@ Runner add_eval_cluster_command(CLI::App& evalc) {
       ->expected(3)
       ->capture_default_str();
   cmd->add_option("--min-quality", opt->min_quality,
-                  "Also score with faces below this magnitude left out, and attached last");
+                  "Also score with faces below this quality (photos: the model's, --features: the "
+                  "magnitude) left out, and attached last");
   add_cluster_method_options(*cmd, opt->clustering);
   cmd->add_option("--json", opt->json, "Write every number here");
   cmd->add_option("--plot", opt->plot, "Draw the sweep (PNG)");

@@ -50,6 +50,7 @@ void embed_chunk(const FaceEncoder& encoder, const PeoplePhotos& people, std::si
     }
     rows.insert(rows.end(), faces[k].embedding->raw.begin(), faces[k].embedding->raw.end());
     out.faces.identity.push_back(people.person_of_file[which[k]]);
+    out.faces.quality.push_back(faces[k].embedding->quality);
   }
   for (auto& f : faces) all_faces.push_back(std::move(f));
 }
@@ -136,7 +137,6 @@ EmbeddedPeople embed_people(
                                          encoder.embedder().output_size()},
                                         torch::kFloat32)
                            .clone();
-  out.faces.quality = row_norms(out.faces.features);
   return out;
 }
 

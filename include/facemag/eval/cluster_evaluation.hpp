@@ -28,7 +28,9 @@ struct LabelledFaces {
   torch::Tensor features;          // N x D
   std::vector<int> identity;       // per row, 0-based
   std::vector<std::string> names;  // identity names, by number
-  std::vector<double> quality;     // each row's L2 norm (MagFace's quality)
+  // Each row's quality: read features, the L2 norm (MagFace's quality); photos, the model's
+  // (Embedding::quality: magnitude x sharpness for models that are not MagFace-trained).
+  std::vector<double> quality;
   double default_threshold = 0.3;  // the model's clustering_threshold(); 0.3 for read features
   std::string model;               // the model's name; empty for read features
 };
