@@ -371,8 +371,11 @@ struct Gallery::State {
       // 4 -> 5: templates weight faces by their stored quality for every model. MagFace
       // galleries stored each face's magnitude as its quality and weighted by it: nothing
       // changes. Others weighted faces equally: their templates are computed again (the faces
-      // stored so far have their magnitude as quality). One pass over the faces.
+      // stored so far have their magnitude as quality). One pass over the faces, as a generation
+      // of its own (moved first, as transaction() does, so that the log holds every template
+      // under it: an index saved before, at the old generation, follows them in).
       if (version >= 2 && version < 5 && !model.magnitude_is_quality) {
+        sql->run("UPDATE state SET generation = generation + 1 WHERE id = 1");
         for (const auto& row : sql->run("SELECT id FROM persons")) update_template(as_int(row[0]));
       }
       sql->run("UPDATE meta SET value = ? WHERE key = 'schema_version'",
