@@ -1,5 +1,5 @@
-// SQL that takes a gallery of schema version 4 or 5 back to version 3 (no change log), for the tests
-// of migrating older galleries.
+// SQL that takes a gallery of schema version 4 or 5 back to version 3 (no change log), for the
+// tests of migrating older galleries.
 #pragma once
 
 namespace facemag::test {
