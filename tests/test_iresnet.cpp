@@ -309,17 +309,18 @@ TEST(IResNet, OneDnnLetsGoOfTheNetworkWhereItsKeptWeightsServeEveryBatchSize) {
   }
 }
 
-// Where facemag's own Winograd F(2x2) runs (AVX2: 8 of iResNet-18's 21 convolutions), the
-// oneDNN network's float32 rounding against float64 stays within a small multiple of LibTorch
-// float32's, per embedding. Measured on a Zen 3 over 2 x 6 faces: 1.43-1.70x; the same network
-// with F(2x2) switched off (oneDNN's direct kernels only) 1.99-2.32x, the cost of BatchNorm
-// folded into the weights, which F(2x2)'s transforms (they only add and subtract) partly make up
-// for. Hence at most 3x, the per-layer bound of test_blocked_training.cpp. AVX-512 runs oneDNN's
-// F(4x4) instead, held by the test above and the goldens.
+// Where facemag's own Winograd runs (AVX2: F(4x4) and F(2x2) for 9 of iResNet-18's 21
+// convolutions), the oneDNN network's float32 rounding against float64 stays within a small
+// multiple of LibTorch float32's, per embedding. Measured on a Zen 3 over 2 x 6 faces with F(2x2)
+// alone: 1.43-1.70x; the same network with F(2x2) switched off (oneDNN's direct kernels only)
+// 1.99-2.32x, the cost of BatchNorm folded into the weights, which F(2x2)'s transforms (they only
+// add and subtract) partly make up for. With F(4x4) on every such layer (an Intel Xeon held to
+// AVX2): 1.65-1.95x. Hence at most 3x, F(2x2)'s per-layer bound in test_blocked_training.cpp.
+// AVX-512 runs oneDNN's F(4x4) instead, held by the test above and the goldens.
 TEST(IResNet, OneDnnFloat32WithFacemagsWinogradRoundsLikeLibTorch) {
   if (!nn::OneDnnIResNet::available()) GTEST_SKIP() << "built without oneDNN (libdnnl-dev)";
   if (nn::blocked::stride_one_algorithm(128, 128) != nn::blocked::StrideOneAlgorithm::kWinograd2x2)
-    GTEST_SKIP() << "facemag's Winograd F(2x2) does not run on this CPU (AVX-512: oneDNN's F(4x4))";
+    GTEST_SKIP() << "facemag's Winograd does not run on this CPU (AVX-512: oneDNN's F(4x4))";
   nn::IResNet net(nn::IResNetDepth::k18), exact(nn::IResNetDepth::k18);
   for (auto* m : {&net, &exact}) {
     nn::fill_formula_weights(**m);

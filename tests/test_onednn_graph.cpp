@@ -180,5 +180,74 @@ TEST(OneDnnGraph, Int8InceptionResnetV1StaysWithinItsErrorModel) {
              [&](const torch::Tensor& x) { return net->forward(x); }, {3, 160, 160});
 }
 
+// A stack of 3x3 stride-1 convolutions of every width iResNet has after its stem, on sizes that
+// leave tiles partly outside (13 x 11), with a bias, PReLU, ReLU and residual sums: on AVX2
+// facemag's Winograd F(4x4)
+// (64 and 128 channels), F(2x2) (256) and oneDNN's direct kernels (512); on AVX-512 oneDNN's
+// F(4x4) or direct, as it picks. Against float64, the relative error per row stays within 10x
+// LibTorch float32's, the per-layer bound of Winograd F(4x4) (test_blocked_training.cpp: its
+// transforms multiply by up to 8). Measured: 1.6x on AVX2 (facemag's, Intel Xeon held to AVX2),
+// 3.8x on AVX-512 (oneDNN's F(4x4)).
+TEST(OneDnnGraph, Float32WinogradLayersRoundWithinTheirBound) {
+  torch::NoGradGuard no_grad;
+  const auto generator = torch::Generator(at::detail::createCPUGenerator(23));
+  struct Layer {
+    torch::Tensor weight, bias, slope;
+    bool relu = false, residual = false;
+  };
+  std::vector<Layer> layers;
+  const std::vector<std::array<std::int64_t, 2>> widths{
+      {3, 64}, {64, 64}, {64, 128}, {128, 128}, {128, 256}, {256, 256}, {256, 512}, {512, 512}};
+  for (std::size_t i = 0; i < widths.size(); ++i) {
+    const auto [ins, outs] = widths[i];
+    Layer layer;
+    layer.weight = torch::randn({outs, ins, 3, 3}, generator) * std::sqrt(2.0 / (9.0 * ins));
+    layer.bias = torch::rand({outs}, generator) * 0.2 - 0.1;
+    if (i % 3 == 1) layer.slope = torch::rand({outs}, generator) * 0.5;
+    layer.relu = i % 3 == 2;
+    layer.residual = ins == outs;
+    layers.push_back(layer);
+  }
+  const auto describe = [&](nn::GraphSink& sink, const std::string& input) {
+    auto x = input;
+    for (const auto& layer : layers) {
+      auto y = sink.conv(x, layer.weight, layer.bias, {1, 1}, {1, 1}, 1);
+      if (layer.residual) y = sink.add(y, x);
+      if (layer.relu) y = sink.relu(y);
+      if (layer.slope.defined()) y = sink.prelu(y, layer.slope);
+      x = y;
+    }
+    return sink.flatten(x, false);
+  };
+  const auto reference = [&](const torch::Tensor& input, torch::ScalarType type) {
+    auto x = input.to(type);
+    for (const auto& layer : layers) {
+      auto y = torch::conv2d(x, layer.weight.to(type), layer.bias.to(type), 1, 1);
+      if (layer.residual) y = y + x;
+      if (layer.relu) y = torch::relu(y);
+      if (layer.slope.defined()) y = torch::prelu(y, layer.slope.to(type));
+      x = y;
+    }
+    return x.flatten(1);
+  };
+  const std::array<std::int64_t, 3> chw{3, 13, 11};
+  const auto input = torch::rand({5, chw[0], chw[1], chw[2]}, generator) * 2 - 1;
+  const auto exact = reference(input, torch::kFloat64);
+  const auto libtorch = test::relative_errors(reference(input, torch::kFloat32), exact);
+  const OneDnnGraph graph(describe, chw, torch::kFloat32);
+  const auto outputs = run_from_two_threads(graph, input);
+  double worst_ratio = 0;
+  for (std::size_t i = 0; i < kBatches.size(); ++i) {
+    const auto errors = test::relative_errors(outputs[i], exact.slice(0, 0, kBatches[i]));
+    for (std::size_t r = 0; r < errors.size(); ++r) {
+      worst_ratio = std::max(worst_ratio, errors[r] / libtorch[r]);
+      EXPECT_LE(errors[r], 10.0 * libtorch[r])
+          << "batch " << kBatches[i] << " row " << r << ": LibTorch float32 " << libtorch[r];
+    }
+  }
+  std::cout << "[ graph ] 3x3 stack fp32: worst ratio to LibTorch float32's error " << worst_ratio
+            << " (LibTorch's " << *std::max_element(libtorch.begin(), libtorch.end()) << ")\n";
+}
+
 }  // namespace
 }  // namespace facemag

@@ -232,7 +232,7 @@ nlohmann::json soak(std::size_t total, const std::function<std::size_t()>& step,
 std::string kernel_description() {
   std::string text = "oneDNN " + cpu_kernel_family();
   if (nn::blocked::stride_one_algorithm(128, 128) == nn::blocked::StrideOneAlgorithm::kWinograd2x2)
-    text += " + facemag Winograd F(2x2) for fp32 3x3";
+    text += " + facemag Winograd F(4x4)/F(2x2) for fp32 3x3";
   return text;
 }
 

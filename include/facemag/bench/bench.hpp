@@ -34,8 +34,8 @@ struct SoakProgress {
 nlohmann::json soak(std::size_t total, const std::function<std::size_t()>& step,
                     const SoakProgress& progress = {});
 
-// The kernel family oneDNN runs here, and where facemag's own Winograd F(2x2) takes the 3x3
-// stride-1 convolutions of 128 channels or more: "oneDNN avx2 + facemag Winograd F(2x2) for fp32
+// The kernel family oneDNN runs here, and where facemag's own Winograd takes the 3x3 stride-1
+// convolutions (AVX2, 64 channels or more): "oneDNN avx2 + facemag Winograd F(4x4)/F(2x2) for fp32
 // 3x3".
 std::string kernel_description();
 

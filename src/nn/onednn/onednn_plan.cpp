@@ -44,10 +44,10 @@ dnnl::primitive_attr attributes(const dnnl::post_ops& ops = dnnl::post_ops()) {
 
 std::size_t round_up(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
-// Where facemag's Winograd F(2x2) keeps a convolution's weights: [point][in][out] float32, a
-// layout no oneDNN convolution asks for.
-memory::desc winograd_weights(std::int64_t ins, std::int64_t outs) {
-  return {{winograd::kPoints, ins, outs}, DataType::f32, Tag::abc};
+// Where facemag's Winograd keeps a convolution's weights: [point][in][out] float32, a layout no
+// oneDNN convolution asks for (the number of points tells the tile).
+memory::desc winograd_weights(std::int64_t ins, std::int64_t outs, winograd::Tile tile) {
+  return {{winograd::points(tile), ins, outs}, DataType::f32, Tag::abc};
 }
 
 // `source` in `layout`: source itself when it already is, else a reordered copy.
@@ -261,13 +261,15 @@ bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const tor
     return md == memory::desc(md.dims(), DataType::f32, Tag::nChw8c);
   };
   if (groups != 1 || w[2] != w[3] || strides[0] != strides[1] || padding[0] != padding[1] ||
-      !winograd::applies(w[1], w[0], w[2], strides[0], padding[0]) || !blocks_of_8(src_md) ||
-      !blocks_of_8(dst_md) || !epilogue.output_scales.empty())
+      !blocks_of_8(src_md) || !blocks_of_8(dst_md) || !epilogue.output_scales.empty())
     return false;
+  const auto chosen = winograd::forward_tile(w[1], w[0], w[2], strides[0], padding[0]);
+  if (!chosen) return false;
+  const winograd::Tile tile = *chosen;
   const auto dims = src_md.dims();
   const winograd::Blocked shape{nullptr, dims[0], dims[1], dims[2], dims[3]};
   const std::int64_t outs = w[0];
-  const auto transformed = network_.weights_in(index, weights, winograd_weights(w[1], outs));
+  const auto transformed = network_.weights_in(index, weights, winograd_weights(w[1], outs, tile));
   const auto bias_values = float32(bias, {outs}, Tag::a);
   winograd::OutputEpilogue out{.bias = static_cast<const float*>(bias_values.get_data_handle()),
                                .accumulate = epilogue.accumulate,
@@ -276,17 +278,17 @@ bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const tor
     out.prelu = static_cast<const float*>(
         float32(epilogue.prelu, {epilogue.prelu.numel()}, Tag::a).get_data_handle());
   }
-  plan_.scratchpad_bytes =
-      std::max(plan_.scratchpad_bytes,
-               static_cast<std::size_t>(winograd::workspace_floats(shape, outs)) * sizeof(float));
+  plan_.scratchpad_bytes = std::max(
+      plan_.scratchpad_bytes,
+      static_cast<std::size_t>(winograd::workspace_floats(shape, outs, tile)) * sizeof(float));
   plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst_md.get_size()));
   Plan::Step step{{}, {}, {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
-  step.kernel = [shape, transformed, out, outs, src, dst](const std::vector<void*>& slots,
-                                                          void* scratchpad) {
+  step.kernel = [shape, transformed, out, outs, src, dst, tile](const std::vector<void*>& slots,
+                                                                void* scratchpad) {
     auto input = shape;
     input.data = static_cast<const float*>(slots[src]);
     winograd::convolve(input, static_cast<const float*>(transformed.get_data_handle()), outs,
-                       static_cast<float*>(slots[dst]), out, static_cast<float*>(scratchpad));
+                       static_cast<float*>(slots[dst]), out, static_cast<float*>(scratchpad), tile);
   };
   plan_.steps.push_back(std::move(step));
   return true;
@@ -438,9 +440,11 @@ memory Network::weights_in(int conv_index, const ConvWeights& weights,
     }
     return weights.values();
   };
-  if (layout == winograd_weights(weights.sizes[1], weights.sizes[0])) {
-    winograd::transform_weights(values(), false, static_cast<float*>(target.get_data_handle()));
-    return keep();
+  for (const auto tile : {winograd::Tile::k2x2, winograd::Tile::k4x4}) {
+    if (layout == winograd_weights(weights.sizes[1], weights.sizes[0], tile)) {
+      winograd::transform_weights(values(), tile, static_cast<float*>(target.get_data_handle()));
+      return keep();
+    }
   }
   dnnl::stream stream(engine_);
   // Another layout of the same weights: a permutation, exact, and no need of the network's own.

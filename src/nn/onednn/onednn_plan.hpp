@@ -60,7 +60,7 @@ struct Plan {
     dnnl::primitive primitive;
     std::unordered_map<int, memory> constant_args;
     std::vector<std::tuple<int, Slot, memory::desc>> activation_args;  // DNNL_ARG_*, buffer, layout
-    // Run in place of a primitive where facemag has its own kernel (Winograd F(2x2) on AVX2),
+    // Run in place of a primitive where facemag has its own kernel (Winograd on AVX2),
     // given the call's buffers (by slot) and its scratchpad.
     std::function<void(const std::vector<void*>& slots, void* scratchpad)> kernel = {};
   };
@@ -117,8 +117,9 @@ class PlanBuilder {
   // bias); the bias, slopes and scales may come in either type and are used as float32.
   // float32 3x3 stride-1 convolutions use oneDNN's Winograd kernels where it has them for this
   // CPU and shape, even where that costs a separate PReLU pass (the Winograd kernels take no
-  // PReLU post-op); where it has none (AVX2: 8-channel blocks), facemag's Winograd F(2x2) for
-  // layers where that pays off (winograd.hpp), its epilogue in the output transform.
+  // PReLU post-op); where it has none (AVX2: 8-channel blocks), facemag's Winograd F(4x4) or
+  // F(2x2) for layers where that pays off (winograd::forward_tile), its epilogue in the output
+  // transform.
   // Grouped (depthwise) convolutions take groups > 1.
   void conv(const ConvWeights& weights, const torch::Tensor& bias, const memory::dims& strides,
             const memory::dims& padding, std::int64_t groups, Slot src, const memory::desc& src_md,
@@ -158,7 +159,7 @@ class PlanBuilder {
   void note_sizes(const PrimitiveDesc& pd, const memory::desc& dst);
   // A small float32 copy of `t` kept by the plan (biases, scales, slopes in any dtype).
   memory float32(const torch::Tensor& t, const memory::dims& dims, memory::format_tag tag);
-  // The convolution as facemag's Winograd F(2x2), where it applies (returns whether it did).
+  // The convolution as facemag's Winograd, where it applies (returns whether it did).
   bool winograd_conv(int index, const ConvWeights& weights, const torch::Tensor& bias,
                      const memory::dims& strides, const memory::dims& padding, std::int64_t groups,
                      Slot src, const memory::desc& src_md, Slot dst, const memory::desc& dst_md,

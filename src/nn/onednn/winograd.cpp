@@ -17,16 +17,17 @@
 namespace facemag::nn::winograd {
 namespace {
 
-// Tiles per product: ~800 keeps the products efficient and the transformed chunk (~25 MB at 512
-// channels) small.
-constexpr std::int64_t kTilesPerProduct = 784;
+// Tiles per product: ~800 (F(2x2)) or ~400 (F(4x4)) keeps the products efficient and the
+// transformed chunk small (~14k point-tiles either way: ~29 MB at 256 channels in and out).
+constexpr std::int64_t tiles_per_product(std::int64_t side) { return side == 2 ? 784 : 392; }
 using Lanes = FloatVec<kLanes>;
 
-// 2x2 output tiles over an H x W image (the last row or column of tiles half outside when odd).
+// side x side output tiles over an H x W image (the last row or column of tiles partly outside
+// where side does not divide the size).
 struct Tiling {
-  std::int64_t height, width;
-  std::int64_t rows() const { return (height + 1) / 2; }
-  std::int64_t cols() const { return (width + 1) / 2; }
+  std::int64_t height, width, side = 2;
+  std::int64_t rows() const { return (height + side - 1) / side; }
+  std::int64_t cols() const { return (width + side - 1) / side; }
   std::int64_t per_image() const { return rows() * cols(); }
   std::int64_t plane_floats() const { return height * width * kLanes; }
 };
@@ -113,6 +114,77 @@ FACEMAG_VECTOR_CLONES void transform_output_row(const float* __restrict tiles,
   }
 }
 
+// F(4x4, 3x3) (Lavin and Gray's interpolation points 0, 1, -1, 2, -2 and infinity): each 4x4
+// output tile from a 6x6 input tile, 36 multiplications per pair of channels instead of 144. The
+// transforms multiply only by powers of two (the 5s of B^T are written 4 + 1), so a fused
+// multiply-add rounds as a multiply and an add do and every clone computes the same values.
+
+// B^T d B of each 6x6 input tile d.
+FACEMAG_VECTOR_CLONES void transform_input_row_4x4(const float* __restrict plane, Tiling tiling,
+                                                   std::int64_t row, float* __restrict tiles,
+                                                   std::int64_t channels,
+                                                   std::int64_t point_stride) {
+  const auto b_transpose = [](const Lanes d[6], Lanes r[6]) {
+    r[0] = 4.0f * (d[0] - d[2]) + (d[4] - d[2]);
+    r[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+    r[2] = 4.0f * (d[1] - d[2]) + (d[4] - d[3]);
+    r[3] = 2.0f * (d[3] - d[1]) + (d[4] - d[2]);
+    r[4] = 2.0f * (d[1] - d[3]) + (d[4] - d[2]);
+    r[5] = 4.0f * (d[1] - d[3]) + (d[5] - d[3]);
+  };
+  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
+    Lanes r[6][6];  // B^T d, column by column
+    for (std::int64_t j = 0; j < 6; ++j) {
+      Lanes d[6];
+      for (std::int64_t i = 0; i < 6; ++i)
+        d[i] = pixel_or_zero(plane, tiling, 4 * row - 1 + i, 4 * col - 1 + j);
+      Lanes column[6];
+      b_transpose(d, column);
+      for (std::int64_t i = 0; i < 6; ++i) r[i][j] = column[i];
+    }
+    for (std::int64_t i = 0; i < 6; ++i) {  // (B^T d) B
+      Lanes v[6];
+      b_transpose(r[i], v);
+      for (std::int64_t j = 0; j < 6; ++j)
+        store_floats<kLanes>(tiles + (6 * i + j) * point_stride, v[j]);
+    }
+  }
+}
+
+// A^T m A of each transformed product m: the 4x4 outputs, those inside the image stored.
+FACEMAG_VECTOR_CLONES void transform_output_row_4x4(const float* __restrict tiles,
+                                                    std::int64_t channels,
+                                                    std::int64_t point_stride, Tiling tiling,
+                                                    std::int64_t row, const BlockEpilogue& epilogue,
+                                                    float* __restrict plane) {
+  const auto a_transpose = [](const Lanes m[6], Lanes o[4]) {
+    const Lanes sum12 = m[1] + m[2], difference12 = m[1] - m[2];
+    const Lanes sum34 = m[3] + m[4], difference34 = m[3] - m[4];
+    o[0] = m[0] + sum12 + sum34;
+    o[1] = difference12 + 2.0f * difference34;
+    o[2] = sum12 + 4.0f * sum34;
+    o[3] = difference12 + 8.0f * difference34 + m[5];
+  };
+  const std::int64_t rows = std::min<std::int64_t>(4, tiling.height - 4 * row);
+  for (std::int64_t col = 0; col < tiling.cols(); ++col, tiles += channels) {
+    Lanes r[4][6];  // A^T m
+    for (std::int64_t j = 0; j < 6; ++j) {
+      Lanes m[6], o[4];
+      for (std::int64_t i = 0; i < 6; ++i)
+        m[i] = load_floats<kLanes>(tiles + (6 * i + j) * point_stride);
+      a_transpose(m, o);
+      for (std::int64_t i = 0; i < 4; ++i) r[i][j] = o[i];
+    }
+    const std::int64_t x = 4 * col, cols = std::min<std::int64_t>(4, tiling.width - x);
+    for (std::int64_t i = 0; i < rows; ++i) {  // (A^T m) A
+      Lanes o[4];
+      a_transpose(r[i], o);
+      float* out = plane + ((4 * row + i) * tiling.width + x) * kLanes;
+      for (std::int64_t j = 0; j < cols; ++j) epilogue.store(out + j * kLanes, o[j]);
+    }
+  }
+}
+
 // A g A^T of each 2x2 tile g of the output's gradient (zeros outside): the gradient of the
 // transformed products.
 FACEMAG_VECTOR_CLONES void transform_output_gradient_row(const float* __restrict plane,
@@ -180,19 +252,22 @@ void multiply(char transpose_a, std::int64_t m, std::int64_t n, std::int64_t k, 
 }
 
 std::int64_t images_per_product(const Tiling& tiling, std::int64_t batch) {
-  return std::clamp((kTilesPerProduct + tiling.per_image() - 1) / tiling.per_image(),
-                    std::int64_t{1}, batch);
+  const std::int64_t per_product = tiles_per_product(tiling.side);
+  return std::clamp((per_product + tiling.per_image() - 1) / tiling.per_image(), std::int64_t{1},
+                    batch);
 }
 
 // Calls transform(image, block, tile row) for every row of tiles of the chunk's images, in
-// parallel.
+// parallel, the blocks of a row one after the other: the transformed tiles keep a tile's channels
+// together, so consecutive blocks fill the same cache lines (a block is half a line) while they are
+// still in cache.
 template <class Transform>
 void for_each_tile_row(std::int64_t images, std::int64_t blocks, const Tiling& tiling,
                        Transform transform) {
   at::parallel_for(
-      0, images * blocks * tiling.rows(), 1, [&](std::int64_t begin, std::int64_t end) {
+      0, images * tiling.rows() * blocks, 1, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t r = begin; r < end; ++r)
-          transform(r / (blocks * tiling.rows()), r / tiling.rows() % blocks, r % tiling.rows());
+          transform(r / (tiling.rows() * blocks), r % blocks, r / blocks % tiling.rows());
       });
 }
 
@@ -200,21 +275,24 @@ void for_each_tile_row(std::int64_t images, std::int64_t blocks, const Tiling& t
 // v ([point][tile][x's channels]), then calls visit(first image, images, tiles, v, w) with w room
 // for [point][tile][outs]. v and w lie in `workspace`.
 template <class Visit>
-void for_each_chunk(const Blocked& x, std::int64_t outs, float* workspace, Visit visit) {
-  const Tiling tiling{x.height, x.width};
-  const std::int64_t ins = x.channels, blocks = ins / kLanes;
+void for_each_chunk(const Blocked& x, std::int64_t outs, Tile tile, float* workspace, Visit visit) {
+  const Tiling tiling{x.height, x.width, static_cast<std::int64_t>(tile)};
+  const std::int64_t ins = x.channels, blocks = ins / kLanes, point_count = points(tile);
   const std::int64_t chunk = images_per_product(tiling, x.batch);
   float* v = workspace;
-  float* w = workspace + kPoints * chunk * tiling.per_image() * ins;
+  float* w = workspace + point_count * chunk * tiling.per_image() * ins;
   for (std::int64_t first = 0; first < x.batch; first += chunk) {
     const std::int64_t images = std::min(chunk, x.batch - first),
                        tiles = images * tiling.per_image();
     const float* chunk_data = x.data + first * blocks * tiling.plane_floats();
     for_each_tile_row(images, blocks, tiling, [&](auto image, auto block, auto row) {
-      transform_input_row(
-          chunk_data + (image * blocks + block) * tiling.plane_floats(), tiling, row,
-          v + (image * tiling.per_image() + row * tiling.cols()) * ins + block * kLanes, ins,
-          tiles * ins);
+      const float* plane = chunk_data + (image * blocks + block) * tiling.plane_floats();
+      float* row_tiles =
+          v + (image * tiling.per_image() + row * tiling.cols()) * ins + block * kLanes;
+      if (tile == Tile::k4x4)
+        transform_input_row_4x4(plane, tiling, row, row_tiles, ins, tiles * ins);
+      else
+        transform_input_row(plane, tiling, row, row_tiles, ins, tiles * ins);
     });
     visit(first, images, tiles, static_cast<const float*>(v), w);
   }
@@ -234,6 +312,16 @@ bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int6
          onednn::cpu_has(dnnl_cpu_isa_avx2);
 }
 
+std::optional<Tile> forward_tile(std::int64_t ins, std::int64_t outs, std::int64_t kernel,
+                                 std::int64_t stride, std::int64_t padding) {
+  if (kernel != 3 || stride != 1 || padding != 1 || ins < 64 || outs < 64 ||
+      !onednn::cpu_has(dnnl_cpu_isa_avx2))
+    return std::nullopt;
+  if (ins * outs <= 128 * 128) return Tile::k4x4;
+  if (ins * outs <= 256 * 256) return Tile::k2x2;
+  return std::nullopt;
+}
+
 torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradient) {
   auto transformed = torch::empty({kPoints, weight.size(0) * weight.size(1)}, torch::kFloat32);
   transform_weights(weight, for_data_gradient, transformed.data_ptr<float>());
@@ -241,12 +329,56 @@ torch::Tensor transform_weights(const torch::Tensor& weight, bool for_data_gradi
                            for_data_gradient ? weight.size(1) : weight.size(0)});
 }
 
-void transform_weights(const torch::Tensor& weight, bool for_data_gradient, float* u) {
+namespace {
+
+void require_3x3(const torch::Tensor& weight) {
   if (weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
       weight.scalar_type() != torch::kFloat32)
     throw InvalidInput("Winograd convolution: weights must be float32 O x I x 3 x 3, got " +
                        std::string(c10::str(weight.sizes())) + " " +
                        c10::toString(weight.scalar_type()));
+}
+
+// G k G^T for F(4x4, 3x3), in double and rounded once: its entries (1/4, 1/6, 1/12, 1/24) are not
+// exact in binary.
+void transform_weights_4x4(const torch::Tensor& weight, float* u) {
+  static constexpr double g[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
+  const auto k = weight.accessor<float, 4>();
+  const std::int64_t outs = weight.size(0), ins = weight.size(1);
+  at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t o = begin; o < end; ++o)
+      for (std::int64_t i = 0; i < ins; ++i) {
+        double r[6][3] = {};  // G k
+        for (int p = 0; p < 6; ++p)
+          for (int x = 0; x < 3; ++x)
+            for (int y = 0; y < 3; ++y) r[p][x] += g[p][y] * k[o][i][y][x];
+        for (int p = 0; p < 6; ++p)
+          for (int q = 0; q < 6; ++q) {  // (G k) G^T
+            double value = 0;
+            for (int x = 0; x < 3; ++x) value += r[p][x] * g[q][x];
+            u[(6 * p + q) * ins * outs + i * outs + o] = static_cast<float>(value);
+          }
+      }
+  });
+}
+
+}  // namespace
+
+void transform_weights(const torch::Tensor& weight, Tile tile, float* out) {
+  require_3x3(weight);
+  if (tile == Tile::k4x4)
+    transform_weights_4x4(weight, out);
+  else
+    transform_weights(weight, false, out);
+}
+
+void transform_weights(const torch::Tensor& weight, bool for_data_gradient, float* u) {
+  require_3x3(weight);
   const auto k = weight.accessor<float, 4>();
   const std::int64_t outs = weight.size(0), ins = weight.size(1);
   at::parallel_for(0, outs, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -273,27 +405,43 @@ void transform_weights(const torch::Tensor& weight, bool for_data_gradient, floa
   });
 }
 
-std::int64_t workspace_floats(const Blocked& x, std::int64_t outs) {
-  const Tiling tiling{x.height, x.width};
-  return kPoints * images_per_product(tiling, x.batch) * tiling.per_image() * (x.channels + outs);
+std::int64_t workspace_floats(const Blocked& x, std::int64_t outs, Tile tile) {
+  const Tiling tiling{x.height, x.width, static_cast<std::int64_t>(tile)};
+  return points(tile) * images_per_product(tiling, x.batch) * tiling.per_image() *
+         (x.channels + outs);
 }
 
 void convolve(const Blocked& x, const float* weights, std::int64_t outs, float* y,
-              const OutputEpilogue& epilogue, float* workspace) {
+              const OutputEpilogue& epilogue, float* workspace, Tile tile) {
   require_blocks(x, outs);
-  const Tiling tiling{x.height, x.width};
-  const std::int64_t ins = x.channels, out_blocks = outs / kLanes;
+  const Tiling tiling{x.height, x.width, static_cast<std::int64_t>(tile)};
+  const std::int64_t ins = x.channels, out_blocks = outs / kLanes, point_count = points(tile);
   for_each_chunk(
-      x, outs, workspace,
+      x, outs, tile, workspace,
       [&](std::int64_t first, std::int64_t images, std::int64_t tiles, const float* v, float* m) {
-        for (std::int64_t p = 0; p < kPoints; ++p)
+        // One product per point: with several per thread they run side by side, one thread
+        // each (no barrier per product); else each on every thread.
+        const auto product = [&](std::int64_t p) {
           multiply('N', tiles, outs, ins, v + p * tiles * ins, weights + p * ins * outs, 0.0f,
                    m + p * tiles * outs);
+        };
+        if (point_count >= 4 * at::get_num_threads()) {
+          at::parallel_for(0, point_count, 1, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t p = begin; p < end; ++p) product(p);
+          });
+        } else {
+          for (std::int64_t p = 0; p < point_count; ++p) product(p);
+        }
         for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
-          transform_output_row(
-              m + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes, outs,
-              tiles * outs, tiling, row, BlockEpilogue(epilogue, block),
-              y + ((first + image) * out_blocks + block) * tiling.plane_floats());
+          const float* row_tiles =
+              m + (image * tiling.per_image() + row * tiling.cols()) * outs + block * kLanes;
+          float* plane = y + ((first + image) * out_blocks + block) * tiling.plane_floats();
+          const BlockEpilogue block_epilogue(epilogue, block);
+          if (tile == Tile::k4x4)
+            transform_output_row_4x4(row_tiles, outs, tiles * outs, tiling, row, block_epilogue,
+                                     plane);
+          else
+            transform_output_row(row_tiles, outs, tiles * outs, tiling, row, block_epilogue, plane);
         });
       });
 }
@@ -305,7 +453,7 @@ torch::Tensor weight_gradient(const Blocked& x, const float* dy, std::int64_t ou
   const std::int64_t ins = x.channels, out_blocks = outs / kLanes;
   auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
   for_each_chunk(
-      x, outs, workspace,
+      x, outs, Tile::k2x2, workspace,
       [&](std::int64_t first, std::int64_t images, std::int64_t tiles, const float* v, float* z) {
         for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
           transform_output_gradient_row(
