@@ -1,6 +1,6 @@
 """Photos -> face -> embedding from a Python loop: the facemag module against the PyTorch pipelines
 a Python user would otherwise write, on the same lfw-half photos, threads and network sizes, in the
-same run: images/s and peak RSS (issue 40).
+same run: images/s and peak RSS (issues 40 and 42).
 
     PYTHONPATH=build/python /usr/bin/python3 bench/python_vs_peers.py \
         [--photos ../shared/data/lfw-half/images] [--count 200] [--repeat 3] [--threads 2] \
@@ -31,6 +31,16 @@ the process's own ru_maxrss, the largest of the repetitions):
                             Umeyama similarity (least squares, as skimage's SimilarityTransform)
                             + cv2.warpAffine (bilinear, border 0) on the BGR photo, ToTensor
                             (BGR, x / 255, no mean), MagFace's iResNet-100 (bench/train_peer.py,
+                            random initialisation, eval mode, inference_mode).
+  facemag-detect            detection only: cv2.imread of --batch photos at a time, one
+                            Detector.detect(list) call for them (the library's batched MTCNN).
+  facenet-pytorch-detect    facenet-pytorch's detection as its users call it: per photo
+                            cv2.imread, BGR->RGB, MTCNN.detect (the peer above).
+  facemag-mobilefacenet-batch  as facemag-facenet-batch with mobilefacenet (formula weights): the
+                            crop is the SphereFace 112x96 similarity alignment.
+  mobilefacenet-peer        the same MTCNN peer, SphereFace 5-point template (96x112), Umeyama
+                            similarity + cv2.warpAffine on the RGB photo, (x - 127.5) / 128 as the
+                            MobileFaceNet_Pytorch repository does, MobileFaceNet (bench/peer_nets.py,
                             random initialisation, eval mode, inference_mode).
 Weights do not change the amount of arithmetic; both sides run fp32, batch 1 per face in the loops.
 Threads: torch.set_num_threads(N) on the PyTorch sides, facemag.set_threads(N) and
@@ -63,11 +73,18 @@ SIDES = {
     "facemag-iresnet100-loop": ("facemag-loop", "iresnet100", "magface"),
     "facemag-iresnet100-batch": ("facemag-batch", "iresnet100", "magface"),
     "magface": ("magface-peer", "iresnet100", None),
+    "facemag-detect": ("facemag-detect", "mtcnn", "facenet-pytorch-detect"),
+    "facenet-pytorch-detect": ("detect-peer", "mtcnn", None),
+    "facemag-mobilefacenet-batch": ("facemag-batch", "mobilefacenet", "mobilefacenet-peer"),
+    "mobilefacenet-peer": ("mobilefacenet-peer", "mobilefacenet", None),
 }
 
 # ArcFace / insightface 5-point template of the 112x112 crop (MagFace's alignment).
 ARCFACE_112 = [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                [41.5493, 92.3655], [70.7299, 92.2041]]
+# SphereFace / MobileFaceNet 5-point template of the 96x112 crop.
+SPHEREFACE_96X112 = [[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366],
+                     [33.5493, 92.3655], [62.7299, 92.2041]]
 
 
 def photo_list(a):
@@ -109,7 +126,8 @@ def facemag_side(kind, arch, a, photos):
     t0 = time.perf_counter()
     facemag.set_threads(a.threads)
     detector = facemag.Detector(mtcnn_dir=a.mtcnn)
-    embedder = facemag.Embedder.formula(arch, threads=a.threads, batch=a.batch)
+    embedder = None if kind == "facemag-detect" else facemag.Embedder.formula(
+        arch, threads=a.threads, batch=a.batch)
     load = time.perf_counter() - t0
 
     def loop(paths):
@@ -127,10 +145,22 @@ def facemag_side(kind, arch, a, photos):
         result = embedder.embed_photos(paths, detector=detector, keep="largest")
         return len(result), sum(float(f.detection.box.astype("float64").sum()) for f in result.faces)
 
+    def detect(paths):
+        faces, box_sum = 0, 0.0
+        for start in range(0, len(paths), a.batch):
+            images = [cv2.imread(p, cv2.IMREAD_COLOR) for p in paths[start:start + a.batch]]
+            for found in detector.detect(images, bgr=True):
+                if found:
+                    faces += 1
+                    box_sum += float(found[0].box.astype("float64").sum())
+        return faces, box_sum
+
     versions = {"facemag": facemag.__version__, "cpu": facemag.cpu_model_name(),
-                "kernels": facemag.cpu_kernel_family(), "model": embedder.name,
-                "precision": embedder.precision}
-    return load, (loop if kind == "facemag-loop" else batch), versions
+                "kernels": facemag.cpu_kernel_family()}
+    if embedder is not None:
+        versions.update(model=embedder.name, precision=embedder.precision)
+    runs = {"facemag-loop": loop, "facemag-batch": batch, "facemag-detect": detect}
+    return load, runs[kind], versions
 
 
 def peer_side(kind, arch, a, photos):
@@ -147,11 +177,16 @@ def peer_side(kind, arch, a, photos):
     if kind == "facenet-peer":
         from peer_nets import InceptionResnetV1
         net = InceptionResnetV1().eval()
+    elif kind == "mobilefacenet-peer":
+        from peer_nets import MobileFaceNet
+        net = MobileFaceNet().eval()
+    elif kind == "detect-peer":
+        net = None
     else:
         from train_peer import IResNet
         net = IResNet(arch).eval()
     load = time.perf_counter() - t0
-    template = np.array(ARCFACE_112)
+    template = np.array(SPHEREFACE_96X112 if kind == "mobilefacenet-peer" else ARCFACE_112)
 
     def facenet_input(rgb, box):
         # extract_face(img, box, image_size=160, margin=0) for a NumPy image, then
@@ -169,6 +204,13 @@ def peer_side(kind, arch, a, photos):
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         return torch.from_numpy(crop).permute(2, 0, 1).contiguous().float().div(255).unsqueeze(0)
 
+    def mobilefacenet_input(rgb, points):
+        m = similarity(points.astype(np.float64), template)
+        crop = cv2.warpAffine(rgb, m, (96, 112), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        face = torch.from_numpy(crop).permute(2, 0, 1).contiguous().float()
+        return ((face - 127.5) / 128.0).unsqueeze(0)
+
     def loop(paths):
         faces, box_sum = 0, 0.0
         with torch.inference_mode():
@@ -180,6 +222,10 @@ def peer_side(kind, arch, a, photos):
                     continue
                 if kind == "facenet-peer":
                     embedding = F.normalize(net(facenet_input(rgb, boxes[0])), p=2, dim=1)
+                elif kind == "mobilefacenet-peer":
+                    embedding = net(mobilefacenet_input(rgb, points[0]))
+                elif kind == "detect-peer":
+                    embedding = boxes[:1]
                 else:
                     embedding = net(magface_input(bgr, points[0]))
                 faces += embedding.shape[0]

@@ -278,17 +278,19 @@ bool PlanBuilder::winograd_conv(int index, const ConvWeights& weights, const tor
     out.prelu = static_cast<const float*>(
         float32(epilogue.prelu, {epilogue.prelu.numel()}, Tag::a).get_data_handle());
   }
-  plan_.scratchpad_bytes = std::max(
-      plan_.scratchpad_bytes,
-      static_cast<std::size_t>(winograd::workspace_floats(shape, outs, tile)) * sizeof(float));
+  plan_.scratchpad_bytes =
+      std::max(plan_.scratchpad_bytes,
+               static_cast<std::size_t>(winograd::workspace_floats(shape, outs, tile, padding[0])) *
+                   sizeof(float));
   plan_.activation_bytes = std::max(plan_.activation_bytes, round_up(dst_md.get_size()));
   Plan::Step step{{}, {}, {{DNNL_ARG_SRC, src, src_md}, {DNNL_ARG_DST, dst, dst_md}}};
-  step.kernel = [shape, transformed, out, outs, src, dst, tile](const std::vector<void*>& slots,
-                                                                void* scratchpad) {
+  step.kernel = [shape, transformed, out, outs, src, dst, tile, pad = padding[0]](
+                    const std::vector<void*>& slots, void* scratchpad) {
     auto input = shape;
     input.data = static_cast<const float*>(slots[src]);
     winograd::convolve(input, static_cast<const float*>(transformed.get_data_handle()), outs,
-                       static_cast<float*>(slots[dst]), out, static_cast<float*>(scratchpad), tile);
+                       static_cast<float*>(slots[dst]), out, static_cast<float*>(scratchpad), tile,
+                       pad);
   };
   plan_.steps.push_back(std::move(step));
   return true;

@@ -22,22 +22,31 @@ namespace {
 constexpr std::int64_t tiles_per_product(std::int64_t side) { return side == 2 ? 784 : 392; }
 using Lanes = FloatVec<kLanes>;
 
-// side x side output tiles over an H x W image (the last row or column of tiles partly outside
-// where side does not divide the size).
+// side x side output tiles over the H x W output of a 3x3 convolution (the last row or column of
+// tiles partly outside where side does not divide the size), whose input is in_height x in_width
+// (padding 1: the same size; padding 0: 2 more each way).
 struct Tiling {
-  std::int64_t height, width, side = 2;
+  std::int64_t height, width, side = 2, padding = 1;
+  std::int64_t in_height = height + 2 - 2 * padding, in_width = width + 2 - 2 * padding;
   std::int64_t rows() const { return (height + side - 1) / side; }
   std::int64_t cols() const { return (width + side - 1) / side; }
   std::int64_t per_image() const { return rows() * cols(); }
   std::int64_t plane_floats() const { return height * width * kLanes; }
+  std::int64_t in_plane_floats() const { return in_height * in_width * kLanes; }
 };
 
-// A block's values at pixel (y, x) of its H x W plane, zeros outside.
+// The tiling of x's convolution with `padding`.
+Tiling tiling_of(const Blocked& x, Tile tile, std::int64_t padding) {
+  return {x.height + 2 * padding - 2, x.width + 2 * padding - 2, static_cast<std::int64_t>(tile),
+          padding};
+}
+
+// A block's values at pixel (y, x) of its input plane, zeros outside.
 [[gnu::always_inline]] inline Lanes pixel_or_zero(const float* plane, const Tiling& tiling,
                                                   std::int64_t y, std::int64_t x) {
-  return y < 0 || y >= tiling.height || x < 0 || x >= tiling.width
+  return y < 0 || y >= tiling.in_height || x < 0 || x >= tiling.in_width
              ? Lanes{}
-             : load_floats<kLanes>(plane + (y * tiling.width + x) * kLanes);
+             : load_floats<kLanes>(plane + (y * tiling.in_width + x) * kLanes);
 }
 
 // Transformed values are stored [point][tile][channel]: one row-major tiles x channels matrix per
@@ -53,7 +62,8 @@ FACEMAG_VECTOR_CLONES void transform_input_row(const float* __restrict plane, Ti
     Lanes d[4][4];
     for (std::int64_t i = 0; i < 4; ++i)
       for (std::int64_t j = 0; j < 4; ++j)
-        d[i][j] = pixel_or_zero(plane, tiling, 2 * row - 1 + i, 2 * col - 1 + j);
+        d[i][j] = pixel_or_zero(plane, tiling, 2 * row - tiling.padding + i,
+                                2 * col - tiling.padding + j);
     Lanes r[4][4];  // B^T d
     for (std::int64_t j = 0; j < 4; ++j) {
       r[0][j] = d[0][j] - d[2][j];
@@ -137,7 +147,8 @@ FACEMAG_VECTOR_CLONES void transform_input_row_4x4(const float* __restrict plane
     for (std::int64_t j = 0; j < 6; ++j) {
       Lanes d[6];
       for (std::int64_t i = 0; i < 6; ++i)
-        d[i] = pixel_or_zero(plane, tiling, 4 * row - 1 + i, 4 * col - 1 + j);
+        d[i] = pixel_or_zero(plane, tiling, 4 * row - tiling.padding + i,
+                             4 * col - tiling.padding + j);
       Lanes column[6];
       b_transpose(d, column);
       for (std::int64_t i = 0; i < 6; ++i) r[i][j] = column[i];
@@ -275,8 +286,9 @@ void for_each_tile_row(std::int64_t images, std::int64_t blocks, const Tiling& t
 // v ([point][tile][x's channels]), then calls visit(first image, images, tiles, v, w) with w room
 // for [point][tile][outs]. v and w lie in `workspace`.
 template <class Visit>
-void for_each_chunk(const Blocked& x, std::int64_t outs, Tile tile, float* workspace, Visit visit) {
-  const Tiling tiling{x.height, x.width, static_cast<std::int64_t>(tile)};
+void for_each_chunk(const Blocked& x, std::int64_t outs, const Tiling& tiling, float* workspace,
+                    Visit visit) {
+  const auto tile = static_cast<Tile>(tiling.side);
   const std::int64_t ins = x.channels, blocks = ins / kLanes, point_count = points(tile);
   const std::int64_t chunk = images_per_product(tiling, x.batch);
   float* v = workspace;
@@ -284,9 +296,9 @@ void for_each_chunk(const Blocked& x, std::int64_t outs, Tile tile, float* works
   for (std::int64_t first = 0; first < x.batch; first += chunk) {
     const std::int64_t images = std::min(chunk, x.batch - first),
                        tiles = images * tiling.per_image();
-    const float* chunk_data = x.data + first * blocks * tiling.plane_floats();
+    const float* chunk_data = x.data + first * blocks * tiling.in_plane_floats();
     for_each_tile_row(images, blocks, tiling, [&](auto image, auto block, auto row) {
-      const float* plane = chunk_data + (image * blocks + block) * tiling.plane_floats();
+      const float* plane = chunk_data + (image * blocks + block) * tiling.in_plane_floats();
       float* row_tiles =
           v + (image * tiling.per_image() + row * tiling.cols()) * ins + block * kLanes;
       if (tile == Tile::k4x4)
@@ -314,7 +326,7 @@ bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int6
 
 std::optional<Tile> forward_tile(std::int64_t ins, std::int64_t outs, std::int64_t kernel,
                                  std::int64_t stride, std::int64_t padding) {
-  if (kernel != 3 || stride != 1 || padding != 1 || ins < 64 || outs < 64 ||
+  if (kernel != 3 || stride != 1 || (padding != 0 && padding != 1) || ins < 32 || outs < 32 ||
       !onednn::cpu_has(dnnl_cpu_isa_avx2))
     return std::nullopt;
   if (ins * outs <= 128 * 128) return Tile::k4x4;
@@ -405,19 +417,20 @@ void transform_weights(const torch::Tensor& weight, bool for_data_gradient, floa
   });
 }
 
-std::int64_t workspace_floats(const Blocked& x, std::int64_t outs, Tile tile) {
-  const Tiling tiling{x.height, x.width, static_cast<std::int64_t>(tile)};
+std::int64_t workspace_floats(const Blocked& x, std::int64_t outs, Tile tile,
+                              std::int64_t padding) {
+  const Tiling tiling = tiling_of(x, tile, padding);
   return points(tile) * images_per_product(tiling, x.batch) * tiling.per_image() *
          (x.channels + outs);
 }
 
 void convolve(const Blocked& x, const float* weights, std::int64_t outs, float* y,
-              const OutputEpilogue& epilogue, float* workspace, Tile tile) {
+              const OutputEpilogue& epilogue, float* workspace, Tile tile, std::int64_t padding) {
   require_blocks(x, outs);
-  const Tiling tiling{x.height, x.width, static_cast<std::int64_t>(tile)};
+  const Tiling tiling = tiling_of(x, tile, padding);
   const std::int64_t ins = x.channels, out_blocks = outs / kLanes, point_count = points(tile);
   for_each_chunk(
-      x, outs, tile, workspace,
+      x, outs, tiling, workspace,
       [&](std::int64_t first, std::int64_t images, std::int64_t tiles, const float* v, float* m) {
         // One product per point: with several per thread they run side by side, one thread
         // each (no barrier per product); else each on every thread.
@@ -449,11 +462,11 @@ void convolve(const Blocked& x, const float* weights, std::int64_t outs, float* 
 torch::Tensor weight_gradient(const Blocked& x, const float* dy, std::int64_t outs,
                               float* workspace) {
   require_blocks(x, outs);
-  const Tiling tiling{x.height, x.width};
+  const Tiling tiling = tiling_of(x, Tile::k2x2, 1);
   const std::int64_t ins = x.channels, out_blocks = outs / kLanes;
   auto transformed = torch::empty({kPoints, ins, outs}, torch::kFloat32);
   for_each_chunk(
-      x, outs, Tile::k2x2, workspace,
+      x, outs, tiling, workspace,
       [&](std::int64_t first, std::int64_t images, std::int64_t tiles, const float* v, float* z) {
         for_each_tile_row(images, out_blocks, tiling, [&](auto image, auto block, auto row) {
           transform_output_gradient_row(

@@ -1,4 +1,5 @@
-// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 padding-1 float32 convolutions on
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 float32 convolutions (padding 1; in
+// inference also 0) on
 // 8-channel blocked activations (oneDNN's nChw8c: N x C/8 x H x W x 8, channel c of pixel (h, w)
 // at [n][c / 8][h][w][c % 8]), on AVX2 CPUs, where oneDNN has no Winograd kernels of its own
 // (internal; built with FACEMAG_HAVE_ONEDNN only). F(2x2) serves blocked training (forward, both
@@ -37,11 +38,13 @@ constexpr std::int64_t points(Tile tile) {
 // layout (8-channel blocks, float32).
 bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int64_t stride,
              std::int64_t padding);
-// The tile an inference (forward) convolution runs with, or none (oneDNN's direct kernels). F(4x4)
-// is the fastest from 64 channels on each side (iResNet-100 at batch 16 on AVX2: 1.5x F(2x2)), but
-// keeps 36 floats per pair of channels against F(2x2)'s 16 and direct's 9, so the choice also
-// holds memory where it was: F(4x4) up to 128 x 128 channels, F(2x2) up to 256 x 256, direct
-// beyond (iResNet's 512-channel layers at 7x7: 6 % of its arithmetic, a fifth of its weights).
+// The tile an inference (forward) convolution runs with (padding 0 or 1), or none (oneDNN's
+// direct kernels). F(4x4) is the fastest from 32 channels on each side (iResNet-100 at batch 16 on
+// AVX2: 1.5x F(2x2); InceptionResnetV1's stem and block35 layers at 32-80 channels: +4-8 % at
+// batch 16, +11 % at 1), but keeps 36 floats per pair of channels against F(2x2)'s 16 and direct's
+// 9, so the choice also holds memory where it was: F(4x4) up to 128 x 128 channels, F(2x2) up to
+// 256 x 256, direct beyond (iResNet's 512-channel layers at 7x7: 6 % of its arithmetic, a fifth of
+// its weights).
 std::optional<Tile> forward_tile(std::int64_t ins, std::int64_t outs, std::int64_t kernel,
                                  std::int64_t stride, std::int64_t padding);
 
@@ -73,12 +76,14 @@ void transform_weights(const torch::Tensor& weight, Tile tile, float* out);
 
 // Floats of workspace that convolve() and weight_gradient() need for x with `outs` output
 // channels.
-std::int64_t workspace_floats(const Blocked& x, std::int64_t outs, Tile tile = Tile::k2x2);
+std::int64_t workspace_floats(const Blocked& x, std::int64_t outs, Tile tile = Tile::k2x2,
+                              std::int64_t padding = 1);
 
-// y (blocked, x's batch and size, `outs` channels) = epilogue(conv(x)) with transformed weights
-// ([point][ins][outs], transform_weights).
+// y (blocked, x's batch, `outs` channels, x's size with padding 1, 2 less each way with padding 0)
+// = epilogue(conv(x)) with transformed weights ([point][ins][outs], transform_weights).
 void convolve(const Blocked& x, const float* weights, std::int64_t outs, float* y,
-              const OutputEpilogue& epilogue, float* workspace, Tile tile = Tile::k2x2);
+              const OutputEpilogue& epilogue, float* workspace, Tile tile = Tile::k2x2,
+              std::int64_t padding = 1);
 
 // The OIHW weight gradient (outs x ins x 3 x 3) of that convolution from x and the output's
 // gradient dy (blocked, `outs` channels): the sum over tiles of the transformed input times the
