@@ -11,8 +11,10 @@
 //
 // Cost: Winograd keeps weights transformed to 6x6 tiles, ~4x the memory of the 3x3 weights
 // (iResNet100: about 1 GB instead of 260 MB), per weight layout; batch sizes share one layout
-// where oneDNN offers it (batch 1 would otherwise pick F(2x2, 3x3) with its own). facemag's
-// F(2x2) keeps 4x4 tiles (16/9 of the weights), one layout for every batch size.
+// where oneDNN offers it (batch 1 would otherwise pick F(2x2, 3x3) with its own). On AVX2
+// facemag's F(4x4) keeps 6x6 tiles up to 128 x 128 channels and its F(2x2) 4x4 tiles (16/9 of the
+// weights) up to 256 x 256, direct kernels the rest: one layout for every batch size, and no more
+// memory than F(2x2) alone took (winograd::forward_tile).
 // Results are float32 with a different summation order: 1 - cosine to the MagFace goldens
 // <= 6.9e-12, magnitudes within 1.8e-6 (iResNet100).
 //
