@@ -40,15 +40,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "facemag_fma_peak: this CPU has no AVX2 with FMA\n");
     return 2;
   }
-  const int threads = argc > 1 ? std::atoi(argv[1])
-                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = argc > 1
+                          ? std::atoi(argv[1])
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   double best = 0;
   float sink = 0;
   for (int round = 0; round < 5; ++round) {
     std::vector<float> results(threads);
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t) workers.emplace_back([&, t] { results[t] = multiply_adds(); });
+    for (int t = 0; t < threads; ++t)
+      workers.emplace_back([&, t] { results[t] = multiply_adds(); });
     for (auto& w : workers) w.join();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
