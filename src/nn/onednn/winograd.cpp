@@ -327,7 +327,7 @@ bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int6
 std::optional<Tile> forward_tile(std::int64_t ins, std::int64_t outs, std::int64_t kernel,
                                  std::int64_t stride, std::int64_t padding) {
   if (kernel != 3 || stride != 1 || (padding != 0 && padding != 1) || ins < 32 || outs < 32 ||
-      !onednn::cpu_has(dnnl_cpu_isa_avx2))
+      ins % kLanes != 0 || outs % kLanes != 0 || !onednn::cpu_has(dnnl_cpu_isa_avx2))
     return std::nullopt;
   if (ins * outs <= 128 * 128) return Tile::k4x4;
   if (ins * outs <= 256 * 256) return Tile::k2x2;

@@ -38,13 +38,13 @@ constexpr std::int64_t points(Tile tile) {
 // layout (8-channel blocks, float32).
 bool applies(std::int64_t ins, std::int64_t outs, std::int64_t kernel, std::int64_t stride,
              std::int64_t padding);
-// The tile an inference (forward) convolution runs with (padding 0 or 1), or none (oneDNN's
-// direct kernels). F(4x4) is the fastest from 32 channels on each side (iResNet-100 at batch 16 on
-// AVX2: 1.5x F(2x2); InceptionResnetV1's stem and block35 layers at 32-80 channels: +4-8 % at
-// batch 16, +11 % at 1), but keeps 36 floats per pair of channels against F(2x2)'s 16 and direct's
-// 9, so the choice also holds memory where it was: F(4x4) up to 128 x 128 channels, F(2x2) up to
-// 256 x 256, direct beyond (iResNet's 512-channel layers at 7x7: 6 % of its arithmetic, a fifth of
-// its weights).
+// The tile an inference (forward) convolution runs with (padding 0 or 1, whole blocks of channels
+// on each side), or none (oneDNN's direct kernels). F(4x4) is the fastest from 32 channels on each
+// side (iResNet-100 at batch 16 on AVX2: 1.5x F(2x2); InceptionResnetV1's stem and block35 layers
+// at 32-80 channels: +4-8 % at batch 16, +11 % at 1), but keeps 36 floats per pair of channels
+// against F(2x2)'s 16 and direct's 9, so the choice also holds memory where it was: F(4x4) up to
+// 128 x 128 channels, F(2x2) up to 256 x 256, direct beyond (iResNet's 512-channel layers at 7x7: 6
+// % of its arithmetic, a fifth of its weights).
 std::optional<Tile> forward_tile(std::int64_t ins, std::int64_t outs, std::int64_t kernel,
                                  std::int64_t stride, std::int64_t padding);
 
