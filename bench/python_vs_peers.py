@@ -221,14 +221,12 @@ def peer_side(kind, arch, a, photos):
                 if boxes is None:
                     continue
                 if kind == "facenet-peer":
-                    embedding = F.normalize(net(facenet_input(rgb, boxes[0])), p=2, dim=1)
+                    F.normalize(net(facenet_input(rgb, boxes[0])), p=2, dim=1)
                 elif kind == "mobilefacenet-peer":
-                    embedding = net(mobilefacenet_input(rgb, points[0]))
-                elif kind == "detect-peer":
-                    embedding = boxes[:1]
-                else:
-                    embedding = net(magface_input(bgr, points[0]))
-                faces += embedding.shape[0]
+                    net(mobilefacenet_input(rgb, points[0]))
+                elif kind == "magface-peer":
+                    net(magface_input(bgr, points[0]))
+                faces += 1  # the first face, embedded above (detect-peer: detected only)
                 box_sum += float(boxes[0].astype(np.float64).sum())
         return faces, box_sum
 

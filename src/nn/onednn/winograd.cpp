@@ -23,16 +23,17 @@ constexpr std::int64_t tiles_per_product(std::int64_t side) { return side == 2 ?
 using Lanes = FloatVec<kLanes>;
 
 // side x side output tiles over the H x W output of a 3x3 convolution (the last row or column of
-// tiles partly outside where side does not divide the size), whose input is in_height x in_width
-// (padding 1: the same size; padding 0: 2 more each way).
+// tiles partly outside where side does not divide the size), whose input is in_height() x
+// in_width() (padding 1: the same size; padding 0: 2 more each way).
 struct Tiling {
   std::int64_t height, width, side = 2, padding = 1;
-  std::int64_t in_height = height + 2 - 2 * padding, in_width = width + 2 - 2 * padding;
   std::int64_t rows() const { return (height + side - 1) / side; }
   std::int64_t cols() const { return (width + side - 1) / side; }
   std::int64_t per_image() const { return rows() * cols(); }
   std::int64_t plane_floats() const { return height * width * kLanes; }
-  std::int64_t in_plane_floats() const { return in_height * in_width * kLanes; }
+  std::int64_t in_height() const { return height + 2 - 2 * padding; }
+  std::int64_t in_width() const { return width + 2 - 2 * padding; }
+  std::int64_t in_plane_floats() const { return in_height() * in_width() * kLanes; }
 };
 
 // The tiling of x's convolution with `padding`.
@@ -44,9 +45,9 @@ Tiling tiling_of(const Blocked& x, Tile tile, std::int64_t padding) {
 // A block's values at pixel (y, x) of its input plane, zeros outside.
 [[gnu::always_inline]] inline Lanes pixel_or_zero(const float* plane, const Tiling& tiling,
                                                   std::int64_t y, std::int64_t x) {
-  return y < 0 || y >= tiling.in_height || x < 0 || x >= tiling.in_width
+  return y < 0 || y >= tiling.in_height() || x < 0 || x >= tiling.in_width()
              ? Lanes{}
-             : load_floats<kLanes>(plane + (y * tiling.in_width + x) * kLanes);
+             : load_floats<kLanes>(plane + (y * tiling.in_width() + x) * kLanes);
 }
 
 // Transformed values are stored [point][tile][channel]: one row-major tiles x channels matrix per
